@@ -1,0 +1,174 @@
+//! Configuration: defaults, then a TOML file (`--config`), then flags and environment
+//! variables (`--listen`/`KEFU_LISTEN`, `--data-dir`/`KEFU_DATA_DIR`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The documented default address: loopback only, so a fresh start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the SQLite database and stored files.
+    pub data_dir: PathBuf,
+    /// Per-connection and per-relay limits.
+    pub limits: LimitsConfig,
+    /// Agent authentication.
+    pub auth: AuthConfig,
+    /// The group-commit writer.
+    pub journal: JournalConfig,
+}
+
+/// Limits that protect the relay and its clients from each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most WebSocket connections at once; more are refused with 503 before upgrading.
+    /// The process may hold about 20,000 open files here.
+    pub max_connections: usize,
+    /// Sustained frames per second a connection may send.
+    pub frames_per_second: u32,
+    /// Frames a connection may send in a burst above the sustained rate.
+    pub frame_burst: u32,
+    /// Seconds a new connection has to send its `hello`.
+    pub hello_timeout_secs: u64,
+    /// Frames queued for one connection before it counts as a slow consumer and is
+    /// disconnected (it resumes on reconnect).
+    pub outbound_queue: usize,
+}
+
+/// Agent authentication settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a login token lasts, in hours.
+    pub token_ttl_hours: u64,
+    /// Login attempts allowed per minute from one IP address.
+    pub logins_per_minute_per_ip: u32,
+    /// Login attempts allowed per minute for one e-mail address.
+    pub logins_per_minute_per_email: u32,
+}
+
+/// Group-commit settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Most operations committed in one transaction (one fsync).
+    pub max_batch: usize,
+    /// Operations waiting for the writer before senders are made to wait.
+    pub queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            data_dir: default_data_dir(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            journal: JournalConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 19_000,
+            frames_per_second: 50,
+            frame_burst: 200,
+            hello_timeout_secs: 10,
+            outbound_queue: 4096,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_ttl_hours: 24 * 7, logins_per_minute_per_ip: 20, logins_per_minute_per_email: 5 }
+    }
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { max_batch: 2048, queue: 65_536 }
+    }
+}
+
+/// The platform data directory (e.g. `~/.local/share/kefu` on Linux).
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "kefu")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("kefu-data"))
+}
+
+impl Config {
+    /// Defaults, overlaid by the TOML file at `path` when given. A named file that does not
+    /// exist or does not parse is an error naming the file.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        let l = &self.limits;
+        if l.max_connections == 0 || l.frames_per_second == 0 || l.outbound_queue == 0 {
+            return Err(Error::Config(
+                "limits.max_connections, limits.frames_per_second and limits.outbound_queue must be positive".into(),
+            ));
+        }
+        if self.journal.max_batch == 0 || self.journal.queue == 0 {
+            return Err(Error::Config("journal.max_batch and journal.queue must be positive".into()));
+        }
+        if self.auth.token_ttl_hours == 0 || self.auth.logins_per_minute_per_ip == 0 || self.auth.logins_per_minute_per_email == 0 {
+            return Err(Error::Config("auth settings must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kefu.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_file_overlays_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[limits]\nframes_per_second = 7\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.frames_per_second, 7);
+        assert_eq!(config.limits.max_connections, LimitsConfig::default().max_connections);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors_that_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("relay.toml") && err.contains("lisen"), "{err}");
+        let err = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err().to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! The HTTP surface: health, the agent API, and the two WebSocket endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kefu_proto::api::{Health, LoginRequest, LoginResponse};
+use kefu_proto::frame::AgentView;
+use kefu_proto::limits::MAX_FRAME_BYTES;
+use kefu_proto::{ErrorCode, ProtocolError};
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::session::{self, Side};
+use crate::store::AgentRecord;
+use crate::{auth, RelayState};
+
+/// Largest JSON body the API accepts.
+pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
+
+/// Socket buffer sizes for WebSockets: small, because the defaults (128 KiB read buffer
+/// each) would cost gigabytes across many idle customers.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
+
+/// The relay's routes.
+pub fn router(relay: Arc<RelayState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/ws/customer", get(ws_customer))
+        .route("/ws/agent", get(ws_agent))
+        .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .with_state(relay)
+}
+
+async fn healthz(State(relay): State<Arc<RelayState>>) -> Response {
+    let database_ok = relay.store.ping().await;
+    let health = Health {
+        status: if database_ok { "ok" } else { "degraded" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        database: if database_ok { "ok" } else { "unavailable" }.into(),
+    };
+    let status = if database_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(health)).into_response()
+}
+
+/// JSON body extractor whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::BytesRejection(_)) => Err(Error::refused(
+                ErrorCode::TooLarge,
+                format!("body exceeds {MAX_API_BODY_BYTES} bytes"),
+            )),
+            Err(e) => Err(Error::refused(ErrorCode::BadRequest, e.body_text())),
+        }
+    }
+}
+
+async fn login(
+    State(relay): State<Arc<RelayState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>> {
+    if request.email.len() > 254 || request.password.len() > 1024 {
+        return Err(Error::refused(ErrorCode::TooLarge, "e-mail or password too long"));
+    }
+    relay.login_limiter.check(peer.ip(), &request.email)?;
+    let wrong = || Error::refused(ErrorCode::Unauthorized, "wrong e-mail or password");
+    let mut candidates = relay.store.agents_by_email(&request.email.trim().to_lowercase()).await?;
+    if let Some(slug) = &request.workspace {
+        candidates.retain(|(_, s)| s == slug);
+    }
+    let agent = match candidates.len() {
+        0 => {
+            // Spend the same effort as a real check so timing does not reveal which
+            // e-mails exist.
+            let _ = tokio::task::spawn_blocking(|| auth::verify_password("x", &dummy_hash())).await;
+            return Err(wrong());
+        }
+        1 => candidates.pop().expect("one").0,
+        _ => {
+            return Err(Error::refused(
+                ErrorCode::Conflict,
+                "this e-mail exists in several workspaces; add \"workspace\" to the request",
+            ));
+        }
+    };
+    let password = request.password;
+    let hash = agent.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if !matches {
+        tracing::info!(email = %request.email, %peer, "login refused");
+        return Err(wrong());
+    }
+    let token = auth::new_agent_token();
+    let expires_at = now_ms() + relay.config.auth.token_ttl_hours as i64 * 3_600_000;
+    relay.store.add_agent_token(&agent, &auth::token_hash(&token), expires_at, &peer.ip().to_string()).await?;
+    tracing::info!(agent = %agent.view.id, %peer, "agent logged in");
+    Ok(Json(LoginResponse { token, expires_at, agent: agent.view }))
+}
+
+/// A fixed Argon2id hash, computed once, to verify against when the e-mail is unknown.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password("kefu-dummy-password").expect("hashing works")).clone()
+}
+
+/// An agent authenticated by `Authorization: Bearer <token>`.
+pub struct AuthedAgent {
+    /// The agent.
+    pub agent: AgentRecord,
+    /// The token's hash, for logout.
+    pub token_hash: Vec<u8>,
+}
+
+impl FromRequestParts<Arc<RelayState>> for AuthedAgent {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, relay: &Arc<RelayState>) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "missing Authorization: Bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= kefu_proto::limits::MAX_CREDENTIAL_BYTES)
+            .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "Authorization must be: Bearer <token>"))?;
+        let token_hash = auth::token_hash(token);
+        match relay.store.agent_by_token(&token_hash).await? {
+            Some(agent) => Ok(AuthedAgent { agent, token_hash }),
+            None => Err(Error::refused(ErrorCode::Unauthorized, "invalid, expired or revoked token")),
+        }
+    }
+}
+
+async fn logout(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Result<StatusCode> {
+    relay.store.revoke_agent_token(&authed.token_hash).await?;
+    relay
+        .store
+        .append_event(authed.agent.workspace_id, "agent.logout", "agent", Some(authed.agent.view.id.0), None, &serde_json::json!({}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(authed: AuthedAgent) -> Json<AgentView> {
+    Json(authed.agent.view)
+}
+
+async fn ws_customer(
+    State(relay): State<Arc<RelayState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_socket(relay, peer, upgrade, Side::Customer)
+}
+
+async fn ws_agent(
+    State(relay): State<Arc<RelayState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_socket(relay, peer, upgrade, Side::Agent)
+}
+
+/// Upgrades to a WebSocket if a connection slot is free; the slot is held until the
+/// connection ends.
+fn upgrade_socket(relay: Arc<RelayState>, peer: SocketAddr, upgrade: WebSocketUpgrade, side: Side) -> Response {
+    if relay.shutdown.is_cancelled() {
+        return Error::Refused(ProtocolError::new(ErrorCode::Internal, "the relay is shutting down")).into_response();
+    }
+    let Ok(permit) = relay.connections.clone().try_acquire_owned() else {
+        let max = relay.config.limits.max_connections;
+        let mut response = Error::refused(ErrorCode::RateLimited, format!("the relay holds its maximum of {max} connections"))
+            .into_response();
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return response;
+    };
+    let tracker = relay.tasks.clone();
+    upgrade
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_FRAME_BYTES * 4)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                session::serve(socket, side, relay, peer).await;
+                drop(permit);
+            })
+        })
+}

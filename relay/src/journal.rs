@@ -1,0 +1,680 @@
+//! The journal: the one task that writes conversations, messages and their events, with
+//! group commit.
+//!
+//! Connection tasks and hubs send it operations. It takes whatever has queued up (up to
+//! `journal.max_batch`), runs it in one transaction and commits (one fsync, as the
+//! database runs with `synchronous=FULL`), and only then reports the outcomes to the
+//! workspace hubs, in commit order. Hubs acknowledge and deliver from those reports, so
+//! nothing is acknowledged or delivered before it is durable, and every recipient sees a
+//! conversation's messages in sequence order. While one batch is being fsync'd the next
+//! one gathers, so the cost of an fsync is shared by everything that arrived meanwhile.
+//!
+//! The journal also assigns sequence numbers: it is the only writer of messages, so a
+//! per-conversation cursor in memory (loaded on first use) is the truth.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kefu_proto::frame::{AuthorKind, BodyFormat, ChannelKind, ConversationState};
+use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_ms;
+use crate::conversation::Lifecycle;
+use crate::error::{Error, Result};
+use crate::hub::{ConnId, Hubs};
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The workspace it belongs to (checked against the conversation's).
+    pub workspace: WorkspaceId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The connection that sent it, to acknowledge; `None` for the relay's own messages.
+    pub origin: Option<ConnId>,
+    /// Customer, agent, bot or system.
+    pub author: AuthorKind,
+    /// Contact id or agent id of the author.
+    pub author_id: Option<i64>,
+    /// The author's id for the message, for de-duplication.
+    pub client_msg_id: Option<String>,
+    /// The text.
+    pub body: String,
+    /// How to read it.
+    pub format: BodyFormat,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// What was asked to be stored.
+    pub message: NewMessage,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// When it was stored.
+    pub at: UnixMillis,
+}
+
+/// An entry for the event log, written in the same transaction as the change it records.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// What happened (`conversation.assigned`, …).
+    pub kind: &'static str,
+    /// `agent`, `customer`, `system`, …
+    pub actor_kind: &'static str,
+    /// Who, when a person.
+    pub actor_id: Option<i64>,
+    /// Details.
+    pub data: serde_json::Value,
+}
+
+/// A new contact reached through a customer token.
+#[derive(Debug)]
+pub struct NewContact {
+    /// Its workspace.
+    pub workspace: WorkspaceId,
+    /// Display name, if given.
+    pub name: Option<String>,
+    /// The channel it first came through, and its id there.
+    pub channel: ChannelKind,
+    /// Id on that channel.
+    pub external_id: String,
+    /// SHA-256 of its customer token.
+    pub token_hash: Vec<u8>,
+}
+
+/// Something for the journal to write.
+#[derive(Debug)]
+pub enum JournalOp {
+    /// Create a contact with its identity and token; the id comes back on `reply`.
+    CreateContact(NewContact, oneshot::Sender<Result<ContactId>>),
+    /// Open a conversation; reported as [`Committed::Opened`] with `request`.
+    OpenConversation {
+        /// Its workspace.
+        workspace: WorkspaceId,
+        /// The contact.
+        contact: ContactId,
+        /// The channel.
+        channel: ChannelKind,
+        /// Its starting lifecycle.
+        lifecycle: Lifecycle,
+        /// The hub's number for this request, echoed back.
+        request: u64,
+    },
+    /// Store a message; reported as appended, duplicate or rejected.
+    Append(NewMessage),
+    /// Record a conversation's new lifecycle and the event that moved it.
+    Transition {
+        /// Its workspace.
+        workspace: WorkspaceId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The lifecycle after the transition.
+        lifecycle: Lifecycle,
+        /// The resolution code, when resolving.
+        resolution: Option<String>,
+        /// The audit entry.
+        event: EventRecord,
+    },
+    /// Record how far a reader has read.
+    Read {
+        /// Its workspace.
+        workspace: WorkspaceId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// Customer or agent.
+        reader: AuthorKind,
+        /// Contact id or agent id.
+        reader_id: i64,
+        /// Last sequence number read.
+        seq: Seq,
+    },
+}
+
+impl JournalOp {
+    fn workspace(&self) -> WorkspaceId {
+        match self {
+            JournalOp::CreateContact(c, _) => c.workspace,
+            JournalOp::OpenConversation { workspace, .. }
+            | JournalOp::Transition { workspace, .. }
+            | JournalOp::Read { workspace, .. } => *workspace,
+            JournalOp::Append(m) => m.workspace,
+        }
+    }
+}
+
+/// What a committed operation became, reported to the workspace's hub in commit order.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A conversation was opened.
+    Opened {
+        /// The hub's request number.
+        request: u64,
+        /// The new conversation's id.
+        conversation: ConversationId,
+        /// The contact.
+        contact: ContactId,
+        /// The channel.
+        channel: ChannelKind,
+        /// Its lifecycle.
+        lifecycle: Lifecycle,
+    },
+    /// A conversation could not be opened.
+    OpenFailed {
+        /// The hub's request number.
+        request: u64,
+    },
+    /// A message was stored.
+    Appended(Arc<StoredMessage>),
+    /// A message with this author and client id was stored before.
+    Duplicate {
+        /// The connection to acknowledge.
+        origin: Option<ConnId>,
+        /// The client's id.
+        client_msg_id: String,
+        /// Where the original is.
+        conversation: ConversationId,
+        /// Its sequence number.
+        seq: Seq,
+        /// When it was stored.
+        at: UnixMillis,
+    },
+    /// A message could not be stored.
+    Rejected {
+        /// The connection to tell.
+        origin: Option<ConnId>,
+        /// The client's id.
+        client_msg_id: Option<String>,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// A conversation moved.
+    Transitioned {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Its lifecycle now.
+        lifecycle: Lifecycle,
+    },
+    /// A transition could not be written; the hub must reload the conversation.
+    TransitionFailed {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// A read receipt was stored (only ever moving forward).
+    Read {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Customer or agent.
+        reader: AuthorKind,
+        /// Last sequence number read.
+        seq: Seq,
+    },
+}
+
+/// Cloneable handle to the journal task.
+#[derive(Clone)]
+pub struct JournalHandle {
+    /// Operations from connections: bounded, so a flood of messages waits instead of
+    /// growing memory.
+    ops: mpsc::Sender<JournalOp>,
+    /// Operations from hubs, which must never wait on the journal (a hub does no I/O and
+    /// never blocks); their volume is bounded by routing decisions.
+    hub_ops: mpsc::UnboundedSender<JournalOp>,
+    /// Asks the journal to commit what it holds and stop.
+    stop: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+impl JournalHandle {
+    /// Queues an operation, waiting while the journal is full.
+    pub async fn submit(&self, op: JournalOp) -> Result<()> {
+        self.ops.send(op).await.map_err(|_| Error::Internal("journal stopped".into()))
+    }
+
+    /// Queues an operation from a hub, without waiting.
+    pub fn submit_from_hub(&self, op: JournalOp) {
+        if self.hub_ops.send(op).is_err() {
+            tracing::warn!("journal stopped; a routing decision was not written (it is re-made at start)");
+        }
+    }
+
+    /// Creates a contact and waits for it to be durable.
+    pub async fn create_contact(&self, contact: NewContact) -> Result<ContactId> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(JournalOp::CreateContact(contact, tx)).await?;
+        rx.await.map_err(|_| Error::Internal("journal stopped".into()))?
+    }
+
+    /// Commits everything queued so far and stops the journal.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.stop.send(tx).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Where each conversation's sequence stands, as the journal (its only writer) knows it.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    workspace: WorkspaceId,
+    last_seq: Seq,
+    closed: bool,
+}
+
+/// The journal task's state.
+struct Journal {
+    pool: SqlitePool,
+    hubs: Arc<Hubs>,
+    max_batch: usize,
+    cursors: HashMap<ConversationId, Cursor>,
+}
+
+/// Starts the journal task.
+pub fn spawn(pool: SqlitePool, hubs: Arc<Hubs>, max_batch: usize, queue: usize) -> JournalHandle {
+    let (ops_tx, ops) = mpsc::channel(queue);
+    let (hub_tx, hub_ops) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = mpsc::channel(1);
+    let journal = Journal { pool, hubs, max_batch, cursors: HashMap::new() };
+    tokio::spawn(journal.run(ops, hub_ops, stop));
+    JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
+}
+
+impl Journal {
+    async fn run(
+        mut self,
+        mut ops: mpsc::Receiver<JournalOp>,
+        mut hub_ops: mpsc::UnboundedReceiver<JournalOp>,
+        mut stop: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        loop {
+            tokio::select! {
+                biased;
+                Some(op) = hub_ops.recv() => batch.push(op),
+                Some(op) = ops.recv() => batch.push(op),
+                Some(done) = stop.recv() => {
+                    // Everything already queued was sent before the stop: write it too.
+                    while let Ok(op) = hub_ops.try_recv() { batch.push(op) }
+                    while let Ok(op) = ops.try_recv() { batch.push(op) }
+                    while !batch.is_empty() {
+                        let rest = batch.split_off(batch.len().min(self.max_batch));
+                        let chunk = std::mem::replace(&mut batch, rest);
+                        self.commit(chunk).await;
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+                else => return,
+            }
+            // Gather whatever else is already waiting: this is the group in group commit.
+            while batch.len() < self.max_batch {
+                match hub_ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => match ops.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    },
+                }
+            }
+            let ops = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
+            self.commit(ops).await;
+        }
+    }
+
+    /// Writes a batch in one transaction and reports the outcomes. If the transaction
+    /// fails, each operation is retried alone so that one bad operation cannot sink the
+    /// others; what still fails is reported as rejected.
+    async fn commit(&mut self, batch: Vec<JournalOp>) {
+        let started = std::time::Instant::now();
+        let size = batch.len();
+        let saved = self.cursors.clone();
+        match self.write(&batch).await {
+            Ok(outcomes) => {
+                self.report(batch, outcomes);
+                tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "committed");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size, "batch failed; retrying one by one");
+                self.cursors = saved;
+                for op in batch {
+                    let saved = self.cursors.clone();
+                    let single = vec![op];
+                    match self.write(&single).await {
+                        Ok(outcomes) => self.report(single, outcomes),
+                        Err(e) => {
+                            tracing::error!(error = %e, "operation failed");
+                            self.cursors = saved;
+                            self.report_failure(single.into_iter().next().expect("one op"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the batch in one transaction and returns one outcome per operation.
+    async fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Conversations whose last_seq moved, and whether an agent replied in them.
+        let mut touched: HashMap<ConversationId, bool> = HashMap::new();
+        for op in batch {
+            let outcome = match op {
+                JournalOp::CreateContact(contact, _) => Outcome::Contact(insert_contact(&mut tx, contact, now).await?),
+                JournalOp::OpenConversation { workspace, contact, channel, lifecycle, request } => {
+                    let id = insert_conversation(&mut tx, *workspace, *contact, *channel, lifecycle, now).await?;
+                    self.cursors.insert(id, Cursor { workspace: *workspace, last_seq: 0, closed: false });
+                    Outcome::Hub(Committed::Opened {
+                        request: *request,
+                        conversation: id,
+                        contact: *contact,
+                        channel: *channel,
+                        lifecycle: lifecycle.clone(),
+                    })
+                }
+                JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut touched).await?),
+                JournalOp::Transition { workspace, conversation, lifecycle, resolution, event } => {
+                    update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
+                    insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
+                    if lifecycle.state == ConversationState::Closed {
+                        // A closed conversation takes no more messages; forget its cursor.
+                        self.cursors.insert(*conversation, Cursor { workspace: *workspace, last_seq: 0, closed: true });
+                    }
+                    Outcome::Hub(Committed::Transitioned { conversation: *conversation, lifecycle: lifecycle.clone() })
+                }
+                JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
+                    let last_seq = self.cursor(&mut tx, *workspace, *conversation).await?.map_or(0, |c| c.last_seq);
+                    let seq = (*seq).min(last_seq);
+                    sqlx::query(
+                        "INSERT INTO read_receipts (conversation_id, reader_kind, reader_id, workspace_id, last_read_seq, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (conversation_id, reader_kind, reader_id) DO UPDATE
+                         SET last_read_seq = max(last_read_seq, excluded.last_read_seq), updated_at = excluded.updated_at",
+                    )
+                    .bind(conversation.0)
+                    .bind(reader.as_str())
+                    .bind(reader_id)
+                    .bind(workspace.0)
+                    .bind(seq as i64)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Outcome::Hub(Committed::Read { conversation: *conversation, reader: *reader, seq })
+                }
+            };
+            outcomes.push(outcome);
+        }
+        for (conversation, agent_replied) in touched {
+            let last_seq = self.cursors.get(&conversation).map_or(0, |c| c.last_seq);
+            sqlx::query(
+                "UPDATE conversations SET last_seq = ?, updated_at = ?,
+                        first_agent_reply_at = CASE WHEN ? AND first_agent_reply_at IS NULL THEN ? ELSE first_agent_reply_at END
+                 WHERE id = ?",
+            )
+            .bind(last_seq as i64)
+            .bind(now)
+            .bind(agent_replied)
+            .bind(now)
+            .bind(conversation.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// The cursor of a conversation in `workspace`, loading it on first use; `None` when
+    /// the conversation does not exist there.
+    async fn cursor(
+        &mut self,
+        tx: &mut SqliteConnection,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<Cursor>> {
+        if let Some(cursor) = self.cursors.get(&conversation) {
+            return Ok((cursor.workspace == workspace).then_some(*cursor));
+        }
+        let row = sqlx::query("SELECT workspace_id, last_seq, state FROM conversations WHERE id = ?")
+            .bind(conversation.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let cursor = Cursor {
+            workspace: WorkspaceId(row.get("workspace_id")),
+            last_seq: row.get::<i64, _>("last_seq") as Seq,
+            closed: row.get::<&str, _>("state") == "closed",
+        };
+        self.cursors.insert(conversation, cursor);
+        Ok((cursor.workspace == workspace).then_some(cursor))
+    }
+
+    /// Stores one message (or finds the one it duplicates).
+    async fn append(
+        &mut self,
+        tx: &mut SqliteConnection,
+        m: &NewMessage,
+        now: UnixMillis,
+        touched: &mut HashMap<ConversationId, bool>,
+    ) -> Result<Committed> {
+        let reject = |code, text: &str| Committed::Rejected {
+            origin: m.origin,
+            client_msg_id: m.client_msg_id.clone(),
+            error: ProtocolError::new(code, text),
+        };
+        let Some(cursor) = self.cursor(tx, m.workspace, m.conversation).await? else {
+            return Ok(reject(ErrorCode::NotFound, "no such conversation"));
+        };
+        let seq = cursor.last_seq + 1;
+        let inserted = if cursor.closed {
+            0
+        } else {
+            sqlx::query(
+                "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id, body, format, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(m.conversation.0)
+            .bind(seq as i64)
+            .bind(m.workspace.0)
+            .bind(m.author.as_str())
+            .bind(m.author_id)
+            .bind(m.client_msg_id.as_deref())
+            .bind(&m.body)
+            .bind(m.format.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        if inserted == 1 {
+            self.cursors.get_mut(&m.conversation).expect("cursor loaded").last_seq = seq;
+            *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent;
+            return Ok(Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now })));
+        }
+        // Not inserted: either stored before under this client id, or the conversation is
+        // closed. A duplicate is acknowledged again even after closing.
+        if let Some(client_msg_id) = &m.client_msg_id {
+            let original = sqlx::query(
+                "SELECT conversation_id, seq, created_at FROM messages
+                 WHERE workspace_id = ? AND author_kind = ? AND author_id IS ? AND client_msg_id = ?",
+            )
+            .bind(m.workspace.0)
+            .bind(m.author.as_str())
+            .bind(m.author_id)
+            .bind(client_msg_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = original {
+                return Ok(Committed::Duplicate {
+                    origin: m.origin,
+                    client_msg_id: client_msg_id.clone(),
+                    conversation: ConversationId(row.get("conversation_id")),
+                    seq: row.get::<i64, _>("seq") as Seq,
+                    at: row.get("created_at"),
+                });
+            }
+        }
+        if cursor.closed {
+            return Ok(reject(ErrorCode::Conflict, "the conversation is closed"));
+        }
+        Err(Error::Internal(format!("message {seq} of conversation {} was neither stored nor found", m.conversation)))
+    }
+
+    /// Hands each outcome to whoever waits for it: contact replies directly, the rest to
+    /// the workspace hubs, one report per workspace, in commit order.
+    fn report(&self, batch: Vec<JournalOp>, outcomes: Vec<Outcome>) {
+        let mut by_workspace: Vec<(WorkspaceId, Vec<Committed>)> = Vec::new();
+        for (op, outcome) in batch.into_iter().zip(outcomes) {
+            let workspace = op.workspace();
+            match (op, outcome) {
+                (JournalOp::CreateContact(_, reply), Outcome::Contact(id)) => {
+                    let _ = reply.send(Ok(id));
+                }
+                (_, Outcome::Hub(committed)) => match by_workspace.iter_mut().find(|(w, _)| *w == workspace) {
+                    Some((_, list)) => list.push(committed),
+                    None => by_workspace.push((workspace, vec![committed])),
+                },
+                (_, Outcome::Contact(_)) => unreachable!("only CreateContact yields a contact"),
+            }
+        }
+        for (workspace, list) in by_workspace {
+            self.hubs.committed(workspace, list);
+        }
+    }
+
+    /// Tells whoever waits that an operation could not be written.
+    fn report_failure(&self, op: JournalOp) {
+        let internal = || ProtocolError::new(ErrorCode::Internal, "the message could not be stored; retry");
+        let workspace = op.workspace();
+        let committed = match op {
+            JournalOp::CreateContact(_, reply) => {
+                let _ = reply.send(Err(Error::Internal("contact could not be stored".into())));
+                return;
+            }
+            JournalOp::Append(m) => Committed::Rejected { origin: m.origin, client_msg_id: m.client_msg_id, error: internal() },
+            JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
+            JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
+            JournalOp::Read { .. } => return,
+        };
+        self.hubs.committed(workspace, vec![committed]);
+    }
+}
+
+/// What one operation became.
+enum Outcome {
+    /// A contact was created; its id goes to the op's reply channel.
+    Contact(ContactId),
+    /// Something for the hub.
+    Hub(Committed),
+}
+
+async fn insert_contact(tx: &mut SqliteConnection, c: &NewContact, now: UnixMillis) -> Result<ContactId> {
+    let id = sqlx::query("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")
+        .bind(c.workspace.0)
+        .bind(c.name.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+    sqlx::query(
+        "INSERT INTO contact_identities (workspace_id, contact_id, channel_kind, external_id, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(c.workspace.0)
+    .bind(id)
+    .bind(c.channel.as_str())
+    .bind(&c.external_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO customer_tokens (token_hash, workspace_id, contact_id, created_at) VALUES (?, ?, ?, ?)")
+        .bind(&c.token_hash)
+        .bind(c.workspace.0)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(ContactId(id))
+}
+
+async fn insert_conversation(
+    tx: &mut SqliteConnection,
+    workspace: WorkspaceId,
+    contact: ContactId,
+    channel: ChannelKind,
+    life: &Lifecycle,
+    now: UnixMillis,
+) -> Result<ConversationId> {
+    let id = sqlx::query(
+        "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(workspace.0)
+    .bind(contact.0)
+    .bind(channel.as_str())
+    .bind(life.state.as_str())
+    .bind(life.created_at)
+    .bind(life.queued_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .last_insert_rowid();
+    let event = EventRecord {
+        kind: "conversation.opened",
+        actor_kind: "customer",
+        actor_id: Some(contact.0),
+        data: serde_json::json!({ "channel": channel.as_str(), "state": life.state.as_str() }),
+    };
+    insert_event(tx, workspace, Some(ConversationId(id)), &event, now).await?;
+    Ok(ConversationId(id))
+}
+
+async fn update_lifecycle(
+    tx: &mut SqliteConnection,
+    conversation: ConversationId,
+    life: &Lifecycle,
+    resolution: Option<&str>,
+    now: UnixMillis,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?, assigned_at = ?,
+                resolved_at = ?, closed_at = ?, resolution = COALESCE(?, resolution), updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(life.state.as_str())
+    .bind(life.assignee.map(|a| a.0))
+    .bind(life.queued_at)
+    .bind(life.assigned_at)
+    .bind(life.resolved_at)
+    .bind(life.closed_at)
+    .bind(resolution)
+    .bind(now)
+    .bind(conversation.0)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event(
+    tx: &mut SqliteConnection,
+    workspace: WorkspaceId,
+    conversation: Option<ConversationId>,
+    event: &EventRecord,
+    now: UnixMillis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(workspace.0)
+    .bind(now)
+    .bind(event.kind)
+    .bind(event.actor_kind)
+    .bind(event.actor_id)
+    .bind(conversation.map(|c| c.0))
+    .bind(event.data.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

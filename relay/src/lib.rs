@@ -1,0 +1,153 @@
+//! # kefu-relay — the kefu relay
+//!
+//! Takes customers in over WebSocket, routes each conversation to an agent, stores every
+//! message durably before acknowledging it, and lets any client resume exactly where it
+//! left off. `main.rs` is a thin CLI over this library; tests call [`run`] directly on a
+//! listener bound to `127.0.0.1:0`.
+//!
+//! ## Layout
+//! - [`config`]: settings (defaults, TOML file, flags and environment).
+//! - [`http`]: routes — `/healthz`, `/api/v1/*`, `/ws/customer`, `/ws/agent`.
+//! - [`session`]: one WebSocket connection: hello, catch-up, frames in and out.
+//! - [`hub`]: one task per workspace owning live state (connections, open conversations,
+//!   presence, routing) and turning commits into acks and deliveries.
+//! - [`journal`]: the single writer with group commit; assigns sequence numbers.
+//! - [`routing`]: the pure routing core (no I/O, no clock).
+//! - [`conversation`]: the pure conversation lifecycle state machine.
+//! - [`store`]: the SQLite database, its migrations and non-hot-path queries.
+//! - [`auth`]: passwords, tokens, widget keys, login rate limiting.
+//! - [`admin`]: operations behind the `agent` and `workspace` CLI commands.
+//! - [`error`]: the crate's error type.
+//!
+//! ## Data flow of a message
+//! session (validate) → journal (batch, fsync, seq) → hub (ack to sender, deliver to the
+//! other side) → sessions (skip what the client already holds) → socket.
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod conversation;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod journal;
+pub mod routing;
+pub mod session;
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kefu_proto::WorkspaceId;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use store::Store;
+
+/// Commands a hub may have queued before connection tasks wait.
+const HUB_COMMAND_QUEUE: usize = 4096;
+
+/// State shared by every request and connection.
+pub struct RelayState {
+    /// The settings the relay started with.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// The single writer.
+    pub journal: journal::JournalHandle,
+    /// One hub per workspace.
+    pub hubs: Arc<hub::Hubs>,
+    /// Widget key → workspace, for customer hellos.
+    widget_keys: RwLock<HashMap<String, WorkspaceId>>,
+    /// Login attempts per IP and per e-mail.
+    pub login_limiter: auth::LoginLimiter,
+    /// One permit per WebSocket connection (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when the relay begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Connection tasks, awaited at shutdown.
+    pub tasks: TaskTracker,
+    /// Source of connection ids.
+    next_conn: AtomicU64,
+}
+
+impl RelayState {
+    /// The workspace a widget key belongs to.
+    pub fn workspace_by_widget_key(&self, key: &str) -> Option<WorkspaceId> {
+        self.widget_keys.read().expect("widget keys lock").get(key).copied()
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> hub::ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, closes every
+/// connection with "going away", commits everything the journal holds, and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    config.check()?;
+    let store = Store::open(&config.data_dir).await?;
+    let hubs = Arc::new(hub::Hubs::default());
+    let journal = journal::spawn(store.writer.clone(), hubs.clone(), config.journal.max_batch, config.journal.queue);
+    let mut widget_keys = HashMap::new();
+    for workspace in store.workspaces().await? {
+        let agents = store.agents(workspace.id).await?;
+        let open = store.open_conversations(workspace.id).await?;
+        tracing::info!(workspace = %workspace.slug, agents = agents.len(), open_conversations = open.len(), "workspace loaded");
+        hubs.insert(workspace.id, hub::spawn(workspace.id, journal.clone(), agents, open, HUB_COMMAND_QUEUE));
+        widget_keys.insert(workspace.widget_key, workspace.id);
+    }
+    let relay = Arc::new(RelayState {
+        login_limiter: auth::LoginLimiter::new(config.auth.logins_per_minute_per_ip, config.auth.logins_per_minute_per_email),
+        connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        config,
+        store: store.clone(),
+        journal: journal.clone(),
+        hubs: hubs.clone(),
+        widget_keys: RwLock::new(widget_keys),
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        next_conn: AtomicU64::new(1),
+    });
+    let upkeep = tokio::spawn(upkeep(relay.clone()));
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");
+
+    let cancel = relay.shutdown.clone();
+    axum::serve(listener, http::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            cancel.cancel();
+        })
+        .await?;
+    // Connections see the cancellation and close with "going away"; wait for them so that
+    // no frame is half-handled when the journal stops.
+    relay.shutdown.cancel();
+    relay.tasks.close();
+    relay.tasks.wait().await;
+    upkeep.abort();
+    journal.shutdown().await;
+    hubs.stop_all();
+    store.close().await;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Periodic housekeeping that no request should pay for.
+async fn upkeep(relay: Arc<RelayState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        relay.login_limiter.shrink();
+    }
+}

@@ -1,0 +1,579 @@
+//! One WebSocket connection, customer or agent: hello, catch-up, then a loop over inbound
+//! frames, the hub's outbound queue, and shutdown. The task speaks WebSocket and nothing
+//! else: state lives in the hub, writes go through the journal.
+//!
+//! Exactly-once delivery on resume rests on one rule: the connection registers with the
+//! hub *before* it reads history from the database, and it remembers the highest sequence
+//! number it has sent per conversation and skips anything at or below it. Whatever was
+//! committed before the history read is in the history; whatever is committed after is
+//! delivered live; the overlap is skipped.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kefu_proto::frame::{
+    close_code, ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth,
+    Presence, ServerFrame, Session, Welcome,
+};
+use kefu_proto::frame::{AuthorKind, ClientFrame, ContactView};
+use kefu_proto::limits::{decode_client_frame, MAX_BODY_BYTES, MAX_FRAME_BYTES};
+use kefu_proto::{ConversationId, ErrorCode, ProtocolError, Seq, WorkspaceId, PROTOCOL_VERSION};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth;
+use crate::conversation::Transition;
+use crate::hub::{error_frame, ConnId, HubCommand, HubHandle, Outbound, Party};
+use crate::journal::{JournalOp, NewContact, NewMessage};
+use crate::RelayState;
+
+/// Which endpoint the connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `/ws/customer`.
+    Customer,
+    /// `/ws/agent`.
+    Agent,
+}
+
+/// Messages read from the database per query while catching up.
+const CATCH_UP_PAGE: u32 = 500;
+
+/// Outbound frames written before one flush, so a burst costs one syscall, not many.
+const WRITE_BATCH: usize = 64;
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+/// Why a connection ends, and what to tell the client.
+struct Closing {
+    code: u16,
+    reason: String,
+}
+
+impl Closing {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Closing { code, reason: reason.into() }
+    }
+}
+
+/// Who the connection is, once authenticated.
+enum Identity {
+    Customer { contact: ContactView, customer_token: String },
+    Agent { agent: kefu_proto::frame::AgentView },
+}
+
+/// The state of one authenticated connection.
+struct Connection {
+    conn: ConnId,
+    relay: Arc<RelayState>,
+    workspace: WorkspaceId,
+    hub: HubHandle,
+    identity: Identity,
+    /// The highest sequence number sent to this client, per conversation.
+    delivered: HashMap<ConversationId, Seq>,
+    /// Agents: the conversations they hold, as announced to this connection.
+    held: HashSet<ConversationId>,
+    /// Customers: their open conversation.
+    open: Option<ConversationId>,
+    /// Frames per second allowed from this client.
+    limiter: DefaultDirectRateLimiter,
+    /// Frames refused in a row for exceeding the rate.
+    rate_violations: u32,
+}
+
+/// Serves one upgraded WebSocket until it closes, the client misbehaves past recovery, or
+/// the relay shuts down.
+pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: SocketAddr) {
+    let conn = relay.next_conn_id();
+    let (mut sink, mut stream) = socket.split();
+    let span = tracing::debug_span!("conn", conn, ?side, %peer);
+    let _enter = span.enter();
+    drop(_enter);
+    let result = run(conn, side, &relay, &mut sink, &mut stream).await;
+    if let Err(closing) = result {
+        tracing::debug!(conn, code = closing.code, reason = %closing.reason, "closing connection");
+        let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    let _ = sink.close().await;
+}
+
+/// Runs the connection; `Err` carries the close to send.
+async fn run(conn: ConnId, side: Side, relay: &Arc<RelayState>, sink: &mut Sink, stream: &mut Stream) -> Result<(), Closing> {
+    let hello = read_hello(relay, sink, stream).await?;
+    let (workspace, identity) = authenticate(side, &hello, relay, sink).await?;
+    let hub = relay
+        .hubs
+        .get(workspace)
+        .ok_or_else(|| Closing::new(close_code::GOING_AWAY, "workspace unavailable"))?;
+    let limits = &relay.config.limits;
+    let (outbound_tx, mut outbound) = mpsc::channel(limits.outbound_queue);
+    let kick = CancellationToken::new();
+    let party = match &identity {
+        Identity::Customer { contact, .. } => Party::Customer(contact.clone()),
+        Identity::Agent { agent } => Party::Agent(agent.clone()),
+    };
+    let (reply_tx, reply) = oneshot::channel();
+    hub.send(HubCommand::Register { conn, party, outbound: outbound_tx, kick: kick.clone(), reply: reply_tx })
+        .await
+        .map_err(|_| Closing::new(close_code::GOING_AWAY, "relay shutting down"))?;
+    let registered = reply.await.map_err(|_| Closing::new(close_code::GOING_AWAY, "relay shutting down"))?;
+
+    let quota = Quota::per_second(NonZeroU32::new(limits.frames_per_second).expect("checked positive"))
+        .allow_burst(NonZeroU32::new(limits.frame_burst.max(1)).expect("positive"));
+    let mut connection = Connection {
+        conn,
+        relay: relay.clone(),
+        workspace,
+        hub: hub.clone(),
+        identity,
+        delivered: HashMap::new(),
+        held: HashSet::new(),
+        open: None,
+        limiter: RateLimiter::direct(quota),
+        rate_violations: 0,
+    };
+    let result = connection.session(hello, registered, sink, stream, &mut outbound, &kick).await;
+    let _ = hub.send(HubCommand::Unregister { conn }).await;
+    result
+}
+
+/// Waits for the first frame, which must be a valid `hello`.
+async fn read_hello(relay: &RelayState, sink: &mut Sink, stream: &mut Stream) -> Result<Hello, Closing> {
+    let timeout = Duration::from_secs(relay.config.limits.hello_timeout_secs);
+    let first = tokio::select! {
+        _ = relay.shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
+        first = tokio::time::timeout(timeout, stream.next()) => first,
+    };
+    let text = match first {
+        Err(_) => return Err(Closing::new(close_code::BAD_HELLO, "no hello in time")),
+        Ok(None) => return Err(Closing::new(close_code::BAD_HELLO, "closed before hello")),
+        Ok(Some(Err(e))) => return Err(read_error_close(e)),
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Ok(_))) => return Err(refuse_hello(sink, ProtocolError::bad_request("the first frame must be a JSON text hello")).await),
+    };
+    match decode_client_frame(text.as_str()) {
+        Ok(ClientFrame::Hello(hello)) => Ok(hello),
+        Ok(other) => Err(refuse_hello(sink, ProtocolError::bad_request(format!("the first frame must be hello, not {}", other.kind()))).await),
+        Err(e) => Err(refuse_hello(sink, e).await),
+    }
+}
+
+/// Sends the error frame for a refused hello and returns the close that follows it.
+async fn refuse_hello(sink: &mut Sink, error: ProtocolError) -> Closing {
+    let code = if error.code == ErrorCode::Unauthorized { close_code::UNAUTHORIZED } else { close_code::BAD_HELLO };
+    let _ = send_frame(sink, &error_frame(error.code, &error.message, None)).await;
+    Closing::new(code, error.message)
+}
+
+/// Checks the hello's credentials against the endpoint and the database.
+async fn authenticate(
+    side: Side,
+    hello: &Hello,
+    relay: &Arc<RelayState>,
+    sink: &mut Sink,
+) -> Result<(WorkspaceId, Identity), Closing> {
+    let unauthorized = |m: &str| ProtocolError::new(ErrorCode::Unauthorized, m);
+    let internal = |e: crate::Error| {
+        tracing::error!(error = %e, "hello failed");
+        ProtocolError::new(ErrorCode::Internal, "internal error; retry later")
+    };
+    let result = match (&hello.auth, side) {
+        (HelloAuth::Customer { widget_key, customer_token, name }, Side::Customer) => {
+            match relay.workspace_by_widget_key(widget_key) {
+                None => Err(unauthorized("unknown widget key")),
+                Some(workspace) => customer_identity(relay, workspace, customer_token.as_deref(), name.clone())
+                    .await
+                    .map(|identity| (workspace, identity))
+                    .map_err(internal),
+            }
+        }
+        (HelloAuth::Agent { token }, Side::Agent) => match relay.store.agent_by_token(&auth::token_hash(token)).await {
+            Ok(Some(agent)) => Ok((agent.workspace_id, Identity::Agent { agent: agent.view })),
+            Ok(None) => Err(unauthorized("invalid, expired or revoked token")),
+            Err(e) => Err(internal(e)),
+        },
+        (HelloAuth::Customer { .. }, Side::Agent) => Err(ProtocolError::bad_request("this is the agent endpoint; customers use /ws/customer")),
+        (HelloAuth::Agent { .. }, Side::Customer) => Err(ProtocolError::bad_request("this is the customer endpoint; agents use /ws/agent")),
+    };
+    match result {
+        Ok(ok) => Ok(ok),
+        Err(e) => Err(refuse_hello(sink, e).await),
+    }
+}
+
+/// The contact behind a customer token, or a new contact with a new token.
+async fn customer_identity(
+    relay: &RelayState,
+    workspace: WorkspaceId,
+    token: Option<&str>,
+    name: Option<String>,
+) -> crate::Result<Identity> {
+    if let Some(token) = token {
+        if let Some(contact) = relay.store.contact_by_token(workspace, &auth::token_hash(token)).await? {
+            return Ok(Identity::Customer { contact, customer_token: token.to_string() });
+        }
+    }
+    let customer_token = auth::new_customer_token();
+    let token_hash = auth::token_hash(&customer_token);
+    // The visitor id on the web channel: derived from the token, so it is stable for the
+    // contact and reveals nothing of the token itself.
+    let external_id = format!("visitor-{}", &hex(&token_hash)[..24]);
+    let id = relay
+        .journal
+        .create_contact(NewContact { workspace, name: name.clone(), channel: ChannelKind::Web, external_id, token_hash })
+        .await?;
+    Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Connection {
+    /// Welcome, catch-up, then the main loop.
+    async fn session(
+        &mut self,
+        hello: Hello,
+        registered: crate::hub::Registered,
+        sink: &mut Sink,
+        stream: &mut Stream,
+        outbound: &mut mpsc::Receiver<Outbound>,
+        kick: &CancellationToken,
+    ) -> Result<(), Closing> {
+        let limits = &self.relay.config.limits;
+        let session = match &self.identity {
+            Identity::Customer { contact, customer_token } => {
+                self.open = registered.conversations.first().map(|c| c.id);
+                Session::Customer {
+                    customer_token: customer_token.clone(),
+                    contact_id: contact.id,
+                    conversation: registered.conversations.first().cloned(),
+                }
+            }
+            Identity::Agent { agent } => {
+                self.held = registered.conversations.iter().map(|c| c.id).collect();
+                Session::Agent { agent: agent.clone(), presence: registered.presence, conversations: registered.conversations.clone() }
+            }
+        };
+        let welcome = ServerFrame::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            session,
+            limits: ConnectionLimits {
+                max_frame_bytes: MAX_FRAME_BYTES,
+                max_body_bytes: MAX_BODY_BYTES,
+                frames_per_second: limits.frames_per_second,
+                frame_burst: limits.frame_burst,
+            },
+        });
+        send_frame(sink, &welcome).await?;
+        let resume: HashMap<ConversationId, Seq> =
+            hello.resume.iter().map(|p| (p.conversation_id, p.after_seq)).collect();
+        for conversation in &registered.conversations {
+            let after = resume.get(&conversation.id).copied().unwrap_or(0);
+            self.catch_up(sink, conversation.id, after).await?;
+        }
+        sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))?;
+
+        let shutdown = self.relay.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
+                _ = kick.cancelled() => return Err(Closing::new(close_code::SLOW_CONSUMER, "outbound queue full; reconnect and resume")),
+                out = outbound.recv() => {
+                    let Some(out) = out else { return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")) };
+                    self.forward(sink, out).await?;
+                    // Write what else is ready, then flush once.
+                    for _ in 1..WRITE_BATCH {
+                        match outbound.try_recv() {
+                            Ok(out) => self.forward(sink, out).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))?;
+                }
+                inbound = stream.next() => match inbound {
+                    None | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Err(e)) => return Err(read_error_close(e)),
+                    Some(Ok(Message::Text(text))) => self.inbound(sink, text.as_str()).await?,
+                    Some(Ok(Message::Binary(_))) => {
+                        self.refuse(sink, ProtocolError::bad_request("binary frames are not accepted; send JSON text"), None).await?;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                },
+            }
+        }
+    }
+
+    /// Sends the messages of `conversation` after `after` from the database.
+    async fn catch_up(&mut self, sink: &mut Sink, conversation: ConversationId, after: Seq) -> Result<(), Closing> {
+        let mut after = after.max(self.delivered.get(&conversation).copied().unwrap_or(0));
+        self.delivered.insert(conversation, after);
+        loop {
+            let page = self.relay.store.messages_after(conversation, after, CATCH_UP_PAGE).await.map_err(|e| {
+                tracing::error!(error = %e, "catch-up failed");
+                Closing::new(close_code::GOING_AWAY, "internal error; reconnect and resume")
+            })?;
+            let full = page.len() == CATCH_UP_PAGE as usize;
+            for message in page {
+                after = message.seq;
+                feed_frame(sink, &ServerFrame::Message(message)).await?;
+            }
+            self.delivered.insert(conversation, after);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes one outbound item, keeping this connection's view current.
+    async fn forward(&mut self, sink: &mut Sink, out: Outbound) -> Result<(), Closing> {
+        match out {
+            Outbound::Message { conversation, seq, text } => {
+                let delivered = self.delivered.entry(conversation).or_insert(0);
+                if seq <= *delivered {
+                    return Ok(());
+                }
+                *delivered = seq;
+                sink.feed(Message::Text(text)).await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))
+            }
+            Outbound::Frame(frame) => {
+                let mut catch_up = None;
+                match &frame {
+                    ServerFrame::Ack(ack) => {
+                        let delivered = self.delivered.entry(ack.conversation_id).or_insert(0);
+                        *delivered = (*delivered).max(ack.seq);
+                    }
+                    ServerFrame::Conversation(c) => match (&self.identity, c.change) {
+                        (Identity::Agent { .. }, ConversationChange::Assigned) => {
+                            if self.held.insert(c.conversation.id) {
+                                catch_up = Some(c.conversation.id);
+                            }
+                        }
+                        (Identity::Agent { .. }, ConversationChange::Unassigned) => {
+                            self.held.remove(&c.conversation.id);
+                            self.delivered.remove(&c.conversation.id);
+                        }
+                        (Identity::Customer { .. }, ConversationChange::Closed) => {
+                            if self.open == Some(c.conversation.id) {
+                                self.open = None;
+                            }
+                        }
+                        (Identity::Customer { .. }, _) => {
+                            if self.open.is_none() {
+                                self.open = Some(c.conversation.id);
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                feed_frame(sink, &frame).await?;
+                if let Some(conversation) = catch_up {
+                    self.catch_up(sink, conversation, 0).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one text frame from the client.
+    async fn inbound(&mut self, sink: &mut Sink, text: &str) -> Result<(), Closing> {
+        if self.limiter.check().is_err() {
+            self.rate_violations += 1;
+            if self.rate_violations > self.relay.config.limits.frame_burst {
+                return Err(Closing::new(close_code::RATE_LIMITED, "frame rate exceeded repeatedly"));
+            }
+            let limit = self.relay.config.limits.frames_per_second;
+            return self
+                .refuse(sink, ProtocolError::new(ErrorCode::RateLimited, format!("more than {limit} frames per second; frame dropped")), None)
+                .await;
+        }
+        self.rate_violations = 0;
+        let frame = match decode_client_frame(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.refuse(sink, e, client_msg_id_of(text)).await,
+        };
+        match self.handle(frame).await {
+            Ok(Some(reply)) => send_frame(sink, &reply).await,
+            Ok(None) => Ok(()),
+            Err((e, client_msg_id)) => self.refuse(sink, e, client_msg_id).await,
+        }
+    }
+
+    /// Acts on a valid frame. Returns a direct reply, if any; refusals carry the
+    /// `client_msg_id` they concern.
+    async fn handle(&mut self, frame: ClientFrame) -> Result<Option<ServerFrame>, (ProtocolError, Option<String>)> {
+        let internal = |_| (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), None);
+        match frame {
+            ClientFrame::Hello(_) => Err((ProtocolError::bad_request("hello was already received"), None)),
+            ClientFrame::Ping(ping) => Ok(Some(ServerFrame::Pong(ping))),
+            ClientFrame::Send(send) => {
+                let id = Some(send.client_msg_id.clone());
+                let conversation = self.target(send.conversation_id, true).await.map_err(|e| (e, id.clone()))?;
+                let (author, author_id) = self.author();
+                let message = NewMessage {
+                    workspace: self.workspace,
+                    conversation,
+                    origin: Some(self.conn),
+                    author,
+                    author_id: Some(author_id),
+                    client_msg_id: Some(send.client_msg_id),
+                    body: send.body,
+                    format: send.format,
+                };
+                self.relay.journal.submit(JournalOp::Append(message)).await.map_err(|_| {
+                    (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), id)
+                })?;
+                Ok(None)
+            }
+            ClientFrame::Typing(typing) => {
+                let conversation = self.target(typing.conversation_id, false).await.map_err(|e| (e, None))?;
+                self.hub
+                    .send(HubCommand::Typing { conn: self.conn, conversation, active: typing.active })
+                    .await
+                    .map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Read(read) => {
+                let conversation = self.target(read.conversation_id, false).await.map_err(|e| (e, None))?;
+                let (reader, reader_id) = self.author();
+                let op = JournalOp::Read { workspace: self.workspace, conversation, reader, reader_id, seq: read.seq };
+                self.relay.journal.submit(op).await.map_err(|_| {
+                    (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), None)
+                })?;
+                Ok(None)
+            }
+            ClientFrame::Presence(presence) => {
+                self.agent_only("presence").map_err(|e| (e, None))?;
+                if presence.status == Presence::Offline {
+                    return Err((ProtocolError::bad_request("set online or away; disconnect to go offline"), None));
+                }
+                self.hub
+                    .send(HubCommand::Presence { conn: self.conn, status: presence.status })
+                    .await
+                    .map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Resolve(resolve) => {
+                self.agent_only("resolve").map_err(|e| (e, None))?;
+                let command = HubCommand::Settle {
+                    conn: self.conn,
+                    conversation: resolve.conversation_id,
+                    transition: Transition::Resolve,
+                    resolution: resolve.resolution,
+                };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Close(close) => {
+                self.agent_only("close").map_err(|e| (e, None))?;
+                let command = HubCommand::Settle {
+                    conn: self.conn,
+                    conversation: close.conversation_id,
+                    transition: Transition::Close,
+                    resolution: None,
+                };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn author(&self) -> (AuthorKind, i64) {
+        match &self.identity {
+            Identity::Customer { contact, .. } => (AuthorKind::Customer, contact.id.0),
+            Identity::Agent { agent } => (AuthorKind::Agent, agent.id.0),
+        }
+    }
+
+    fn agent_only(&self, what: &str) -> Result<(), ProtocolError> {
+        match self.identity {
+            Identity::Agent { .. } => Ok(()),
+            Identity::Customer { .. } => Err(ProtocolError::new(ErrorCode::Forbidden, format!("{what} is for agents"))),
+        }
+    }
+
+    /// The conversation a frame is about. Agents must name one they hold. Customers write
+    /// into their open conversation; when `open_if_missing`, their first message opens one.
+    async fn target(&mut self, named: Option<ConversationId>, open_if_missing: bool) -> Result<ConversationId, ProtocolError> {
+        match &self.identity {
+            Identity::Agent { .. } => {
+                let conversation = named.ok_or_else(|| ProtocolError::bad_request("conversation_id is required for agents"))?;
+                if self.held.contains(&conversation) {
+                    Ok(conversation)
+                } else {
+                    Err(ProtocolError::new(ErrorCode::NotFound, format!("conversation {conversation} is not assigned to you")))
+                }
+            }
+            Identity::Customer { contact, .. } => {
+                if let (Some(named), Some(open)) = (named, self.open) {
+                    if named != open {
+                        return Err(ProtocolError::new(ErrorCode::NotFound, format!("conversation {named} is not yours")));
+                    }
+                }
+                if let Some(open) = self.open {
+                    return Ok(open);
+                }
+                if !open_if_missing {
+                    return Err(ProtocolError::new(ErrorCode::Conflict, "no open conversation yet; send a message first"));
+                }
+                let (reply_tx, reply) = oneshot::channel();
+                let command = HubCommand::Open { contact: contact.clone(), channel: ChannelKind::Web, reply: reply_tx };
+                let shutting = || ProtocolError::new(ErrorCode::Internal, "the relay is shutting down");
+                self.hub.send(command).await.map_err(|_| shutting())?;
+                let view: ConversationView = reply.await.map_err(|_| shutting())??;
+                self.open = Some(view.id);
+                self.delivered.entry(view.id).or_insert(0);
+                Ok(view.id)
+            }
+        }
+    }
+
+    async fn refuse(&self, sink: &mut Sink, error: ProtocolError, client_msg_id: Option<String>) -> Result<(), Closing> {
+        send_frame(sink, &error_frame(error.code, &error.message, client_msg_id)).await
+    }
+}
+
+/// The `client_msg_id` of a frame that failed validation, when one can be read, so the
+/// client can tell which of its messages was refused.
+fn client_msg_id_of(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        client_msg_id: Option<String>,
+    }
+    serde_json::from_str::<Id>(text)
+        .ok()
+        .and_then(|id| id.client_msg_id)
+        .filter(|id| kefu_proto::limits::check_client_msg_id(id).is_ok())
+}
+
+/// The close for a read error: an oversized frame gets 1009 and a reason that names the
+/// limit; anything else means the socket is gone.
+fn read_error_close(e: axum::Error) -> Closing {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") || text.contains("capacity") {
+        Closing::new(close_code::TOO_LARGE, format!("frame exceeds {MAX_FRAME_BYTES} bytes"))
+    } else {
+        Closing::new(close_code::GOING_AWAY, format!("read failed: {text}"))
+    }
+}
+
+async fn feed_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closing> {
+    let text = serde_json::to_string(frame).expect("frames serialise");
+    sink.feed(Message::Text(text.into())).await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))
+}
+
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), Closing> {
+    feed_frame(sink, frame).await?;
+    sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))
+}

@@ -1,0 +1,636 @@
+//! WebSocket frames. Every frame is one JSON text message whose `"type"` field names its
+//! kind. The first frame a client sends must be [`Hello`]; the relay answers with
+//! [`Welcome`] and then streams what the client missed.
+//!
+//! Unknown fields are ignored, so a newer client can talk to an older relay of the same
+//! protocol version; an unknown `"type"` is refused with `bad_request`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, ContactId, ConversationId, Seq, UnixMillis};
+use crate::ErrorCode;
+
+// ---------------------------------------------------------------------------------------
+// Client → relay
+// ---------------------------------------------------------------------------------------
+
+/// A frame sent by a client (customer or agent) to the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Authenticate and resume. Must be the first frame, and only the first.
+    Hello(Hello),
+    /// Send a message into a conversation.
+    Send(SendMessage),
+    /// Start or stop the typing indicator (not stored).
+    Typing(Typing),
+    /// Mark a conversation read up to a sequence number (stored).
+    Read(MarkRead),
+    /// Agents only: set my presence.
+    Presence(SetPresence),
+    /// Agents only: mark a conversation resolved.
+    Resolve(ResolveConversation),
+    /// Agents only: close a conversation for good.
+    Close(CloseConversation),
+    /// Liveness check; answered with `pong`.
+    Ping(Ping),
+}
+
+impl ClientFrame {
+    /// The frame's `"type"` as it appears on the wire, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello(_) => "hello",
+            ClientFrame::Send(_) => "send",
+            ClientFrame::Typing(_) => "typing",
+            ClientFrame::Read(_) => "read",
+            ClientFrame::Presence(_) => "presence",
+            ClientFrame::Resolve(_) => "resolve",
+            ClientFrame::Close(_) => "close",
+            ClientFrame::Ping(_) => "ping",
+        }
+    }
+}
+
+/// The first frame of every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the client speaks; must be [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// Who the client is.
+    pub auth: HelloAuth,
+    /// The last sequence number the client holds, per conversation. The relay sends every
+    /// message after it, in order, before any live message. A conversation not listed is
+    /// sent from its beginning.
+    #[serde(default)]
+    pub resume: Vec<ResumePoint>,
+}
+
+/// Credentials in a [`Hello`]: a customer on `/ws/customer`, an agent on `/ws/agent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HelloAuth {
+    /// A customer, through the workspace's public widget key.
+    Customer {
+        /// The workspace's public widget key (`wk_...`).
+        widget_key: String,
+        /// The token from an earlier `welcome`, to continue as the same contact. Absent or
+        /// unknown: a new contact is created and a new token issued.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_token: Option<String>,
+        /// A display name the customer gave, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// An agent, with the bearer token from `POST /api/v1/login`.
+    Agent {
+        /// The bearer token.
+        token: String,
+    },
+}
+
+/// Where a client stands in one conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The last sequence number the client holds (0: none).
+    pub after_seq: Seq,
+}
+
+/// How a message body is to be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// Plain text.
+    #[default]
+    Text,
+    /// CommonMark; clients render it.
+    Markdown,
+}
+
+impl BodyFormat {
+    /// The format as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Text => "text",
+            BodyFormat::Markdown => "markdown",
+        }
+    }
+
+    /// Parses the stored form; unknown values read as plain text.
+    pub fn from_stored(s: &str) -> Self {
+        match s {
+            "markdown" => BodyFormat::Markdown,
+            _ => BodyFormat::Text,
+        }
+    }
+}
+
+/// A message to store and deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessage {
+    /// The client's own id for this message, unique per author. Re-sending the same id
+    /// stores nothing new and is acknowledged again with the original `seq`.
+    pub client_msg_id: String,
+    /// Required for agents. Customers omit it: they write into their open conversation,
+    /// which the relay opens on their first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// The text.
+    pub body: String,
+    /// How to read `body`.
+    #[serde(default)]
+    pub format: BodyFormat,
+}
+
+/// A typing indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    /// Required for agents; customers omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// True while typing, false when stopped.
+    pub active: bool,
+}
+
+/// A read receipt: the reader has seen everything up to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRead {
+    /// Required for agents; customers omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// The last sequence number read.
+    pub seq: Seq,
+}
+
+/// An agent's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Takes new conversations.
+    Online,
+    /// Connected, but takes no new conversations.
+    Away,
+    /// Not connected.
+    Offline,
+}
+
+/// Sets the sending agent's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPresence {
+    /// `online` or `away` (`offline` is what disconnecting means).
+    pub status: Presence,
+}
+
+/// Marks a conversation resolved; the customer writing again reopens it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolveConversation {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// An optional resolution code (e.g. `answered`, `refund_issued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+/// Closes a conversation for good; the customer's next message opens a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseConversation {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+}
+
+/// A liveness check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Echoed in the `pong`.
+    #[serde(default)]
+    pub nonce: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Relay → client
+// ---------------------------------------------------------------------------------------
+
+/// A frame sent by the relay to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The answer to a good `hello`.
+    Welcome(Welcome),
+    /// A message the client sent is stored (durably) under `seq`.
+    Ack(Ack),
+    /// A stored message, live or caught up on resume.
+    Message(MessageFrame),
+    /// A conversation the client can see changed (opened, assigned, resolved, …).
+    Conversation(ConversationFrame),
+    /// Someone else in a conversation started or stopped typing.
+    Typing(TypingFrame),
+    /// Someone else in a conversation read up to a sequence number.
+    Read(ReadFrame),
+    /// The agent's presence as the relay now holds it.
+    Presence(PresenceFrame),
+    /// A frame was refused. The connection stays open unless a close follows.
+    Error(ErrorFrame),
+    /// The answer to `ping`.
+    Pong(Ping),
+}
+
+/// The relay's answer to a good `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The protocol version the relay speaks on this connection.
+    pub protocol: u32,
+    /// Who the relay takes the client to be.
+    pub session: Session,
+    /// The limits this connection is held to.
+    pub limits: ConnectionLimits,
+}
+
+/// The identity and starting state of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Session {
+    /// A customer.
+    Customer {
+        /// Keep it (e.g. in localStorage) and send it in the next `hello` to continue as
+        /// the same contact.
+        customer_token: String,
+        /// The contact the customer is.
+        contact_id: ContactId,
+        /// The customer's open conversation, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<ConversationView>,
+    },
+    /// An agent.
+    Agent {
+        /// The agent.
+        agent: AgentView,
+        /// The agent's presence after this hello.
+        presence: Presence,
+        /// The conversations assigned to the agent.
+        conversations: Vec<ConversationView>,
+    },
+}
+
+/// The limits a connection is held to, so that clients need not guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    /// Largest accepted frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest accepted message body, in bytes of UTF-8.
+    pub max_body_bytes: usize,
+    /// Sustained frames per second allowed on this connection.
+    pub frames_per_second: u32,
+    /// Frames allowed in a burst above the sustained rate.
+    pub frame_burst: u32,
+}
+
+/// An agent as clients see one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// The agent's id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: String,
+    /// Login e-mail.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Most conversations the agent holds at once.
+    pub max_concurrent: u32,
+}
+
+/// What an agent may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Answers conversations.
+    Agent,
+    /// An agent who also watches queues and agents.
+    Supervisor,
+    /// Manages the workspace.
+    Admin,
+}
+
+impl Role {
+    /// The role as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "agent" => Ok(Role::Agent),
+            "supervisor" => Ok(Role::Supervisor),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role '{other}' (expected agent, supervisor or admin)")),
+        }
+    }
+}
+
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    /// The bot is answering.
+    Bot,
+    /// Waiting for an agent.
+    Queued,
+    /// An agent holds it.
+    Assigned,
+    /// The agent marked it resolved; the customer writing again reopens it.
+    Resolved,
+    /// Finished for good.
+    Closed,
+}
+
+impl ConversationState {
+    /// The state as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Bot => "bot",
+            ConversationState::Queued => "queued",
+            ConversationState::Assigned => "assigned",
+            ConversationState::Resolved => "resolved",
+            ConversationState::Closed => "closed",
+        }
+    }
+}
+
+impl std::str::FromStr for ConversationState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bot" => Ok(ConversationState::Bot),
+            "queued" => Ok(ConversationState::Queued),
+            "assigned" => Ok(ConversationState::Assigned),
+            "resolved" => Ok(ConversationState::Resolved),
+            "closed" => Ok(ConversationState::Closed),
+            other => Err(format!("unknown conversation state '{other}'")),
+        }
+    }
+}
+
+/// The kind of channel a conversation arrived through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// The web chat widget.
+    Web,
+    /// The HTTP API (apps, mini-programs).
+    App,
+    /// A social platform's webhooks.
+    Social,
+}
+
+impl ChannelKind {
+    /// The kind as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Web => "web",
+            ChannelKind::App => "app",
+            ChannelKind::Social => "social",
+        }
+    }
+}
+
+impl std::str::FromStr for ChannelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "web" => Ok(ChannelKind::Web),
+            "app" => Ok(ChannelKind::App),
+            "social" => Ok(ChannelKind::Social),
+            other => Err(format!("unknown channel kind '{other}'")),
+        }
+    }
+}
+
+/// A conversation as clients see one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// The conversation's id.
+    pub id: ConversationId,
+    /// Where it stands.
+    pub state: ConversationState,
+    /// The channel it arrived through.
+    pub channel: ChannelKind,
+    /// The customer.
+    pub contact: ContactView,
+    /// The agent holding it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<AgentRef>,
+    /// The sequence number of its latest message (0: none yet).
+    pub last_seq: Seq,
+    /// When it was opened.
+    pub created_at: UnixMillis,
+    /// When it last entered the queue, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<UnixMillis>,
+}
+
+/// A contact as clients see one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    /// The contact's id.
+    pub id: ContactId,
+    /// Display name, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Served first.
+    #[serde(default)]
+    pub vip: bool,
+}
+
+/// An agent named in a frame: enough to show who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// The agent's id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: String,
+}
+
+/// Acknowledges a `send`: the message is durable under `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The id the client gave the message.
+    pub client_msg_id: String,
+    /// The conversation it was stored in.
+    pub conversation_id: ConversationId,
+    /// Its sequence number in that conversation.
+    pub seq: Seq,
+    /// When it was stored.
+    pub at: UnixMillis,
+    /// True when this id was stored before: nothing new was stored now.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorKind {
+    /// The contact.
+    Customer,
+    /// An agent.
+    Agent,
+    /// The bot.
+    Bot,
+    /// The relay itself (e.g. "transferred to …").
+    System,
+}
+
+impl AuthorKind {
+    /// The kind as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorKind::Customer => "customer",
+            AuthorKind::Agent => "agent",
+            AuthorKind::Bot => "bot",
+            AuthorKind::System => "system",
+        }
+    }
+}
+
+impl std::str::FromStr for AuthorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "customer" => Ok(AuthorKind::Customer),
+            "agent" => Ok(AuthorKind::Agent),
+            "bot" => Ok(AuthorKind::Bot),
+            "system" => Ok(AuthorKind::System),
+            other => Err(format!("unknown author kind '{other}'")),
+        }
+    }
+}
+
+/// The author of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// Customer, agent, bot or system.
+    pub kind: AuthorKind,
+    /// The contact id or agent id; absent for bot and system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// A display name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFrame {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Its position in the conversation.
+    pub seq: Seq,
+    /// Who wrote it.
+    pub author: Author,
+    /// The text.
+    pub body: String,
+    /// How to read `body`.
+    pub format: BodyFormat,
+    /// The author's client id for it, so an author's other devices can match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    /// When it was stored.
+    pub at: UnixMillis,
+}
+
+/// What happened to a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationChange {
+    /// It was opened (customers see this for their own new conversation).
+    Opened,
+    /// It entered the queue.
+    Queued,
+    /// An agent took it (agents: it is now yours).
+    Assigned,
+    /// It left the receiving agent (transferred or re-queued).
+    Unassigned,
+    /// It was resolved.
+    Resolved,
+    /// It was reopened by the customer.
+    Reopened,
+    /// It was closed.
+    Closed,
+}
+
+/// A conversation changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationFrame {
+    /// What happened.
+    pub change: ConversationChange,
+    /// The conversation as it now stands.
+    pub conversation: ConversationView,
+}
+
+/// Someone else is typing, or stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingFrame {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Who is typing: customer or agent.
+    pub author: AuthorKind,
+    /// True while typing.
+    pub active: bool,
+}
+
+/// Someone else read up to a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadFrame {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Who read: customer or agent.
+    pub reader: AuthorKind,
+    /// The last sequence number they read.
+    pub seq: Seq,
+}
+
+/// The agent's presence as the relay holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceFrame {
+    /// The presence.
+    pub status: Presence,
+}
+
+/// A refused frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What was wrong, for people.
+    pub message: String,
+    /// The `client_msg_id` of the refused `send`, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+/// WebSocket close codes the relay uses, beyond the standard ones.
+pub mod close_code {
+    /// The relay is shutting down (standard "going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame exceeded `max_frame_bytes` (standard "message too big").
+    pub const TOO_LARGE: u16 = 1009;
+    /// The first frame was not a valid `hello`, or none came in time.
+    pub const BAD_HELLO: u16 = 4000;
+    /// The credentials in `hello` were refused.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The client kept exceeding the frame rate.
+    pub const RATE_LIMITED: u16 = 4029;
+    /// The client read too slowly and its outbound queue filled; resume to continue.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The same agent or customer session was replaced or revoked.
+    pub const SUPERSEDED: u16 = 4009;
+}
