@@ -506,15 +506,17 @@ impl Hub {
     fn decide(&mut self, conversation: ConversationId, next: Lifecycle, resolution: Option<String>, event: EventRecord) {
         let Some(conv) = self.conversations.get_mut(&conversation) else { return };
         conv.decided = next.clone();
-        let made = self.router.handle(routing_event(conversation, &next), now_ms());
-        self.apply_assignments(made);
+        // Written before the router runs: an assignment the router makes next builds on
+        // this lifecycle and must be committed after it.
         self.journal.submit_from_hub(JournalOp::Transition {
             workspace: self.workspace,
             conversation,
-            lifecycle: next,
+            lifecycle: next.clone(),
             resolution,
             event,
         });
+        let made = self.router.handle(routing_event(conversation, &next), now_ms());
+        self.apply_assignments(made);
     }
 
     /// Tells the router an agent's availability and carries out what it decides.

@@ -360,8 +360,9 @@ impl Connection {
                             }
                         }
                         (Identity::Agent { .. }, ConversationChange::Unassigned) => {
+                            // `delivered` is kept: if the conversation comes back to this
+                            // agent, the client already holds what was sent.
                             self.held.remove(&c.conversation.id);
-                            self.delivered.remove(&c.conversation.id);
                         }
                         (Identity::Customer { .. }, ConversationChange::Closed) => {
                             if self.open == Some(c.conversation.id) {
