@@ -2,8 +2,8 @@
 //! `workspace show`). They work on the database directly and may run while the relay
 //! serves: SQLite serialises the writes.
 
-use kefu_proto::frame::Role;
 use kefu_proto::AgentId;
+use kefu_proto::frame::Role;
 
 use crate::auth;
 use crate::error::Result;
@@ -22,7 +22,10 @@ pub async fn add_agent(
     let workspace = store.workspace_by_slug(workspace_slug).await?;
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
-        return Err(crate::Error::refused(kefu_proto::ErrorCode::BadRequest, format!("'{email}' is not an e-mail address")));
+        return Err(crate::Error::refused(
+            kefu_proto::ErrorCode::BadRequest,
+            format!("'{email}' is not an e-mail address"),
+        ));
     }
     kefu_proto::limits::check_name(name)?;
     let generated = password.is_none();

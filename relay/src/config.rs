@@ -115,10 +115,9 @@ impl Config {
     /// exist or does not parse is an error naming the file.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let config: Config = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         config.check()?;
         Ok(config)
     }
@@ -134,7 +133,10 @@ impl Config {
         if self.journal.max_batch == 0 || self.journal.queue == 0 {
             return Err(Error::Config("journal.max_batch and journal.queue must be positive".into()));
         }
-        if self.auth.token_ttl_hours == 0 || self.auth.logins_per_minute_per_ip == 0 || self.auth.logins_per_minute_per_email == 0 {
+        if self.auth.token_ttl_hours == 0
+            || self.auth.logins_per_minute_per_ip == 0
+            || self.auth.logins_per_minute_per_email == 0
+        {
             return Err(Error::Config("auth settings must be positive".into()));
         }
         Ok(())

@@ -66,7 +66,15 @@ impl Lifecycle {
     pub fn open(now: UnixMillis, bot_first: bool) -> Lifecycle {
         let (state, queued_at) =
             if bot_first { (ConversationState::Bot, None) } else { (ConversationState::Queued, Some(now)) };
-        Lifecycle { state, assignee: None, created_at: now, queued_at, assigned_at: None, resolved_at: None, closed_at: None }
+        Lifecycle {
+            state,
+            assignee: None,
+            created_at: now,
+            queued_at,
+            assigned_at: None,
+            resolved_at: None,
+            closed_at: None,
+        }
     }
 
     /// True while people or the bot are still working on it.

@@ -57,8 +57,7 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
         }
         let e = self.to_client();
-        let status = StatusCode::from_u16(e.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ApiErrorBody { error: ApiError { code: e.code, message: e.message } };
         (status, axum::Json(body)).into_response()
     }

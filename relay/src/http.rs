@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,9 +18,10 @@ use kefu_proto::{ErrorCode, ProtocolError};
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::hub::HubCommand;
 use crate::session::{self, Side};
 use crate::store::AgentRecord;
-use crate::{auth, RelayState};
+use crate::{RelayState, auth};
 
 /// Largest JSON body the API accepts.
 pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
@@ -63,10 +64,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::BytesRejection(_)) => Err(Error::refused(
-                ErrorCode::TooLarge,
-                format!("body exceeds {MAX_API_BODY_BYTES} bytes"),
-            )),
+            Err(JsonRejection::BytesRejection(_)) => {
+                Err(Error::refused(ErrorCode::TooLarge, format!("body exceeds {MAX_API_BODY_BYTES} bytes")))
+            }
             Err(e) => Err(Error::refused(ErrorCode::BadRequest, e.body_text())),
         }
     }
@@ -80,9 +80,10 @@ async fn login(
     if request.email.len() > 254 || request.password.len() > 1024 {
         return Err(Error::refused(ErrorCode::TooLarge, "e-mail or password too long"));
     }
-    relay.login_limiter.check(peer.ip(), &request.email)?;
+    let email = request.email.trim().to_lowercase();
+    relay.login_limiter.check(peer.ip(), &email)?;
     let wrong = || Error::refused(ErrorCode::Unauthorized, "wrong e-mail or password");
-    let mut candidates = relay.store.agents_by_email(&request.email.trim().to_lowercase()).await?;
+    let mut candidates = relay.store.agents_by_email(&email).await?;
     if let Some(slug) = &request.workspace {
         candidates.retain(|(_, s)| s == slug);
     }
@@ -107,7 +108,7 @@ async fn login(
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     if !matches {
-        tracing::info!(email = %request.email, %peer, "login refused");
+        tracing::info!(%email, %peer, "login refused");
         return Err(wrong());
     }
     let token = auth::new_agent_token();
@@ -155,9 +156,20 @@ impl FromRequestParts<Arc<RelayState>> for AuthedAgent {
 
 async fn logout(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Result<StatusCode> {
     relay.store.revoke_agent_token(&authed.token_hash).await?;
+    // Sessions opened with this token end now, not at their next reconnect.
+    if let Some(hub) = relay.hubs.get(authed.agent.workspace_id) {
+        let _ = hub.send(HubCommand::Revoked { token_hash: authed.token_hash.clone() }).await;
+    }
     relay
         .store
-        .append_event(authed.agent.workspace_id, "agent.logout", "agent", Some(authed.agent.view.id.0), None, &serde_json::json!({}))
+        .append_event(
+            authed.agent.workspace_id,
+            "agent.logout",
+            "agent",
+            Some(authed.agent.view.id.0),
+            None,
+            &serde_json::json!({}),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -190,8 +202,9 @@ fn upgrade_socket(relay: Arc<RelayState>, peer: SocketAddr, upgrade: WebSocketUp
     }
     let Ok(permit) = relay.connections.clone().try_acquire_owned() else {
         let max = relay.config.limits.max_connections;
-        let mut response = Error::refused(ErrorCode::RateLimited, format!("the relay holds its maximum of {max} connections"))
-            .into_response();
+        let mut response =
+            Error::refused(ErrorCode::RateLimited, format!("the relay holds its maximum of {max} connections"))
+                .into_response();
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return response;
     };

@@ -20,9 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use kefu_proto::frame::{
-    Ack, AgentRef, AgentView, Author, AuthorKind, ChannelKind, ContactView, ConversationChange,
-    ConversationFrame, ConversationState, ConversationView, ErrorFrame, MessageFrame, Presence,
-    PresenceFrame, ReadFrame, ServerFrame, TypingFrame,
+    Ack, AgentRef, AgentView, Author, AuthorKind, ChannelKind, ContactView, ConversationChange, ConversationFrame,
+    ConversationState, ConversationView, ErrorFrame, MessageFrame, Presence, PresenceFrame, ReadFrame, ServerFrame,
+    TypingFrame, close_code,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, ProtocolError, Seq, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +52,13 @@ pub enum Outbound {
         /// The `message` frame as JSON text.
         text: Utf8Bytes,
     },
+    /// Close the connection with this code and reason.
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Who is on the other end of a connection.
@@ -59,8 +66,8 @@ pub enum Outbound {
 pub enum Party {
     /// A customer, as a contact.
     Customer(ContactView),
-    /// An agent.
-    Agent(AgentView),
+    /// An agent, with the SHA-256 of the token it authenticated with.
+    Agent(AgentView, Vec<u8>),
 }
 
 /// The hub's answer to a registration.
@@ -117,6 +124,11 @@ pub enum HubCommand {
         conn: ConnId,
         /// Online or away.
         status: Presence,
+    },
+    /// A token was revoked: close the connections that authenticated with it.
+    Revoked {
+        /// SHA-256 of the token.
+        token_hash: Vec<u8>,
     },
     /// An agent resolves or closes a conversation.
     Settle {
@@ -197,6 +209,8 @@ struct Conn {
     outbound: mpsc::Sender<Outbound>,
     /// Cancelled to disconnect it.
     kick: CancellationToken,
+    /// Agents: SHA-256 of the token the connection authenticated with.
+    token_hash: Option<Vec<u8>>,
 }
 
 /// The identity of a connection, by id.
@@ -288,7 +302,8 @@ impl Hub {
                 RoutingEvent::Agent { agent: agent.view.id, available: false, capacity: agent.view.max_concurrent },
                 now,
             );
-            self.agents.insert(agent.view.id, AgentEntry { view: agent.view, presence: Presence::Offline, conns: Vec::new() });
+            self.agents
+                .insert(agent.view.id, AgentEntry { view: agent.view, presence: Presence::Offline, conns: Vec::new() });
         }
         for record in open {
             let view = record.view;
@@ -356,6 +371,18 @@ impl Hub {
                 let _ = reply.send(registered);
             }
             HubCommand::Unregister { conn } => self.unregister(conn),
+            HubCommand::Revoked { token_hash } => {
+                let revoked: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.token_hash.as_deref() == Some(token_hash.as_slice()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for conn in revoked {
+                    let close = Outbound::Close { code: close_code::SUPERSEDED, reason: "logged out".into() };
+                    self.send(conn, close);
+                }
+            }
             HubCommand::Open { contact, channel, reply } => self.open(contact, channel, reply),
             HubCommand::Typing { conn, conversation, active } => self.typing(conn, conversation, active),
             HubCommand::Presence { conn, status } => self.set_presence(conn, status),
@@ -365,18 +392,24 @@ impl Hub {
         }
     }
 
-    fn register(&mut self, conn: ConnId, party: Party, outbound: mpsc::Sender<Outbound>, kick: CancellationToken) -> Registered {
+    fn register(
+        &mut self,
+        conn: ConnId,
+        party: Party,
+        outbound: mpsc::Sender<Outbound>,
+        kick: CancellationToken,
+    ) -> Registered {
         match party {
             Party::Customer(contact) => {
                 let id = contact.id;
-                self.conns.insert(conn, Conn { who: Who::Customer(id), outbound, kick });
+                self.conns.insert(conn, Conn { who: Who::Customer(id), outbound, kick, token_hash: None });
                 self.contact_conns.entry(id).or_default().push(conn);
                 let conversations = self.contact_open.get(&id).map(|c| self.view(*c)).into_iter().flatten().collect();
                 Registered { conversations, presence: Presence::Offline }
             }
-            Party::Agent(view) => {
+            Party::Agent(view, token_hash) => {
                 let id = view.id;
-                self.conns.insert(conn, Conn { who: Who::Agent(id), outbound, kick });
+                self.conns.insert(conn, Conn { who: Who::Agent(id), outbound, kick, token_hash: Some(token_hash) });
                 let entry = self.agents.entry(id).or_insert_with(|| AgentEntry {
                     view: view.clone(),
                     presence: Presence::Offline,
@@ -391,7 +424,12 @@ impl Hub {
                 let mut conversations: Vec<ConversationView> = self
                     .conversations
                     .iter()
-                    .filter(|(_, c)| c.announced.state == ConversationState::Assigned && c.announced.assignee == Some(id))
+                    .filter(|(_, c)| {
+                        // Resolved ones too: the agent keeps them (and their live messages)
+                        // until they are closed or reopened.
+                        matches!(c.announced.state, ConversationState::Assigned | ConversationState::Resolved)
+                            && c.announced.assignee == Some(id)
+                    })
                     .filter_map(|(cid, _)| self.view(*cid))
                     .collect();
                 conversations.sort_by_key(|c| c.id);
@@ -475,7 +513,13 @@ impl Hub {
         self.route_agent(agent);
     }
 
-    fn settle(&mut self, conn: ConnId, conversation: ConversationId, transition: Transition, resolution: Option<String>) {
+    fn settle(
+        &mut self,
+        conn: ConnId,
+        conversation: ConversationId,
+        transition: Transition,
+        resolution: Option<String>,
+    ) {
         let Some(Who::Agent(agent)) = self.conns.get(&conn).map(|c| c.who) else { return };
         let refuse = |hub: &mut Hub, code, message: &str| {
             hub.send(conn, Outbound::Frame(error_frame(code, message, None)));
@@ -503,7 +547,13 @@ impl Hub {
     // ---- decisions ----------------------------------------------------------------------
 
     /// Records a decided lifecycle, tells the router what it frees, and writes it.
-    fn decide(&mut self, conversation: ConversationId, next: Lifecycle, resolution: Option<String>, event: EventRecord) {
+    fn decide(
+        &mut self,
+        conversation: ConversationId,
+        next: Lifecycle,
+        resolution: Option<String>,
+        event: EventRecord,
+    ) {
         let Some(conv) = self.conversations.get_mut(&conversation) else { return };
         conv.decided = next.clone();
         // Written before the router runs: an assignment the router makes next builds on
@@ -556,7 +606,9 @@ impl Hub {
                         },
                     });
                 }
-                Err(e) => tracing::error!(%conversation, error = %e, "router assigned a conversation that cannot be assigned"),
+                Err(e) => {
+                    tracing::error!(%conversation, error = %e, "router assigned a conversation that cannot be assigned")
+                }
             }
         }
     }
@@ -595,7 +647,8 @@ impl Hub {
                 if let Some(pending) = self.pending_opens.remove(&request) {
                     self.pending_by_contact.remove(&pending.contact.id);
                     for waiter in pending.waiters {
-                        let _ = waiter.send(Err(ProtocolError::new(ErrorCode::Internal, "could not open a conversation; retry")));
+                        let _ = waiter
+                            .send(Err(ProtocolError::new(ErrorCode::Internal, "could not open a conversation; retry")));
                     }
                 }
             }
@@ -672,7 +725,9 @@ impl Hub {
         }
         if reopen {
             let conversation = m.conversation;
-            if let Some(next) = self.conversations.get(&conversation).and_then(|c| c.decided.apply(Transition::Reopen, now_ms()).ok()) {
+            if let Some(next) =
+                self.conversations.get(&conversation).and_then(|c| c.decided.apply(Transition::Reopen, now_ms()).ok())
+            {
                 let event = EventRecord {
                     kind: "conversation.reopened",
                     actor_kind: "customer",
@@ -701,10 +756,16 @@ impl Hub {
         // an agent who keeps it hears of the change.
         if before.assignee != lifecycle.assignee {
             if let Some(old) = before.assignee {
-                self.deliver_to_agent(old, Outbound::Frame(conversation_frame(ConversationChange::Unassigned, view.clone())));
+                // Closing also takes the conversation from its agent: say "closed", which
+                // is what happened, rather than "unassigned".
+                let lost = if change == ConversationChange::Closed { change } else { ConversationChange::Unassigned };
+                self.deliver_to_agent(old, Outbound::Frame(conversation_frame(lost, view.clone())));
             }
             if let Some(new) = lifecycle.assignee {
-                self.deliver_to_agent(new, Outbound::Frame(conversation_frame(ConversationChange::Assigned, view.clone())));
+                self.deliver_to_agent(
+                    new,
+                    Outbound::Frame(conversation_frame(ConversationChange::Assigned, view.clone())),
+                );
             }
         } else if let Some(agent) = lifecycle.assignee {
             self.deliver_to_agent(agent, Outbound::Frame(conversation_frame(change, view.clone())));
@@ -729,10 +790,9 @@ impl Hub {
             state: life.state,
             channel: conv.channel,
             contact: conv.contact.clone(),
-            assignee: life.assignee.map(|id| AgentRef {
-                id,
-                name: self.agents.get(&id).map(|a| a.view.name.clone()).unwrap_or_default(),
-            }),
+            assignee: life
+                .assignee
+                .map(|id| AgentRef { id, name: self.agents.get(&id).map(|a| a.view.name.clone()).unwrap_or_default() }),
             last_seq: conv.last_seq,
             created_at: life.created_at,
             queued_at: life.queued_at,

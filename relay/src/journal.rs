@@ -387,13 +387,18 @@ impl Journal {
                     Outcome::Hub(Committed::Transitioned { conversation: *conversation, lifecycle: lifecycle.clone() })
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
-                    let last_seq = self.cursor(&mut tx, *workspace, *conversation).await?.map_or(0, |c| c.last_seq);
-                    let seq = (*seq).min(last_seq);
-                    sqlx::query(
+                    let Some(cursor) = self.cursor(&mut tx, *workspace, *conversation).await? else {
+                        outcomes.push(Outcome::Skipped);
+                        continue;
+                    };
+                    let seq = (*seq).min(cursor.last_seq);
+                    // Announce the stored maximum, so a receipt never goes backwards.
+                    let stored = sqlx::query(
                         "INSERT INTO read_receipts (conversation_id, reader_kind, reader_id, workspace_id, last_read_seq, updated_at)
                          VALUES (?, ?, ?, ?, ?, ?)
                          ON CONFLICT (conversation_id, reader_kind, reader_id) DO UPDATE
-                         SET last_read_seq = max(last_read_seq, excluded.last_read_seq), updated_at = excluded.updated_at",
+                         SET last_read_seq = max(last_read_seq, excluded.last_read_seq), updated_at = excluded.updated_at
+                         RETURNING last_read_seq",
                     )
                     .bind(conversation.0)
                     .bind(reader.as_str())
@@ -401,9 +406,13 @@ impl Journal {
                     .bind(workspace.0)
                     .bind(seq as i64)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
-                    Outcome::Hub(Committed::Read { conversation: *conversation, reader: *reader, seq })
+                    Outcome::Hub(Committed::Read {
+                        conversation: *conversation,
+                        reader: *reader,
+                        seq: stored.get::<i64, _>(0) as Seq,
+                    })
                 }
             };
             outcomes.push(outcome);
@@ -537,6 +546,7 @@ impl Journal {
                     Some((_, list)) => list.push(committed),
                     None => by_workspace.push((workspace, vec![committed])),
                 },
+                (_, Outcome::Skipped) => {}
                 (_, Outcome::Contact(_)) => unreachable!("only CreateContact yields a contact"),
             }
         }
@@ -554,7 +564,9 @@ impl Journal {
                 let _ = reply.send(Err(Error::Internal("contact could not be stored".into())));
                 return;
             }
-            JournalOp::Append(m) => Committed::Rejected { origin: m.origin, client_msg_id: m.client_msg_id, error: internal() },
+            JournalOp::Append(m) => {
+                Committed::Rejected { origin: m.origin, client_msg_id: m.client_msg_id, error: internal() }
+            }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
             JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
             JournalOp::Read { .. } => return,
@@ -565,6 +577,8 @@ impl Journal {
 
 /// What one operation became.
 enum Outcome {
+    /// Nothing to report (a receipt for a conversation not in the workspace).
+    Skipped,
     /// A contact was created; its id goes to the op's reply channel.
     Contact(ContactId),
     /// Something for the hub.

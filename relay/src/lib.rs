@@ -94,7 +94,11 @@ impl RelayState {
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, closes every
 /// connection with "going away", commits everything the journal holds, and returns.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     config.check()?;
     let store = Store::open(&config.data_dir).await?;
     let hubs = Arc::new(hub::Hubs::default());
@@ -108,7 +112,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         widget_keys.insert(workspace.widget_key, workspace.id);
     }
     let relay = Arc::new(RelayState {
-        login_limiter: auth::LoginLimiter::new(config.auth.logins_per_minute_per_ip, config.auth.logins_per_minute_per_email),
+        login_limiter: auth::LoginLimiter::new(
+            config.auth.logins_per_minute_per_ip,
+            config.auth.logins_per_minute_per_email,
+        ),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         config,
         store: store.clone(),

@@ -4,18 +4,18 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kefu_proto::frame::Role;
-use kefu_relay::config::{Config, DEFAULT_LISTEN};
+use kefu_relay::config::Config;
 use kefu_relay::store::DEFAULT_WORKSPACE;
-use kefu_relay::{admin, Store};
+use kefu_relay::{Store, admin};
 
 /// kefu relay: routes customer conversations to agents and stores them durably.
 #[derive(Parser)]
 #[command(name = "kefu-relay", version, about)]
 struct Cli {
-    /// TOML configuration file (see README: Configuration).
+    /// TOML configuration file (see README.md, "Configuration").
     #[arg(long, env = "KEFU_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Directory for the database and files [default: the platform data dir, e.g. ~/.local/share/kefu].
@@ -29,8 +29,8 @@ struct Cli {
 enum Command {
     /// Serve customers and agents.
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "KEFU_LISTEN", default_value = DEFAULT_LISTEN)]
+        /// Address to listen on [default: 127.0.0.1:7700, or `listen` in the config file].
+        #[arg(long, env = "KEFU_LISTEN")]
         listen: Option<std::net::SocketAddr>,
     },
     /// Manage agents.
@@ -175,7 +175,7 @@ async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::List { workspace } => {
             let agents = admin::list_agents(&store, &workspace).await?;
-            println!("{:<6} {:<30} {:<24} {:<11} {}", "ID", "EMAIL", "NAME", "ROLE", "CAPACITY");
+            println!("{:<6} {:<30} {:<24} {:<11} CAPACITY", "ID", "EMAIL", "NAME", "ROLE");
             for a in agents {
                 let v = a.view;
                 println!("{:<6} {:<30} {:<24} {:<11} {}", v.id, v.email, v.name, v.role.as_str(), v.max_concurrent);

@@ -129,10 +129,8 @@ impl Router {
         if let Some(at) = self.queued_at.remove(&conversation) {
             self.queue.remove(&(at, conversation));
         }
-        if let Some(agent) = self.holders.remove(&conversation) {
-            if let Some(slot) = self.agents.get_mut(&agent) {
-                slot.load = slot.load.saturating_sub(1);
-            }
+        if let Some(slot) = self.holders.remove(&conversation).and_then(|agent| self.agents.get_mut(&agent)) {
+            slot.load = slot.load.saturating_sub(1);
         }
     }
 
@@ -213,7 +211,9 @@ mod tests {
 
     #[test]
     fn rules() {
-        let table: Vec<(&str, Vec<RoutingEvent>, Vec<(i64, i64)>)> = vec![
+        /// A rule's name, the events fed, and the (conversation, agent) assignments expected.
+        type Case = (&'static str, Vec<RoutingEvent>, Vec<(i64, i64)>);
+        let table: Vec<Case> = vec![
             ("no agent: stays queued", vec![enqueue(1, 1)], vec![]),
             ("agent online drains the queue", vec![enqueue(1, 1), agent(7, true, 5)], vec![(1, 7)]),
             ("away agent gets nothing", vec![agent(7, false, 5), enqueue(1, 1)], vec![]),
@@ -237,11 +237,7 @@ mod tests {
                 vec![agent(7, true, 1), enqueue(1, 1), enqueue(2, 2), agent(7, true, 2)],
                 vec![(1, 7), (2, 7)],
             ),
-            (
-                "released while queued never gets assigned",
-                vec![enqueue(1, 1), release(1), agent(7, true, 5)],
-                vec![],
-            ),
+            ("released while queued never gets assigned", vec![enqueue(1, 1), release(1), agent(7, true, 5)], vec![]),
         ];
         for (name, events, expected) in table {
             assert_eq!(check(&events), expected, "{name}");

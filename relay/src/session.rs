@@ -18,21 +18,22 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use kefu_proto::frame::{
-    close_code, ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth,
-    Presence, ServerFrame, Session, Welcome,
-};
 use kefu_proto::frame::{AuthorKind, ClientFrame, ContactView};
-use kefu_proto::limits::{decode_client_frame, MAX_BODY_BYTES, MAX_FRAME_BYTES};
-use kefu_proto::{ConversationId, ErrorCode, ProtocolError, Seq, WorkspaceId, PROTOCOL_VERSION};
+use kefu_proto::frame::{
+    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, ServerFrame,
+    Session, Welcome, close_code,
+};
+use kefu_proto::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES, decode_client_frame};
+use kefu_proto::{ConversationId, ErrorCode, PROTOCOL_VERSION, ProtocolError, Seq, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::RelayState;
 use crate::auth;
 use crate::conversation::Transition;
-use crate::hub::{error_frame, ConnId, HubCommand, HubHandle, Outbound, Party};
+use crate::hub::{ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
-use crate::RelayState;
 
 /// Which endpoint the connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +67,15 @@ impl Closing {
 
 /// Who the connection is, once authenticated.
 enum Identity {
-    Customer { contact: ContactView, customer_token: String },
-    Agent { agent: kefu_proto::frame::AgentView },
+    Customer {
+        contact: ContactView,
+        customer_token: String,
+    },
+    Agent {
+        agent: kefu_proto::frame::AgentView,
+        /// SHA-256 of the token it authenticated with, so logout can close it.
+        token_hash: Vec<u8>,
+    },
 }
 
 /// The state of one authenticated connection.
@@ -95,31 +103,36 @@ pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: 
     let conn = relay.next_conn_id();
     let (mut sink, mut stream) = socket.split();
     let span = tracing::debug_span!("conn", conn, ?side, %peer);
-    let _enter = span.enter();
-    drop(_enter);
-    let result = run(conn, side, &relay, &mut sink, &mut stream).await;
-    if let Err(closing) = result {
-        tracing::debug!(conn, code = closing.code, reason = %closing.reason, "closing connection");
-        let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+    async {
+        let result = run(conn, side, &relay, &mut sink, &mut stream).await;
+        if let Err(closing) = result {
+            tracing::debug!(code = closing.code, reason = %closing.reason, "closing connection");
+            let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        }
     }
+    .instrument(span)
+    .await;
     let _ = sink.close().await;
 }
 
 /// Runs the connection; `Err` carries the close to send.
-async fn run(conn: ConnId, side: Side, relay: &Arc<RelayState>, sink: &mut Sink, stream: &mut Stream) -> Result<(), Closing> {
+async fn run(
+    conn: ConnId,
+    side: Side,
+    relay: &Arc<RelayState>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) -> Result<(), Closing> {
     let hello = read_hello(relay, sink, stream).await?;
     let (workspace, identity) = authenticate(side, &hello, relay, sink).await?;
-    let hub = relay
-        .hubs
-        .get(workspace)
-        .ok_or_else(|| Closing::new(close_code::GOING_AWAY, "workspace unavailable"))?;
+    let hub = relay.hubs.get(workspace).ok_or_else(|| Closing::new(close_code::GOING_AWAY, "workspace unavailable"))?;
     let limits = &relay.config.limits;
     let (outbound_tx, mut outbound) = mpsc::channel(limits.outbound_queue);
     let kick = CancellationToken::new();
     let party = match &identity {
         Identity::Customer { contact, .. } => Party::Customer(contact.clone()),
-        Identity::Agent { agent } => Party::Agent(agent.clone()),
+        Identity::Agent { agent, token_hash } => Party::Agent(agent.clone(), token_hash.clone()),
     };
     let (reply_tx, reply) = oneshot::channel();
     hub.send(HubCommand::Register { conn, party, outbound: outbound_tx, kick: kick.clone(), reply: reply_tx })
@@ -148,28 +161,46 @@ async fn run(conn: ConnId, side: Side, relay: &Arc<RelayState>, sink: &mut Sink,
 
 /// Waits for the first frame, which must be a valid `hello`.
 async fn read_hello(relay: &RelayState, sink: &mut Sink, stream: &mut Stream) -> Result<Hello, Closing> {
-    let timeout = Duration::from_secs(relay.config.limits.hello_timeout_secs);
-    let first = tokio::select! {
-        _ = relay.shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
-        first = tokio::time::timeout(timeout, stream.next()) => first,
-    };
-    let text = match first {
-        Err(_) => return Err(Closing::new(close_code::BAD_HELLO, "no hello in time")),
-        Ok(None) => return Err(Closing::new(close_code::BAD_HELLO, "closed before hello")),
-        Ok(Some(Err(e))) => return Err(read_error_close(e)),
-        Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(Some(Ok(_))) => return Err(refuse_hello(sink, ProtocolError::bad_request("the first frame must be a JSON text hello")).await),
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(relay.config.limits.hello_timeout_secs);
+    let text = loop {
+        let next = tokio::select! {
+            _ = relay.shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
+            next = tokio::time::timeout_at(deadline, stream.next()) => next,
+        };
+        match next {
+            Err(_) => return Err(Closing::new(close_code::BAD_HELLO, "no hello in time")),
+            Ok(None) => return Err(Closing::new(close_code::BAD_HELLO, "closed before hello")),
+            Ok(Some(Err(e))) => return Err(read_error_close(e)),
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            // Keep-alive pings may come first; tungstenite answers them.
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(_))) => {
+                return Err(refuse_hello(
+                    sink,
+                    ProtocolError::bad_request("the first frame must be a JSON text hello"),
+                )
+                .await);
+            }
+        }
     };
     match decode_client_frame(text.as_str()) {
         Ok(ClientFrame::Hello(hello)) => Ok(hello),
-        Ok(other) => Err(refuse_hello(sink, ProtocolError::bad_request(format!("the first frame must be hello, not {}", other.kind()))).await),
+        Ok(other) => Err(refuse_hello(
+            sink,
+            ProtocolError::bad_request(format!("the first frame must be hello, not {}", other.kind())),
+        )
+        .await),
         Err(e) => Err(refuse_hello(sink, e).await),
     }
 }
 
 /// Sends the error frame for a refused hello and returns the close that follows it.
 async fn refuse_hello(sink: &mut Sink, error: ProtocolError) -> Closing {
-    let code = if error.code == ErrorCode::Unauthorized { close_code::UNAUTHORIZED } else { close_code::BAD_HELLO };
+    let code = match error.code {
+        ErrorCode::Unauthorized => close_code::UNAUTHORIZED,
+        ErrorCode::Internal => close_code::INTERNAL,
+        _ => close_code::BAD_HELLO,
+    };
     let _ = send_frame(sink, &error_frame(error.code, &error.message, None)).await;
     Closing::new(code, error.message)
 }
@@ -196,13 +227,20 @@ async fn authenticate(
                     .map_err(internal),
             }
         }
-        (HelloAuth::Agent { token }, Side::Agent) => match relay.store.agent_by_token(&auth::token_hash(token)).await {
-            Ok(Some(agent)) => Ok((agent.workspace_id, Identity::Agent { agent: agent.view })),
-            Ok(None) => Err(unauthorized("invalid, expired or revoked token")),
-            Err(e) => Err(internal(e)),
-        },
-        (HelloAuth::Customer { .. }, Side::Agent) => Err(ProtocolError::bad_request("this is the agent endpoint; customers use /ws/customer")),
-        (HelloAuth::Agent { .. }, Side::Customer) => Err(ProtocolError::bad_request("this is the customer endpoint; agents use /ws/agent")),
+        (HelloAuth::Agent { token }, Side::Agent) => {
+            let token_hash = auth::token_hash(token);
+            match relay.store.agent_by_token(&token_hash).await {
+                Ok(Some(agent)) => Ok((agent.workspace_id, Identity::Agent { agent: agent.view, token_hash })),
+                Ok(None) => Err(unauthorized("invalid, expired or revoked token")),
+                Err(e) => Err(internal(e)),
+            }
+        }
+        (HelloAuth::Customer { .. }, Side::Agent) => {
+            Err(ProtocolError::bad_request("this is the agent endpoint; customers use /ws/customer"))
+        }
+        (HelloAuth::Agent { .. }, Side::Customer) => {
+            Err(ProtocolError::bad_request("this is the customer endpoint; agents use /ws/agent"))
+        }
     };
     match result {
         Ok(ok) => Ok(ok),
@@ -217,10 +255,10 @@ async fn customer_identity(
     token: Option<&str>,
     name: Option<String>,
 ) -> crate::Result<Identity> {
-    if let Some(token) = token {
-        if let Some(contact) = relay.store.contact_by_token(workspace, &auth::token_hash(token)).await? {
-            return Ok(Identity::Customer { contact, customer_token: token.to_string() });
-        }
+    if let Some(token) = token
+        && let Some(contact) = relay.store.contact_by_token(workspace, &auth::token_hash(token)).await?
+    {
+        return Ok(Identity::Customer { contact, customer_token: token.to_string() });
     }
     let customer_token = auth::new_customer_token();
     let token_hash = auth::token_hash(&customer_token);
@@ -229,7 +267,13 @@ async fn customer_identity(
     let external_id = format!("visitor-{}", &hex(&token_hash)[..24]);
     let id = relay
         .journal
-        .create_contact(NewContact { workspace, name: name.clone(), channel: ChannelKind::Web, external_id, token_hash })
+        .create_contact(NewContact {
+            workspace,
+            name: name.clone(),
+            channel: ChannelKind::Web,
+            external_id,
+            token_hash,
+        })
         .await?;
     Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token })
 }
@@ -259,9 +303,13 @@ impl Connection {
                     conversation: registered.conversations.first().cloned(),
                 }
             }
-            Identity::Agent { agent } => {
+            Identity::Agent { agent, .. } => {
                 self.held = registered.conversations.iter().map(|c| c.id).collect();
-                Session::Agent { agent: agent.clone(), presence: registered.presence, conversations: registered.conversations.clone() }
+                Session::Agent {
+                    agent: agent.clone(),
+                    presence: registered.presence,
+                    conversations: registered.conversations.clone(),
+                }
             }
         };
         let welcome = ServerFrame::Welcome(Welcome {
@@ -278,7 +326,9 @@ impl Connection {
         let resume: HashMap<ConversationId, Seq> =
             hello.resume.iter().map(|p| (p.conversation_id, p.after_seq)).collect();
         for conversation in &registered.conversations {
-            let after = resume.get(&conversation.id).copied().unwrap_or(0);
+            // A client cannot hold more than the hub has announced; a larger claim would
+            // otherwise suppress live messages up to it.
+            let after = resume.get(&conversation.id).copied().unwrap_or(0).min(conversation.last_seq);
             self.catch_up(sink, conversation.id, after).await?;
         }
         sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))?;
@@ -304,10 +354,8 @@ impl Connection {
                 inbound = stream.next() => match inbound {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Err(e)) => return Err(read_error_close(e)),
-                    Some(Ok(Message::Text(text))) => self.inbound(sink, text.as_str()).await?,
-                    Some(Ok(Message::Binary(_))) => {
-                        self.refuse(sink, ProtocolError::bad_request("binary frames are not accepted; send JSON text"), None).await?;
-                    }
+                    Some(Ok(Message::Text(text))) => self.inbound(sink, Some(text.as_str())).await?,
+                    Some(Ok(Message::Binary(_))) => self.inbound(sink, None).await?,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 },
             }
@@ -338,6 +386,7 @@ impl Connection {
     /// Writes one outbound item, keeping this connection's view current.
     async fn forward(&mut self, sink: &mut Sink, out: Outbound) -> Result<(), Closing> {
         match out {
+            Outbound::Close { code, reason } => Err(Closing::new(code, reason)),
             Outbound::Message { conversation, seq, text } => {
                 let delivered = self.delivered.entry(conversation).or_insert(0);
                 if seq <= *delivered {
@@ -353,29 +402,28 @@ impl Connection {
                         let delivered = self.delivered.entry(ack.conversation_id).or_insert(0);
                         *delivered = (*delivered).max(ack.seq);
                     }
-                    ServerFrame::Conversation(c) => match (&self.identity, c.change) {
-                        (Identity::Agent { .. }, ConversationChange::Assigned) => {
-                            if self.held.insert(c.conversation.id) {
-                                catch_up = Some(c.conversation.id);
+                    ServerFrame::Conversation(c) => {
+                        let id = c.conversation.id;
+                        match (&self.identity, c.change) {
+                            (Identity::Agent { .. }, ConversationChange::Assigned) if self.held.insert(id) => {
+                                catch_up = Some(id);
                             }
-                        }
-                        (Identity::Agent { .. }, ConversationChange::Unassigned) => {
-                            // `delivered` is kept: if the conversation comes back to this
-                            // agent, the client already holds what was sent.
-                            self.held.remove(&c.conversation.id);
-                        }
-                        (Identity::Customer { .. }, ConversationChange::Closed) => {
-                            if self.open == Some(c.conversation.id) {
+                            (Identity::Agent { .. }, ConversationChange::Unassigned | ConversationChange::Closed) => {
+                                // `delivered` is kept: if the conversation comes back to this
+                                // agent, the client already holds what was sent.
+                                self.held.remove(&id);
+                            }
+                            (Identity::Customer { .. }, ConversationChange::Closed) if self.open == Some(id) => {
                                 self.open = None;
                             }
-                        }
-                        (Identity::Customer { .. }, _) => {
-                            if self.open.is_none() {
-                                self.open = Some(c.conversation.id);
+                            (Identity::Customer { .. }, change)
+                                if self.open.is_none() && change != ConversationChange::Closed =>
+                            {
+                                self.open = Some(id);
                             }
+                            _ => {}
                         }
-                        _ => {}
-                    },
+                    }
                     _ => {}
                 }
                 feed_frame(sink, &frame).await?;
@@ -388,18 +436,26 @@ impl Connection {
     }
 
     /// Handles one text frame from the client.
-    async fn inbound(&mut self, sink: &mut Sink, text: &str) -> Result<(), Closing> {
+    /// Handles one data frame from the client: `None` for a binary frame, which counts
+    /// against the rate like any other and is refused.
+    async fn inbound(&mut self, sink: &mut Sink, text: Option<&str>) -> Result<(), Closing> {
         if self.limiter.check().is_err() {
             self.rate_violations += 1;
             if self.rate_violations > self.relay.config.limits.frame_burst {
                 return Err(Closing::new(close_code::RATE_LIMITED, "frame rate exceeded repeatedly"));
             }
             let limit = self.relay.config.limits.frames_per_second;
-            return self
-                .refuse(sink, ProtocolError::new(ErrorCode::RateLimited, format!("more than {limit} frames per second; frame dropped")), None)
-                .await;
+            let error = ProtocolError::new(
+                ErrorCode::RateLimited,
+                format!("more than {limit} frames per second; frame dropped"),
+            );
+            return self.refuse(sink, error, text.and_then(client_msg_id_of)).await;
         }
         self.rate_violations = 0;
+        let Some(text) = text else {
+            let error = ProtocolError::bad_request("binary frames are not accepted; send JSON text");
+            return self.refuse(sink, error, None).await;
+        };
         let frame = match decode_client_frame(text) {
             Ok(frame) => frame,
             Err(e) => return self.refuse(sink, e, client_msg_id_of(text)).await,
@@ -432,9 +488,11 @@ impl Connection {
                     body: send.body,
                     format: send.format,
                 };
-                self.relay.journal.submit(JournalOp::Append(message)).await.map_err(|_| {
-                    (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), id)
-                })?;
+                self.relay
+                    .journal
+                    .submit(JournalOp::Append(message))
+                    .await
+                    .map_err(|_| (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), id))?;
                 Ok(None)
             }
             ClientFrame::Typing(typing) => {
@@ -449,9 +507,11 @@ impl Connection {
                 let conversation = self.target(read.conversation_id, false).await.map_err(|e| (e, None))?;
                 let (reader, reader_id) = self.author();
                 let op = JournalOp::Read { workspace: self.workspace, conversation, reader, reader_id, seq: read.seq };
-                self.relay.journal.submit(op).await.map_err(|_| {
-                    (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), None)
-                })?;
+                self.relay
+                    .journal
+                    .submit(op)
+                    .await
+                    .map_err(|_| (ProtocolError::new(ErrorCode::Internal, "the relay is shutting down"), None))?;
                 Ok(None)
             }
             ClientFrame::Presence(presence) => {
@@ -493,7 +553,7 @@ impl Connection {
     fn author(&self) -> (AuthorKind, i64) {
         match &self.identity {
             Identity::Customer { contact, .. } => (AuthorKind::Customer, contact.id.0),
-            Identity::Agent { agent } => (AuthorKind::Agent, agent.id.0),
+            Identity::Agent { agent, .. } => (AuthorKind::Agent, agent.id.0),
         }
     }
 
@@ -506,27 +566,40 @@ impl Connection {
 
     /// The conversation a frame is about. Agents must name one they hold. Customers write
     /// into their open conversation; when `open_if_missing`, their first message opens one.
-    async fn target(&mut self, named: Option<ConversationId>, open_if_missing: bool) -> Result<ConversationId, ProtocolError> {
+    async fn target(
+        &mut self,
+        named: Option<ConversationId>,
+        open_if_missing: bool,
+    ) -> Result<ConversationId, ProtocolError> {
         match &self.identity {
             Identity::Agent { .. } => {
-                let conversation = named.ok_or_else(|| ProtocolError::bad_request("conversation_id is required for agents"))?;
+                let conversation =
+                    named.ok_or_else(|| ProtocolError::bad_request("conversation_id is required for agents"))?;
                 if self.held.contains(&conversation) {
                     Ok(conversation)
                 } else {
-                    Err(ProtocolError::new(ErrorCode::NotFound, format!("conversation {conversation} is not assigned to you")))
+                    Err(ProtocolError::new(
+                        ErrorCode::NotFound,
+                        format!("conversation {conversation} is not assigned to you"),
+                    ))
                 }
             }
             Identity::Customer { contact, .. } => {
-                if let (Some(named), Some(open)) = (named, self.open) {
-                    if named != open {
-                        return Err(ProtocolError::new(ErrorCode::NotFound, format!("conversation {named} is not yours")));
+                match (named, self.open) {
+                    (Some(named), open) if open != Some(named) => {
+                        return Err(ProtocolError::new(
+                            ErrorCode::NotFound,
+                            format!("conversation {named} is not your open conversation"),
+                        ));
                     }
-                }
-                if let Some(open) = self.open {
-                    return Ok(open);
+                    (_, Some(open)) => return Ok(open),
+                    (_, None) => {}
                 }
                 if !open_if_missing {
-                    return Err(ProtocolError::new(ErrorCode::Conflict, "no open conversation yet; send a message first"));
+                    return Err(ProtocolError::new(
+                        ErrorCode::Conflict,
+                        "no open conversation yet; send a message first",
+                    ));
                 }
                 let (reply_tx, reply) = oneshot::channel();
                 let command = HubCommand::Open { contact: contact.clone(), channel: ChannelKind::Web, reply: reply_tx };
@@ -540,7 +613,12 @@ impl Connection {
         }
     }
 
-    async fn refuse(&self, sink: &mut Sink, error: ProtocolError, client_msg_id: Option<String>) -> Result<(), Closing> {
+    async fn refuse(
+        &self,
+        sink: &mut Sink,
+        error: ProtocolError,
+        client_msg_id: Option<String>,
+    ) -> Result<(), Closing> {
         send_frame(sink, &error_frame(error.code, &error.message, client_msg_id)).await
     }
 }
@@ -562,7 +640,11 @@ fn client_msg_id_of(text: &str) -> Option<String> {
 /// limit; anything else means the socket is gone.
 fn read_error_close(e: axum::Error) -> Closing {
     let text = e.to_string();
-    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") || text.contains("capacity") {
+    if text.contains("too long")
+        || text.contains("too big")
+        || text.contains("Space limit")
+        || text.contains("capacity")
+    {
         Closing::new(close_code::TOO_LARGE, format!("frame exceeds {MAX_FRAME_BYTES} bytes"))
     } else {
         Closing::new(close_code::GOING_AWAY, format!("read failed: {text}"))

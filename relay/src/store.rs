@@ -10,12 +10,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use kefu_proto::frame::{
-    AgentRef, AgentView, Author, AuthorKind, BodyFormat, ContactView,
-    ConversationView, MessageFrame, Role,
+    AgentRef, AgentView, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame, Role,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, Seq, UnixMillis, WorkspaceId};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -72,9 +71,8 @@ impl Store {
     /// Opens (creating if needed) the database in `data_dir`, applies migrations and makes
     /// sure the default workspace exists.
     pub async fn open(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            Error::Config(format!("cannot create data dir {}: {e}", data_dir.display()))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join("kefu.db"))
             .create_if_missing(true)
@@ -84,16 +82,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let store = Store { writer, reader };
         store.ensure_default_workspace().await?;
         Ok(store)
@@ -176,7 +168,15 @@ impl Store {
         match result {
             Ok(done) => {
                 let id = AgentId(done.last_insert_rowid());
-                self.append_event(workspace, "agent.created", "admin", None, None, &serde_json::json!({"agent_id": id, "email": email, "role": role.as_str()})).await?;
+                self.append_event(
+                    workspace,
+                    "agent.created",
+                    "admin",
+                    None,
+                    None,
+                    &serde_json::json!({"agent_id": id, "email": email, "role": role.as_str()}),
+                )
+                .await?;
                 Ok(id)
             }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::refused(
@@ -235,7 +235,15 @@ impl Store {
         .bind(from)
         .execute(&self.writer)
         .await?;
-        self.append_event(agent.workspace_id, "agent.login", "agent", Some(agent.view.id.0), None, &serde_json::json!({"from": from})).await
+        self.append_event(
+            agent.workspace_id,
+            "agent.login",
+            "agent",
+            Some(agent.view.id.0),
+            None,
+            &serde_json::json!({"from": from}),
+        )
+        .await
     }
 
     /// The agent a token belongs to, when it is neither expired nor revoked.
@@ -274,7 +282,11 @@ impl Store {
         .bind(workspace.0)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|r| ContactView { id: ContactId(r.get("id")), name: r.get("name"), vip: r.get::<i64, _>("vip") != 0 }))
+        Ok(row.map(|r| ContactView {
+            id: ContactId(r.get("id")),
+            name: r.get("name"),
+            vip: r.get::<i64, _>("vip") != 0,
+        }))
     }
 
     // ---- conversations and messages ----------------------------------------------------
@@ -294,9 +306,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let assignee = r
-                    .get::<Option<i64>, _>("assignee_agent_id")
-                    .map(|id| AgentRef { id: AgentId(id), name: r.get::<Option<String>, _>("agent_name").unwrap_or_default() });
+                let assignee = r.get::<Option<i64>, _>("assignee_agent_id").map(|id| AgentRef {
+                    id: AgentId(id),
+                    name: r.get::<Option<String>, _>("agent_name").unwrap_or_default(),
+                });
                 Ok(OpenConversationRecord {
                     view: ConversationView {
                         id: ConversationId(r.get("id")),
@@ -400,8 +413,5 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
 
 /// Reads a text column into one of the protocol's string enums.
 fn parse_column<T: FromStr<Err = String>>(r: &sqlx::sqlite::SqliteRow, column: &str) -> Result<T> {
-    r.get::<&str, _>(column)
-        .parse()
-        .map_err(|e| Error::Internal(format!("column {column}: {e}")))
+    r.get::<&str, _>(column).parse().map_err(|e| Error::Internal(format!("column {column}: {e}")))
 }
-

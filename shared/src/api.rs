@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
 use crate::frame::AgentView;
 use crate::ids::UnixMillis;
-use crate::ErrorCode;
 
 /// `POST /api/v1/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, ContactId, ConversationId, Seq, UnixMillis};
 use crate::ErrorCode;
+use crate::ids::{AgentId, ContactId, ConversationId, Seq, UnixMillis};
 
 // ---------------------------------------------------------------------------------------
 // Client → relay
@@ -623,6 +623,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A frame exceeded `max_frame_bytes` (standard "message too big").
     pub const TOO_LARGE: u16 = 1009;
+    /// The relay failed (e.g. its database did not answer); reconnect later.
+    pub const INTERNAL: u16 = 1011;
     /// The first frame was not a valid `hello`, or none came in time.
     pub const BAD_HELLO: u16 = 4000;
     /// The credentials in `hello` were refused.
@@ -631,6 +633,6 @@ pub mod close_code {
     pub const RATE_LIMITED: u16 = 4029;
     /// The client read too slowly and its outbound queue filled; resume to continue.
     pub const SLOW_CONSUMER: u16 = 4008;
-    /// The same agent or customer session was replaced or revoked.
+    /// The session's credentials were revoked (the agent logged out).
     pub const SUPERSEDED: u16 = 4009;
 }

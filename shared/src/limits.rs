@@ -1,9 +1,9 @@
 //! The documented limits, and the validation every inbound frame passes before the relay
 //! acts on it. `docs/protocol.md` lists the same numbers.
 
+use crate::PROTOCOL_VERSION;
 use crate::error::ProtocolError;
 use crate::frame::{ClientFrame, HelloAuth};
-use crate::PROTOCOL_VERSION;
 
 /// Largest WebSocket message the relay accepts, in bytes. A larger one closes the
 /// connection with code 1009, because the relay will not buffer it to read its fields.
@@ -33,10 +33,7 @@ pub const MAX_RESUME_POINTS: usize = 1000;
 /// Size is checked before parsing so that an oversized frame costs nothing to refuse.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
     if text.len() > MAX_FRAME_BYTES {
-        return Err(ProtocolError::too_large(format!(
-            "frame is {} bytes; the limit is {MAX_FRAME_BYTES}",
-            text.len()
-        )));
+        return Err(ProtocolError::too_large(format!("frame is {} bytes; the limit is {MAX_FRAME_BYTES}", text.len())));
     }
     let frame: ClientFrame = serde_json::from_str(text).map_err(|e| describe_json_error(text, e))?;
     validate(&frame)?;
@@ -44,8 +41,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
 }
 
 /// The `"type"` values of [`ClientFrame`], to tell an unknown type from a bad field.
-pub const CLIENT_FRAME_TYPES: [&str; 8] =
-    ["hello", "send", "typing", "read", "presence", "resolve", "close", "ping"];
+pub const CLIENT_FRAME_TYPES: [&str; 8] = ["hello", "send", "typing", "read", "presence", "resolve", "close", "ping"];
 
 /// Turns a serde error into a message that says what was wrong with the frame. Only the
 /// error path looks at the frame a second time.
@@ -64,9 +60,7 @@ fn describe_json_error(text: &str, e: serde_json::Error) -> ProtocolError {
         Some(serde_json::Value::String(kind)) if !CLIENT_FRAME_TYPES.contains(&kind.as_str()) => {
             ProtocolError::bad_request(format!("unknown frame type \"{kind}\""))
         }
-        Some(serde_json::Value::String(kind)) => {
-            ProtocolError::bad_request(format!("invalid \"{kind}\" frame: {e}"))
-        }
+        Some(serde_json::Value::String(kind)) => ProtocolError::bad_request(format!("invalid \"{kind}\" frame: {e}")),
         Some(_) => ProtocolError::bad_request("\"type\" must be a string"),
     }
 }
@@ -105,13 +99,11 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
             check_body(&send.body)?;
         }
         ClientFrame::Resolve(resolve) => {
-            if let Some(code) = &resolve.resolution {
-                if code.len() > MAX_RESOLUTION_BYTES {
-                    return Err(ProtocolError::too_large(format!(
-                        "resolution is {} bytes; the limit is {MAX_RESOLUTION_BYTES}",
-                        code.len()
-                    )));
-                }
+            if let Some(code) = resolve.resolution.as_ref().filter(|c| c.len() > MAX_RESOLUTION_BYTES) {
+                return Err(ProtocolError::too_large(format!(
+                    "resolution is {} bytes; the limit is {MAX_RESOLUTION_BYTES}",
+                    code.len()
+                )));
             }
         }
         ClientFrame::Typing(_)
@@ -142,10 +134,7 @@ pub fn check_name(name: &str) -> Result<(), ProtocolError> {
         return Err(ProtocolError::bad_request("name is blank"));
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(ProtocolError::too_large(format!(
-            "name is {} bytes; the limit is {MAX_NAME_BYTES}",
-            name.len()
-        )));
+        return Err(ProtocolError::too_large(format!("name is {} bytes; the limit is {MAX_NAME_BYTES}", name.len())));
     }
     if name.chars().any(char::is_control) {
         return Err(ProtocolError::bad_request("name contains control characters"));
@@ -166,9 +155,7 @@ pub fn check_client_msg_id(id: &str) -> Result<(), ProtocolError> {
         )));
     }
     if !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ProtocolError::bad_request(
-            "client_msg_id must be printable ASCII without spaces",
-        ));
+        return Err(ProtocolError::bad_request("client_msg_id must be printable ASCII without spaces"));
     }
     Ok(())
 }
@@ -177,10 +164,7 @@ pub fn check_client_msg_id(id: &str) -> Result<(), ProtocolError> {
 /// characters except tab, newline and carriage return.
 pub fn check_body(body: &str) -> Result<(), ProtocolError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ProtocolError::too_large(format!(
-            "body is {} bytes; the limit is {MAX_BODY_BYTES}",
-            body.len()
-        )));
+        return Err(ProtocolError::too_large(format!("body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len())));
     }
     if body.trim().is_empty() {
         return Err(ProtocolError::bad_request("body is blank"));
@@ -223,10 +207,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_frames_with_the_documented_codes() {
-        let long_body = format!(
-            r#"{{"type":"send","client_msg_id":"c","body":"{}"}}"#,
-            "好".repeat(MAX_BODY_BYTES / 3 + 1)
-        );
+        let long_body =
+            format!(r#"{{"type":"send","client_msg_id":"c","body":"{}"}}"#, "好".repeat(MAX_BODY_BYTES / 3 + 1));
         let huge_frame = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
         let long_id = format!(r#"{{"type":"send","client_msg_id":"{}","body":"b"}}"#, "i".repeat(65));
         let cases: Vec<(&str, ErrorCode)> = vec![

@@ -13,19 +13,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use kefu_proto::frame::{
-    Ack, BodyFormat, ClientFrame, ConversationFrame, Hello, HelloAuth, MessageFrame, ResumePoint,
-    Role, SendMessage, ServerFrame, Session, Welcome,
+    Ack, BodyFormat, ClientFrame, ConversationFrame, Hello, HelloAuth, MessageFrame, ResumePoint, Role, SendMessage,
+    ServerFrame, Session, Welcome,
 };
-use kefu_proto::{ConversationId, Seq, PROTOCOL_VERSION};
-use kefu_relay::{admin, Config, Store};
+use kefu_proto::{ConversationId, PROTOCOL_VERSION, Seq};
+use kefu_relay::{Config, Store, admin};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for a frame before failing instead of hanging. Generous: it
@@ -234,7 +234,12 @@ impl Client {
     }
 
     /// Sends a message and waits for its ack.
-    pub async fn say_acked(&mut self, conversation: Option<ConversationId>, client_msg_id: &str, body: &str) -> Result<Ack> {
+    pub async fn say_acked(
+        &mut self,
+        conversation: Option<ConversationId>,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<Ack> {
         self.say(conversation, client_msg_id, body).await?;
         self.expect(|f| match f {
             ServerFrame::Ack(a) if a.client_msg_id == client_msg_id => Some(a.clone()),

@@ -1,12 +1,12 @@
 //! End-to-end tests: the real relay, real sockets, the real protocol.
 
 use kefu_proto::frame::{
-    close_code, AuthorKind, ClientFrame, ConversationChange, ConversationState, HelloAuth, MarkRead,
-    Ping, ResolveConversation, ResumePoint, ServerFrame, Session, Typing,
+    AuthorKind, ClientFrame, ConversationChange, ConversationState, HelloAuth, MarkRead, Ping, ResolveConversation,
+    ResumePoint, ServerFrame, Session, Typing, close_code,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES};
 use kefu_proto::{ConversationId, ErrorCode};
-use kefu_tests::{assert_contiguous, http_client, Client, Ending, TestRelay, PASSWORD};
+use kefu_tests::{Client, Ending, PASSWORD, TestRelay, assert_contiguous, http_client};
 
 type Result = anyhow::Result<()>;
 
@@ -22,14 +22,21 @@ async fn customer_opens(customer: &mut Client, body: &str) -> anyhow::Result<Con
 async fn agent_gets(agent: &mut Client, conversation: ConversationId) -> Result {
     agent
         .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned && c.conversation.id == conversation => Some(()),
+            ServerFrame::Conversation(c)
+                if c.change == ConversationChange::Assigned && c.conversation.id == conversation =>
+            {
+                Some(())
+            }
             _ => None,
         })
         .await
 }
 
 /// The agent waits until `conversation` is assigned to it and reads its first message.
-async fn agent_takes(agent: &mut Client, conversation: ConversationId) -> anyhow::Result<kefu_proto::frame::MessageFrame> {
+async fn agent_takes(
+    agent: &mut Client,
+    conversation: ConversationId,
+) -> anyhow::Result<kefu_proto::frame::MessageFrame> {
     agent_gets(agent, conversation).await?;
     let first = agent.expect_message().await?;
     assert_eq!((first.conversation_id, first.seq), (conversation, 1));
@@ -127,7 +134,12 @@ async fn capacity_is_never_exceeded() -> Result {
     }
     assert_eq!(assigned, conversations[..5].to_vec(), "first come, first served");
     // The sixth waits: resolving one frees a slot and it arrives next.
-    agent.send(&ClientFrame::Resolve(ResolveConversation { conversation_id: assigned[0], resolution: Some("answered".into()) })).await?;
+    agent
+        .send(&ClientFrame::Resolve(ResolveConversation {
+            conversation_id: assigned[0],
+            resolution: Some("answered".into()),
+        }))
+        .await?;
     let next = agent
         .expect(|f| match f {
             ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.id),
@@ -189,7 +201,10 @@ async fn a_dropped_agent_resumes_every_conversation_from_its_last_seq() -> Resul
     second.say_acked(None, "s-3", "second: hello again").await?;
 
     let mut agent = relay
-        .agent(&token, vec![ResumePoint { conversation_id: c1, after_seq: 1 }, ResumePoint { conversation_id: c2, after_seq: 1 }])
+        .agent(
+            &token,
+            vec![ResumePoint { conversation_id: c1, after_seq: 1 }, ResumePoint { conversation_id: c2, after_seq: 1 }],
+        )
         .await?;
     match &agent.welcome.as_ref().unwrap().session {
         Session::Agent { conversations, .. } => {
@@ -228,7 +243,9 @@ async fn a_resent_message_is_stored_once_and_acked_with_its_original_seq() -> Re
     // And again after reconnecting.
     let customer_token = customer.customer_token();
     customer.drop_connection();
-    let mut customer = relay.customer_resuming(Some(customer_token), vec![ResumePoint { conversation_id: conversation, after_seq: 1 }]).await?;
+    let mut customer = relay
+        .customer_resuming(Some(customer_token), vec![ResumePoint { conversation_id: conversation, after_seq: 1 }])
+        .await?;
     let again = customer.say_acked(None, "c-open", "发票怎么开？").await?;
     assert_eq!((again.seq, again.duplicate), (1, true));
 
@@ -255,7 +272,9 @@ async fn history_survives_a_restart_and_clients_resume() -> Result {
     // The old connections were closed with "going away".
     assert!(matches!(customer.expect_end().await?, Ending::Closed(close_code::GOING_AWAY, _) | Ending::Dropped));
 
-    let mut customer = relay.customer_resuming(Some(customer_token), vec![ResumePoint { conversation_id: conversation, after_seq: 1 }]).await?;
+    let mut customer = relay
+        .customer_resuming(Some(customer_token), vec![ResumePoint { conversation_id: conversation, after_seq: 1 }])
+        .await?;
     let history = customer.messages_until("满200减30的那张").await?;
     assert_contiguous(&history, 2, 3);
     // The agent still holds the conversation after the restart and gets all of it.
@@ -316,7 +335,12 @@ async fn resolving_then_writing_again_reopens_the_conversation() -> Result {
     let mut customer = relay.customer().await?;
     let conversation = customer_opens(&mut customer, "when will it ship?").await?;
     agent_takes(&mut agent, conversation).await?;
-    agent.send(&ClientFrame::Resolve(ResolveConversation { conversation_id: conversation, resolution: Some("answered".into()) })).await?;
+    agent
+        .send(&ClientFrame::Resolve(ResolveConversation {
+            conversation_id: conversation,
+            resolution: Some("answered".into()),
+        }))
+        .await?;
     let resolved = customer
         .expect(|f| match f {
             ServerFrame::Conversation(c) if c.change == ConversationChange::Resolved => Some(c.clone()),
@@ -356,7 +380,10 @@ async fn bad_frames_get_documented_errors_and_other_clients_carry_on() -> Result
         ("this is not json".into(), ErrorCode::BadRequest),
         (r#"{"type":"teleport"}"#.into(), ErrorCode::BadRequest),
         (r#"{"type":"send","client_msg_id":"x"}"#.into(), ErrorCode::BadRequest),
-        (format!(r#"{{"type":"send","client_msg_id":"big","body":"{}"}}"#, "长".repeat(MAX_BODY_BYTES / 3 + 1)), ErrorCode::TooLarge),
+        (
+            format!(r#"{{"type":"send","client_msg_id":"big","body":"{}"}}"#, "长".repeat(MAX_BODY_BYTES / 3 + 1)),
+            ErrorCode::TooLarge,
+        ),
         (r#"{"type":"resolve","conversation_id":1}"#.into(), ErrorCode::Forbidden),
         (r#"{"type":"hello","protocol":1,"auth":{"kind":"agent","token":"x"}}"#.into(), ErrorCode::BadRequest),
     ];
@@ -366,7 +393,8 @@ async fn bad_frames_get_documented_errors_and_other_clients_carry_on() -> Result
         assert_eq!(error.code, code, "{}", &input[..input.len().min(60)]);
     }
     // The oversize body named its message in the refusal.
-    bad.send_raw(&format!(r#"{{"type":"send","client_msg_id":"big2","body":"{}"}}"#, "x".repeat(MAX_BODY_BYTES + 1))).await?;
+    bad.send_raw(&format!(r#"{{"type":"send","client_msg_id":"big2","body":"{}"}}"#, "x".repeat(MAX_BODY_BYTES + 1)))
+        .await?;
     let error = bad.expect_error().await?;
     assert_eq!((error.code, error.client_msg_id.as_deref()), (ErrorCode::TooLarge, Some("big2")));
     // Still usable after all that.
@@ -425,7 +453,10 @@ async fn bad_hellos_are_refused_with_a_reason() -> Result {
     // A customer token from another workspace does not reach that contact: a new one is made.
     let mut elsewhere = other.customer().await?;
     let foreign_token = elsewhere.customer_token();
-    let Session::Customer { contact_id: foreign_contact, .. } = elsewhere.welcome.as_ref().unwrap().session.clone() else { unreachable!() };
+    let Session::Customer { contact_id: foreign_contact, .. } = elsewhere.welcome.as_ref().unwrap().session.clone()
+    else {
+        unreachable!()
+    };
     customer_opens(&mut elsewhere, "secret order 12345").await?;
     let here = relay.customer_resuming(Some(foreign_token.clone()), vec![]).await?;
     match &here.welcome.as_ref().unwrap().session {
@@ -465,7 +496,8 @@ async fn login_checks_passwords_tokens_and_rate() -> Result {
     assert_eq!(forged.status(), 401);
     let missing = http.get(relay.url("/api/v1/me")).send().await?;
     assert_eq!(missing.status(), 401);
-    let malformed = http.post(relay.url("/api/v1/login")).header("content-type", "application/json").body("{").send().await?;
+    let malformed =
+        http.post(relay.url("/api/v1/login")).header("content-type", "application/json").body("{").send().await?;
     assert_eq!(malformed.status(), 400);
 
     // The e-mail's quota (3 a minute) is spent: even the right password is now refused.
@@ -479,11 +511,13 @@ async fn login_checks_passwords_tokens_and_rate() -> Result {
     let body: kefu_proto::api::ApiErrorBody = limited.json().await?;
     assert_eq!(body.error.code, ErrorCode::RateLimited);
 
-    // Logout revokes the token for HTTP and WebSocket alike.
+    // Logout revokes the token for HTTP and WebSocket alike, and ends its open sessions.
+    let mut session = relay.agent(&token, vec![]).await?;
     let out = http.post(relay.url("/api/v1/logout")).bearer_auth(&token).send().await?;
     assert_eq!(out.status(), 204);
     let me = http.get(relay.url("/api/v1/me")).bearer_auth(&token).send().await?;
     assert_eq!(me.status(), 401);
+    assert_eq!(session.expect_end().await?, Ending::Closed(close_code::SUPERSEDED, "logged out".into()));
     let mut client = relay.connect("/ws/agent").await?;
     assert!(client.hello(HelloAuth::Agent { token }, vec![]).await.is_err());
     relay.stop().await?;
@@ -504,7 +538,9 @@ async fn a_flooding_client_is_rate_limited_without_hurting_others() -> Result {
     agent_takes(&mut agent, conversation).await?;
 
     let mut flood = relay.connect("/ws/customer").await?;
-    flood.hello(HelloAuth::Customer { widget_key: relay.widget_key.clone(), customer_token: None, name: None }, vec![]).await?;
+    flood
+        .hello(HelloAuth::Customer { widget_key: relay.widget_key.clone(), customer_token: None, name: None }, vec![])
+        .await?;
     for i in 0..20 {
         flood.send(&ClientFrame::Ping(Ping { nonce: i })).await?;
     }
