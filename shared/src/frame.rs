@@ -10,6 +10,34 @@ use serde::{Deserialize, Serialize};
 use crate::ErrorCode;
 use crate::ids::{AgentId, ContactId, ConversationId, Seq, UnixMillis};
 
+/// Gives a unit enum its wire name (`as_str`, the same as serde's) and a `FromStr` that
+/// names the accepted values, for the database and the command line.
+macro_rules! wire_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The name as stored and sent.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", $what, " '{}' (expected one of: ", $($name, " ",)+ ")"),
+                        other
+                    )),
+                }
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 // Client → relay
 // ---------------------------------------------------------------------------------------
@@ -313,29 +341,6 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    /// The role as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Agent => "agent",
-            Role::Supervisor => "supervisor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "agent" => Ok(Role::Agent),
-            "supervisor" => Ok(Role::Supervisor),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role '{other}' (expected agent, supervisor or admin)")),
-        }
-    }
-}
-
 /// Where a conversation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -352,33 +357,6 @@ pub enum ConversationState {
     Closed,
 }
 
-impl ConversationState {
-    /// The state as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConversationState::Bot => "bot",
-            ConversationState::Queued => "queued",
-            ConversationState::Assigned => "assigned",
-            ConversationState::Resolved => "resolved",
-            ConversationState::Closed => "closed",
-        }
-    }
-}
-
-impl std::str::FromStr for ConversationState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "bot" => Ok(ConversationState::Bot),
-            "queued" => Ok(ConversationState::Queued),
-            "assigned" => Ok(ConversationState::Assigned),
-            "resolved" => Ok(ConversationState::Resolved),
-            "closed" => Ok(ConversationState::Closed),
-            other => Err(format!("unknown conversation state '{other}'")),
-        }
-    }
-}
-
 /// The kind of channel a conversation arrived through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -389,29 +367,6 @@ pub enum ChannelKind {
     App,
     /// A social platform's webhooks.
     Social,
-}
-
-impl ChannelKind {
-    /// The kind as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Web => "web",
-            ChannelKind::App => "app",
-            ChannelKind::Social => "social",
-        }
-    }
-}
-
-impl std::str::FromStr for ChannelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "web" => Ok(ChannelKind::Web),
-            "app" => Ok(ChannelKind::App),
-            "social" => Ok(ChannelKind::Social),
-            other => Err(format!("unknown channel kind '{other}'")),
-        }
-    }
 }
 
 /// A conversation as clients see one.
@@ -487,31 +442,6 @@ pub enum AuthorKind {
     Bot,
     /// The relay itself (e.g. "transferred to …").
     System,
-}
-
-impl AuthorKind {
-    /// The kind as stored and sent.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthorKind::Customer => "customer",
-            AuthorKind::Agent => "agent",
-            AuthorKind::Bot => "bot",
-            AuthorKind::System => "system",
-        }
-    }
-}
-
-impl std::str::FromStr for AuthorKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "customer" => Ok(AuthorKind::Customer),
-            "agent" => Ok(AuthorKind::Agent),
-            "bot" => Ok(AuthorKind::Bot),
-            "system" => Ok(AuthorKind::System),
-            other => Err(format!("unknown author kind '{other}'")),
-        }
-    }
 }
 
 /// The author of a message.
@@ -635,4 +565,49 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The session's credentials were revoked (the agent logged out).
     pub const SUPERSEDED: u16 = 4009;
+}
+
+wire_names!(Role, "role", { Agent => "agent", Supervisor => "supervisor", Admin => "admin" });
+wire_names!(ConversationState, "conversation state", { Bot => "bot", Queued => "queued", Assigned => "assigned", Resolved => "resolved", Closed => "closed" });
+wire_names!(ChannelKind, "channel kind", { Web => "web", App => "app", Social => "social" });
+wire_names!(AuthorKind, "author kind", { Customer => "customer", Agent => "agent", Bot => "bot", System => "system" });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored and CLI names must be the wire names, and parse back.
+    macro_rules! check_names {
+        ($($value:expr),+ $(,)?) => {$(
+            let name = $value.as_str();
+            assert_eq!(serde_json::to_string(&$value).unwrap(), format!("\"{name}\""));
+            assert_eq!(name.parse(), Ok($value));
+        )+};
+    }
+
+    #[test]
+    fn wire_names_match_serde() {
+        use ConversationState::*;
+        check_names!(Role::Agent, Role::Supervisor, Role::Admin);
+        check_names!(Bot, Queued, Assigned, Resolved, Closed);
+        check_names!(ChannelKind::Web, ChannelKind::App, ChannelKind::Social);
+        check_names!(AuthorKind::Customer, AuthorKind::Agent, AuthorKind::Bot, AuthorKind::System);
+        assert!("boss".parse::<Role>().unwrap_err().contains("boss"));
+    }
+
+    #[test]
+    fn client_frame_types_are_all_listed() {
+        let samples = [
+            r#"{"type":"hello","protocol":1,"auth":{"kind":"agent","token":"t"}}"#,
+            r#"{"type":"send","client_msg_id":"c","body":"b"}"#,
+            r#"{"type":"typing","active":true}"#,
+            r#"{"type":"read","seq":1}"#,
+            r#"{"type":"presence","status":"online"}"#,
+            r#"{"type":"resolve","conversation_id":1}"#,
+            r#"{"type":"close","conversation_id":1}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();
+        assert_eq!(kinds, crate::limits::CLIENT_FRAME_TYPES);
+    }
 }
