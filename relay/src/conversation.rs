@@ -18,7 +18,8 @@ use kefu_proto::{AgentId, UnixMillis};
 pub struct Lifecycle {
     /// The state.
     pub state: ConversationState,
-    /// The agent holding it; `Some` exactly when the state is `assigned`.
+    /// The agent holding it: set while assigned, and kept through resolved so that a
+    /// reopened conversation can return to the same agent.
     pub assignee: Option<AgentId>,
     /// When it was opened.
     pub created_at: UnixMillis,

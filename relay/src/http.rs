@@ -87,30 +87,34 @@ async fn login(
     if let Some(slug) = &request.workspace {
         candidates.retain(|(_, s)| s == slug);
     }
-    let agent = match candidates.len() {
-        0 => {
+    // The password is checked against every candidate (almost always one), so that
+    // nothing about an e-mail is revealed without its password.
+    let password = request.password;
+    let hashes: Vec<String> = candidates.iter().map(|(a, _)| a.password_hash.clone()).collect();
+    let matched: Vec<bool> = tokio::task::spawn_blocking(move || {
+        if hashes.is_empty() {
             // Spend the same effort as a real check so timing does not reveal which
             // e-mails exist.
-            let _ = tokio::task::spawn_blocking(|| auth::verify_password("x", &dummy_hash())).await;
+            auth::verify_password(&password, &dummy_hash());
+        }
+        hashes.iter().map(|hash| auth::verify_password(&password, hash)).collect()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut matching = candidates.into_iter().zip(matched).filter(|(_, ok)| *ok).map(|((agent, _), _)| agent);
+    let agent = match (matching.next(), matching.next()) {
+        (Some(agent), None) => agent,
+        (None, _) => {
+            tracing::info!(%email, %peer, "login refused");
             return Err(wrong());
         }
-        1 => candidates.pop().expect("one").0,
-        _ => {
+        (Some(_), Some(_)) => {
             return Err(Error::refused(
                 ErrorCode::Conflict,
-                "this e-mail exists in several workspaces; add \"workspace\" to the request",
+                "this e-mail and password match in several workspaces; add \"workspace\" to the request",
             ));
         }
     };
-    let password = request.password;
-    let hash = agent.password_hash.clone();
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    if !matches {
-        tracing::info!(%email, %peer, "login refused");
-        return Err(wrong());
-    }
     let token = auth::new_agent_token();
     let expires_at = now_ms() + relay.config.auth.token_ttl_hours as i64 * 3_600_000;
     relay.store.add_agent_token(&agent, &auth::token_hash(&token), expires_at, &peer.ip().to_string()).await?;

@@ -313,7 +313,7 @@ impl Hub {
                 created_at: view.created_at,
                 queued_at: view.queued_at,
                 assigned_at: record.assigned_at,
-                resolved_at: None,
+                resolved_at: record.resolved_at,
                 closed_at: None,
             };
             match (life.state, life.assignee) {

@@ -380,9 +380,12 @@ impl Journal {
                 JournalOp::Transition { workspace, conversation, lifecycle, resolution, event } => {
                     update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
                     insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
-                    if lifecycle.state == ConversationState::Closed {
-                        // A closed conversation takes no more messages; forget its cursor.
-                        self.cursors.insert(*conversation, Cursor { workspace: *workspace, last_seq: 0, closed: true });
+                    // A closed conversation takes no more messages. (A cursor not loaded
+                    // yet is read from the database, which says closed from now on.)
+                    if lifecycle.state == ConversationState::Closed
+                        && let Some(cursor) = self.cursors.get_mut(conversation)
+                    {
+                        cursor.closed = true;
                     }
                     Outcome::Hub(Committed::Transitioned { conversation: *conversation, lifecycle: lifecycle.clone() })
                 }

@@ -369,7 +369,7 @@ impl Connection {
         loop {
             let page = self.relay.store.messages_after(conversation, after, CATCH_UP_PAGE).await.map_err(|e| {
                 tracing::error!(error = %e, "catch-up failed");
-                Closing::new(close_code::GOING_AWAY, "internal error; reconnect and resume")
+                Closing::new(close_code::INTERNAL, "internal error; reconnect and resume")
             })?;
             let full = page.len() == CATCH_UP_PAGE as usize;
             for message in page {
@@ -435,7 +435,6 @@ impl Connection {
         }
     }
 
-    /// Handles one text frame from the client.
     /// Handles one data frame from the client: `None` for a binary frame, which counts
     /// against the rate like any other and is refused.
     async fn inbound(&mut self, sink: &mut Sink, text: Option<&str>) -> Result<(), Closing> {

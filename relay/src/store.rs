@@ -65,6 +65,8 @@ pub struct OpenConversationRecord {
     pub view: ConversationView,
     /// When it was assigned, if it is.
     pub assigned_at: Option<UnixMillis>,
+    /// When it was resolved, if it is.
+    pub resolved_at: Option<UnixMillis>,
 }
 
 impl Store {
@@ -295,7 +297,7 @@ impl Store {
     pub async fn open_conversations(&self, workspace: WorkspaceId) -> Result<Vec<OpenConversationRecord>> {
         let rows = sqlx::query(
             "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.last_seq, v.created_at,
-                    v.queued_at, v.assigned_at, c.id AS contact_id, c.name AS contact_name, c.vip,
+                    v.queued_at, v.assigned_at, v.resolved_at, c.id AS contact_id, c.name AS contact_name, c.vip,
                     a.name AS agent_name
              FROM conversations v JOIN contacts c ON c.id = v.contact_id
              LEFT JOIN agents a ON a.id = v.assignee_agent_id
@@ -326,6 +328,7 @@ impl Store {
                         queued_at: r.get("queued_at"),
                     },
                     assigned_at: r.get("assigned_at"),
+                    resolved_at: r.get("resolved_at"),
                 })
             })
             .collect()

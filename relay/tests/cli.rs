@@ -40,22 +40,31 @@ fn agents_are_added_listed_and_duplicates_refused() {
     child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("password:"), "nothing printed when a password was given");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("password:"),
+        "nothing printed when a password was given"
+    );
 
-    let generated = run_ok(with_data_dir(dir.path()).args(["agent", "add", "--email", "li@shop.example", "--name", "Li"]));
-    let password = generated.lines().find_map(|l| l.strip_prefix("password: ")).expect("a generated password is printed");
+    let generated =
+        run_ok(with_data_dir(dir.path()).args(["agent", "add", "--email", "li@shop.example", "--name", "Li"]));
+    let password =
+        generated.lines().find_map(|l| l.strip_prefix("password: ")).expect("a generated password is printed");
     assert!(password.len() >= 10);
 
     let list = run_ok(with_data_dir(dir.path()).args(["agent", "list"]));
     assert!(list.contains("wang@shop.example") && list.contains("小王") && list.contains("supervisor"), "{list}");
     assert!(list.contains("li@shop.example"), "{list}");
 
-    let again = with_data_dir(dir.path()).args(["agent", "add", "--email", "li@shop.example", "--name", "Li"]).output().unwrap();
+    let again = with_data_dir(dir.path())
+        .args(["agent", "add", "--email", "li@shop.example", "--name", "Li"])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let bad_role =
-        with_data_dir(dir.path()).args(["agent", "add", "--email", "x@shop.example", "--name", "X", "--role", "boss"]).output();
+    let bad_role = with_data_dir(dir.path())
+        .args(["agent", "add", "--email", "x@shop.example", "--name", "X", "--role", "boss"])
+        .output();
     assert!(!bad_role.unwrap().status.success());
 
     let show = run_ok(with_data_dir(dir.path()).args(["workspace", "show"]));
