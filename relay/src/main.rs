@@ -1,7 +1,7 @@
 //! `kefu-relay`: the relay's command line. Parses arguments, sets up logging, and hands
 //! over to the library.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {

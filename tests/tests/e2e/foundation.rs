@@ -1,4 +1,4 @@
-//! End-to-end tests: the real relay, real sockets, the real protocol.
+//! The foundation: exchange, resume, duplicates, restart, limits, login.
 
 use kefu_proto::frame::{
     AuthorKind, ClientFrame, ConversationChange, ConversationState, HelloAuth, MarkRead, Ping, ResolveConversation,

@@ -1,0 +1,4 @@
+//! End-to-end tests: the real relay, real sockets, the real protocol. One test binary;
+//! one module per area.
+
+mod foundation;
