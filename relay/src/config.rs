@@ -25,6 +25,81 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The group-commit writer.
     pub journal: JournalConfig,
+    /// How conversations are routed to agents.
+    pub routing: RoutingConfig,
+}
+
+/// Routing settings that apply to every workspace (groups carry their own escalation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Seconds a disconnected agent keeps their conversations before they return to the
+    /// queue.
+    pub grace_secs: u64,
+    /// Seconds an assigned conversation may go without an agent reply before it moves to
+    /// another agent with room; 0 turns re-routing off.
+    pub reroute_unanswered_secs: u64,
+    /// Hours during which a returning customer goes back to the agent who served them
+    /// last (when that agent is online with room); 0 turns it off.
+    pub sticky_window_hours: u64,
+    /// Whether agents (not only supervisors) may take queued conversations by hand.
+    pub agents_may_pick: bool,
+    /// Queue priority of each channel: lower is served first.
+    pub channel_priority: ChannelPriority,
+}
+
+/// Queue priority per channel kind (lower first), within VIPs and within everyone else.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelPriority {
+    /// Apps and mini-programs (HTTP API).
+    pub app: u16,
+    /// The web widget.
+    pub web: u16,
+    /// Social platforms (webhooks).
+    pub social: u16,
+}
+
+impl Default for ChannelPriority {
+    fn default() -> Self {
+        ChannelPriority { app: 1, web: 2, social: 3 }
+    }
+}
+
+impl ChannelPriority {
+    /// The priority of a channel kind.
+    pub fn of(&self, kind: kefu_proto::frame::ChannelKind) -> u16 {
+        use kefu_proto::frame::ChannelKind;
+        match kind {
+            ChannelKind::App => self.app,
+            ChannelKind::Web => self.web,
+            ChannelKind::Social => self.social,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            grace_secs: 60,
+            reroute_unanswered_secs: 180,
+            sticky_window_hours: 72,
+            agents_may_pick: true,
+            channel_priority: ChannelPriority::default(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The re-routing delay, if re-routing is on.
+    pub fn reroute_ms(&self) -> Option<i64> {
+        (self.reroute_unanswered_secs > 0).then(|| self.reroute_unanswered_secs as i64 * 1000)
+    }
+
+    /// The sticky window.
+    pub fn sticky_window_ms(&self) -> i64 {
+        self.sticky_window_hours as i64 * 3_600_000
+    }
 }
 
 /// Limits that protect the relay and its clients from each other.
@@ -75,6 +150,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             journal: JournalConfig::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -132,6 +208,10 @@ impl Config {
         }
         if self.journal.max_batch == 0 || self.journal.queue == 0 {
             return Err(Error::Config("journal.max_batch and journal.queue must be positive".into()));
+        }
+        let p = &self.routing.channel_priority;
+        if p.app > 99 || p.web > 99 || p.social > 99 {
+            return Err(Error::Config("routing.channel_priority values must be 0 to 99".into()));
         }
         if self.auth.token_ttl_hours == 0
             || self.auth.logins_per_minute_per_ip == 0

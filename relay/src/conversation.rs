@@ -18,8 +18,8 @@ use kefu_proto::{AgentId, UnixMillis};
 pub struct Lifecycle {
     /// The state.
     pub state: ConversationState,
-    /// The agent holding it: set while assigned, and kept through resolved so that a
-    /// reopened conversation can return to the same agent.
+    /// The agent holding it: set while assigned, and kept through resolved and closed as
+    /// the agent who served it last (a reopened conversation can return to them).
     pub assignee: Option<AgentId>,
     /// When it was opened.
     pub created_at: UnixMillis,
@@ -108,8 +108,8 @@ impl Lifecycle {
                 next.resolved_at = Some(now);
             }
             (Bot | Queued | Assigned | Resolved, Transition::Close) => {
+                // The assignee stays: it is who served the contact last (sticky routing).
                 next.state = Closed;
-                next.assignee = None;
                 next.closed_at = Some(now);
             }
             _ => return Err(refuse()),
@@ -150,7 +150,7 @@ mod tests {
             (false, &[Assign(A), Requeue, Assign(B)], Assigned, Some(B)),
             (false, &[Assign(A), Resolve], Resolved, Some(A)),
             (false, &[Assign(A), Resolve, Reopen], Queued, None),
-            (false, &[Assign(A), Resolve, Close], Closed, None),
+            (false, &[Assign(A), Resolve, Close], Closed, Some(A)),
             (false, &[Close], Closed, None),
             (true, &[Close], Closed, None),
         ];

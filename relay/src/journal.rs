@@ -15,16 +15,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kefu_proto::frame::{AuthorKind, BodyFormat, ChannelKind, ConversationState};
+use kefu_proto::frame::{AuthorKind, BodyFormat, ChannelKind, ConversationState, TransferInfo};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::conversation::Lifecycle;
 use crate::error::{Error, Result};
 use crate::hub::{ConnId, Hubs};
+use crate::routing::{GroupId, Priority};
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -71,6 +72,15 @@ pub struct EventRecord {
     pub data: serde_json::Value,
 }
 
+/// Where a conversation is routed: its group and queue priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteFields {
+    /// The target group; `None`: any agent.
+    pub group: Option<GroupId>,
+    /// Queue priority (lower first).
+    pub priority: Priority,
+}
+
 /// A new contact reached through a customer token.
 #[derive(Debug)]
 pub struct NewContact {
@@ -101,6 +111,8 @@ pub enum JournalOp {
         channel: ChannelKind,
         /// Its starting lifecycle.
         lifecycle: Lifecycle,
+        /// Its group and priority.
+        route: RouteFields,
         /// The hub's number for this request, echoed back.
         request: u64,
     },
@@ -116,6 +128,22 @@ pub enum JournalOp {
         lifecycle: Lifecycle,
         /// The resolution code, when resolving.
         resolution: Option<String>,
+        /// New routing fields, when they change with it.
+        route: Option<RouteFields>,
+        /// For a transfer: who sent it and their note, passed to the announcement.
+        transfer: Option<TransferInfo>,
+        /// The audit entry.
+        event: EventRecord,
+    },
+    /// Record a routing decision that moves no lifecycle (queued, escalated), with the
+    /// routing fields it changes.
+    Record {
+        /// Its workspace.
+        workspace: WorkspaceId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// New routing fields, if they change.
+        route: Option<RouteFields>,
         /// The audit entry.
         event: EventRecord,
     },
@@ -140,6 +168,7 @@ impl JournalOp {
             JournalOp::CreateContact(c, _) => c.workspace,
             JournalOp::OpenConversation { workspace, .. }
             | JournalOp::Transition { workspace, .. }
+            | JournalOp::Record { workspace, .. }
             | JournalOp::Read { workspace, .. } => *workspace,
             JournalOp::Append(m) => m.workspace,
         }
@@ -197,6 +226,8 @@ pub enum Committed {
         conversation: ConversationId,
         /// Its lifecycle now.
         lifecycle: Lifecycle,
+        /// For a transfer: who sent it and their note.
+        transfer: Option<TransferInfo>,
     },
     /// A transition could not be written; the hub must reload the conversation.
     TransitionFailed {
@@ -267,17 +298,18 @@ struct Cursor {
 /// The journal task's state.
 struct Journal {
     pool: SqlitePool,
+    clock: Clock,
     hubs: Arc<Hubs>,
     max_batch: usize,
     cursors: HashMap<ConversationId, Cursor>,
 }
 
 /// Starts the journal task.
-pub fn spawn(pool: SqlitePool, hubs: Arc<Hubs>, max_batch: usize, queue: usize) -> JournalHandle {
+pub fn spawn(pool: SqlitePool, clock: Clock, hubs: Arc<Hubs>, max_batch: usize, queue: usize) -> JournalHandle {
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
-    let journal = Journal { pool, hubs, max_batch, cursors: HashMap::new() };
+    let journal = Journal { pool, clock, hubs, max_batch, cursors: HashMap::new() };
     tokio::spawn(journal.run(ops, hub_ops, stop));
     JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
 }
@@ -357,7 +389,7 @@ impl Journal {
 
     /// Runs the batch in one transaction and returns one outcome per operation.
     async fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
@@ -365,8 +397,9 @@ impl Journal {
         for op in batch {
             let outcome = match op {
                 JournalOp::CreateContact(contact, _) => Outcome::Contact(insert_contact(&mut tx, contact, now).await?),
-                JournalOp::OpenConversation { workspace, contact, channel, lifecycle, request } => {
-                    let id = insert_conversation(&mut tx, *workspace, *contact, *channel, lifecycle, now).await?;
+                JournalOp::OpenConversation { workspace, contact, channel, lifecycle, route, request } => {
+                    let id =
+                        insert_conversation(&mut tx, *workspace, *contact, *channel, lifecycle, *route, now).await?;
                     self.cursors.insert(id, Cursor { workspace: *workspace, last_seq: 0, closed: false });
                     Outcome::Hub(Committed::Opened {
                         request: *request,
@@ -377,8 +410,11 @@ impl Journal {
                     })
                 }
                 JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut touched).await?),
-                JournalOp::Transition { workspace, conversation, lifecycle, resolution, event } => {
+                JournalOp::Transition { workspace, conversation, lifecycle, resolution, route, transfer, event } => {
                     update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
+                    if let Some(route) = route {
+                        update_route(&mut tx, *conversation, *route).await?;
+                    }
                     insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
                     // A closed conversation takes no more messages. (A cursor not loaded
                     // yet is read from the database, which says closed from now on.)
@@ -387,7 +423,18 @@ impl Journal {
                     {
                         cursor.closed = true;
                     }
-                    Outcome::Hub(Committed::Transitioned { conversation: *conversation, lifecycle: lifecycle.clone() })
+                    Outcome::Hub(Committed::Transitioned {
+                        conversation: *conversation,
+                        lifecycle: lifecycle.clone(),
+                        transfer: transfer.clone(),
+                    })
+                }
+                JournalOp::Record { workspace, conversation, route, event } => {
+                    if let Some(route) = route {
+                        update_route(&mut tx, *conversation, *route).await?;
+                    }
+                    insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
+                    Outcome::Skipped
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
                     let Some(cursor) = self.cursor(&mut tx, *workspace, *conversation).await? else {
@@ -424,13 +471,15 @@ impl Journal {
             let last_seq = self.cursors.get(&conversation).map_or(0, |c| c.last_seq);
             sqlx::query(
                 "UPDATE conversations SET last_seq = ?, updated_at = ?,
-                        first_agent_reply_at = CASE WHEN ? AND first_agent_reply_at IS NULL THEN ? ELSE first_agent_reply_at END
+                        first_agent_reply_at = CASE WHEN ? AND first_agent_reply_at IS NULL THEN ? ELSE first_agent_reply_at END,
+                        answered = answered OR ?
                  WHERE id = ?",
             )
             .bind(last_seq as i64)
             .bind(now)
             .bind(agent_replied)
             .bind(now)
+            .bind(agent_replied)
             .bind(conversation.0)
             .execute(&mut *tx)
             .await?;
@@ -572,7 +621,7 @@ impl Journal {
             }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
             JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
-            JournalOp::Read { .. } => return,
+            JournalOp::Read { .. } | JournalOp::Record { .. } => return,
         };
         self.hubs.committed(workspace, vec![committed]);
     }
@@ -622,11 +671,12 @@ async fn insert_conversation(
     contact: ContactId,
     channel: ChannelKind,
     life: &Lifecycle,
+    route: RouteFields,
     now: UnixMillis,
 ) -> Result<ConversationId> {
     let id = sqlx::query(
-        "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at, group_id, priority)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(workspace.0)
     .bind(contact.0)
@@ -635,6 +685,8 @@ async fn insert_conversation(
     .bind(life.created_at)
     .bind(life.queued_at)
     .bind(now)
+    .bind(route.group)
+    .bind(route.priority as i64)
     .execute(&mut *tx)
     .await?
     .last_insert_rowid();
@@ -656,13 +708,15 @@ async fn update_lifecycle(
     now: UnixMillis,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?, assigned_at = ?,
+        "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?,
+                answered = CASE WHEN assigned_at IS ? THEN answered ELSE 0 END, assigned_at = ?,
                 resolved_at = ?, closed_at = ?, resolution = COALESCE(?, resolution), updated_at = ?
          WHERE id = ?",
     )
     .bind(life.state.as_str())
     .bind(life.assignee.map(|a| a.0))
     .bind(life.queued_at)
+    .bind(life.assigned_at)
     .bind(life.assigned_at)
     .bind(life.resolved_at)
     .bind(life.closed_at)
@@ -671,6 +725,16 @@ async fn update_lifecycle(
     .bind(conversation.0)
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
+
+async fn update_route(tx: &mut SqliteConnection, conversation: ConversationId, route: RouteFields) -> Result<()> {
+    sqlx::query("UPDATE conversations SET group_id = ?, priority = ? WHERE id = ?")
+        .bind(route.group)
+        .bind(route.priority as i64)
+        .bind(conversation.0)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -49,6 +49,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use store::Store;
@@ -78,6 +79,8 @@ pub struct RelayState {
     pub tasks: TaskTracker,
     /// Source of connection ids.
     next_conn: AtomicU64,
+    /// The clock conversations run on.
+    pub clock: Clock,
 }
 
 impl RelayState {
@@ -99,16 +102,46 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_with_clock(listener, config, Clock::System, shutdown).await
+}
+
+/// [`run`], with conversations and routing on `clock` (tests pass a manual clock to move
+/// time forward without waiting).
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     config.check()?;
     let store = Store::open(&config.data_dir).await?;
     let hubs = Arc::new(hub::Hubs::default());
-    let journal = journal::spawn(store.writer.clone(), hubs.clone(), config.journal.max_batch, config.journal.queue);
+    let journal = journal::spawn(
+        store.writer.clone(),
+        clock.clone(),
+        hubs.clone(),
+        config.journal.max_batch,
+        config.journal.queue,
+    );
     let mut widget_keys = HashMap::new();
     for workspace in store.workspaces().await? {
-        let agents = store.agents(workspace.id).await?;
-        let open = store.open_conversations(workspace.id).await?;
-        tracing::info!(workspace = %workspace.slug, agents = agents.len(), open_conversations = open.len(), "workspace loaded");
-        hubs.insert(workspace.id, hub::spawn(workspace.id, journal.clone(), agents, open, HUB_COMMAND_QUEUE));
+        let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();
+        let start = hub::HubStart {
+            workspace: workspace.id,
+            agents: store.agents(workspace.id).await?,
+            groups: store.groups(workspace.id).await?,
+            open: store.open_conversations(workspace.id).await?,
+            last_agents: store.last_agents(workspace.id, sticky_since).await?,
+        };
+        tracing::info!(
+            workspace = %workspace.slug,
+            agents = start.agents.len(),
+            groups = start.groups.len(),
+            open_conversations = start.open.len(),
+            "workspace loaded"
+        );
+        let hub = hub::spawn(start, journal.clone(), clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
+        hubs.insert(workspace.id, hub);
         widget_keys.insert(workspace.widget_key, workspace.id);
     }
     let relay = Arc::new(RelayState {
@@ -125,6 +158,7 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         next_conn: AtomicU64::new(1),
+        clock,
     });
     let upkeep = tokio::spawn(upkeep(relay.clone()));
     tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");

@@ -1,296 +1,897 @@
-//! The routing core: which agent gets which queued conversation. Pure: fed events with the
-//! time, it answers with assignments; it never awaits, reads a clock or touches a socket.
-//! The workspace hub owns one and carries out what it decides.
+//! The routing core: which agent gets which conversation, and why. Pure: it is fed events
+//! with the time and answers with decisions; it never awaits, reads a clock or touches a
+//! socket. The workspace hub owns one, persists each decision, then announces it.
 //!
-//! Rules: a conversation waits in a FIFO queue; whenever an available agent (online, not
-//! away) has room under their capacity, the oldest waiting conversation goes to the
-//! available agent with the fewest open conversations, ties to the one idle longest.
-//! Capacity is never exceeded, and the queue never waits while an eligible agent has room.
+//! # Rules
+//! - A conversation targets a skill group (or none: any agent). It goes to an *available*
+//!   agent (online, not away) who has the group's skill and room under their capacity:
+//!   the fewest open conversations first, ties to the agent idle longest, then the lower
+//!   id. A VIP conversation goes to a senior agent of the group when one has room.
+//! - Sticky: a conversation may name a preferred agent (the one who last served the
+//!   contact); it goes to them when they are available with room.
+//! - Otherwise it waits in its group's queue, ordered by priority (lower first: returned
+//!   conversations, then VIP, then by channel), then by the time it was queued (FIFO).
+//!   Whenever an agent gains room, the best waiting conversation among the agent's groups
+//!   (and the any-agent queue) goes to them at once.
+//! - Escalation: a conversation queued past its group's deadline moves to the group's
+//!   fallback group, or to the any-agent queue when the group widens; targets chain.
+//! - Re-routing: an assigned conversation with no agent reply within the configured time
+//!   goes to another eligible agent with room (if there is none, it stays and is retried).
+//! - Grace: an agent who disconnects gets no new conversations; if they are not back
+//!   within the grace period, their conversations return to the front of their queues.
+//! - Capacity is never exceeded by the router, and no conversation is held twice.
+//!
+//! # Cost
+//! Per group, available agents with room are kept in ordered sets keyed by
+//! (load, idle since, id), and waiting conversations in ordered sets keyed by
+//! (priority, queued at, id), so a decision costs a few O(log n) set operations whatever
+//! the number of agents or waiting conversations. Decisions are written into a caller's
+//! buffer so the hot path does not allocate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use kefu_proto::{AgentId, ConversationId, UnixMillis};
 
-/// What the router knows of one agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AgentSlot {
-    /// Most conversations the agent may hold.
-    capacity: u32,
-    /// Conversations the agent holds now.
-    load: u32,
-    /// Online and not away: may receive new conversations.
-    available: bool,
-    /// When the agent last received a conversation or became available; the longest idle
-    /// wins ties.
-    idle_since: UnixMillis,
+/// A skill group, by id. `None` where a group is optional means "any agent".
+pub type GroupId = i64;
+
+/// Queue order: lower is served first.
+pub type Priority = u16;
+
+/// Priority of a conversation returned to the queue (agent gone, transferred to a group):
+/// before everyone, because its customer has already waited once.
+pub const PRIORITY_RETURNED: Priority = 0;
+
+/// An agent's level in a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// Preferred for VIP conversations.
+    Senior,
+    /// Everyone else.
+    Junior,
+}
+
+/// An agent's presence as the router sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Takes new conversations.
+    Online,
+    /// Connected, takes no new conversations, keeps what they hold.
+    Away,
+    /// Disconnected: keeps what they hold until the grace period ends.
+    Gone,
+}
+
+/// Escalation rules of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupRules {
+    /// How long a conversation may wait in this group before it escalates.
+    pub escalate_after_ms: Option<i64>,
+    /// Where it escalates to.
+    pub fallback: Option<GroupId>,
+    /// With no fallback: escalate to the any-agent queue.
+    pub widen: bool,
+}
+
+/// Workspace-wide timing rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a disconnected agent keeps their conversations.
+    pub grace_ms: i64,
+    /// How long an assigned conversation may go without an agent reply before it moves
+    /// to another agent; `None` never.
+    pub reroute_unanswered_ms: Option<i64>,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { grace_ms: 60_000, reroute_unanswered_ms: None }
+    }
+}
+
+/// A conversation to route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routable {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its target group; `None` for any agent.
+    pub group: Option<GroupId>,
+    /// Its queue priority (lower first).
+    pub priority: Priority,
+    /// VIP conversations prefer senior agents.
+    pub vip: bool,
+    /// When it entered the queue: its place in line within its priority.
+    pub queued_at: UnixMillis,
+    /// The agent who last served the contact, to return to if they have room.
+    pub preferred: Option<AgentId>,
 }
 
 /// Something the router must know about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoutingEvent {
-    /// An agent's availability or capacity changed (connected, away, gone, capacity edited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An agent's capacity or skills (new agent, or edited).
     Agent {
         /// The agent.
         agent: AgentId,
-        /// Whether the agent takes new conversations.
-        available: bool,
-        /// Most conversations the agent may hold.
+        /// Most conversations they may hold.
         capacity: u32,
+        /// Their skills.
+        skills: Vec<(GroupId, Level)>,
     },
-    /// A conversation waits for an agent since `queued_at`.
-    Enqueued {
-        /// The conversation.
-        conversation: ConversationId,
-        /// When it entered the queue (its place in line).
-        queued_at: UnixMillis,
+    /// An agent's presence changed.
+    Presence {
+        /// The agent.
+        agent: AgentId,
+        /// Now.
+        availability: Availability,
     },
+    /// A group's escalation rules (new or edited).
+    Group {
+        /// The group.
+        group: GroupId,
+        /// Its rules.
+        rules: GroupRules,
+    },
+    /// A conversation needs an agent.
+    Enqueue(Routable),
     /// A conversation is held by an agent already (rebuilt at start).
     Held {
         /// The conversation.
         conversation: ConversationId,
         /// Its agent.
         agent: AgentId,
+        /// Its group.
+        group: Option<GroupId>,
+        /// Whether its contact is a VIP.
+        vip: bool,
+        /// Whether an agent has replied since it was assigned.
+        answered: bool,
     },
-    /// A conversation no longer needs routing or frees its agent's slot (resolved, closed,
-    /// or about to be re-queued).
+    /// An agent replied in a conversation (stops its re-routing clock).
+    Replied {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// A conversation needs routing no more (resolved, closed): frees its slot or leaves
+    /// the queue.
     Released {
         /// The conversation.
         conversation: ConversationId,
     },
+    /// An agent hands a conversation to another agent.
+    TransferToAgent {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The receiving agent.
+        to: AgentId,
+    },
+    /// An agent hands a conversation to a group (or any agent).
+    TransferToGroup {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The receiving group.
+        group: Option<GroupId>,
+    },
+    /// An agent takes a specific queued conversation.
+    Pick {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The agent taking it.
+        agent: AgentId,
+    },
+    /// Time passed: escalations, re-routing and grace periods fall due.
+    Tick,
 }
 
-/// A decision: this conversation goes to this agent.
+/// An agent as they stood when a decision was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Assignment {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The agent who gets it.
+pub struct Candidate {
+    /// The agent.
     pub agent: AgentId,
+    /// Conversations held (before this decision).
+    pub load: u32,
+    /// Most they may hold.
+    pub capacity: u32,
+    /// Idle since.
+    pub idle_since: UnixMillis,
+    /// Senior in the conversation's group.
+    pub senior: bool,
+}
+
+/// The rule that chose the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The contact's previous agent had room.
+    Sticky,
+    /// The least loaded eligible agent (ties: idle longest).
+    LeastLoaded,
+    /// A VIP conversation went to the least loaded senior agent.
+    SeniorForVip,
+    /// The agent gained room and this was the best waiting conversation.
+    Drained,
+    /// Transferred by an agent.
+    Transferred,
+    /// Taken by hand.
+    Picked,
+    /// Moved because nobody replied in time.
+    Rerouted,
+}
+
+/// Why an agent got a conversation: the rule, how many were eligible, and the best
+/// candidates at the moment of the decision (the winner first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Why {
+    /// The rule.
+    pub rule: Rule,
+    /// Agents eligible with room at that moment.
+    pub eligible: u32,
+    /// The winner and up to two runners-up, in rank order.
+    pub ranked: [Option<Candidate>; 3],
+}
+
+/// Why a conversation waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Nobody with the group's skill is online.
+    NobodyOnline,
+    /// Everyone online with the skill is at capacity.
+    AllBusy {
+        /// How many are online with the skill.
+        online: u32,
+    },
+}
+
+/// Why a conversation went back to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    /// Its agent disconnected and did not return within the grace period.
+    AgentGone,
+    /// Its agent transferred it to a group.
+    Transferred,
+}
+
+/// A refused request (transfer, pick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The conversation is not where the request assumed (not assigned, not queued).
+    NotRoutable,
+    /// The receiving agent is unknown.
+    UnknownAgent,
+    /// The receiving agent is not online.
+    NotAvailable,
+    /// The receiving agent has no room.
+    AtCapacity,
+    /// The receiving agent already holds it.
+    AlreadyHolds,
+}
+
+/// What the router decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The conversation goes to `agent` (from `from`, when it moves between agents).
+    Assigned {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Its new agent.
+        agent: AgentId,
+        /// Its previous agent, if it moved.
+        from: Option<AgentId>,
+        /// Why.
+        why: Why,
+    },
+    /// The conversation waits in `group`'s queue.
+    Queued {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The queue.
+        group: Option<GroupId>,
+        /// Why.
+        why: Waiting,
+    },
+    /// The conversation left its agent for the queue of `group`.
+    Returned {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The agent it left.
+        from: AgentId,
+        /// The queue it joined.
+        group: Option<GroupId>,
+        /// Why.
+        why: Returned,
+    },
+    /// The conversation waited too long and moved from one queue to another.
+    Escalated {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The queue it left.
+        from: Option<GroupId>,
+        /// The queue it joined (`None`: any agent).
+        to: Option<GroupId>,
+    },
+    /// A transfer or pick was refused; nothing changed.
+    Refused {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Why.
+        why: Refusal,
+    },
+}
+
+/// Rank of an available agent with room: fewest held, then idle longest, then lower id.
+type AgentKey = (u32, UnixMillis, AgentId);
+
+/// Rank of a waiting conversation: priority, then age, then id.
+type QueueKey = (Priority, UnixMillis, ConversationId);
+
+/// What the router knows of one agent.
+#[derive(Debug, Clone)]
+struct AgentState {
+    capacity: u32,
+    skills: Vec<(GroupId, Level)>,
+    availability: Availability,
+    /// When the agent last received a conversation or became available.
+    idle_since: UnixMillis,
+    /// Conversations held.
+    held: HashSet<ConversationId>,
+    /// When a gone agent's grace period ends.
+    grace_until: Option<UnixMillis>,
+}
+
+impl AgentState {
+    fn load(&self) -> u32 {
+        self.held.len() as u32
+    }
+
+    fn has_room(&self) -> bool {
+        self.availability == Availability::Online && self.load() < self.capacity
+    }
+
+    fn key(&self, id: AgentId) -> AgentKey {
+        (self.load(), self.idle_since, id)
+    }
+
+    fn level_in(&self, group: Option<GroupId>) -> Option<Level> {
+        match group {
+            None => Some(Level::Junior),
+            Some(g) => self.skills.iter().find(|(s, _)| *s == g).map(|(_, l)| *l),
+        }
+    }
+}
+
+/// Available agents with room for one group (or for any-agent conversations).
+#[derive(Debug, Default)]
+struct Pool {
+    all: BTreeSet<AgentKey>,
+    senior: BTreeSet<AgentKey>,
+    /// Agents online with this skill, with or without room.
+    online: u32,
+}
+
+/// A waiting conversation.
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    routable: Routable,
+    /// When it escalates, if its group escalates.
+    escalates_at: Option<UnixMillis>,
+    /// An agent it must not go to (the one it is being moved away from).
+    excluded: Option<AgentId>,
+}
+
+/// A held conversation.
+#[derive(Debug, Clone, Copy)]
+struct Holding {
+    agent: AgentId,
+    group: Option<GroupId>,
+    vip: bool,
+    /// When it is re-routed if still unanswered.
+    reroute_at: Option<UnixMillis>,
 }
 
 /// The routing state of one workspace.
 #[derive(Debug, Default)]
 pub struct Router {
-    /// Every agent the router has heard of.
-    agents: HashMap<AgentId, AgentSlot>,
-    /// Waiting conversations in line order.
-    queue: BTreeSet<(UnixMillis, ConversationId)>,
-    /// Place in line of each waiting conversation, to find it in `queue`.
-    queued_at: HashMap<ConversationId, UnixMillis>,
-    /// Which agent holds each assigned conversation.
-    holders: HashMap<ConversationId, AgentId>,
+    timing: Timing,
+    agents: HashMap<AgentId, AgentState>,
+    groups: HashMap<GroupId, GroupRules>,
+    /// Per group (`None`: any agent), the available agents with room.
+    pools: HashMap<Option<GroupId>, Pool>,
+    /// Per group, the waiting conversations in line order.
+    queues: HashMap<Option<GroupId>, BTreeSet<QueueKey>>,
+    waiting: HashMap<ConversationId, Waiter>,
+    holdings: HashMap<ConversationId, Holding>,
+    escalations: BTreeSet<(UnixMillis, ConversationId)>,
+    reroutes: BTreeSet<(UnixMillis, ConversationId)>,
+    graces: BTreeSet<(UnixMillis, AgentId)>,
 }
 
 impl Router {
-    /// An empty router.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty router with these timing rules.
+    pub fn new(timing: Timing) -> Self {
+        Router { timing, ..Default::default() }
     }
 
-    /// Takes in one event at `now` and returns the assignments it makes possible.
-    pub fn handle(&mut self, event: RoutingEvent, now: UnixMillis) -> Vec<Assignment> {
+    /// Takes in one event at `now` and appends the decisions it leads to.
+    pub fn handle(&mut self, event: Event, now: UnixMillis, out: &mut Vec<Decision>) {
         match event {
-            RoutingEvent::Agent { agent, available, capacity } => {
-                let slot = self.agents.entry(agent).or_insert(AgentSlot {
+            Event::Agent { agent, capacity, skills } => {
+                self.unpool(agent);
+                let state = self.agents.entry(agent).or_insert_with(|| AgentState {
                     capacity,
-                    load: 0,
-                    available: false,
+                    skills: Vec::new(),
+                    availability: Availability::Gone,
                     idle_since: now,
+                    held: HashSet::new(),
+                    grace_until: None,
                 });
-                if available && !slot.available {
-                    slot.idle_since = now;
+                state.capacity = capacity;
+                state.skills = skills;
+                self.pool(agent);
+                self.fill(agent, now, out);
+            }
+            Event::Presence { agent, availability } => self.presence(agent, availability, now, out),
+            Event::Group { group, rules } => {
+                self.groups.insert(group, rules);
+            }
+            Event::Enqueue(routable) => {
+                let freed = self.forget(routable.conversation);
+                self.route(routable, None, now, out);
+                if let Some(agent) = freed {
+                    self.fill(agent, now, out);
                 }
-                slot.available = available;
-                slot.capacity = capacity;
             }
-            RoutingEvent::Enqueued { conversation, queued_at } => {
-                self.release(conversation);
-                self.queue.insert((queued_at, conversation));
-                self.queued_at.insert(conversation, queued_at);
+            Event::Held { conversation, agent, group, vip, answered } => {
+                let freed = self.forget(conversation);
+                let reroute_at = if answered { None } else { self.reroute_deadline(now) };
+                self.hold(conversation, agent, group, vip, reroute_at, now);
+                if let Some(previous) = freed.filter(|p| *p != agent) {
+                    self.fill(previous, now, out);
+                }
             }
-            RoutingEvent::Held { conversation, agent } => {
-                self.release(conversation);
-                let slot = self.agents.entry(agent).or_insert(AgentSlot {
-                    capacity: 0,
-                    load: 0,
-                    available: false,
-                    idle_since: now,
+            Event::Replied { conversation } => {
+                if let Some(h) = self.holdings.get_mut(&conversation)
+                    && let Some(at) = h.reroute_at.take()
+                {
+                    self.reroutes.remove(&(at, conversation));
+                }
+            }
+            Event::Released { conversation } => {
+                if let Some(agent) = self.forget(conversation) {
+                    self.fill(agent, now, out);
+                }
+            }
+            Event::TransferToAgent { conversation, to } => self.transfer_to_agent(conversation, to, now, out),
+            Event::TransferToGroup { conversation, group } => {
+                let Some(holding) = self.holdings.get(&conversation).copied() else {
+                    out.push(Decision::Refused { conversation, why: Refusal::NotRoutable });
+                    return;
+                };
+                self.forget(conversation);
+                out.push(Decision::Returned { conversation, from: holding.agent, group, why: Returned::Transferred });
+                let routable = Routable {
+                    conversation,
+                    group,
+                    priority: PRIORITY_RETURNED,
+                    vip: holding.vip,
+                    queued_at: now,
+                    preferred: None,
+                };
+                self.route(routable, Some(holding.agent), now, out);
+                self.fill(holding.agent, now, out);
+            }
+            Event::Pick { conversation, agent } => self.pick(conversation, agent, now, out),
+            Event::Tick => self.tick(now, out),
+        }
+    }
+
+    fn presence(&mut self, agent: AgentId, availability: Availability, now: UnixMillis, out: &mut Vec<Decision>) {
+        self.unpool(agent);
+        let grace_ms = self.timing.grace_ms;
+        let Some(state) = self.agents.get_mut(&agent) else { return };
+        let was = state.availability;
+        state.availability = availability;
+        if let Some(until) = state.grace_until.take() {
+            self.graces.remove(&(until, agent));
+        }
+        if availability == Availability::Online && was != Availability::Online {
+            state.idle_since = now;
+        }
+        if availability == Availability::Gone && !state.held.is_empty() {
+            let until = now + grace_ms;
+            state.grace_until = Some(until);
+            self.graces.insert((until, agent));
+        }
+        self.pool(agent);
+        self.fill(agent, now, out);
+    }
+
+    /// Routes a conversation that needs an agent: to an agent now, or into its queue.
+    fn route(&mut self, routable: Routable, excluded: Option<AgentId>, now: UnixMillis, out: &mut Vec<Decision>) {
+        if let Some(preferred) = routable.preferred
+            && excluded != Some(preferred)
+            && self.agents.get(&preferred).is_some_and(AgentState::has_room)
+        {
+            let why = self.why(Rule::Sticky, routable.group, preferred);
+            self.assign(routable, preferred, None, why, now, out);
+            return;
+        }
+        if let Some((agent, rule)) = self.best_agent(routable.group, routable.vip, excluded) {
+            let why = self.why(rule, routable.group, agent);
+            self.assign(routable, agent, None, why, now, out);
+            return;
+        }
+        let online = self.pools.get(&routable.group).map_or(0, |p| p.online);
+        let why = if online == 0 { Waiting::NobodyOnline } else { Waiting::AllBusy { online } };
+        self.enqueue(routable, excluded, now);
+        out.push(Decision::Queued { conversation: routable.conversation, group: routable.group, why });
+    }
+
+    /// The best agent for a conversation of `group`: a senior one first for VIPs.
+    fn best_agent(&self, group: Option<GroupId>, vip: bool, excluded: Option<AgentId>) -> Option<(AgentId, Rule)> {
+        let pool = self.pools.get(&group)?;
+        let first = |set: &BTreeSet<AgentKey>| set.iter().map(|k| k.2).find(|a| Some(*a) != excluded);
+        if vip && let Some(agent) = first(&pool.senior) {
+            return Some((agent, Rule::SeniorForVip));
+        }
+        first(&pool.all).map(|agent| (agent, Rule::LeastLoaded))
+    }
+
+    /// Explains a choice of `winner` in `group`: eligible count and the best candidates.
+    fn why(&self, rule: Rule, group: Option<GroupId>, winner: AgentId) -> Why {
+        let mut ranked = [None; 3];
+        let mut eligible = 0;
+        if let Some(pool) = self.pools.get(&group) {
+            eligible = pool.all.len() as u32;
+            ranked[0] = self.candidate(winner, group);
+            let others = pool.all.iter().map(|k| k.2).filter(|a| *a != winner).take(2);
+            for (slot, agent) in ranked[1..].iter_mut().zip(others) {
+                *slot = self.candidate(agent, group);
+            }
+        } else {
+            ranked[0] = self.candidate(winner, group);
+        }
+        Why { rule, eligible, ranked }
+    }
+
+    fn candidate(&self, agent: AgentId, group: Option<GroupId>) -> Option<Candidate> {
+        let state = self.agents.get(&agent)?;
+        Some(Candidate {
+            agent,
+            load: state.load(),
+            capacity: state.capacity,
+            idle_since: state.idle_since,
+            senior: group.is_some() && state.level_in(group) == Some(Level::Senior),
+        })
+    }
+
+    fn assign(
+        &mut self,
+        r: Routable,
+        agent: AgentId,
+        from: Option<AgentId>,
+        why: Why,
+        now: UnixMillis,
+        out: &mut Vec<Decision>,
+    ) {
+        let reroute_at = self.reroute_deadline(now);
+        self.hold(r.conversation, agent, r.group, r.vip, reroute_at, now);
+        out.push(Decision::Assigned { conversation: r.conversation, agent, from, why });
+    }
+
+    fn reroute_deadline(&self, now: UnixMillis) -> Option<UnixMillis> {
+        self.timing.reroute_unanswered_ms.map(|ms| now + ms.max(1))
+    }
+
+    /// Records that `agent` holds a conversation, updating the agent's place in the pools.
+    fn hold(
+        &mut self,
+        conversation: ConversationId,
+        agent: AgentId,
+        group: Option<GroupId>,
+        vip: bool,
+        reroute_at: Option<UnixMillis>,
+        now: UnixMillis,
+    ) {
+        self.unpool(agent);
+        let state = self.agents.entry(agent).or_insert_with(|| AgentState {
+            capacity: 0,
+            skills: Vec::new(),
+            availability: Availability::Gone,
+            idle_since: now,
+            held: HashSet::new(),
+            grace_until: None,
+        });
+        state.held.insert(conversation);
+        state.idle_since = now;
+        self.pool(agent);
+        if let Some(at) = reroute_at {
+            self.reroutes.insert((at, conversation));
+        }
+        self.holdings.insert(conversation, Holding { agent, group, vip, reroute_at });
+    }
+
+    fn enqueue(&mut self, r: Routable, excluded: Option<AgentId>, now: UnixMillis) {
+        let escalates_at = r
+            .group
+            .and_then(|g| self.groups.get(&g))
+            .and_then(|rules| rules.escalate_after_ms)
+            // At least 1 ms, so that a chain of escalations always moves forward in time.
+            .map(|ms| now.max(r.queued_at) + ms.max(1));
+        if let Some(at) = escalates_at {
+            self.escalations.insert((at, r.conversation));
+        }
+        self.queues.entry(r.group).or_default().insert((r.priority, r.queued_at, r.conversation));
+        self.waiting.insert(r.conversation, Waiter { routable: r, escalates_at, excluded });
+    }
+
+    /// Removes a conversation from wherever it is; returns the agent it freed, if held.
+    fn forget(&mut self, conversation: ConversationId) -> Option<AgentId> {
+        if let Some(w) = self.waiting.remove(&conversation) {
+            let r = w.routable;
+            if let Some(queue) = self.queues.get_mut(&r.group) {
+                queue.remove(&(r.priority, r.queued_at, conversation));
+            }
+            if let Some(at) = w.escalates_at {
+                self.escalations.remove(&(at, conversation));
+            }
+        }
+        let holding = self.holdings.remove(&conversation)?;
+        if let Some(at) = holding.reroute_at {
+            self.reroutes.remove(&(at, conversation));
+        }
+        self.unpool(holding.agent);
+        if let Some(state) = self.agents.get_mut(&holding.agent) {
+            state.held.remove(&conversation);
+        }
+        self.pool(holding.agent);
+        Some(holding.agent)
+    }
+
+    /// Takes an agent out of every pool (before their key changes).
+    fn unpool(&mut self, agent: AgentId) {
+        let Some(state) = self.agents.get(&agent) else { return };
+        let key = state.key(agent);
+        let online = state.availability == Availability::Online;
+        for group in groups_of(state) {
+            if let Some(pool) = self.pools.get_mut(&group) {
+                pool.all.remove(&key);
+                pool.senior.remove(&key);
+                if online {
+                    pool.online -= 1;
+                }
+            }
+        }
+    }
+
+    /// Puts an agent into the pools they belong in now.
+    fn pool(&mut self, agent: AgentId) {
+        let Some(state) = self.agents.get(&agent) else { return };
+        let key = state.key(agent);
+        let online = state.availability == Availability::Online;
+        let room = state.has_room();
+        for group in groups_of(state) {
+            let pool = self.pools.entry(group).or_default();
+            if online {
+                pool.online += 1;
+            }
+            if room {
+                pool.all.insert(key);
+                if state.level_in(group) == Some(Level::Senior) && group.is_some() {
+                    pool.senior.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Gives an agent who may have room the best waiting conversations they can take.
+    fn fill(&mut self, agent: AgentId, now: UnixMillis, out: &mut Vec<Decision>) {
+        while self.agents.get(&agent).is_some_and(AgentState::has_room) {
+            let Some(conversation) = self.best_waiting_for(agent) else { return };
+            let waiter = self.waiting[&conversation];
+            self.forget(conversation);
+            let why = self.why(Rule::Drained, waiter.routable.group, agent);
+            self.assign(waiter.routable, agent, None, why, now, out);
+        }
+    }
+
+    /// The first conversation in line among the queues an agent serves.
+    fn best_waiting_for(&self, agent: AgentId) -> Option<ConversationId> {
+        let state = self.agents.get(&agent)?;
+        groups_of(state)
+            .filter_map(|group| {
+                self.queues.get(&group)?.iter().find(|k| self.waiting[&k.2].excluded != Some(agent)).copied()
+            })
+            .min()
+            .map(|k| k.2)
+    }
+
+    fn transfer_to_agent(
+        &mut self,
+        conversation: ConversationId,
+        to: AgentId,
+        now: UnixMillis,
+        out: &mut Vec<Decision>,
+    ) {
+        let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
+        let Some(holding) = self.holdings.get(&conversation).copied() else { return refuse(out, Refusal::NotRoutable) };
+        let Some(target) = self.agents.get(&to) else { return refuse(out, Refusal::UnknownAgent) };
+        if holding.agent == to {
+            return refuse(out, Refusal::AlreadyHolds);
+        }
+        if target.availability != Availability::Online {
+            return refuse(out, Refusal::NotAvailable);
+        }
+        if target.load() >= target.capacity {
+            return refuse(out, Refusal::AtCapacity);
+        }
+        self.forget(conversation);
+        let routable = Routable {
+            conversation,
+            group: holding.group,
+            priority: PRIORITY_RETURNED,
+            vip: holding.vip,
+            queued_at: now,
+            preferred: None,
+        };
+        let why = self.why(Rule::Transferred, holding.group, to);
+        self.assign(routable, to, Some(holding.agent), why, now, out);
+        self.fill(holding.agent, now, out);
+    }
+
+    fn pick(&mut self, conversation: ConversationId, agent: AgentId, now: UnixMillis, out: &mut Vec<Decision>) {
+        let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
+        let Some(waiter) = self.waiting.get(&conversation).copied() else { return refuse(out, Refusal::NotRoutable) };
+        let Some(state) = self.agents.get(&agent) else { return refuse(out, Refusal::UnknownAgent) };
+        if state.availability == Availability::Gone {
+            return refuse(out, Refusal::NotAvailable);
+        }
+        if state.load() >= state.capacity {
+            return refuse(out, Refusal::AtCapacity);
+        }
+        self.forget(conversation);
+        let why = self.why(Rule::Picked, waiter.routable.group, agent);
+        self.assign(waiter.routable, agent, None, why, now, out);
+    }
+
+    fn tick(&mut self, now: UnixMillis, out: &mut Vec<Decision>) {
+        // Agents whose grace period ended: their conversations go back, to the front.
+        while let Some(&(until, agent)) = self.graces.first() {
+            if until > now {
+                break;
+            }
+            self.graces.remove(&(until, agent));
+            let Some(state) = self.agents.get_mut(&agent) else { continue };
+            state.grace_until = None;
+            let mut held: Vec<ConversationId> = state.held.iter().copied().collect();
+            held.sort();
+            for conversation in held {
+                let holding = self.holdings[&conversation];
+                self.forget(conversation);
+                out.push(Decision::Returned {
+                    conversation,
+                    from: agent,
+                    group: holding.group,
+                    why: Returned::AgentGone,
                 });
-                slot.load += 1;
-                self.holders.insert(conversation, agent);
+                let routable = Routable {
+                    conversation,
+                    group: holding.group,
+                    priority: PRIORITY_RETURNED,
+                    vip: holding.vip,
+                    queued_at: now,
+                    preferred: None,
+                };
+                self.route(routable, Some(agent), now, out);
             }
-            RoutingEvent::Released { conversation } => self.release(conversation),
         }
-        self.drain(now)
+        // Conversations that waited too long in their group.
+        while let Some(&(at, conversation)) = self.escalations.first() {
+            if at > now {
+                break;
+            }
+            let waiter = self.waiting[&conversation];
+            let from = waiter.routable.group;
+            let rules = from.and_then(|g| self.groups.get(&g)).copied().unwrap_or_default();
+            let to = match (rules.fallback, rules.widen) {
+                (Some(fallback), _) => Some(fallback),
+                (None, true) => None,
+                (None, false) => {
+                    // Nowhere to go: it keeps waiting where it is.
+                    self.escalations.remove(&(at, conversation));
+                    if let Some(w) = self.waiting.get_mut(&conversation) {
+                        w.escalates_at = None;
+                    }
+                    continue;
+                }
+            };
+            self.forget(conversation);
+            out.push(Decision::Escalated { conversation, from, to });
+            let routable = Routable { group: to, ..waiter.routable };
+            // A new group, a new deadline (counted from now): targets chain.
+            self.route(routable, waiter.excluded, now, out);
+        }
+        // Assigned conversations nobody answered in time.
+        while let Some(&(at, conversation)) = self.reroutes.first() {
+            if at > now {
+                break;
+            }
+            let holding = self.holdings[&conversation];
+            match self.best_agent(holding.group, holding.vip, Some(holding.agent)) {
+                Some((to, _)) => {
+                    self.forget(conversation);
+                    let routable = Routable {
+                        conversation,
+                        group: holding.group,
+                        priority: PRIORITY_RETURNED,
+                        vip: holding.vip,
+                        queued_at: now,
+                        preferred: None,
+                    };
+                    let why = self.why(Rule::Rerouted, holding.group, to);
+                    self.assign(routable, to, Some(holding.agent), why, now, out);
+                    self.fill(holding.agent, now, out);
+                }
+                None => {
+                    // Nobody else has room: it stays, and is tried again later.
+                    self.reroutes.remove(&(at, conversation));
+                    let next = self.reroute_deadline(now).unwrap_or(now);
+                    self.reroutes.insert((next, conversation));
+                    if let Some(h) = self.holdings.get_mut(&conversation) {
+                        h.reroute_at = Some(next);
+                    }
+                }
+            }
+        }
     }
 
-    /// Forgets a conversation wherever it is: out of the queue, or off its agent's load.
-    fn release(&mut self, conversation: ConversationId) {
-        if let Some(at) = self.queued_at.remove(&conversation) {
-            self.queue.remove(&(at, conversation));
-        }
-        if let Some(slot) = self.holders.remove(&conversation).and_then(|agent| self.agents.get_mut(&agent)) {
-            slot.load = slot.load.saturating_sub(1);
-        }
-    }
+    // ---- questions the hub asks -------------------------------------------------------
 
-    /// Assigns waiting conversations, oldest first, while an agent has room.
-    fn drain(&mut self, now: UnixMillis) -> Vec<Assignment> {
-        let mut made = Vec::new();
-        while let Some(&(at, conversation)) = self.queue.first() {
-            let Some(agent) = self.pick_agent() else { break };
-            self.queue.remove(&(at, conversation));
-            self.queued_at.remove(&conversation);
-            let slot = self.agents.get_mut(&agent).expect("picked agent exists");
-            slot.load += 1;
-            slot.idle_since = now;
-            self.holders.insert(conversation, agent);
-            made.push(Assignment { conversation, agent });
-        }
-        made
-    }
-
-    /// The available agent with room and the fewest open conversations, ties to the one
-    /// idle longest, then the lower id (so decisions are deterministic).
-    fn pick_agent(&self) -> Option<AgentId> {
-        self.agents
-            .iter()
-            .filter(|(_, s)| s.available && s.load < s.capacity)
-            .min_by_key(|(id, s)| (s.load, s.idle_since, **id))
-            .map(|(id, _)| *id)
-    }
-
-    /// The agent holding a conversation, if assigned.
+    /// The agent holding a conversation.
     pub fn holder(&self, conversation: ConversationId) -> Option<AgentId> {
-        self.holders.get(&conversation).copied()
+        self.holdings.get(&conversation).map(|h| h.agent)
     }
 
-    /// How many conversations an agent holds.
+    /// Conversations an agent holds.
     pub fn load(&self, agent: AgentId) -> u32 {
-        self.agents.get(&agent).map_or(0, |s| s.load)
+        self.agents.get(&agent).map_or(0, AgentState::load)
     }
 
-    /// 1-based place in line of a waiting conversation.
-    pub fn queue_position(&self, conversation: ConversationId) -> Option<usize> {
-        let at = *self.queued_at.get(&conversation)?;
-        Some(self.queue.range(..(at, conversation)).count() + 1)
+    /// The queue a waiting conversation is in.
+    pub fn queue_of(&self, conversation: ConversationId) -> Option<Option<GroupId>> {
+        self.waiting.get(&conversation).map(|w| w.routable.group)
     }
 
-    /// Conversations waiting.
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
+    /// The waiting conversations of a queue, in line order.
+    pub fn queue(&self, group: Option<GroupId>) -> impl Iterator<Item = ConversationId> + '_ {
+        self.queues.get(&group).into_iter().flatten().map(|k| k.2)
     }
+
+    /// Agents online with the skill of `group`, and their total capacity.
+    pub fn online(&self, group: Option<GroupId>) -> (u32, u32) {
+        let online = self.pools.get(&group).map_or(0, |p| p.online);
+        let capacity = self
+            .agents
+            .values()
+            .filter(|a| a.availability == Availability::Online && groups_of(a).any(|g| g == group))
+            .map(|a| a.capacity)
+            .sum();
+        (online, capacity)
+    }
+
+    /// Every queue that has someone waiting.
+    pub fn queued_groups(&self) -> impl Iterator<Item = Option<GroupId>> + '_ {
+        self.queues.iter().filter(|(_, q)| !q.is_empty()).map(|(g, _)| *g)
+    }
+
+    /// Conversations waiting, across queues.
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// The queues an agent serves: each of their groups, and the any-agent queue.
+fn groups_of(state: &AgentState) -> impl Iterator<Item = Option<GroupId>> + '_ {
+    state.skills.iter().map(|(g, _)| Some(*g)).chain(std::iter::once(None))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn agent(id: i64, available: bool, capacity: u32) -> RoutingEvent {
-        RoutingEvent::Agent { agent: AgentId(id), available, capacity }
-    }
-    fn enqueue(id: i64, at: i64) -> RoutingEvent {
-        RoutingEvent::Enqueued { conversation: ConversationId(id), queued_at: at }
-    }
-    fn release(id: i64) -> RoutingEvent {
-        RoutingEvent::Released { conversation: ConversationId(id) }
-    }
-
-    /// Feeds `events` (at times 1, 2, …) and returns every assignment as (conversation, agent).
-    fn check(events: &[RoutingEvent]) -> Vec<(i64, i64)> {
-        let mut router = Router::new();
-        let mut out = Vec::new();
-        for (t, e) in events.iter().enumerate() {
-            for a in router.handle(*e, t as i64 + 1) {
-                out.push((a.conversation.0, a.agent.0));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn rules() {
-        /// A rule's name, the events fed, and the (conversation, agent) assignments expected.
-        type Case = (&'static str, Vec<RoutingEvent>, Vec<(i64, i64)>);
-        let table: Vec<Case> = vec![
-            ("no agent: stays queued", vec![enqueue(1, 1)], vec![]),
-            ("agent online drains the queue", vec![enqueue(1, 1), agent(7, true, 5)], vec![(1, 7)]),
-            ("away agent gets nothing", vec![agent(7, false, 5), enqueue(1, 1)], vec![]),
-            (
-                "capacity holds; release frees a slot for the next in line",
-                vec![agent(7, true, 1), enqueue(1, 1), enqueue(2, 2), release(1)],
-                vec![(1, 7), (2, 7)],
-            ),
-            (
-                "fewest open conversations first",
-                vec![agent(1, true, 5), agent(2, true, 5), enqueue(10, 1), enqueue(11, 2), enqueue(12, 3)],
-                vec![(10, 1), (11, 2), (12, 1)],
-            ),
-            (
-                "FIFO: the older conversation goes first",
-                vec![enqueue(2, 5), enqueue(1, 9), agent(7, true, 1)],
-                vec![(2, 7)],
-            ),
-            (
-                "capacity raised drains at once",
-                vec![agent(7, true, 1), enqueue(1, 1), enqueue(2, 2), agent(7, true, 2)],
-                vec![(1, 7), (2, 7)],
-            ),
-            ("released while queued never gets assigned", vec![enqueue(1, 1), release(1), agent(7, true, 5)], vec![]),
-        ];
-        for (name, events, expected) in table {
-            assert_eq!(check(&events), expected, "{name}");
-        }
-    }
-
-    #[test]
-    fn queue_position_counts_from_one() {
-        let mut router = Router::new();
-        router.handle(enqueue(1, 10), 10);
-        router.handle(enqueue(2, 20), 20);
-        router.handle(enqueue(3, 15), 20);
-        assert_eq!(router.queue_position(ConversationId(1)), Some(1));
-        assert_eq!(router.queue_position(ConversationId(3)), Some(2));
-        assert_eq!(router.queue_position(ConversationId(2)), Some(3));
-        assert_eq!(router.queue_len(), 3);
-    }
-
-    fn arb_event() -> impl Strategy<Value = RoutingEvent> {
-        prop_oneof![
-            (0i64..4, any::<bool>(), 0u32..4).prop_map(|(a, on, c)| agent(a, on, c)),
-            (0i64..20, 0i64..50).prop_map(|(c, at)| enqueue(c, at)),
-            (0i64..20).prop_map(release),
-        ]
-    }
-
-    proptest! {
-        /// Whatever happens: capacity holds, nothing is held twice, and nobody waits while
-        /// an available agent has room.
-        #[test]
-        fn invariants_hold_under_any_event_sequence(events in proptest::collection::vec(arb_event(), 0..200)) {
-            let mut router = Router::new();
-            for (t, e) in events.iter().enumerate() {
-                let made = router.handle(*e, t as i64);
-                for a in &made {
-                    let slot = &router.agents[&a.agent];
-                    prop_assert!(slot.available, "assigned to an unavailable agent");
-                    prop_assert!(slot.load <= slot.capacity, "capacity exceeded");
-                }
-                let mut loads: HashMap<AgentId, u32> = HashMap::new();
-                for agent in router.holders.values() {
-                    *loads.entry(*agent).or_default() += 1;
-                }
-                for (id, slot) in &router.agents {
-                    prop_assert_eq!(slot.load, loads.get(id).copied().unwrap_or(0));
-                }
-                for c in router.holders.keys() {
-                    prop_assert!(!router.queued_at.contains_key(c), "held and queued at once");
-                }
-                if !router.queue.is_empty() {
-                    prop_assert!(router.pick_agent().is_none(), "queue waits while an agent has room");
-                }
-            }
-        }
-    }
-}
+mod tests;

@@ -32,7 +32,7 @@ use tracing::Instrument;
 use crate::RelayState;
 use crate::auth;
 use crate::conversation::Transition;
-use crate::hub::{ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
+use crate::hub::{AgentSession, ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
 
 /// Which endpoint the connection came in on.
@@ -70,12 +70,10 @@ enum Identity {
     Customer {
         contact: ContactView,
         customer_token: String,
+        /// The skill group chosen in the hello, for the conversation this connection opens.
+        group: Option<String>,
     },
-    Agent {
-        agent: kefu_proto::frame::AgentView,
-        /// SHA-256 of the token it authenticated with, so logout can close it.
-        token_hash: Vec<u8>,
-    },
+    Agent(Box<AgentSession>),
 }
 
 /// The state of one authenticated connection.
@@ -132,7 +130,7 @@ async fn run(
     let kick = CancellationToken::new();
     let party = match &identity {
         Identity::Customer { contact, .. } => Party::Customer(contact.clone()),
-        Identity::Agent { agent, token_hash } => Party::Agent(agent.clone(), token_hash.clone()),
+        Identity::Agent(session) => Party::Agent(session.clone()),
     };
     let (reply_tx, reply) = oneshot::channel();
     hub.send(HubCommand::Register { conn, party, outbound: outbound_tx, kick: kick.clone(), reply: reply_tx })
@@ -218,19 +216,24 @@ async fn authenticate(
         ProtocolError::new(ErrorCode::Internal, "internal error; retry later")
     };
     let result = match (&hello.auth, side) {
-        (HelloAuth::Customer { widget_key, customer_token, name }, Side::Customer) => {
+        (HelloAuth::Customer { widget_key, customer_token, name, group }, Side::Customer) => {
             match relay.workspace_by_widget_key(widget_key) {
                 None => Err(unauthorized("unknown widget key")),
-                Some(workspace) => customer_identity(relay, workspace, customer_token.as_deref(), name.clone())
-                    .await
-                    .map(|identity| (workspace, identity))
-                    .map_err(internal),
+                Some(workspace) => {
+                    customer_identity(relay, workspace, customer_token.as_deref(), name.clone(), group.clone())
+                        .await
+                        .map(|identity| (workspace, identity))
+                        .map_err(internal)
+                }
             }
         }
         (HelloAuth::Agent { token }, Side::Agent) => {
             let token_hash = auth::token_hash(token);
             match relay.store.agent_by_token(&token_hash).await {
-                Ok(Some(agent)) => Ok((agent.workspace_id, Identity::Agent { agent: agent.view, token_hash })),
+                Ok(Some(agent)) => {
+                    let session = AgentSession { view: agent.view, skill_ids: agent.skill_ids, token_hash };
+                    Ok((agent.workspace_id, Identity::Agent(Box::new(session))))
+                }
                 Ok(None) => Err(unauthorized("invalid, expired or revoked token")),
                 Err(e) => Err(internal(e)),
             }
@@ -254,11 +257,12 @@ async fn customer_identity(
     workspace: WorkspaceId,
     token: Option<&str>,
     name: Option<String>,
+    group: Option<String>,
 ) -> crate::Result<Identity> {
     if let Some(token) = token
         && let Some(contact) = relay.store.contact_by_token(workspace, &auth::token_hash(token)).await?
     {
-        return Ok(Identity::Customer { contact, customer_token: token.to_string() });
+        return Ok(Identity::Customer { contact, customer_token: token.to_string(), group });
     }
     let customer_token = auth::new_customer_token();
     let token_hash = auth::token_hash(&customer_token);
@@ -275,7 +279,7 @@ async fn customer_identity(
             token_hash,
         })
         .await?;
-    Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token })
+    Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token, group })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -295,7 +299,7 @@ impl Connection {
     ) -> Result<(), Closing> {
         let limits = &self.relay.config.limits;
         let session = match &self.identity {
-            Identity::Customer { contact, customer_token } => {
+            Identity::Customer { contact, customer_token, .. } => {
                 self.open = registered.conversations.first().map(|c| c.id);
                 Session::Customer {
                     customer_token: customer_token.clone(),
@@ -303,7 +307,8 @@ impl Connection {
                     conversation: registered.conversations.first().cloned(),
                 }
             }
-            Identity::Agent { agent, .. } => {
+            Identity::Agent(session) => {
+                let agent = &session.view;
                 self.held = registered.conversations.iter().map(|c| c.id).collect();
                 Session::Agent {
                     agent: agent.clone(),
@@ -405,10 +410,10 @@ impl Connection {
                     ServerFrame::Conversation(c) => {
                         let id = c.conversation.id;
                         match (&self.identity, c.change) {
-                            (Identity::Agent { .. }, ConversationChange::Assigned) if self.held.insert(id) => {
+                            (Identity::Agent(_), ConversationChange::Assigned) if self.held.insert(id) => {
                                 catch_up = Some(id);
                             }
-                            (Identity::Agent { .. }, ConversationChange::Unassigned | ConversationChange::Closed) => {
+                            (Identity::Agent(_), ConversationChange::Unassigned | ConversationChange::Closed) => {
                                 // `delivered` is kept: if the conversation comes back to this
                                 // agent, the client already holds what was sent.
                                 self.held.remove(&id);
@@ -546,19 +551,38 @@ impl Connection {
                 self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
             }
+            ClientFrame::Transfer(transfer) => {
+                self.agent_only("transfer").map_err(|e| (e, None))?;
+                let command = HubCommand::Transfer {
+                    conn: self.conn,
+                    conversation: transfer.conversation_id,
+                    to: transfer.to,
+                    note: transfer.note,
+                };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Pick(pick) => {
+                self.agent_only("pick").map_err(|e| (e, None))?;
+                self.hub
+                    .send(HubCommand::Pick { conn: self.conn, conversation: pick.conversation_id })
+                    .await
+                    .map_err(internal)?;
+                Ok(None)
+            }
         }
     }
 
     fn author(&self) -> (AuthorKind, i64) {
         match &self.identity {
             Identity::Customer { contact, .. } => (AuthorKind::Customer, contact.id.0),
-            Identity::Agent { agent, .. } => (AuthorKind::Agent, agent.id.0),
+            Identity::Agent(session) => (AuthorKind::Agent, session.view.id.0),
         }
     }
 
     fn agent_only(&self, what: &str) -> Result<(), ProtocolError> {
         match self.identity {
-            Identity::Agent { .. } => Ok(()),
+            Identity::Agent(_) => Ok(()),
             Identity::Customer { .. } => Err(ProtocolError::new(ErrorCode::Forbidden, format!("{what} is for agents"))),
         }
     }
@@ -571,7 +595,7 @@ impl Connection {
         open_if_missing: bool,
     ) -> Result<ConversationId, ProtocolError> {
         match &self.identity {
-            Identity::Agent { .. } => {
+            Identity::Agent(_) => {
                 let conversation =
                     named.ok_or_else(|| ProtocolError::bad_request("conversation_id is required for agents"))?;
                 if self.held.contains(&conversation) {
@@ -583,7 +607,7 @@ impl Connection {
                     ))
                 }
             }
-            Identity::Customer { contact, .. } => {
+            Identity::Customer { contact, group, .. } => {
                 match (named, self.open) {
                     (Some(named), open) if open != Some(named) => {
                         return Err(ProtocolError::new(
@@ -601,7 +625,12 @@ impl Connection {
                     ));
                 }
                 let (reply_tx, reply) = oneshot::channel();
-                let command = HubCommand::Open { contact: contact.clone(), channel: ChannelKind::Web, reply: reply_tx };
+                let command = HubCommand::Open {
+                    contact: contact.clone(),
+                    channel: ChannelKind::Web,
+                    group: group.clone(),
+                    reply: reply_tx,
+                };
                 let shutting = || ProtocolError::new(ErrorCode::Internal, "the relay is shutting down");
                 self.hub.send(command).await.map_err(|_| shutting())?;
                 let view: ConversationView = reply.await.map_err(|_| shutting())??;

@@ -10,7 +10,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use kefu_proto::frame::{
-    AgentRef, AgentView, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame, Role,
+    AgentRef, AgentView, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame, Role, Skill,
+    SkillLevel,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, Seq, UnixMillis, WorkspaceId};
 use sqlx::Row;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::routing::GroupId;
 
 /// Migrations, embedded in the binary at build time and applied at start.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -52,10 +54,42 @@ pub struct Workspace {
 pub struct AgentRecord {
     /// Which workspace the agent works in.
     pub workspace_id: WorkspaceId,
-    /// What clients see.
+    /// What clients see (skills by slug).
     pub view: AgentView,
+    /// The agent's skills by group id, for routing.
+    pub skill_ids: Vec<(GroupId, SkillLevel)>,
     /// Argon2id PHC string.
     pub password_hash: String,
+}
+
+/// A skill group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Its id.
+    pub id: GroupId,
+    /// Short unique name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Where its conversations escalate.
+    pub fallback: Option<GroupId>,
+    /// After how long.
+    pub escalate_after_secs: Option<u32>,
+    /// Escalate to any agent when there is no fallback.
+    pub widen: bool,
+    /// New conversations without a chosen group go here.
+    pub is_default: bool,
+}
+
+/// One routing decision as recorded.
+#[derive(Debug, Clone)]
+pub struct RoutingRecord {
+    /// When.
+    pub at: UnixMillis,
+    /// What kind of decision.
+    pub kind: String,
+    /// The recorded reasons.
+    pub data: serde_json::Value,
 }
 
 /// A non-closed conversation, as loaded at start to rebuild in-memory state.
@@ -67,6 +101,10 @@ pub struct OpenConversationRecord {
     pub assigned_at: Option<UnixMillis>,
     /// When it was resolved, if it is.
     pub resolved_at: Option<UnixMillis>,
+    /// Its target group.
+    pub group_id: Option<GroupId>,
+    /// Whether an agent replied since it was last assigned.
+    pub answered: bool,
 }
 
 impl Store {
@@ -198,7 +236,30 @@ impl Store {
         .bind(workspace.0)
         .fetch_all(&self.writer)
         .await?;
-        rows.iter().map(agent_from_row).collect()
+        let mut agents: Vec<AgentRecord> = rows.iter().map(agent_from_row).collect::<Result<_>>()?;
+        self.fill_skills(&mut agents).await?;
+        Ok(agents)
+    }
+
+    /// Loads the skills of these agents.
+    async fn fill_skills(&self, agents: &mut [AgentRecord]) -> Result<()> {
+        for agent in agents.iter_mut() {
+            let rows = sqlx::query(
+                "SELECT s.group_id, g.slug, s.level FROM agent_skills s JOIN groups g ON g.id = s.group_id
+                 WHERE s.agent_id = ? ORDER BY g.slug",
+            )
+            .bind(agent.view.id.0)
+            .fetch_all(&self.reader)
+            .await?;
+            agent.skill_ids.clear();
+            agent.view.skills.clear();
+            for r in rows {
+                let level: SkillLevel = parse_column(&r, "level")?;
+                agent.skill_ids.push((r.get("group_id"), level));
+                agent.view.skills.push(Skill { group: r.get("slug"), level });
+            }
+        }
+        Ok(())
     }
 
     /// Agents with this e-mail, in every workspace (login finds the one meant).
@@ -211,7 +272,14 @@ impl Store {
         .bind(email)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(|r| Ok((agent_from_row(r)?, r.get::<String, _>("slug")))).collect()
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut agent = [agent_from_row(r)?];
+            self.fill_skills(&mut agent).await?;
+            let [agent] = agent;
+            found.push((agent, r.get::<String, _>("slug")));
+        }
+        Ok(found)
     }
 
     // ---- agent tokens -----------------------------------------------------------------
@@ -259,7 +327,230 @@ impl Store {
         .bind(now_ms())
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let mut agent = [agent_from_row(&row)?];
+        self.fill_skills(&mut agent).await?;
+        let [agent] = agent;
+        Ok(Some(agent))
+    }
+
+    /// An agent of a workspace, by id.
+    pub async fn agent(&self, workspace: WorkspaceId, id: AgentId) -> Result<Option<AgentRecord>> {
+        Ok(self.agents(workspace).await?.into_iter().find(|a| a.view.id == id))
+    }
+
+    /// Sets an agent's capacity and/or skills.
+    pub async fn update_agent(
+        &self,
+        workspace: WorkspaceId,
+        agent: AgentId,
+        max_concurrent: Option<u32>,
+        skills: Option<&[(GroupId, SkillLevel)]>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(capacity) = max_concurrent {
+            sqlx::query("UPDATE agents SET max_concurrent = ? WHERE id = ? AND workspace_id = ?")
+                .bind(capacity as i64)
+                .bind(agent.0)
+                .bind(workspace.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(skills) = skills {
+            sqlx::query("DELETE FROM agent_skills WHERE agent_id = ? AND workspace_id = ?")
+                .bind(agent.0)
+                .bind(workspace.0)
+                .execute(&mut *tx)
+                .await?;
+            for (group, level) in skills {
+                sqlx::query("INSERT INTO agent_skills (agent_id, group_id, workspace_id, level) VALUES (?, ?, ?, ?)")
+                    .bind(agent.0)
+                    .bind(group)
+                    .bind(workspace.0)
+                    .bind(level.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let data = serde_json::json!({
+            "agent_id": agent,
+            "max_concurrent": max_concurrent,
+            "skills": skills.map(|s| s.iter().map(|(g, l)| serde_json::json!({"group_id": g, "level": l.as_str()})).collect::<Vec<_>>()),
+        });
+        insert_event(&mut tx, workspace, "agent.updated", "admin", None, None, &data).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- groups -------------------------------------------------------------------------
+
+    /// Every group of a workspace.
+    pub async fn groups(&self, workspace: WorkspaceId) -> Result<Vec<GroupRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, slug, name, fallback_group_id, escalate_after_secs, widen, is_default
+             FROM groups WHERE workspace_id = ? ORDER BY slug",
+        )
+        .bind(workspace.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| GroupRecord {
+                id: r.get("id"),
+                slug: r.get("slug"),
+                name: r.get("name"),
+                fallback: r.get("fallback_group_id"),
+                escalate_after_secs: r
+                    .get::<Option<i64>, _>("escalate_after_secs")
+                    .map(|s| s.clamp(1, u32::MAX as i64) as u32),
+                widen: r.get::<i64, _>("widen") != 0,
+                is_default: r.get::<i64, _>("is_default") != 0,
+            })
+            .collect())
+    }
+
+    /// Creates a group (and makes it the default if asked, un-defaulting the previous one).
+    pub async fn add_group(&self, workspace: WorkspaceId, group: &GroupRecord) -> Result<GroupId> {
+        let mut tx = self.writer.begin().await?;
+        if group.is_default {
+            sqlx::query("UPDATE groups SET is_default = 0 WHERE workspace_id = ?")
+                .bind(workspace.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO groups (workspace_id, slug, name, fallback_group_id, escalate_after_secs, widen, is_default, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(workspace.0)
+        .bind(&group.slug)
+        .bind(&group.name)
+        .bind(group.fallback)
+        .bind(group.escalate_after_secs.map(i64::from))
+        .bind(group.widen)
+        .bind(group.is_default)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(done) => done.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::refused(
+                    kefu_proto::ErrorCode::Conflict,
+                    format!("a group '{}' already exists", group.slug),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let data = serde_json::json!({"group_id": id, "slug": group.slug});
+        insert_event(&mut tx, workspace, "group.created", "admin", None, None, &data).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Removes a group no conversation or skill refers to any more.
+    pub async fn remove_group(&self, workspace: WorkspaceId, slug: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE workspace_id = ? AND slug = ?")
+            .bind(workspace.0)
+            .bind(slug)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = id else {
+            return Err(Error::refused(kefu_proto::ErrorCode::NotFound, format!("no group '{slug}'")));
+        };
+        let in_use: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM conversations WHERE group_id = ?1 AND state <> 'closed')
+                  + (SELECT count(*) FROM groups WHERE fallback_group_id = ?1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if in_use > 0 {
+            return Err(Error::refused(
+                kefu_proto::ErrorCode::Conflict,
+                format!("group '{slug}' still has open conversations or is another group's fallback"),
+            ));
+        }
+        sqlx::query("DELETE FROM agent_skills WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE conversations SET group_id = NULL WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        insert_event(&mut tx, workspace, "group.removed", "admin", None, None, &serde_json::json!({"slug": slug}))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- routing ------------------------------------------------------------------------
+
+    /// The agent who last held each contact's conversations, resolved or closed since
+    /// `since`: for sticky routing.
+    pub async fn last_agents(
+        &self,
+        workspace: WorkspaceId,
+        since: UnixMillis,
+    ) -> Result<Vec<(ContactId, AgentId, UnixMillis)>> {
+        let rows = sqlx::query(
+            "SELECT contact_id, assignee_agent_id, max(COALESCE(closed_at, resolved_at)) AS at FROM conversations
+             WHERE workspace_id = ? AND assignee_agent_id IS NOT NULL AND COALESCE(closed_at, resolved_at) >= ?
+             GROUP BY contact_id",
+        )
+        .bind(workspace.0)
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (ContactId(r.get("contact_id")), AgentId(r.get("assignee_agent_id")), r.get("at")))
+            .collect())
+    }
+
+    /// The routing decisions recorded for a conversation of `workspace`, oldest first;
+    /// `None` when the conversation is not in the workspace.
+    pub async fn routing_history(
+        &self,
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+    ) -> Result<Option<Vec<RoutingRecord>>> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE id = ? AND workspace_id = ?")
+            .bind(conversation.0)
+            .bind(workspace.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT at, kind, data FROM events WHERE conversation_id = ? AND workspace_id = ? AND kind LIKE 'routing.%' ORDER BY id",
+        )
+        .bind(conversation.0)
+        .bind(workspace.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| RoutingRecord {
+                    at: r.get("at"),
+                    kind: r.get("kind"),
+                    data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or(serde_json::Value::Null),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Marks a contact VIP or not; returns whether the contact exists in the workspace.
+    pub async fn set_contact_vip(&self, workspace: WorkspaceId, contact: ContactId, vip: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE contacts SET vip = ? WHERE id = ? AND workspace_id = ?")
+            .bind(vip)
+            .bind(contact.0)
+            .bind(workspace.0)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            let data = serde_json::json!({"vip": vip});
+            self.append_event(workspace, "contact.updated", "agent", None, None, &data).await?;
+        }
+        Ok(done.rows_affected() > 0)
     }
 
     /// Revokes a token. Returns whether it was live.
@@ -297,10 +588,11 @@ impl Store {
     pub async fn open_conversations(&self, workspace: WorkspaceId) -> Result<Vec<OpenConversationRecord>> {
         let rows = sqlx::query(
             "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.last_seq, v.created_at,
-                    v.queued_at, v.assigned_at, v.resolved_at, c.id AS contact_id, c.name AS contact_name, c.vip,
-                    a.name AS agent_name
+                    v.queued_at, v.assigned_at, v.resolved_at, v.group_id, v.priority, v.answered,
+                    c.id AS contact_id, c.name AS contact_name, c.vip, a.name AS agent_name, g.slug AS group_slug
              FROM conversations v JOIN contacts c ON c.id = v.contact_id
              LEFT JOIN agents a ON a.id = v.assignee_agent_id
+             LEFT JOIN groups g ON g.id = v.group_id
              WHERE v.workspace_id = ? AND v.state <> 'closed' ORDER BY v.id",
         )
         .bind(workspace.0)
@@ -326,9 +618,13 @@ impl Store {
                         last_seq: r.get::<i64, _>("last_seq") as Seq,
                         created_at: r.get("created_at"),
                         queued_at: r.get("queued_at"),
+                        group: r.get("group_slug"),
+                        priority: r.get::<i64, _>("priority").clamp(0, u16::MAX as i64) as u16,
                     },
                     assigned_at: r.get("assigned_at"),
                     resolved_at: r.get("resolved_at"),
+                    group_id: r.get("group_id"),
+                    answered: r.get::<i64, _>("answered") != 0,
                 })
             })
             .collect()
@@ -383,21 +679,34 @@ impl Store {
         conversation: Option<ConversationId>,
         data: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(workspace.0)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(actor_kind)
-        .bind(actor_id)
-        .bind(conversation.map(|c| c.0))
-        .bind(data.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let mut conn = self.writer.acquire().await?;
+        insert_event(&mut conn, workspace, kind, actor_kind, actor_id, conversation, data).await
     }
+}
+
+/// Appends to the event log on the given connection (inside the caller's transaction).
+async fn insert_event(
+    conn: &mut sqlx::SqliteConnection,
+    workspace: WorkspaceId,
+    kind: &str,
+    actor_kind: &str,
+    actor_id: Option<i64>,
+    conversation: Option<ConversationId>,
+    data: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(workspace.0)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(conversation.map(|c| c.0))
+    .bind(data.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
@@ -409,7 +718,9 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
             email: r.get("email"),
             role: parse_column(r, "role")?,
             max_concurrent: r.get::<i64, _>("max_concurrent").max(0) as u32,
+            skills: Vec::new(),
         },
+        skill_ids: Vec::new(),
         password_hash: r.get("password_hash"),
     })
 }

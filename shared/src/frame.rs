@@ -60,6 +60,10 @@ pub enum ClientFrame {
     Resolve(ResolveConversation),
     /// Agents only: close a conversation for good.
     Close(CloseConversation),
+    /// Agents only: hand a conversation to another agent or to a group.
+    Transfer(TransferConversation),
+    /// Agents only: take a specific queued conversation.
+    Pick(PickConversation),
     /// Liveness check; answered with `pong`.
     Ping(Ping),
 }
@@ -75,6 +79,8 @@ impl ClientFrame {
             ClientFrame::Presence(_) => "presence",
             ClientFrame::Resolve(_) => "resolve",
             ClientFrame::Close(_) => "close",
+            ClientFrame::Transfer(_) => "transfer",
+            ClientFrame::Pick(_) => "pick",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -109,6 +115,10 @@ pub enum HelloAuth {
         /// A display name the customer gave, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// The skill group the customer chose (e.g. `presales`), for conversations opened
+        /// on this connection; absent or unknown: the workspace's default group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     /// An agent, with the bearer token from `POST /api/v1/login`.
     Agent {
@@ -228,6 +238,42 @@ pub struct CloseConversation {
     pub conversation_id: ConversationId,
 }
 
+/// Hands a conversation on, with its whole history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferConversation {
+    /// The conversation (one the sender holds).
+    pub conversation_id: ConversationId,
+    /// Who receives it.
+    pub to: TransferTarget,
+    /// A note for the receiver (agents only ever see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The receiver of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransferTarget {
+    /// An agent, who must be online with room.
+    Agent {
+        /// The agent.
+        agent_id: AgentId,
+    },
+    /// A skill group's queue (at its front), or any agent when `group` is absent.
+    Group {
+        /// The group's slug.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+}
+
+/// Takes a queued conversation by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickConversation {
+    /// The queued conversation.
+    pub conversation_id: ConversationId,
+}
+
 /// A liveness check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
@@ -258,6 +304,10 @@ pub enum ServerFrame {
     Read(ReadFrame),
     /// The agent's presence as the relay now holds it.
     Presence(PresenceFrame),
+    /// Customers: where their waiting conversation stands in the queue.
+    Queue(QueueFrame),
+    /// Agents: the waiting conversations of a queue they serve.
+    QueueList(QueueListFrame),
     /// A frame was refused. The connection stays open unless a close follows.
     Error(ErrorFrame),
     /// The answer to `ping`.
@@ -327,6 +377,30 @@ pub struct AgentView {
     pub role: Role,
     /// Most conversations the agent holds at once.
     pub max_concurrent: u32,
+    /// The skill groups the agent serves.
+    #[serde(default)]
+    pub skills: Vec<Skill>,
+}
+
+/// A skill: a group an agent serves, at a level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skill {
+    /// The group's slug.
+    pub group: String,
+    /// Senior agents are preferred for VIP customers.
+    #[serde(default)]
+    pub level: SkillLevel,
+}
+
+/// An agent's level in a skill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkillLevel {
+    /// The default.
+    #[default]
+    Junior,
+    /// Preferred for VIP customers.
+    Senior,
 }
 
 /// What an agent may do.
@@ -390,6 +464,13 @@ pub struct ConversationView {
     /// When it last entered the queue, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at: Option<UnixMillis>,
+    /// The skill group it is routed to; absent: any agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Its place in queue order: lower is served first (0 returned to the queue, 1xx VIP,
+    /// 2xx everyone else; the last digit is the channel's priority).
+    #[serde(default)]
+    pub priority: u16,
 }
 
 /// A contact as clients see one.
@@ -504,6 +585,47 @@ pub struct ConversationFrame {
     pub change: ConversationChange,
     /// The conversation as it now stands.
     pub conversation: ConversationView,
+    /// For the receiving agent of a transfer: who sent it and their note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferInfo>,
+}
+
+/// Who handed a conversation on, and what they said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferInfo {
+    /// The sending agent; absent when the relay moved it (re-routing, escalation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<AgentRef>,
+    /// The sender's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A customer's place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueFrame {
+    /// The waiting conversation.
+    pub conversation_id: ConversationId,
+    /// 1 for first in line.
+    pub position: u32,
+    /// Expected wait from recent handle times; absent until there is history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_secs: Option<u32>,
+    /// Agents online who serve this queue; 0 means nobody is there now (the customer may
+    /// leave a message, which is kept).
+    pub agents_online: u32,
+}
+
+/// The head of a queue, for agents who serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueListFrame {
+    /// The queue's group; absent: the any-agent queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How many wait in it.
+    pub total: u32,
+    /// The first of them (at most 50), in line order.
+    pub conversations: Vec<ConversationView>,
 }
 
 /// Someone else is typing, or stopped.
@@ -570,6 +692,7 @@ pub mod close_code {
 wire_names!(Role, "role", { Agent => "agent", Supervisor => "supervisor", Admin => "admin" });
 wire_names!(ConversationState, "conversation state", { Bot => "bot", Queued => "queued", Assigned => "assigned", Resolved => "resolved", Closed => "closed" });
 wire_names!(ChannelKind, "channel kind", { Web => "web", App => "app", Social => "social" });
+wire_names!(SkillLevel, "skill level", { Junior => "junior", Senior => "senior" });
 wire_names!(AuthorKind, "author kind", { Customer => "customer", Agent => "agent", Bot => "bot", System => "system" });
 
 #[cfg(test)]
@@ -589,6 +712,7 @@ mod tests {
     fn wire_names_match_serde() {
         use ConversationState::*;
         check_names!(Role::Agent, Role::Supervisor, Role::Admin);
+        check_names!(SkillLevel::Junior, SkillLevel::Senior);
         check_names!(Bot, Queued, Assigned, Resolved, Closed);
         check_names!(ChannelKind::Web, ChannelKind::App, ChannelKind::Social);
         check_names!(AuthorKind::Customer, AuthorKind::Agent, AuthorKind::Bot, AuthorKind::System);
@@ -605,6 +729,8 @@ mod tests {
             r#"{"type":"presence","status":"online"}"#,
             r#"{"type":"resolve","conversation_id":1}"#,
             r#"{"type":"close","conversation_id":1}"#,
+            r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group"}}"#,
+            r#"{"type":"pick","conversation_id":1}"#,
             r#"{"type":"ping"}"#,
         ];
         let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();

@@ -25,6 +25,12 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// Longest resolution code, in bytes.
 pub const MAX_RESOLUTION_BYTES: usize = 64;
 
+/// Longest transfer note, in bytes.
+pub const MAX_NOTE_BYTES: usize = 2000;
+
+/// Longest group slug, in bytes.
+pub const MAX_SLUG_BYTES: usize = 32;
+
 /// Most resume points in one `hello`.
 pub const MAX_RESUME_POINTS: usize = 1000;
 
@@ -41,7 +47,8 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
 }
 
 /// The `"type"` values of [`ClientFrame`], to tell an unknown type from a bad field.
-pub const CLIENT_FRAME_TYPES: [&str; 8] = ["hello", "send", "typing", "read", "presence", "resolve", "close", "ping"];
+pub const CLIENT_FRAME_TYPES: [&str; 10] =
+    ["hello", "send", "typing", "read", "presence", "resolve", "close", "transfer", "pick", "ping"];
 
 /// Turns a serde error into a message that says what was wrong with the frame. Only the
 /// error path looks at the frame a second time.
@@ -82,7 +89,10 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                 )));
             }
             match &hello.auth {
-                HelloAuth::Customer { widget_key, customer_token, name } => {
+                HelloAuth::Customer { widget_key, customer_token, name, group } => {
+                    if let Some(group) = group {
+                        check_slug(group)?;
+                    }
                     check_credential("widget_key", widget_key)?;
                     if let Some(token) = customer_token {
                         check_credential("customer_token", token)?;
@@ -106,7 +116,19 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                 )));
             }
         }
-        ClientFrame::Typing(_)
+        ClientFrame::Transfer(transfer) => {
+            if let Some(note) = transfer.note.as_ref().filter(|n| n.len() > MAX_NOTE_BYTES) {
+                return Err(ProtocolError::too_large(format!(
+                    "note is {} bytes; the limit is {MAX_NOTE_BYTES}",
+                    note.len()
+                )));
+            }
+            if let crate::frame::TransferTarget::Group { group: Some(group) } = &transfer.to {
+                check_slug(group)?;
+            }
+        }
+        ClientFrame::Pick(_)
+        | ClientFrame::Typing(_)
         | ClientFrame::Read(_)
         | ClientFrame::Presence(_)
         | ClientFrame::Close(_)
@@ -124,6 +146,17 @@ fn check_credential(field: &str, value: &str) -> Result<(), ProtocolError> {
             "{field} is {} bytes; the limit is {MAX_CREDENTIAL_BYTES}",
             value.len()
         )));
+    }
+    Ok(())
+}
+
+/// A group slug: 1 to 32 bytes of lower-case ASCII letters, digits, `-` and `_`.
+pub fn check_slug(slug: &str) -> Result<(), ProtocolError> {
+    if slug.is_empty() || slug.len() > MAX_SLUG_BYTES {
+        return Err(ProtocolError::bad_request(format!("group must be 1 to {MAX_SLUG_BYTES} bytes")));
+    }
+    if !slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err(ProtocolError::bad_request(format!("group '{slug}' may hold only a-z, 0-9, '-' and '_'")));
     }
     Ok(())
 }
@@ -197,6 +230,9 @@ mod tests {
             r#"{"type":"presence","status":"away"}"#,
             r#"{"type":"resolve","conversation_id":1,"resolution":"answered"}"#,
             r#"{"type":"close","conversation_id":1}"#,
+            r#"{"type":"transfer","conversation_id":1,"to":{"kind":"agent","agent_id":2},"note":"客户要退款"}"#,
+            r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group","group":"aftersales"}}"#,
+            r#"{"type":"pick","conversation_id":1}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"ping","nonce":5,"future_field":true}"#,
         ];
@@ -228,6 +264,11 @@ mod tests {
             (r#"{"type":"hello","protocol":1,"auth":{"kind":"robot"}}"#, ErrorCode::BadRequest),
             (r#"{"type":"hello","protocol":1,"auth":{"kind":"agent","token":""}}"#, ErrorCode::BadRequest),
             (r#"{"type":"presence","status":"sleeping"}"#, ErrorCode::BadRequest),
+            (
+                r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group","group":"Pre Sales"}}"#,
+                ErrorCode::BadRequest,
+            ),
+            (r#"{"type":"transfer","conversation_id":1}"#, ErrorCode::BadRequest),
             (r#"{"type":"read","seq":-1}"#, ErrorCode::BadRequest),
         ];
         for (input, code) in cases {

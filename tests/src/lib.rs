@@ -145,7 +145,8 @@ impl TestRelay {
     /// A customer with a token from an earlier welcome, resuming from `resume`.
     pub async fn customer_resuming(&self, token: Option<String>, resume: Vec<ResumePoint>) -> Result<Client> {
         let mut client = self.connect("/ws/customer").await?;
-        let auth = HelloAuth::Customer { widget_key: self.widget_key.clone(), customer_token: token, name: None };
+        let auth =
+            HelloAuth::Customer { widget_key: self.widget_key.clone(), customer_token: token, name: None, group: None };
         client.hello(auth, resume).await?;
         Ok(client)
     }
