@@ -1,0 +1,88 @@
+//! The named commands a key can be bound to. Each carries its own doc string, so the key
+//! files, the help overlay and the command palette share one vocabulary.
+
+/// Defines [`Command`] with its wire name and doc string in one table.
+macro_rules! commands {
+    ($($variant:ident => $name:literal, $doc:literal;)+) => {
+        /// Something the agent can ask for by key or from the palette.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Command {
+            $(#[doc = $doc] $variant,)+
+        }
+
+        impl Command {
+            /// Every command, in the order help lists them.
+            pub const ALL: &'static [Command] = &[$(Command::$variant,)+];
+
+            /// The name used in key files and the palette.
+            pub fn name(self) -> &'static str {
+                match self { $(Command::$variant => $name,)+ }
+            }
+
+            /// What the command does, for people (help and palette).
+            pub fn doc(self) -> &'static str {
+                match self { $(Command::$variant => $doc,)+ }
+            }
+
+            /// The command with this name.
+            pub fn from_name(name: &str) -> Option<Command> {
+                match name { $($name => Some(Command::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+commands! {
+    Quit => "quit", "Quit kefu (drafts and unsent messages are lost)";
+    Help => "help", "Show every key binding and what it does";
+    Palette => "palette", "Open the command palette: find any action by name";
+    Compose => "compose", "Write in the composer of the current conversation";
+    NormalMode => "normal_mode", "Leave the composer (the draft is kept)";
+    Send => "send", "Send the composer's text to the customer";
+    Newline => "newline", "Start a new line in the composer";
+    ToggleMarkdown => "toggle_markdown", "Send what you write as Markdown or as plain text";
+    NextConversation => "next_conversation", "Select the next conversation in the list";
+    PrevConversation => "prev_conversation", "Select the previous conversation in the list";
+    OpenConversation => "open_conversation", "Open the selected conversation in a tab";
+    NextTab => "next_tab", "Go to the next tab";
+    PrevTab => "prev_tab", "Go to the previous tab";
+    Tab1 => "tab_1", "Go to tab 1";
+    Tab2 => "tab_2", "Go to tab 2";
+    Tab3 => "tab_3", "Go to tab 3";
+    Tab4 => "tab_4", "Go to tab 4";
+    Tab5 => "tab_5", "Go to tab 5";
+    Tab6 => "tab_6", "Go to tab 6";
+    Tab7 => "tab_7", "Go to tab 7";
+    Tab8 => "tab_8", "Go to tab 8";
+    Tab9 => "tab_9", "Go to tab 9";
+    CloseTab => "close_tab", "Close the current tab (the conversation stays in your list)";
+    ScrollUp => "scroll_up", "Scroll the conversation up one line";
+    ScrollDown => "scroll_down", "Scroll the conversation down one line";
+    PageUp => "page_up", "Scroll the conversation up one page";
+    PageDown => "page_down", "Scroll the conversation down one page";
+    ScrollTop => "scroll_top", "Jump to the first message of the conversation";
+    ScrollBottom => "scroll_bottom", "Jump to the latest message and follow new ones";
+    TogglePresence => "toggle_presence", "Switch between online (take new conversations) and away";
+    Resolve => "resolve", "Resolve the current conversation with a resolution code";
+    CloseConversation => "close_conversation", "Close the current conversation for good";
+    SelectNext => "select_next", "In a list or palette: select the next entry";
+    SelectPrev => "select_prev", "In a list or palette: select the previous entry";
+    Accept => "accept", "In the palette or a prompt: run or confirm the selection";
+    Cancel => "cancel", "Close the palette, help or prompt";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &command in Command::ALL {
+            assert_eq!(Command::from_name(command.name()), Some(command));
+            assert!(seen.insert(command.name()), "duplicate name {}", command.name());
+            assert!(!command.doc().is_empty());
+        }
+        assert_eq!(Command::from_name("teleport"), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! # kefu-tui — the agent workstation
+//!
+//! `kefu` is the terminal client agents work in: their conversations on the left, one tab
+//! per open conversation in the centre, a composer, and a status bar with presence,
+//! connection and load. It speaks the protocol of `kefu-proto` to a relay.
+//!
+//! The shape follows iamb and helix: keys become [`command::Command`]s through a
+//! [`keymap::Keymap`]; [`app::App::update`] is the one place state changes and returns
+//! [`app::Effect`]s; views draw from `&App`; a [`worker`] task owns the WebSocket and
+//! turns frames into [`app::Action`]s; only [`event_loop`] knows the terminal.
+//!
+//! ## Layout
+//! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update`.
+//! - [`command`] — the named commands with their doc strings (help and palette use them).
+//! - [`keymap`] — key notation, the per-mode trie, the shipped `keymaps/*.toml`.
+//! - [`palette`] — fuzzy matching of commands (nucleo).
+//! - [`scrollback`] — one conversation's messages, wrap cache, scroll anchor.
+//! - [`text`] — Markdown rendering and width-aware wrapping (Chinese included).
+//! - [`theme`] — colours.
+//! - [`view`] — drawing from `&App`, and the caret position for input methods.
+//! - [`worker`] — the network task: connect, hello, reconnect with backoff, frames in/out.
+//! - [`notify`] — desktop notifications behind a trait, falling back to the bell.
+//! - [`event_loop`] — the terminal loop: events in as a stream, effects out.
+//! - [`config`] — paths, credentials (0600), `config.toml` settings.
+//! - [`login`] — `POST /api/v1/login` and `/healthz` over HTTP.
+//! - [`demo`] (feature `demo`) — an in-process relay with simulated customers.
+//! - [`error`] — the library's error type.
+
+pub mod app;
+pub mod command;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod error;
+pub mod event_loop;
+pub mod keymap;
+pub mod login;
+pub mod notify;
+pub mod palette;
+pub mod scrollback;
+pub mod text;
+pub mod theme;
+pub mod view;
+pub mod worker;
+
+pub use error::{Error, Result};
