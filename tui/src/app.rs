@@ -240,7 +240,8 @@ impl Conversation {
             .entries()
             .iter()
             .rev()
-            .take_while(|e| e.author.kind != AuthorKind::Agent)
+            // My unsent messages have not answered anyone yet.
+            .take_while(|e| e.author.kind != AuthorKind::Agent || e.seq.is_none())
             .filter(|e| e.from_customer())
             .last()
             .map(|e| e.at)
@@ -564,9 +565,8 @@ impl App {
             C::CloseTab => {
                 if self.active_tab < self.tabs.len() {
                     self.tabs.remove(self.active_tab);
-                    self.active_tab = self.active_tab.min(self.tabs.len().saturating_sub(1));
                     self.mode = Mode::Normal;
-                    self.mark_active_read(effects);
+                    self.focus_tab(self.active_tab.min(self.tabs.len().saturating_sub(1)), effects);
                 }
             }
             C::ScrollUp => self.scroll(|sb, w, h, t| sb.scroll_up(1, w, h, t)),
@@ -1081,4 +1081,375 @@ fn to_textarea_input(key: KeyPress) -> ratatui_textarea::Input {
         KeyCode::F(n) => Key::F(n),
     };
     ratatui_textarea::Input { key: k, ctrl: key.ctrl, alt: key.alt, shift: key.shift }
+}
+
+#[cfg(test)]
+mod tests {
+    use kefu_proto::frame::{Ack, ContactView, MessageFrame, PresenceFrame, ReadFrame, TypingFrame};
+    use serde_json::json;
+
+    use super::*;
+    use crate::keymap::KeyPress;
+
+    const NOW: UnixMillis = 1_763_712_000_000;
+
+    // Frames are written as the wire has them (JSON), so fields a newer protocol adds
+    // with defaults need no change here.
+    fn server(frame: serde_json::Value) -> Action {
+        Action::Server(serde_json::from_value(frame).expect("a valid server frame"))
+    }
+
+    fn view(id: i64, name: &str) -> ConversationView {
+        serde_json::from_value(json!({
+            "id": id, "state": "assigned", "channel": "web",
+            "contact": {"id": 100 + id, "name": name, "vip": false},
+            "assignee": {"id": 7, "name": "小王"},
+            "last_seq": 0, "created_at": NOW, "queued_at": NOW,
+        }))
+        .expect("a valid conversation view")
+    }
+
+    fn welcome(views: Vec<ConversationView>) -> Action {
+        server(json!({
+            "type": "welcome", "protocol": 1,
+            "session": {
+                "kind": "agent",
+                "agent": {"id": 7, "name": "小王", "email": "wang@shop.example", "role": "agent", "max_concurrent": 5},
+                "presence": "online",
+                "conversations": views,
+            },
+            "limits": {"max_frame_bytes": 65536, "max_body_bytes": 32768, "frames_per_second": 50, "frame_burst": 200},
+        }))
+    }
+
+    fn changed(change: &str, conversation: ConversationView) -> Action {
+        server(json!({"type": "conversation", "change": change, "conversation": conversation}))
+    }
+
+    fn customer_says(conversation: i64, seq: Seq, body: &str) -> Action {
+        Action::Server(ServerFrame::Message(MessageFrame {
+            conversation_id: ConversationId(conversation),
+            seq,
+            author: Author { kind: AuthorKind::Customer, id: Some(100 + conversation), name: None },
+            body: body.into(),
+            format: BodyFormat::Text,
+            client_msg_id: None,
+            at: NOW + seq as i64 * 1000,
+        }))
+    }
+
+    fn ack(conversation: i64, client_msg_id: &str, seq: Seq, duplicate: bool) -> Action {
+        Action::Server(ServerFrame::Ack(Ack {
+            client_msg_id: client_msg_id.into(),
+            conversation_id: ConversationId(conversation),
+            seq,
+            at: NOW + 5_000,
+            duplicate,
+        }))
+    }
+
+    /// An app welcomed with conversations 1 (李女士) and 2 (Tom).
+    fn online() -> App {
+        let mut app = App::new(Keymap::default_bindings(), Theme::default(), "k".into(), NOW);
+        app.update(Action::Net(NetEvent::Opened));
+        app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
+        app
+    }
+
+    /// Feeds keys written as in key files, separated by spaces; `"text"` types text.
+    fn keys(app: &mut App, script: &str) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for token in script.split(' ').filter(|t| !t.is_empty()) {
+            if let Some(text) = token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                for c in text.chars() {
+                    effects.extend(app.update(Action::Key(KeyPress::char(c))));
+                }
+            } else {
+                effects.extend(app.update(Action::Key(KeyPress::parse(token).unwrap())));
+            }
+        }
+        effects
+    }
+
+    fn frames(effects: &[Effect]) -> Vec<&ClientFrame> {
+        effects.iter().filter_map(|e| if let Effect::Frame(f) = e { Some(f) } else { None }).collect()
+    }
+
+    fn sent_ids(effects: &[Effect]) -> Vec<String> {
+        frames(effects)
+            .into_iter()
+            .filter_map(|f| if let ClientFrame::Send(s) = f { Some(s.client_msg_id.clone()) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn hello_resumes_from_the_last_seq_held() {
+        let mut app = online();
+        app.update(customer_says(1, 1, "你好"));
+        app.update(customer_says(1, 2, "在吗"));
+        let effects = app.update(Action::Net(NetEvent::Opened));
+        assert_eq!(
+            effects,
+            vec![Effect::Hello(vec![
+                ResumePoint { conversation_id: ConversationId(1), after_seq: 2 },
+                ResumePoint { conversation_id: ConversationId(2), after_seq: 0 },
+            ])]
+        );
+    }
+
+    #[test]
+    fn welcome_fills_the_list_tabs_and_load() {
+        let app = online();
+        assert_eq!(app.connection, Connection::Online);
+        assert_eq!(app.tabs, vec![ConversationId(1), ConversationId(2)]);
+        assert_eq!(app.active().map(Conversation::customer_name).as_deref(), Some("李女士"));
+        assert_eq!(app.load(), 2);
+        assert_eq!(app.presence, Presence::Online);
+    }
+
+    #[test]
+    fn messages_are_held_once_in_seq_order() {
+        let mut app = online();
+        for seq in [1, 2, 2, 1, 3] {
+            app.update(customer_says(2, seq, &format!("m{seq}")));
+        }
+        let bodies: Vec<&str> =
+            app.conversation(ConversationId(2)).unwrap().scrollback.entries().iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies, vec!["m1", "m2", "m3"]);
+    }
+
+    #[test]
+    fn a_message_in_a_background_tab_is_unread_and_notified_only_when_live() {
+        let mut app = online();
+        // History caught up after the welcome (seq ≤ last_seq then) is not news.
+        let mut with_history = view(3, "王先生");
+        with_history.last_seq = 1;
+        app.update(changed("assigned", with_history));
+        let effects = app.update(customer_says(3, 1, "可以开发票吗？"));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Notify(_))));
+
+        let effects = app.update(customer_says(2, 1, "Can I return these shoes?"));
+        assert!(matches!(&effects[..], [Effect::Notify(n)] if n.body.contains("shoes")));
+        assert_eq!(app.conversation(ConversationId(2)).unwrap().unread(), 1);
+        // In the active tab, a message is read at once.
+        let effects = app.update(customer_says(1, 1, "我的快递到哪了？"));
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Read(MarkRead { conversation_id: Some(ConversationId(1)), seq: 1 })]
+        );
+        // Switching to tab 2 by number reads it.
+        let effects = keys(&mut app, "2");
+        assert_eq!(app.active_tab, 1);
+        assert_eq!(app.conversation(ConversationId(2)).unwrap().unread(), 0);
+        assert_eq!(frames(&effects).len(), 1);
+    }
+
+    #[test]
+    fn a_new_assignment_opens_a_tab_and_notifies() {
+        let mut app = online();
+        let vip = ConversationView {
+            contact: ContactView { vip: true, ..view(9, "陈小姐").contact },
+            ..view(9, "陈小姐")
+        };
+        let effects = app.update(changed("assigned", vip));
+        assert!(matches!(&effects[..], [Effect::Notify(n)] if n.title.contains("VIP") && n.body.contains("陈小姐")));
+        assert_eq!(app.tabs.last(), Some(&ConversationId(9)));
+        assert_eq!(app.active_tab, 0, "a new conversation does not steal the focus");
+        assert_eq!(app.load(), 3);
+        assert!(app.status.as_ref().unwrap().text.contains("陈小姐"), "the status line shows the notice too");
+    }
+
+    #[test]
+    fn compose_send_and_ack() {
+        let mut app = online();
+        let effects = keys(&mut app, "enter \"您好，正在查询\" enter");
+        let sends = sent_ids(&effects);
+        assert_eq!(sends, vec!["k-1"]);
+        assert!(
+            frames(&effects)
+                .contains(&&ClientFrame::Typing(Typing { conversation_id: Some(ConversationId(1)), active: true }))
+        );
+        assert!(
+            frames(&effects)
+                .contains(&&ClientFrame::Typing(Typing { conversation_id: Some(ConversationId(1)), active: false }))
+        );
+        let conversation = app.conversation(ConversationId(1)).unwrap();
+        assert!(conversation.draft.is_empty());
+        assert_eq!(conversation.scrollback.entries()[0].delivery, Delivery::Sending);
+        app.update(ack(1, "k-1", 1, false));
+        let conversation = app.conversation(ConversationId(1)).unwrap();
+        assert_eq!(conversation.scrollback.entries()[0].delivery, Delivery::Acked);
+        assert_eq!(conversation.last_seq(), 1);
+        app.update(Action::Server(ServerFrame::Read(ReadFrame {
+            conversation_id: ConversationId(1),
+            reader: AuthorKind::Customer,
+            seq: 1,
+        })));
+        assert_eq!(app.conversation(ConversationId(1)).unwrap().customer_read_seq, 1);
+    }
+
+    #[test]
+    fn multi_line_drafts_and_wide_characters() {
+        let mut app = online();
+        let effects = keys(&mut app, "i \"第一行\" A-enter \"second\" enter");
+        let body = frames(&effects)
+            .into_iter()
+            .find_map(|f| if let ClientFrame::Send(s) = f { Some(s.body.clone()) } else { None });
+        assert_eq!(body.as_deref(), Some("第一行\nsecond"));
+    }
+
+    #[test]
+    fn sends_while_offline_are_queued_and_delivered_once_after_reconnect() {
+        let mut app = online();
+        keys(&mut app, "enter \"first\" enter");
+        // Lost before the ack: the first is unacknowledged.
+        app.update(Action::Net(NetEvent::Lost { reason: "closed 1001".into(), retry_at: NOW + 500, attempt: 1 }));
+        let effects = keys(&mut app, "\"second\" enter");
+        assert!(sent_ids(&effects).is_empty(), "nothing goes out while offline");
+        let entries = app.conversation(ConversationId(1)).unwrap().scrollback.entries();
+        assert!(entries.iter().all(|e| e.delivery == Delivery::Queued));
+
+        let effects = app.update(Action::Net(NetEvent::Opened));
+        assert!(matches!(&effects[..], [Effect::Hello(_)]));
+        let effects = app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
+        assert_eq!(sent_ids(&effects), vec!["k-1", "k-2"], "same ids, in order");
+        // The relay had stored the first before the connection dropped.
+        app.update(ack(1, "k-1", 1, true));
+        app.update(ack(1, "k-2", 2, false));
+        let conversation = app.conversation(ConversationId(1)).unwrap();
+        let seqs: Vec<_> = conversation.scrollback.entries().iter().map(|e| (e.seq, e.delivery.clone())).collect();
+        assert_eq!(seqs, vec![(Some(1), Delivery::Acked), (Some(2), Delivery::Acked)]);
+        // A third welcome resends nothing.
+        app.update(Action::Net(NetEvent::Opened));
+        assert!(sent_ids(&app.update(welcome(vec![view(1, "李女士")]))).is_empty());
+        assert_eq!(app.tabs, vec![ConversationId(1)], "a conversation gone while away is dropped");
+    }
+
+    #[test]
+    fn refused_sends_are_retried_or_failed_by_code() {
+        let mut app = online();
+        keys(&mut app, "enter \"a\" enter \"b\" enter");
+        let error = |id: &str, code| {
+            Action::Server(ServerFrame::Error(ErrorFrame {
+                code,
+                message: "nope".into(),
+                client_msg_id: Some(id.into()),
+            }))
+        };
+        app.update(error("k-1", ErrorCode::RateLimited));
+        app.update(error("k-2", ErrorCode::TooLarge));
+        assert!(sent_ids(&app.update(Action::Tick(NOW + 1_000))).is_empty());
+        assert_eq!(sent_ids(&app.update(Action::Tick(NOW + RETRY_MS))), vec!["k-1"]);
+        let entries = app.conversation(ConversationId(1)).unwrap().scrollback.entries();
+        assert_eq!(entries[1].delivery, Delivery::Failed("nope".into()));
+    }
+
+    #[test]
+    fn the_customers_typing_shows_and_expires() {
+        let mut app = online();
+        app.update(Action::Server(ServerFrame::Typing(TypingFrame {
+            conversation_id: ConversationId(1),
+            author: AuthorKind::Customer,
+            active: true,
+        })));
+        assert!(app.active().unwrap().customer_typing(NOW));
+        app.update(Action::Tick(NOW + TYPING_SHOWN_MS));
+        assert!(!app.active().unwrap().customer_typing(app.now));
+    }
+
+    #[test]
+    fn my_typing_stops_after_idling() {
+        let mut app = online();
+        keys(&mut app, "i \"好\"");
+        let effects = app.update(Action::Tick(NOW + TYPING_IDLE_MS));
+        assert_eq!(frames(&effects), vec![&typing(ConversationId(1), false)]);
+    }
+
+    #[test]
+    fn presence_toggles_through_the_relay() {
+        let mut app = online();
+        let effects = keys(&mut app, "p");
+        assert_eq!(frames(&effects), vec![&ClientFrame::Presence(SetPresence { status: Presence::Away })]);
+        assert_eq!(app.presence, Presence::Online, "the relay's answer changes it, not the key");
+        app.update(Action::Server(ServerFrame::Presence(PresenceFrame { status: Presence::Away })));
+        assert_eq!(app.presence, Presence::Away);
+    }
+
+    #[test]
+    fn resolve_and_close_by_key() {
+        let mut app = online();
+        let effects = keys(&mut app, "r enter");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Resolve(ResolveConversation {
+                conversation_id: ConversationId(1),
+                resolution: Some("answered".into())
+            })]
+        );
+        let effects = keys(&mut app, "r C-u \"refund_issued\" enter");
+        assert!(
+            matches!(frames(&effects)[..], [ClientFrame::Resolve(ResolveConversation { resolution: Some(r), .. })] if r == "refund_issued")
+        );
+        assert!(frames(&keys(&mut app, "C esc")).is_empty(), "esc keeps the conversation");
+        let effects = keys(&mut app, "C enter");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Close(CloseConversation { conversation_id: ConversationId(1) })]
+        );
+        app.update(changed(
+            "closed",
+            ConversationView { state: ConversationState::Closed, assignee: None, ..view(1, "李女士") },
+        ));
+        assert_eq!(app.tabs, vec![ConversationId(2)]);
+        assert_eq!(app.load(), 1);
+    }
+
+    #[test]
+    fn the_palette_finds_and_runs_an_action() {
+        let mut app = online();
+        let effects = keys(&mut app, ": \"away\" enter");
+        assert_eq!(frames(&effects), vec![&ClientFrame::Presence(SetPresence { status: Presence::Away })]);
+        assert_eq!(app.overlay, None);
+        keys(&mut app, "C-p \"help\" enter");
+        assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, None);
+    }
+
+    #[test]
+    fn tabs_switch_by_key_and_close() {
+        let mut app = online();
+        keys(&mut app, "tab");
+        assert_eq!(app.active_tab, 1);
+        keys(&mut app, "tab");
+        assert_eq!(app.active_tab, 0);
+        keys(&mut app, "A-2");
+        assert_eq!(app.active_tab, 1);
+        keys(&mut app, "9");
+        assert!(app.status.as_ref().unwrap().text.contains("no tab 9"));
+        keys(&mut app, "x");
+        assert_eq!(app.tabs, vec![ConversationId(1)]);
+        keys(&mut app, "j o");
+        assert_eq!(app.tabs, vec![ConversationId(1), ConversationId(2)]);
+        assert_eq!(app.active_tab, 1);
+    }
+
+    #[test]
+    fn a_vim_sequence_waits_for_its_second_key() {
+        let mut app = App::new(Keymap::shipped("vim").unwrap(), Theme::default(), "k".into(), NOW);
+        app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
+        keys(&mut app, "g");
+        assert_eq!(app.pending_keys().len(), 1);
+        keys(&mut app, "t");
+        assert_eq!((app.active_tab, app.pending_keys().len()), (1, 0));
+        assert_eq!(keys(&mut app, "Z Z"), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn the_token_refused_means_logged_out() {
+        let mut app = online();
+        app.update(Action::Net(NetEvent::LoggedOut("logged out".into())));
+        assert_eq!(app.connection, Connection::LoggedOut("logged out".into()));
+        assert!(frames(&keys(&mut app, "p")).is_empty());
+    }
 }

@@ -463,7 +463,7 @@ fn render_palette(app: &App, query: &str, selected: usize, area: Rect, buf: &mut
         let keys = entry.keys.first().cloned().unwrap_or_default();
         let line = Line::from(vec![
             Span::styled(format!(" {:<19}", entry.command.name()), style.patch(app.theme.me)),
-            Span::styled(format!("{keys:<8}"), style.patch(app.theme.dim)),
+            Span::styled(format!("{keys:<9} "), style.patch(app.theme.dim)),
             Span::styled(entry.command.doc(), style),
         ]);
         buf.set_line(inner.x, inner.y + 1 + row as u16, &line, inner.width);
