@@ -9,11 +9,15 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
-use kefu_proto::api::{Health, LoginRequest, LoginResponse};
-use kefu_proto::frame::AgentView;
+use kefu_proto::api::{
+    AgentPatch, ContactPatch, GroupView, Health, LoginRequest, LoginResponse, NewGroup, RoutingDecisionView,
+    RoutingHistory,
+};
+use kefu_proto::frame::{AgentView, Role};
 use kefu_proto::limits::MAX_FRAME_BYTES;
+use kefu_proto::{AgentId, ContactId, ConversationId};
 use kefu_proto::{ErrorCode, ProtocolError};
 
 use crate::clock::now_ms;
@@ -21,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::hub::HubCommand;
 use crate::session::{self, Side};
 use crate::store::AgentRecord;
-use crate::{RelayState, auth};
+use crate::{RelayState, admin, auth};
 
 /// Largest JSON body the API accepts.
 pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
@@ -37,6 +41,12 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{id}", patch(patch_agent))
+        .route("/api/v1/groups", get(list_groups).post(create_group))
+        .route("/api/v1/groups/{slug}", delete(delete_group))
+        .route("/api/v1/contacts/{id}", patch(patch_contact))
+        .route("/api/v1/conversations/{id}/routing", get(routing_history))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
@@ -180,6 +190,138 @@ async fn logout(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Re
 
 async fn me(authed: AuthedAgent) -> Json<AgentView> {
     Json(authed.agent.view)
+}
+
+impl AuthedAgent {
+    /// Refuses with `forbidden` unless the agent has one of `roles`.
+    fn require(&self, roles: &[Role], what: &str) -> Result<()> {
+        if roles.contains(&self.agent.view.role) {
+            Ok(())
+        } else {
+            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(Error::refused(ErrorCode::Forbidden, format!("{what} needs the role {}", allowed.join(" or "))))
+        }
+    }
+
+    fn workspace(&self) -> kefu_proto::WorkspaceId {
+        self.agent.workspace_id
+    }
+}
+
+/// A path parameter whose rejection uses the API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(Error::refused(ErrorCode::BadRequest, e.body_text())),
+        }
+    }
+}
+
+/// Tells the workspace's hub, if it runs.
+async fn tell_hub(relay: &RelayState, workspace: kefu_proto::WorkspaceId, command: HubCommand) {
+    if let Some(hub) = relay.hubs.get(workspace) {
+        let _ = hub.send(command).await;
+    }
+}
+
+async fn list_agents(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Result<Json<Vec<AgentView>>> {
+    let agents = relay.store.agents(authed.workspace()).await?;
+    Ok(Json(agents.into_iter().map(|a| a.view).collect()))
+}
+
+async fn patch_agent(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<AgentPatch>,
+) -> Result<Json<AgentView>> {
+    authed.require(&[Role::Supervisor, Role::Admin], "changing an agent")?;
+    if patch.skills.is_some() {
+        authed.require(&[Role::Admin], "changing skills")?;
+    }
+    let workspace = authed.workspace();
+    let agent =
+        admin::update_agent(&relay.store, workspace, AgentId(id), patch.max_concurrent, patch.skills.as_deref())
+            .await?;
+    let view = agent.view.clone();
+    tell_hub(&relay, workspace, HubCommand::AgentChanged { agent: Box::new(agent) }).await;
+    Ok(Json(view))
+}
+
+async fn list_groups(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Result<Json<Vec<GroupView>>> {
+    let groups = relay.store.groups(authed.workspace()).await?;
+    Ok(Json(groups.iter().map(|g| admin::group_view(g, &groups)).collect()))
+}
+
+async fn create_group(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiJson(new): ApiJson<NewGroup>,
+) -> Result<(StatusCode, Json<GroupView>)> {
+    authed.require(&[Role::Admin], "creating a group")?;
+    let workspace = authed.workspace();
+    let group = admin::add_group(&relay.store, workspace, &new).await?;
+    let groups = relay.store.groups(workspace).await?;
+    // A new default un-defaults the old one: tell the hub about every group.
+    for g in &groups {
+        tell_hub(&relay, workspace, HubCommand::GroupChanged { group: g.clone() }).await;
+    }
+    Ok((StatusCode::CREATED, Json(admin::group_view(&group, &groups))))
+}
+
+async fn delete_group(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<StatusCode> {
+    authed.require(&[Role::Admin], "removing a group")?;
+    relay.store.remove_group(authed.workspace(), &slug).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn patch_contact(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<ContactPatch>,
+) -> Result<StatusCode> {
+    authed.require(&[Role::Supervisor, Role::Admin], "changing a contact")?;
+    let workspace = authed.workspace();
+    if let Some(vip) = patch.vip {
+        if !relay.store.set_contact_vip(workspace, ContactId(id), vip).await? {
+            return Err(Error::refused(ErrorCode::NotFound, format!("no contact {id}")));
+        }
+        tell_hub(&relay, workspace, HubCommand::ContactChanged { contact: ContactId(id), vip }).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn routing_history(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<RoutingHistory>> {
+    let conversation = ConversationId(id);
+    let records = relay
+        .store
+        .routing_history(authed.workspace(), conversation)
+        .await?
+        .ok_or_else(|| Error::refused(ErrorCode::NotFound, format!("no conversation {id}")))?;
+    let decisions = records
+        .into_iter()
+        .map(|r| RoutingDecisionView {
+            at: r.at,
+            kind: r.kind,
+            explanation: r.data["explanation"].as_str().unwrap_or_default().to_string(),
+            details: r.data.get("details").cloned().unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    Ok(Json(RoutingHistory { conversation_id: conversation, decisions }))
 }
 
 async fn ws_customer(

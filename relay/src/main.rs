@@ -38,10 +38,56 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Manage skill groups (presales, aftersales, english, …).
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Show workspaces.
     Workspace {
         #[command(subcommand)]
         command: WorkspaceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a skill group.
+    Add {
+        /// Short unique name: a-z, 0-9, '-', '_'.
+        slug: String,
+        /// Display name [default: the slug].
+        #[arg(long)]
+        name: Option<String>,
+        /// Group that takes over conversations waiting here too long.
+        #[arg(long)]
+        fallback: Option<String>,
+        /// Seconds a conversation may wait before escalating [default: 120 with --fallback or --widen].
+        #[arg(long)]
+        escalate_after: Option<u32>,
+        /// With no fallback: escalate to any online agent.
+        #[arg(long)]
+        widen: bool,
+        /// New conversations with no chosen group go here.
+        #[arg(long)]
+        default: bool,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// List skill groups.
+    List {
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Remove a skill group no open conversation uses.
+    Remove {
+        /// The group's slug.
+        slug: String,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
     },
 }
 
@@ -61,6 +107,27 @@ enum AgentCommand {
         /// Read the password from standard input (first line).
         #[arg(long)]
         password_stdin: bool,
+        /// Most conversations at once [default: 5].
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Skill groups, e.g. presales:senior,english (level junior unless given).
+        #[arg(long)]
+        skills: Option<String>,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Change an agent's capacity or skills.
+    Set {
+        /// The agent's e-mail.
+        #[arg(long)]
+        email: String,
+        /// Most conversations at once.
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Skill groups, replacing the current ones, e.g. presales:senior,english ("" for none).
+        #[arg(long)]
+        skills: Option<String>,
         /// Workspace slug.
         #[arg(long, default_value = DEFAULT_WORKSPACE)]
         workspace: String,
@@ -101,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { listen } => serve(config, listen).await,
             Command::Agent { command } => agent(config, command).await,
+            Command::Group { command } => group(config, command).await,
             Command::Workspace { command: WorkspaceCommand::Show { slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;
@@ -153,10 +221,80 @@ async fn shutdown_signal() {
     }
 }
 
+fn skills_text(skills: &[kefu_proto::frame::Skill]) -> String {
+    let text: Vec<String> = skills.iter().map(|s| format!("{}:{}", s.group, s.level.as_str())).collect();
+    if text.is_empty() { "-".into() } else { text.join(",") }
+}
+
+/// Prints rows under a header, columns padded by display width (Chinese names are two
+/// columns a character).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    use unicode_width::UnicodeWidthStr;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.width());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.width())))).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+async fn group(config: Config, command: GroupCommand) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir).await?;
+    match command {
+        GroupCommand::Add { slug, name, fallback, escalate_after, widen, default, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let new = kefu_proto::api::NewGroup {
+                slug,
+                name,
+                fallback,
+                escalate_after_secs: escalate_after,
+                widen,
+                is_default: default,
+            };
+            let group = admin::add_group(&store, ws, &new).await?;
+            println!("group {} created", group.slug);
+        }
+        GroupCommand::List { workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let groups = store.groups(ws).await?;
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|g| {
+                    let view = admin::group_view(g, &groups);
+                    vec![
+                        view.slug,
+                        view.name,
+                        view.fallback.unwrap_or_else(|| if view.widen { "(any agent)".into() } else { "-".into() }),
+                        view.escalate_after_secs.map_or("-".into(), |s| format!("{s}s")),
+                        if view.is_default { "yes".into() } else { "".into() },
+                    ]
+                })
+                .collect();
+            print_table(&["GROUP", "NAME", "FALLBACK", "ESCALATE AFTER", "DEFAULT"], &rows);
+        }
+        GroupCommand::Remove { slug, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            store.remove_group(ws, &slug).await?;
+            println!("group {slug} removed");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir).await?;
     match command {
-        AgentCommand::Add { email, name, role, password_stdin, workspace } => {
+        AgentCommand::Add { email, name, role, password_stdin, capacity, skills, workspace } => {
             let password = if password_stdin {
                 let mut input = String::new();
                 std::io::stdin().read_to_string(&mut input).context("reading the password from stdin")?;
@@ -168,19 +306,46 @@ async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let skills = skills.as_deref().map(admin::parse_skills).transpose()?;
             let (id, generated) = admin::add_agent(&store, &workspace, &email, &name, role, password).await?;
+            if capacity.is_some() || skills.is_some() {
+                let ws = admin::show_workspace(&store, &workspace).await?.id;
+                admin::update_agent(&store, ws, id, capacity, skills.as_deref()).await?;
+            }
             println!("agent {id} created: {email} ({})", role.as_str());
             if let Some(password) = generated {
                 println!("password: {password}");
             }
         }
+        AgentCommand::Set { email, capacity, skills, workspace } => {
+            let skills = skills.as_deref().map(admin::parse_skills).transpose()?;
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let agent = admin::agent_by_email(&store, ws, &email).await?;
+            let agent = admin::update_agent(&store, ws, agent.view.id, capacity, skills.as_deref()).await?;
+            println!(
+                "agent {} updated: capacity {}, skills {}",
+                agent.view.email,
+                agent.view.max_concurrent,
+                skills_text(&agent.view.skills)
+            );
+        }
         AgentCommand::List { workspace } => {
             let agents = admin::list_agents(&store, &workspace).await?;
-            println!("{:<6} {:<30} {:<24} {:<11} CAPACITY", "ID", "EMAIL", "NAME", "ROLE");
-            for a in agents {
-                let v = a.view;
-                println!("{:<6} {:<30} {:<24} {:<11} {}", v.id, v.email, v.name, v.role.as_str(), v.max_concurrent);
-            }
+            let rows: Vec<Vec<String>> = agents
+                .into_iter()
+                .map(|a| {
+                    let v = a.view;
+                    vec![
+                        v.id.to_string(),
+                        v.email,
+                        v.name,
+                        v.role.as_str().into(),
+                        v.max_concurrent.to_string(),
+                        skills_text(&v.skills),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "EMAIL", "NAME", "ROLE", "CAPACITY", "SKILLS"], &rows);
         }
     }
     store.close().await;

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -20,7 +21,7 @@ use kefu_proto::frame::{
     ServerFrame, Session, Welcome,
 };
 use kefu_proto::{ConversationId, PROTOCOL_VERSION, Seq};
-use kefu_relay::{Config, Store, admin};
+use kefu_relay::{Clock, Config, ManualClock, Store, admin};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -43,6 +44,8 @@ pub struct TestRelay {
     pub data_dir: PathBuf,
     /// The default workspace's widget key.
     pub widget_key: String,
+    /// The clock conversations run on, when the test moves time itself.
+    pub clock: Option<Arc<ManualClock>>,
     /// Keeps the temporary data dir alive.
     _temp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -65,6 +68,24 @@ impl TestRelay {
 
     /// Starts a relay on an existing data dir.
     pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> Result<TestRelay> {
+        Self::start_in_with_clock(data_dir, None, adjust).await
+    }
+
+    /// Starts a relay on a fresh temporary data dir whose time moves only when the test
+    /// moves it ([`TestRelay::advance`]).
+    pub async fn start_manual(adjust: impl FnOnce(&mut Config)) -> Result<TestRelay> {
+        let temp = tempfile::tempdir()?;
+        let clock = ManualClock::new(1_800_000_000_000);
+        let mut relay = Self::start_in_with_clock(temp.path().to_path_buf(), Some(clock), adjust).await?;
+        relay._temp = Some(temp);
+        Ok(relay)
+    }
+
+    async fn start_in_with_clock(
+        data_dir: PathBuf,
+        manual: Option<Arc<ManualClock>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<TestRelay> {
         // Open the database first (creating it and the default workspace), so the widget
         // key is known before the relay starts and the two never migrate at once.
         let store = Store::open(&data_dir).await?;
@@ -77,10 +98,11 @@ impl TestRelay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(kefu_relay::run(listener, config, async move {
+        let clock = manual.clone().map(Clock::Manual).unwrap_or_default();
+        let task = tokio::spawn(kefu_relay::run_with_clock(listener, config, clock, async move {
             let _ = stop_rx.await;
         }));
-        Ok(TestRelay { addr, data_dir, widget_key, _temp: None, stop: Some(stop_tx), task: Some(task) })
+        Ok(TestRelay { addr, data_dir, widget_key, clock: manual, _temp: None, stop: Some(stop_tx), task: Some(task) })
     }
 
     /// Stops the relay gracefully and waits for it; returns the data dir's keeper so a
@@ -102,6 +124,41 @@ impl TestRelay {
         let mut relay = Self::start_in(data_dir, |_| {}).await?;
         relay._temp = temp;
         Ok(relay)
+    }
+
+    /// Moves the relay's manual clock forward; the relay looks at its timers at once.
+    pub fn advance(&self, by: Duration) {
+        self.clock.as_ref().expect("started with start_manual").advance(by);
+    }
+
+    /// Creates an agent with a role, capacity and skills, and logs in; returns the token.
+    pub async fn agent_with(&self, email: &str, name: &str, role: Role, capacity: u32, skills: &str) -> Result<String> {
+        let store = Store::open(&self.data_dir).await?;
+        let (id, _) = admin::add_agent(&store, "default", email, name, role, Some(PASSWORD.into())).await?;
+        let workspace = admin::show_workspace(&store, "default").await?.id;
+        let skills = admin::parse_skills(skills)?;
+        admin::update_agent(&store, workspace, id, Some(capacity), Some(&skills)).await?;
+        store.close().await;
+        self.login(email, PASSWORD).await
+    }
+
+    /// Calls the API as `token`; returns the status and the JSON body (Null when empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let mut request = http_client().request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let json = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? };
+        Ok((status, json))
     }
 
     /// Base URL for HTTP.
@@ -140,6 +197,19 @@ impl TestRelay {
     /// A new customer (no token), after a successful hello.
     pub async fn customer(&self) -> Result<Client> {
         self.customer_resuming(None, vec![]).await
+    }
+
+    /// A new customer who chose a skill group.
+    pub async fn customer_in(&self, group: &str) -> Result<Client> {
+        let mut client = self.connect("/ws/customer").await?;
+        let auth = HelloAuth::Customer {
+            widget_key: self.widget_key.clone(),
+            customer_token: None,
+            name: None,
+            group: Some(group.into()),
+        };
+        client.hello(auth, vec![]).await?;
+        Ok(client)
     }
 
     /// A customer with a token from an earlier welcome, resuming from `resume`.
@@ -344,6 +414,18 @@ impl Client {
                 Ok(other) => bail!("expected the connection to end, got {other:?}"),
             }
         }
+    }
+
+    /// Closes the connection with a close handshake and waits for the relay's answer: by
+    /// then the relay has let go of this connection.
+    pub async fn close(mut self) -> Result<()> {
+        self.ws.close(None).await?;
+        while let Some(Ok(message)) = tokio::time::timeout(FRAME_WAIT, self.ws.next()).await? {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Closes the connection abruptly (no close handshake), like a dropped network.

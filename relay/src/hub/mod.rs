@@ -400,6 +400,9 @@ struct Hub {
     dirty_queues: HashSet<Option<GroupId>>,
     /// The queue position last told to each waiting customer.
     told_positions: HashMap<ConversationId, QueueFrame>,
+    /// VIP marks changed while the hub runs (connections keep the contact as it was at
+    /// their hello; the hub's word is the current one).
+    vip_marks: HashMap<ContactId, bool>,
 }
 
 /// Starts a workspace hub from the state in the database.
@@ -436,6 +439,7 @@ pub fn spawn(
         handle_times: HashMap::new(),
         dirty_queues: HashSet::new(),
         told_positions: HashMap::new(),
+        vip_marks: HashMap::new(),
     };
     hub.rebuild(start);
     tokio::spawn(hub.run(commands, commits, stop.clone()));
@@ -735,11 +739,14 @@ impl Hub {
 
     fn open(
         &mut self,
-        contact: ContactView,
+        mut contact: ContactView,
         channel: ChannelKind,
         group: Option<String>,
         reply: oneshot::Sender<Result<ConversationView, ProtocolError>>,
     ) {
+        if let Some(vip) = self.vip_marks.get(&contact.id) {
+            contact.vip = *vip;
+        }
         if let Some(view) = self.contact_open.get(&contact.id).and_then(|c| self.view(*c)) {
             let _ = reply.send(Ok(view));
             return;
@@ -883,6 +890,7 @@ impl Hub {
     }
 
     fn contact_changed(&mut self, contact: ContactId, vip: bool) {
+        self.vip_marks.insert(contact, vip);
         let Some(conversation) = self.contact_open.get(&contact).copied() else { return };
         let now = self.now();
         let Some(conv) = self.conversations.get_mut(&conversation) else { return };

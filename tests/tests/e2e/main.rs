@@ -2,3 +2,5 @@
 //! one module per area.
 
 mod foundation;
+mod routing;
+mod tui;
