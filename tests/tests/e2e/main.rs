@@ -4,3 +4,4 @@
 mod foundation;
 mod routing;
 mod tui;
+mod tui;

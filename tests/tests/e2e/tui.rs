@@ -1,0 +1,217 @@
+//! The workstation end to end: the real `kefu` binary, inside tmux, against a real relay.
+//!
+//! How the binary is found: `cargo test --workspace` builds every package's binaries
+//! before running tests, so `kefu` sits in the target dir next to this test's executable
+//! (`target/debug/kefu`, one level above `deps/`). When it is missing (e.g. after `cargo
+//! test -p kefu-tests` on a fresh target dir) the test builds it with the same cargo
+//! (`$CARGO build -p kefu-tui --bin kefu`) first.
+//!
+//! tmux runs on its own socket in a temporary dir, so it never touches the user's tmux.
+//! The screen is read with `capture-pane` and polled until the expected text appears,
+//! under a generous overall guard; nothing waits on a fixed sleep.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kefu_proto::frame::{AuthorKind, Role};
+use kefu_relay::{Store, admin};
+use kefu_tests::{PASSWORD, TestRelay};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// How long to wait for the screen to show something before failing (a guard against a
+/// hang, not a speed requirement).
+const SCREEN_WAIT: Duration = Duration::from_secs(60);
+
+/// The `kefu` binary, built if needed.
+async fn kefu_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let deps = exe.parent().context("test executable has no directory")?;
+    let profile_dir = deps.parent().context("deps/ has no parent")?;
+    let kefu = profile_dir.join(format!("kefu{}", std::env::consts::EXE_SUFFIX));
+    if !kefu.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "kefu-tui", "--bin", "kefu"])
+            .status()
+            .await
+            .context("cannot run cargo to build kefu")?;
+        if !status.success() || !kefu.exists() {
+            bail!("kefu is not built at {}: run `cargo build -p kefu-tui` first", kefu.display());
+        }
+    }
+    Ok(kefu)
+}
+
+/// A tmux server of our own running one program.
+struct Tmux {
+    /// Holds tmux's socket.
+    socket_dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.env("TMUX_TMPDIR", self.socket_dir.path()).env_remove("TMUX").args([
+            "-L",
+            "kefu-e2e",
+            "-f",
+            "/dev/null",
+        ]);
+        command
+    }
+
+    /// Starts `program` with `env` in a detached 120×32 session.
+    async fn start(program: &Path, env: &[(&str, &Path)]) -> Result<Tmux> {
+        let tmux = Tmux { socket_dir: tempfile::tempdir()? };
+        let mut line = String::from("env");
+        for (key, value) in env {
+            line.push_str(&format!(" {key}='{}'", value.display()));
+        }
+        line.push_str(&format!(" '{}'", program.display()));
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-s", "kefu", "-x", "120", "-y", "32", &line])
+            .status()
+            .await
+            .context("cannot run tmux (is it installed? scripts/test needs the `tmux` package)")?;
+        if !status.success() {
+            bail!("tmux new-session failed: {status}");
+        }
+        Ok(tmux)
+    }
+
+    /// The screen as text.
+    async fn screen(&self) -> Result<String> {
+        let output = self.command().args(["capture-pane", "-p", "-t", "kefu"]).output().await?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Waits until the screen shows `text`; fails with the screen after [`SCREEN_WAIT`].
+    async fn wait_for(&self, text: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
+        loop {
+            let screen = self.screen().await?;
+            if screen.contains(text) {
+                return Ok(screen);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the screen never showed {text:?}; it shows:\n{screen}");
+            }
+            // Polling interval, not synchronisation: the condition is re-checked.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends tmux key names (`Enter`, `Escape`, `q`).
+    async fn keys(&self, keys: &[&str]) -> Result<()> {
+        let status = self.command().args(["send-keys", "-t", "kefu"]).args(keys).status().await?;
+        if !status.success() {
+            bail!("tmux send-keys failed");
+        }
+        Ok(())
+    }
+
+    /// Types text literally (UTF-8, e.g. Chinese).
+    async fn type_text(&self, text: &str) -> Result<()> {
+        let status = self.command().args(["send-keys", "-t", "kefu", "-l", text]).status().await?;
+        if !status.success() {
+            bail!("tmux send-keys -l failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for the program (and so the session) to end.
+    async fn wait_exit(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
+        loop {
+            let alive = self.command().args(["has-session", "-t", "kefu"]).stderr(Stdio::null()).status().await?;
+            if !alive.success() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("kefu did not exit; the screen shows:\n{}", self.screen().await?);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .env("TMUX_TMPDIR", self.socket_dir.path())
+            .args(["-L", "kefu-e2e", "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() -> Result<()> {
+    let kefu = kefu_binary().await?;
+    let relay = TestRelay::start().await?;
+    let store = Store::open(&relay.data_dir).await?;
+    admin::add_agent(&store, "default", "wang@shop.example", "小王", Role::Agent, Some(PASSWORD.into())).await?;
+    store.close().await;
+
+    // A home of its own: config, credentials and the log go there.
+    let home = tempfile::tempdir()?;
+    let config_home = home.path().join("config");
+    let data_home = home.path().join("data");
+    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+
+    // `kefu login`, the password from standard input.
+    let mut login = Command::new(&kefu);
+    for (key, value) in env {
+        login.env(key, value);
+    }
+    let mut child = login
+        .args(["login", "--relay", &relay.url(""), "--email", "wang@shop.example", "--password-stdin"])
+        .env("NO_PROXY", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
+    let output = child.wait_with_output().await?;
+    assert!(output.status.success(), "kefu login failed: {}", String::from_utf8_lossy(&output.stderr));
+    let credentials = config_home.join("kefu").join("credentials.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&credentials)?.permissions().mode() & 0o777, 0o600);
+    }
+
+    // The workstation, inside tmux.
+    let tmux = Tmux::start(&kefu, &env).await?;
+    tmux.wait_for("已连接 connected").await?;
+
+    // A customer writes; the conversation is routed to the only agent online.
+    let mut customer = relay.customer().await?;
+    customer.say_acked(None, "web-1", "你好，我的快递到哪了？").await?;
+    tmux.wait_for("你好，我的快递到哪了？").await?;
+
+    // Reply from the keyboard: enter composes, enter sends.
+    tmux.keys(&["Enter"]).await?;
+    tmux.type_text("您好，正在为您查询。").await?;
+    tmux.wait_for("您好，正在为您查询。").await?;
+    tmux.keys(&["Enter"]).await?;
+
+    let reply = customer.expect_message().await?;
+    assert_eq!(reply.body, "您好，正在为您查询。");
+    assert_eq!(reply.author.kind, AuthorKind::Agent);
+    assert_eq!(reply.author.name.as_deref(), Some("小王"));
+    tmux.wait_for("已送达 sent").await?;
+
+    // Leave cleanly; the log went to the data dir, not the screen.
+    tmux.keys(&["Escape"]).await?;
+    tmux.keys(&["q"]).await?;
+    tmux.wait_exit().await?;
+    let log = std::fs::read_to_string(data_home.join("kefu").join("kefu.log"))?;
+    assert!(log.contains("workstation starting"), "{log}");
+    relay.stop().await?;
+    Ok(())
+}
