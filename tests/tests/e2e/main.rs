@@ -4,4 +4,3 @@
 mod foundation;
 mod routing;
 mod tui;
-mod tui;
