@@ -360,3 +360,63 @@ async fn groups_and_agents_are_managed_through_the_api_with_roles_checked() -> R
     relay.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_queue_keeps_its_order_across_a_restart() -> Result {
+    let relay = TestRelay::start().await?;
+    let token = relay.agent_with("late@shop.example", "Late", Role::Agent, 3, "").await?;
+    let mut tokens = Vec::new();
+    let mut conversations = Vec::new();
+    for i in 0..3 {
+        let mut customer = relay.customer().await?;
+        conversations.push(opens(&mut customer, &format!("排队 {i}")).await?);
+        assert_eq!(position(&mut customer).await?.0, i + 1);
+        tokens.push(customer.customer_token());
+    }
+    let relay = relay.restart().await?;
+    for (i, token) in tokens.into_iter().enumerate() {
+        let mut customer = relay.customer_resuming(Some(token), vec![]).await?;
+        assert_eq!(position(&mut customer).await?.0, i as u32 + 1, "customer {i} keeps their place");
+    }
+    let mut agent = relay.agent(&token, vec![]).await?;
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let c = agent.expect_conversation().await?;
+        if c.change == ConversationChange::Assigned {
+            order.push(c.conversation.id);
+        }
+    }
+    assert_eq!(order, conversations, "served in the order they arrived");
+    relay.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unanswered_conversation_moves_to_another_agent() -> Result {
+    let relay = TestRelay::start_manual(|c| c.routing.reroute_unanswered_secs = 30).await?;
+    let slow = relay.agent_with("slow@shop.example", "Slow", Role::Agent, 5, "").await?;
+    let quick = relay.agent_with("quick@shop.example", "Quick", Role::Agent, 5, "").await?;
+    let mut slow = relay.agent(&slow, vec![]).await?;
+    let mut customer = relay.customer().await?;
+    let conversation = opens(&mut customer, "有人吗？").await?;
+    gets(&mut slow, conversation).await?;
+    let mut quick = relay.agent(&quick, vec![]).await?;
+
+    relay.advance(Duration::from_secs(31));
+    let note = gets(&mut quick, conversation).await?.unwrap_or_default();
+    assert!(note.contains("did not reply within 30s"), "{note}");
+    slow.expect(|f| match f {
+        ServerFrame::Conversation(c) if c.change == ConversationChange::Unassigned => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // Once answered, it stays.
+    quick.say_acked(Some(conversation), "q1", "您好，我在").await?;
+    relay.advance(Duration::from_secs(120));
+    customer.say_acked(None, "c2", "好的").await?;
+    let m = quick.messages_until("好的").await?;
+    assert_eq!(m.last().map(|m| m.seq), Some(3));
+    relay.stop().await?;
+    Ok(())
+}
