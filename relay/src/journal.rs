@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kefu_proto::frame::{AuthorKind, BodyFormat, ChannelKind, ConversationState, TransferInfo};
+use kefu_proto::frame::{AttachmentRef, AuthorKind, BodyFormat, ChannelKind, ConversationState, TransferInfo};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
@@ -46,6 +46,10 @@ pub struct NewMessage {
     pub body: String,
     /// How to read it.
     pub format: BodyFormat,
+    /// A private note between agents.
+    pub internal: bool,
+    /// Files attached (already uploaded and checked to belong to the conversation).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// A message as stored.
@@ -233,6 +237,13 @@ pub enum Committed {
     TransitionFailed {
         /// The conversation.
         conversation: ConversationId,
+    },
+    /// A routing decision that moved no lifecycle was recorded.
+    Recorded {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The event's kind.
+        kind: &'static str,
     },
     /// A read receipt was stored (only ever moving forward).
     Read {
@@ -434,7 +445,7 @@ impl Journal {
                         update_route(&mut tx, *conversation, *route).await?;
                     }
                     insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
-                    Outcome::Skipped
+                    Outcome::Hub(Committed::Recorded { conversation: *conversation, kind: event.kind })
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
                     let Some(cursor) = self.cursor(&mut tx, *workspace, *conversation).await? else {
@@ -534,8 +545,9 @@ impl Journal {
             0
         } else {
             sqlx::query(
-                "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id, body, format, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id, body, format,
+                                       created_at, internal, attachments)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(m.conversation.0)
             .bind(seq as i64)
@@ -546,13 +558,16 @@ impl Journal {
             .bind(&m.body)
             .bind(m.format.as_str())
             .bind(now)
+            .bind(m.internal)
+            .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises")))
             .execute(&mut *tx)
             .await?
             .rows_affected()
         };
         if inserted == 1 {
             self.cursors.get_mut(&m.conversation).expect("cursor loaded").last_seq = seq;
-            *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent;
+            // A reply is an agent's message the customer sees, not a private note.
+            *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
             return Ok(Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now })));
         }
         // Not inserted: either stored before under this client id, or the conversation is

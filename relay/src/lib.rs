@@ -24,6 +24,7 @@
 //! other side) → sessions (skip what the client already holds) → socket.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod clock;
 pub mod config;

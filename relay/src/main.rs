@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use kefu_proto::api::{CannedScope, NewCannedReply};
 use kefu_proto::frame::Role;
 use kefu_relay::config::Config;
 use kefu_relay::store::DEFAULT_WORKSPACE;
@@ -43,10 +44,51 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Manage canned replies.
+    Canned {
+        #[command(subcommand)]
+        command: CannedCommand,
+    },
     /// Show workspaces.
     Workspace {
         #[command(subcommand)]
         command: WorkspaceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CannedCommand {
+    /// Add a canned reply: shared by the workspace, or personal with --agent.
+    Add {
+        /// Typed as /shortcut in the workstation: a-z, 0-9, '-', '_'.
+        #[arg(long)]
+        shortcut: String,
+        /// What it is about.
+        #[arg(long)]
+        title: String,
+        /// The text; {customer.name} and {agent.name} are filled in when inserted.
+        #[arg(long)]
+        body: String,
+        /// Make it personal to the agent with this e-mail.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// List canned replies.
+    List {
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Remove a canned reply by id.
+    Remove {
+        /// The reply's id (see `canned list`).
+        id: i64,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
     },
 }
 
@@ -169,6 +211,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { listen } => serve(config, listen).await,
             Command::Agent { command } => agent(config, command).await,
             Command::Group { command } => group(config, command).await,
+            Command::Canned { command } => canned(config, command).await,
             Command::Workspace { command: WorkspaceCommand::Show { slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;
@@ -247,6 +290,52 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+async fn canned(config: Config, command: CannedCommand) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir).await?;
+    match command {
+        CannedCommand::Add { shortcut, title, body, agent, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let owner = match agent {
+                Some(email) => Some(admin::agent_by_email(&store, ws, &email).await?.view.id),
+                None => None,
+            };
+            let scope = if owner.is_some() { CannedScope::Personal } else { CannedScope::Workspace };
+            let new = NewCannedReply { shortcut, title, body, scope };
+            kefu_relay::http::workstation::check_canned(&new)?;
+            let reply = store.add_canned_reply(ws, owner, &new).await?;
+            println!("canned reply {} added: /{}", reply.id, reply.shortcut);
+        }
+        CannedCommand::List { workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let rows: Vec<Vec<String>> = store
+                .all_canned_replies(ws)
+                .await?
+                .into_iter()
+                .map(|(r, owner)| {
+                    let body: String = r.body.chars().take(40).collect();
+                    vec![
+                        r.id.to_string(),
+                        format!("/{}", r.shortcut),
+                        r.title,
+                        owner.unwrap_or_else(|| "(shared)".into()),
+                        body,
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "SHORTCUT", "TITLE", "OWNER", "TEXT"], &rows);
+        }
+        CannedCommand::Remove { id, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            if !store.remove_canned_reply(ws, id, None).await? {
+                bail!("no canned reply {id}");
+            }
+            println!("canned reply {id} removed");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 async fn group(config: Config, command: GroupCommand) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir).await?;
     match command {
@@ -307,6 +396,14 @@ async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
                 None
             };
             let skills = skills.as_deref().map(admin::parse_skills).transpose()?;
+            if let Some(skills) = &skills {
+                // Every named group must exist before the agent is created.
+                let ws = admin::show_workspace(&store, &workspace).await?.id;
+                let groups = store.groups(ws).await?;
+                if let Some(missing) = skills.iter().find(|s| !groups.iter().any(|g| g.slug == s.group)) {
+                    bail!("no group '{}': create it first with `kefu-relay group add {}`", missing.group, missing.group);
+                }
+            }
             let (id, generated) = admin::add_agent(&store, &workspace, &email, &name, role, password).await?;
             if capacity.is_some() || skills.is_some() {
                 let ws = admin::show_workspace(&store, &workspace).await?.id;

@@ -18,7 +18,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use kefu_proto::frame::{AuthorKind, ClientFrame, ContactView};
+use kefu_proto::frame::{AttachmentRef, AuthorKind, ClientFrame, ContactView};
 use kefu_proto::frame::{
     ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, ServerFrame,
     Session, Welcome, close_code,
@@ -34,6 +34,7 @@ use crate::auth;
 use crate::conversation::Transition;
 use crate::hub::{AgentSession, ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
+use crate::store::MessageRange;
 
 /// Which endpoint the connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,10 +373,14 @@ impl Connection {
         let mut after = after.max(self.delivered.get(&conversation).copied().unwrap_or(0));
         self.delivered.insert(conversation, after);
         loop {
-            let page = self.relay.store.messages_after(conversation, after, CATCH_UP_PAGE).await.map_err(|e| {
-                tracing::error!(error = %e, "catch-up failed");
-                Closing::new(close_code::INTERNAL, "internal error; reconnect and resume")
-            })?;
+            // Private notes go to agents only.
+            let with_notes = matches!(self.identity, Identity::Agent(_));
+            let range = MessageRange::After(after);
+            let page =
+                self.relay.store.messages(conversation, range, CATCH_UP_PAGE, with_notes).await.map_err(|e| {
+                    tracing::error!(error = %e, "catch-up failed");
+                    Closing::new(close_code::INTERNAL, "internal error; reconnect and resume")
+                })?;
             let full = page.len() == CATCH_UP_PAGE as usize;
             for message in page {
                 after = message.seq;
@@ -480,8 +485,13 @@ impl Connection {
             ClientFrame::Ping(ping) => Ok(Some(ServerFrame::Pong(ping))),
             ClientFrame::Send(send) => {
                 let id = Some(send.client_msg_id.clone());
+                if send.internal {
+                    self.agent_only("a private note").map_err(|e| (e, id.clone()))?;
+                }
                 let conversation = self.target(send.conversation_id, true).await.map_err(|e| (e, id.clone()))?;
                 let (author, author_id) = self.author();
+                let attachments =
+                    self.attachments(conversation, &send.attachments).await.map_err(|e| (e, id.clone()))?;
                 let message = NewMessage {
                     workspace: self.workspace,
                     conversation,
@@ -491,6 +501,8 @@ impl Connection {
                     client_msg_id: Some(send.client_msg_id),
                     body: send.body,
                     format: send.format,
+                    internal: send.internal,
+                    attachments,
                 };
                 self.relay
                     .journal
@@ -546,7 +558,7 @@ impl Connection {
                     conn: self.conn,
                     conversation: close.conversation_id,
                     transition: Transition::Close,
-                    resolution: None,
+                    resolution: close.resolution,
                 };
                 self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
@@ -571,6 +583,35 @@ impl Connection {
                 Ok(None)
             }
         }
+    }
+
+    /// The uploaded files a message names, checked: each was uploaded into this
+    /// conversation, and a customer may attach only their own uploads.
+    async fn attachments(
+        &self,
+        conversation: ConversationId,
+        ids: &[String],
+    ) -> Result<Vec<AttachmentRef>, ProtocolError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = self.relay.store.attachment(id).await.map_err(|e| e.to_client())?;
+            let (author, author_id) = self.author();
+            let allowed = record.as_ref().is_some_and(|r| {
+                r.workspace == self.workspace
+                    && r.conversation == conversation
+                    && (author == AuthorKind::Agent || (r.uploader == author && r.uploader_id == author_id))
+            });
+            match record {
+                Some(record) if allowed => found.push(record.reference),
+                _ => {
+                    return Err(ProtocolError::new(
+                        ErrorCode::NotFound,
+                        format!("no attachment {id} in this conversation"),
+                    ));
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn author(&self) -> (AuthorKind, i64) {

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kefu_proto::api::{CannedReply, CannedScope, ContactChannel, ContactDetails, ConversationSummary, NewCannedReply};
 use kefu_proto::frame::{
-    AgentRef, AgentView, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame, Role, Skill,
-    SkillLevel,
+    AgentRef, AgentView, AttachmentRef, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame,
+    Role, Skill, SkillLevel,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, Seq, UnixMillis, WorkspaceId};
 use sqlx::Row;
@@ -79,6 +80,32 @@ pub struct GroupRecord {
     pub widen: bool,
     /// New conversations without a chosen group go here.
     pub is_default: bool,
+}
+
+/// Which side of a sequence number to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRange {
+    /// Messages after this seq, oldest first.
+    After(Seq),
+    /// Messages before this seq (the latest of them), oldest first.
+    Before(Seq),
+}
+
+/// An uploaded file.
+#[derive(Debug, Clone)]
+pub struct AttachmentRecord {
+    /// What messages carry.
+    pub reference: AttachmentRef,
+    /// Its workspace.
+    pub workspace: WorkspaceId,
+    /// The conversation it was uploaded into.
+    pub conversation: ConversationId,
+    /// Customer or agent.
+    pub uploader: AuthorKind,
+    /// Contact id or agent id.
+    pub uploader_id: i64,
+    /// SHA-256 of the content.
+    pub sha256: Vec<u8>,
 }
 
 /// One routing decision as recorded.
@@ -448,8 +475,9 @@ impl Store {
         Ok(id)
     }
 
-    /// Removes a group no conversation or skill refers to any more.
-    pub async fn remove_group(&self, workspace: WorkspaceId, slug: &str) -> Result<()> {
+    /// Removes a group no open conversation uses and no group falls back to; returns its
+    /// id.
+    pub async fn remove_group(&self, workspace: WorkspaceId, slug: &str) -> Result<GroupId> {
         let mut tx = self.writer.begin().await?;
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE workspace_id = ? AND slug = ?")
             .bind(workspace.0)
@@ -478,7 +506,7 @@ impl Store {
         insert_event(&mut tx, workspace, "group.removed", "admin", None, None, &serde_json::json!({"slug": slug}))
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(id)
     }
 
     // ---- routing ------------------------------------------------------------------------
@@ -630,28 +658,48 @@ impl Store {
             .collect()
     }
 
-    /// Up to `limit` messages of a conversation after `after_seq`, in order.
-    pub async fn messages_after(
+    /// Up to `limit` messages of a conversation on one side of a sequence number, in
+    /// order. Private notes are left out unless `with_notes` (agents see them; customers
+    /// never do).
+    pub async fn messages(
         &self,
         conversation: ConversationId,
-        after_seq: Seq,
+        range: MessageRange,
         limit: u32,
+        with_notes: bool,
     ) -> Result<Vec<MessageFrame>> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at,
-                    CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
-             FROM messages m
-             LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
-             LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
-             WHERE m.conversation_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
-        )
-        .bind(conversation.0)
-        .bind(after_seq as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
+        let query = match range {
+            MessageRange::After(_) => sqlx::query(
+                "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
+                        m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
+                 FROM messages m
+                 LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
+                 LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
+                 WHERE m.conversation_id = ? AND m.seq > ? AND (? OR m.internal = 0) ORDER BY m.seq LIMIT ?",
+            ),
+            MessageRange::Before(_) => sqlx::query(
+                "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
+                        m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
+                 FROM messages m
+                 LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
+                 LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
+                 WHERE m.conversation_id = ? AND m.seq < ? AND (? OR m.internal = 0) ORDER BY m.seq DESC LIMIT ?",
+            ),
+        };
+        let bound = match range {
+            MessageRange::After(seq) | MessageRange::Before(seq) => seq.min(i64::MAX as u64) as i64,
+        };
+        let rows =
+            query.bind(conversation.0).bind(bound).bind(with_notes).bind(limit as i64).fetch_all(&self.reader).await?;
+        let mut messages = rows
+            .iter()
             .map(|r| {
+                let attachments = r
+                    .get::<Option<&str>, _>("attachments")
+                    .map(serde_json::from_str::<Vec<AttachmentRef>>)
+                    .transpose()
+                    .map_err(|e| Error::Internal(format!("attachments column: {e}")))?
+                    .unwrap_or_default();
                 Ok(MessageFrame {
                     conversation_id: conversation,
                     seq: r.get::<i64, _>("seq") as Seq,
@@ -664,9 +712,222 @@ impl Store {
                     format: BodyFormat::from_stored(r.get::<&str, _>("format")),
                     client_msg_id: r.get("client_msg_id"),
                     at: r.get("created_at"),
+                    internal: r.get::<i64, _>("internal") != 0,
+                    attachments,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if matches!(range, MessageRange::Before(_)) {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    /// A conversation's workspace and contact, if it exists.
+    pub async fn conversation_owner(&self, conversation: ConversationId) -> Result<Option<(WorkspaceId, ContactId)>> {
+        let row = sqlx::query("SELECT workspace_id, contact_id FROM conversations WHERE id = ?")
+            .bind(conversation.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| (WorkspaceId(r.get("workspace_id")), ContactId(r.get("contact_id")))))
+    }
+
+    /// What an agent sees of a contact: identities and conversations, newest first.
+    pub async fn contact_details(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Option<ContactDetails>> {
+        let row = sqlx::query("SELECT id, name, vip FROM contacts WHERE id = ? AND workspace_id = ?")
+            .bind(contact.0)
+            .bind(workspace.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let channels =
+            sqlx::query("SELECT channel_kind, external_id FROM contact_identities WHERE contact_id = ? ORDER BY id")
+                .bind(contact.0)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ContactChannel { kind: parse_column(r, "channel_kind")?, external_id: r.get("external_id") })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        let conversations = sqlx::query(
+            "SELECT v.id, v.channel_kind, v.state, v.created_at, v.resolved_at, v.resolution, v.last_seq, a.name AS agent
+             FROM conversations v LEFT JOIN agents a ON a.id = v.assignee_agent_id
+             WHERE v.contact_id = ? ORDER BY v.id DESC LIMIT 50",
+        )
+        .bind(contact.0)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ConversationSummary {
+                id: ConversationId(r.get("id")),
+                channel: parse_column(r, "channel_kind")?,
+                state: parse_column(r, "state")?,
+                created_at: r.get("created_at"),
+                resolved_at: r.get("resolved_at"),
+                resolution: r.get("resolution"),
+                agent: r.get("agent"),
+                messages: r.get::<i64, _>("last_seq").max(0) as u64,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ContactDetails {
+            id: contact,
+            name: row.get("name"),
+            vip: row.get::<i64, _>("vip") != 0,
+            channels,
+            conversations,
+        }))
+    }
+
+    /// The contact (and its workspace) a customer token belongs to.
+    pub async fn contact_by_token_anywhere(&self, token_hash: &[u8]) -> Result<Option<(WorkspaceId, ContactId)>> {
+        let row = sqlx::query("SELECT workspace_id, contact_id FROM customer_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| (WorkspaceId(r.get("workspace_id")), ContactId(r.get("contact_id")))))
+    }
+
+    // ---- canned replies --------------------------------------------------------------------
+
+    /// The workspace's shared canned replies and the agent's own, by shortcut.
+    pub async fn canned_replies(&self, workspace: WorkspaceId, agent: AgentId) -> Result<Vec<CannedReply>> {
+        let rows = sqlx::query(
+            "SELECT id, owner_agent_id, shortcut, title, body FROM canned_replies
+             WHERE workspace_id = ? AND (owner_agent_id IS NULL OR owner_agent_id = ?) ORDER BY shortcut, id",
+        )
+        .bind(workspace.0)
+        .bind(agent.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(canned_from_row).collect())
+    }
+
+    /// Every canned reply of a workspace (for the CLI).
+    pub async fn all_canned_replies(&self, workspace: WorkspaceId) -> Result<Vec<(CannedReply, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.owner_agent_id, r.shortcut, r.title, r.body, a.email FROM canned_replies r
+             LEFT JOIN agents a ON a.id = r.owner_agent_id WHERE r.workspace_id = ? ORDER BY r.shortcut, r.id",
+        )
+        .bind(workspace.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| (canned_from_row(r), r.get("email"))).collect())
+    }
+
+    /// Stores a canned reply (`owner` None: shared).
+    pub async fn add_canned_reply(
+        &self,
+        workspace: WorkspaceId,
+        owner: Option<AgentId>,
+        new: &NewCannedReply,
+    ) -> Result<CannedReply> {
+        let done = sqlx::query(
+            "INSERT INTO canned_replies (workspace_id, owner_agent_id, shortcut, title, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(workspace.0)
+        .bind(owner.map(|a| a.0))
+        .bind(&new.shortcut)
+        .bind(&new.title)
+        .bind(&new.body)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await;
+        let id = match done {
+            Ok(done) => done.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::refused(
+                    kefu_proto::ErrorCode::Conflict,
+                    format!("a canned reply /{} already exists", new.shortcut),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let data = serde_json::json!({"canned_reply_id": id, "shortcut": new.shortcut, "shared": owner.is_none()});
+        self.append_event(workspace, "canned.created", "agent", owner.map(|a| a.0), None, &data).await?;
+        Ok(CannedReply {
+            id,
+            shortcut: new.shortcut.clone(),
+            title: new.title.clone(),
+            body: new.body.clone(),
+            scope: if owner.is_some() { CannedScope::Personal } else { CannedScope::Workspace },
+        })
+    }
+
+    /// A canned reply's owner (`Some(None)`: shared), if it exists in the workspace.
+    pub async fn canned_owner(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Option<AgentId>>> {
+        let row = sqlx::query("SELECT owner_agent_id FROM canned_replies WHERE id = ? AND workspace_id = ?")
+            .bind(id)
+            .bind(workspace.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.get::<Option<i64>, _>("owner_agent_id").map(AgentId)))
+    }
+
+    /// Removes a canned reply.
+    pub async fn remove_canned_reply(&self, workspace: WorkspaceId, id: i64, actor: Option<AgentId>) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM canned_replies WHERE id = ? AND workspace_id = ?")
+            .bind(id)
+            .bind(workspace.0)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            let data = serde_json::json!({"canned_reply_id": id});
+            self.append_event(workspace, "canned.removed", "agent", actor.map(|a| a.0), None, &data).await?;
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- attachments -----------------------------------------------------------------------
+
+    /// Records an uploaded file (already written to disk).
+    pub async fn add_attachment(&self, record: &AttachmentRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO attachments (id, workspace_id, conversation_id, uploader_kind, uploader_id, name, content_type, size, sha256, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&record.reference.id)
+        .bind(record.workspace.0)
+        .bind(record.conversation.0)
+        .bind(record.uploader.as_str())
+        .bind(record.uploader_id)
+        .bind(&record.reference.name)
+        .bind(&record.reference.content_type)
+        .bind(record.reference.size as i64)
+        .bind(&record.sha256)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// An uploaded file, by id.
+    pub async fn attachment(&self, id: &str) -> Result<Option<AttachmentRecord>> {
+        let row = sqlx::query(
+            "SELECT id, workspace_id, conversation_id, uploader_kind, uploader_id, name, content_type, size, sha256
+             FROM attachments WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(AttachmentRecord {
+                reference: AttachmentRef {
+                    id: r.get("id"),
+                    name: r.get("name"),
+                    size: r.get::<i64, _>("size").max(0) as u64,
+                    content_type: r.get("content_type"),
+                },
+                workspace: WorkspaceId(r.get("workspace_id")),
+                conversation: ConversationId(r.get("conversation_id")),
+                uploader: parse_column(&r, "uploader_kind")?,
+                uploader_id: r.get("uploader_id"),
+                sha256: r.get("sha256"),
+            })
+        })
+        .transpose()
     }
 
     /// Appends to the audit/event log outside the journal (logins, admin operations).
@@ -707,6 +968,20 @@ async fn insert_event(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn canned_from_row(r: &sqlx::sqlite::SqliteRow) -> CannedReply {
+    CannedReply {
+        id: r.get("id"),
+        shortcut: r.get("shortcut"),
+        title: r.get("title"),
+        body: r.get("body"),
+        scope: if r.get::<Option<i64>, _>("owner_agent_id").is_some() {
+            CannedScope::Personal
+        } else {
+            CannedScope::Workspace
+        },
+    }
 }
 
 fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {

@@ -152,7 +152,8 @@ async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
     let store = kefu_relay::Store::open(&data_home.join("kefu")).await.unwrap();
     let conversations = store.open_conversations(kefu_proto::WorkspaceId(1)).await.unwrap();
     assert_eq!(conversations.len(), 1);
-    let messages = store.messages_after(conversations[0].view.id, 0, 100).await.unwrap();
+    let messages =
+        store.messages(conversations[0].view.id, kefu_relay::store::MessageRange::After(0), 100, true).await.unwrap();
     let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
     let expected: Vec<String> = (0..20).map(|i| format!("消息 {i}")).collect();
     assert_eq!(bodies, expected);

@@ -141,3 +141,105 @@ pub struct RoutingDecisionView {
     /// The details: rule, candidates considered with their load, group, …
     pub details: serde_json::Value,
 }
+
+/// Who a canned reply is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CannedScope {
+    /// Every agent of the workspace.
+    Workspace,
+    /// Only the agent who made it.
+    Personal,
+}
+
+/// A canned reply: text an agent inserts by shortcut or search. Variables such as
+/// `{customer.name}` and `{agent.name}` are expanded by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedReply {
+    /// Its id.
+    pub id: i64,
+    /// Typed as `/shortcut` in the composer.
+    pub shortcut: String,
+    /// What it is about.
+    pub title: String,
+    /// The text.
+    pub body: String,
+    /// Shared or personal.
+    pub scope: CannedScope,
+}
+
+/// `POST /api/v1/canned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCannedReply {
+    /// Typed as `/shortcut`: 1 to 32 of a-z, 0-9, `-`, `_`.
+    pub shortcut: String,
+    /// What it is about.
+    pub title: String,
+    /// The text (at most the message body limit).
+    pub body: String,
+    /// Shared (supervisors and admins) or personal (anyone); personal by default.
+    #[serde(default = "personal")]
+    pub scope: CannedScope,
+}
+
+fn personal() -> CannedScope {
+    CannedScope::Personal
+}
+
+/// `GET /api/v1/conversations/{id}/messages`: a page of history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesPage {
+    /// The messages, in sequence order.
+    pub messages: Vec<crate::frame::MessageFrame>,
+    /// Whether there are more in the direction asked.
+    pub more: bool,
+}
+
+/// `GET /api/v1/contacts/{id}`: what an agent sees of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDetails {
+    /// The contact.
+    pub id: crate::ContactId,
+    /// Display name, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Served first.
+    pub vip: bool,
+    /// Where the contact is known: channel kind and the id there.
+    pub channels: Vec<ContactChannel>,
+    /// Their conversations on every channel, newest first (at most 50).
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// A channel identity of a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactChannel {
+    /// The channel kind.
+    pub kind: crate::frame::ChannelKind,
+    /// The contact's id on it.
+    pub external_id: String,
+}
+
+/// One conversation in a contact's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub id: crate::ConversationId,
+    /// Its channel.
+    pub channel: crate::frame::ChannelKind,
+    /// Where it stands.
+    pub state: crate::frame::ConversationState,
+    /// When it was opened.
+    pub created_at: UnixMillis,
+    /// When it was resolved, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<UnixMillis>,
+    /// The resolution code, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// The agent who held it last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Messages in it.
+    pub messages: u64,
+}

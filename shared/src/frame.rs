@@ -175,11 +175,18 @@ pub struct SendMessage {
     /// which the relay opens on their first message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<ConversationId>,
-    /// The text.
+    /// The text (may be empty when `attachments` carries the content).
+    #[serde(default)]
     pub body: String,
     /// How to read `body`.
     #[serde(default)]
     pub format: BodyFormat,
+    /// Agents only: a private note, shown to agents and never to the customer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Files uploaded beforehand (`POST /api/v1/conversations/{id}/attachments`), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// A typing indicator.
@@ -232,10 +239,13 @@ pub struct ResolveConversation {
 }
 
 /// Closes a conversation for good; the customer's next message opens a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloseConversation {
     /// The conversation.
     pub conversation_id: ConversationId,
+    /// An optional resolution code, as with `resolve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 /// Hands a conversation on, with its whole history.
@@ -467,8 +477,8 @@ pub struct ConversationView {
     /// The skill group it is routed to; absent: any agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Its place in queue order: lower is served first (0 returned to the queue, 1xx VIP,
-    /// 2xx everyone else; the last digit is the channel's priority).
+    /// Its place in queue order: lower is served first: 0 returned to the queue, 100 + the
+    /// channel's priority (0 to 99) for VIPs, 200 + the channel's priority otherwise.
     #[serde(default)]
     pub priority: u16,
 }
@@ -556,6 +566,26 @@ pub struct MessageFrame {
     pub client_msg_id: Option<String>,
     /// When it was stored.
     pub at: UnixMillis,
+    /// A private note between agents; customers never receive these.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// Files attached to the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// A file attached to a message. Fetch it with `GET /api/v1/attachments/{id}` and the
+/// same credentials that can see the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    /// Its id.
+    pub id: String,
+    /// The file name as uploaded.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, as detected from the content.
+    pub content_type: String,
 }
 
 /// What happened to a conversation.
@@ -593,7 +623,7 @@ pub struct ConversationFrame {
 /// Who handed a conversation on, and what they said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferInfo {
-    /// The sending agent; absent when the relay moved it (re-routing, escalation).
+    /// The sending agent; absent when the relay moved it (re-routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<AgentRef>,
     /// The sender's note.

@@ -25,6 +25,12 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// Longest resolution code, in bytes.
 pub const MAX_RESOLUTION_BYTES: usize = 64;
 
+/// Most attachments on one message.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// Largest attachment upload, in bytes.
+pub const MAX_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
+
 /// Longest transfer note, in bytes.
 pub const MAX_NOTE_BYTES: usize = 2000;
 
@@ -106,7 +112,18 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
         }
         ClientFrame::Send(send) => {
             check_client_msg_id(&send.client_msg_id)?;
-            check_body(&send.body)?;
+            if send.attachments.len() > MAX_ATTACHMENTS {
+                return Err(ProtocolError::too_large(format!(
+                    "{} attachments; the limit is {MAX_ATTACHMENTS}",
+                    send.attachments.len()
+                )));
+            }
+            if send.attachments.iter().any(|id| id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_BYTES) {
+                return Err(ProtocolError::bad_request("attachment ids must be 1 to 64 bytes"));
+            }
+            if send.attachments.is_empty() || !send.body.is_empty() {
+                check_body(&send.body)?;
+            }
         }
         ClientFrame::Resolve(resolve) => {
             if let Some(code) = resolve.resolution.as_ref().filter(|c| c.len() > MAX_RESOLUTION_BYTES) {
@@ -127,11 +144,18 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                 check_slug(group)?;
             }
         }
+        ClientFrame::Close(close) => {
+            if let Some(code) = close.resolution.as_ref().filter(|c| c.len() > MAX_RESOLUTION_BYTES) {
+                return Err(ProtocolError::too_large(format!(
+                    "resolution is {} bytes; the limit is {MAX_RESOLUTION_BYTES}",
+                    code.len()
+                )));
+            }
+        }
         ClientFrame::Pick(_)
         | ClientFrame::Typing(_)
         | ClientFrame::Read(_)
         | ClientFrame::Presence(_)
-        | ClientFrame::Close(_)
         | ClientFrame::Ping(_) => {}
     }
     Ok(())
@@ -233,6 +257,9 @@ mod tests {
             r#"{"type":"transfer","conversation_id":1,"to":{"kind":"agent","agent_id":2},"note":"客户要退款"}"#,
             r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group","group":"aftersales"}}"#,
             r#"{"type":"pick","conversation_id":1}"#,
+            r#"{"type":"send","client_msg_id":"n1","conversation_id":3,"body":"客户是老顾客","internal":true}"#,
+            r#"{"type":"send","client_msg_id":"f1","body":"","attachments":["att_1"]}"#,
+            r#"{"type":"close","conversation_id":1,"resolution":"refunded"}"#,
             r#"{"type":"ping"}"#,
             r#"{"type":"ping","nonce":5,"future_field":true}"#,
         ];
@@ -269,6 +296,8 @@ mod tests {
                 ErrorCode::BadRequest,
             ),
             (r#"{"type":"transfer","conversation_id":1}"#, ErrorCode::BadRequest),
+            (r#"{"type":"send","client_msg_id":"c","body":"","attachments":[""]}"#, ErrorCode::BadRequest),
+            (r#"{"type":"send","client_msg_id":"c","body":""}"#, ErrorCode::BadRequest),
             (r#"{"type":"read","seq":-1}"#, ErrorCode::BadRequest),
         ];
         for (input, code) in cases {
@@ -310,6 +339,13 @@ mod tests {
                 format: BodyFormat::Text,
                 client_msg_id: None,
                 at: 2,
+                internal: false,
+                attachments: vec![AttachmentRef {
+                    id: "att_1".into(),
+                    name: "发票.pdf".into(),
+                    size: 1024,
+                    content_type: "application/pdf".into(),
+                }],
             }),
             ServerFrame::Error(ErrorFrame {
                 code: crate::ErrorCode::TooLarge,

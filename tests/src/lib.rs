@@ -300,6 +300,8 @@ impl Client {
             conversation_id: conversation,
             body: body.into(),
             format: BodyFormat::Text,
+            internal: false,
+            attachments: vec![],
         }))
         .await
     }

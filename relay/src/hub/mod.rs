@@ -197,6 +197,11 @@ pub enum HubCommand {
         /// The group as stored now.
         group: GroupRecord,
     },
+    /// A group was removed through the API (no open conversation used it).
+    GroupRemoved {
+        /// The group.
+        group: GroupId,
+    },
     /// A contact's VIP mark changed.
     ContactChanged {
         /// The contact.
@@ -400,6 +405,8 @@ struct Hub {
     dirty_queues: HashSet<Option<GroupId>>,
     /// The queue position last told to each waiting customer.
     told_positions: HashMap<ConversationId, QueueFrame>,
+    /// The agent a transfer being routed is meant for, to name in a refusal.
+    refusal_target: Option<AgentId>,
     /// VIP marks changed while the hub runs (connections keep the contact as it was at
     /// their hello; the hub's word is the current one).
     vip_marks: HashMap<ContactId, bool>,
@@ -440,6 +447,7 @@ pub fn spawn(
         dirty_queues: HashSet::new(),
         told_positions: HashMap::new(),
         vip_marks: HashMap::new(),
+        refusal_target: None,
     };
     hub.rebuild(start);
     tokio::spawn(hub.run(commands, commits, stop.clone()));
@@ -523,6 +531,18 @@ impl Hub {
                 },
             );
         }
+        // Nobody is online at start: an agent who holds conversations gets the grace
+        // period from now, as if they had just disconnected, so that conversations of an
+        // agent who never comes back return to the queue.
+        let holders: HashSet<AgentId> = self
+            .conversations
+            .values()
+            .filter(|c| c.decided.state == ConversationState::Assigned)
+            .filter_map(|c| c.decided.assignee)
+            .collect();
+        for agent in holders {
+            self.router.handle(Event::Presence { agent, availability: Availability::Gone }, now, &mut ignored);
+        }
         debug_assert!(ignored.iter().all(|d| matches!(d, Decision::Queued { .. })), "nobody is online at start");
     }
 
@@ -567,6 +587,23 @@ impl Hub {
             self.default_group = None;
         }
         self.groups.insert(group.id, GroupEntry { slug: group.slug.clone() });
+    }
+
+    /// A removed group: no longer a default, a skill, or a name to route to.
+    fn forget_group(&mut self, group: GroupId) {
+        self.groups.remove(&group);
+        if self.default_group == Some(group) {
+            self.default_group = None;
+        }
+        let skilled: Vec<AgentId> =
+            self.agents.iter().filter(|(_, a)| a.skill_ids.iter().any(|(g, _)| *g == group)).map(|(id, _)| *id).collect();
+        for agent in skilled {
+            let entry = self.agents.get_mut(&agent).expect("listed");
+            entry.skill_ids.retain(|(g, _)| *g != group);
+            entry.view.skills.retain(|s| self.groups.values().any(|g| g.slug == s.group));
+            let event = Event::Agent { agent, capacity: entry.view.max_concurrent, skills: entry.routing_skills() };
+            self.route(event, None);
+        }
     }
 
     fn group_by_slug(&self, slug: &str) -> Option<GroupId> {
@@ -629,6 +666,7 @@ impl Hub {
                 self.route(event, None);
             }
             HubCommand::GroupChanged { group } => self.learn_group(&group),
+            HubCommand::GroupRemoved { group } => self.forget_group(group),
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
         }
     }
@@ -660,11 +698,11 @@ impl Hub {
                 let id = session.view.id;
                 self.conns
                     .insert(conn, Conn { who: Who::Agent(id), outbound, kick, token_hash: Some(session.token_hash) });
-                for (group, _) in &session.skill_ids {
+                for ((group, _), skill) in session.skill_ids.iter().zip(&session.view.skills) {
                     // A group created since the hub started (e.g. by the CLI) is learned
                     // here, with default rules until it is edited through the API.
                     if !self.groups.contains_key(group) {
-                        self.groups.insert(*group, GroupEntry { slug: format!("group-{group}") });
+                        self.groups.insert(*group, GroupEntry { slug: skill.group.clone() });
                     }
                 }
                 let entry = self.agents.entry(id).or_insert_with(|| AgentEntry {
@@ -867,7 +905,12 @@ impl Hub {
             },
         };
         self.pending_transfers.insert(conversation, TransferInfo { from, note });
+        self.refusal_target = match event {
+            Event::TransferToAgent { to, .. } => Some(to),
+            _ => None,
+        };
         self.route(event, Some(conn));
+        self.refusal_target = None;
         // Refused: the note goes nowhere.
         if self.router.holder(conversation) == Some(agent) {
             self.pending_transfers.remove(&conversation);
@@ -885,6 +928,11 @@ impl Hub {
                 ErrorCode::Forbidden,
                 "in this workspace only supervisors take conversations by hand",
             );
+        }
+        if let Some(group) = self.router.queue_of(conversation)
+            && !self.agents.get(&agent).is_some_and(|a| a.serves(group))
+        {
+            return self.refuse(conn, ErrorCode::Forbidden, "that conversation waits in a queue you do not serve");
         }
         self.route(Event::Pick { conversation, agent }, Some(conn));
     }
@@ -961,6 +1009,11 @@ impl Hub {
     /// refusals.
     fn route(&mut self, event: Event, requester: Option<ConnId>) {
         let now = self.now();
+        if matches!(event, Event::Presence { .. } | Event::Agent { .. }) {
+            // Who is online changed: every waiting customer's "agents online" may have.
+            let waiting: Vec<Option<GroupId>> = self.router.queued_groups().collect();
+            self.dirty_queues.extend(waiting);
+        }
         let mut decisions = std::mem::take(&mut self.decisions);
         self.router.handle(event, now, &mut decisions);
         for decision in decisions.drain(..) {
@@ -1028,7 +1081,6 @@ impl Hub {
                     },
                 });
                 self.dirty_queues.insert(group);
-                self.publish_position(conversation);
             }
             Decision::Returned { conversation, from, group, why } => {
                 let Some(conv) = self.conversations.get(&conversation) else { return };
@@ -1086,7 +1138,7 @@ impl Hub {
                         let agent_name = |a: AgentId| self.agent_name(a);
                         let group_name = |g: Option<GroupId>| self.group_label(g);
                         let names = explain::Names { agent: &agent_name, group: &group_name };
-                        explain::refusal(&names, None, why)
+                        explain::refusal(&names, self.refusal_target, why)
                     };
                     let code = match why {
                         routing::Refusal::NotRoutable => ErrorCode::Conflict,
@@ -1267,6 +1319,13 @@ impl Hub {
                 };
                 self.route(event, None);
             }
+            Committed::Recorded { conversation, kind } => {
+                // Where a customer stands is told once the decision that put them there
+                // is durable.
+                if kind == "routing.queued" {
+                    self.publish_position(conversation);
+                }
+            }
             Committed::Read { conversation, reader, seq } => {
                 let frame = ServerFrame::Read(ReadFrame { conversation_id: conversation, reader, seq });
                 self.deliver_to_other_side(conversation, reader, Outbound::Frame(frame));
@@ -1295,6 +1354,8 @@ impl Hub {
             format: m.format,
             client_msg_id: m.client_msg_id.clone(),
             at: stored.at,
+            internal: m.internal,
+            attachments: m.attachments.clone(),
         });
         let text: Utf8Bytes = serde_json::to_string(&frame).expect("frames serialise").into();
         let message = Outbound::Message { conversation: m.conversation, seq: stored.seq, text };
@@ -1316,7 +1377,10 @@ impl Hub {
         let contact = conv.contact.id;
         let assignee = conv.announced.assignee;
         let reopen = author == AuthorKind::Customer && conv.decided.state == ConversationState::Resolved;
-        let mut recipients: Vec<ConnId> = self.contact_conns.get(&contact).cloned().unwrap_or_default();
+        let internal = m.internal;
+        // Private notes reach agents only.
+        let mut recipients: Vec<ConnId> =
+            if internal { Vec::new() } else { self.contact_conns.get(&contact).cloned().unwrap_or_default() };
         if let Some(agent) = assignee.and_then(|a| self.agents.get(&a)) {
             recipients.extend(agent.conns.iter().copied());
         }
@@ -1325,7 +1389,7 @@ impl Hub {
                 self.send(conn, message.clone());
             }
         }
-        if author == AuthorKind::Agent {
+        if author == AuthorKind::Agent && !internal {
             self.route(Event::Replied { conversation }, None);
         }
         if reopen {
@@ -1340,22 +1404,24 @@ impl Hub {
         let Some(conv) = self.conversations.get(&conversation) else { return };
         let previous = conv.decided.assignee;
         let Ok(next) = conv.decided.apply(Transition::Reopen, now) else { return };
-        let route = conv.route;
         let vip = conv.contact.vip;
+        // A new start in the queue: its own priority again (not that of a return).
+        let route = RouteFields { group: conv.route.group, priority: self.priority(vip, conv.channel) };
         let event = EventRecord {
             kind: "conversation.reopened",
             actor_kind: "customer",
             actor_id: Some(contact.0),
             data: serde_json::json!({}),
         };
-        self.commit_transition(conversation, next, None, None, None, event);
+        self.commit_transition(conversation, next, None, Some(route), None, event);
+        let sticky = self.settings.sticky_window_hours > 0;
         let routable = Routable {
             conversation,
             group: route.group,
             priority: route.priority,
             vip,
             queued_at: now,
-            preferred: previous.or_else(|| self.sticky_agent(contact)),
+            preferred: if sticky { previous.or_else(|| self.sticky_agent(contact)) } else { None },
         };
         self.route(Event::Enqueue(routable), None);
     }

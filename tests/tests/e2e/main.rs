@@ -1,6 +1,7 @@
 //! End-to-end tests: the real relay, real sockets, the real protocol. One test binary;
 //! one module per area.
 
+mod agent_tools;
 mod foundation;
 mod routing;
 mod tui;

@@ -1,4 +1,11 @@
 //! The HTTP surface: health, the agent API, and the two WebSocket endpoints.
+//!
+//! ## Layout
+//! - this file: routes, extractors (JSON body, path, bearer agent), health, login,
+//!   agents, groups, contacts' VIP mark, routing history, WebSocket upgrades;
+//! - [`workstation`]: history pages, the customer panel, canned replies, attachments.
+
+pub mod workstation;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use kefu_proto::api::{
     RoutingHistory,
 };
 use kefu_proto::frame::{AgentView, Role};
-use kefu_proto::limits::MAX_FRAME_BYTES;
+use kefu_proto::limits::{MAX_ATTACHMENT_BYTES, MAX_FRAME_BYTES};
 use kefu_proto::{AgentId, ContactId, ConversationId};
 use kefu_proto::{ErrorCode, ProtocolError};
 
@@ -45,8 +52,20 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/agents/{id}", patch(patch_agent))
         .route("/api/v1/groups", get(list_groups).post(create_group))
         .route("/api/v1/groups/{slug}", delete(delete_group))
-        .route("/api/v1/contacts/{id}", patch(patch_contact))
         .route("/api/v1/conversations/{id}/routing", get(routing_history))
+        .route("/api/v1/conversations/{id}/messages", get(workstation::messages))
+        .route(
+            "/api/v1/conversations/{id}/attachments",
+            post(workstation::upload_as_agent).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES)),
+        )
+        .route(
+            "/api/v1/attachments",
+            post(workstation::upload_as_customer).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES)),
+        )
+        .route("/api/v1/attachments/{id}", get(workstation::download))
+        .route("/api/v1/contacts/{id}", get(workstation::contact).patch(patch_contact))
+        .route("/api/v1/canned", get(workstation::list_canned).post(workstation::create_canned))
+        .route("/api/v1/canned/{id}", delete(workstation::delete_canned))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
@@ -194,7 +213,7 @@ async fn me(authed: AuthedAgent) -> Json<AgentView> {
 
 impl AuthedAgent {
     /// Refuses with `forbidden` unless the agent has one of `roles`.
-    fn require(&self, roles: &[Role], what: &str) -> Result<()> {
+    pub(crate) fn require(&self, roles: &[Role], what: &str) -> Result<()> {
         if roles.contains(&self.agent.view.role) {
             Ok(())
         } else {
@@ -280,7 +299,8 @@ async fn delete_group(
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
     authed.require(&[Role::Admin], "removing a group")?;
-    relay.store.remove_group(authed.workspace(), &slug).await?;
+    let group = relay.store.remove_group(authed.workspace(), &slug).await?;
+    tell_hub(&relay, authed.workspace(), HubCommand::GroupRemoved { group }).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
