@@ -1,0 +1,28 @@
+//! # kefu-bench — load generator and benchmarks for the kefu relay
+//!
+//! Drives a relay over loopback WebSockets as customers and agents speaking the real
+//! protocol, or drives this crate's bare forwarder the same way to measure the ceiling
+//! of the machine in the same run. Latency is measured from each message's intended send
+//! time (carried in the message), so a load that falls behind is not hidden.
+//!
+//! ## Layout
+//! - [`load`]: the message load (customers → agents, or pairs through the forwarder),
+//!   open-loop or flat out, with typing indicators; latency histograms and loss checks.
+//! - [`conversations`]: new conversations per second, time to assignment.
+//! - [`idle`]: idle connections and the server's memory per connection.
+//! - [`forwarder`]: the bare tokio-tungstenite forwarder (the ceiling).
+//! - [`server`]: starting the relay or the forwarder as a pinned process, agents, login.
+//! - [`wire`]: frames written from templates and read by scanning, off the hot path of
+//!   serde.
+//! - [`report`]: percentiles, `/proc` figures, tables.
+//!
+//! The binary (`src/main.rs`) holds the scenarios; `docs/BENCHMARKS.md` records the
+//! figures and the commands that produced them.
+
+pub mod conversations;
+pub mod forwarder;
+pub mod idle;
+pub mod load;
+pub mod report;
+pub mod server;
+pub mod wire;
