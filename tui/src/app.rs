@@ -665,7 +665,10 @@ impl App {
             }
             Some(Overlay::Prompt { kind: PromptKind::Close(id), .. }) => {
                 if self.is_online() {
-                    effects.push(Effect::Frame(ClientFrame::Close(CloseConversation { conversation_id: id })));
+                    effects.push(Effect::Frame(ClientFrame::Close(CloseConversation {
+                        conversation_id: id,
+                        resolution: None,
+                    })));
                 } else {
                     self.set_status("not connected: close again when the relay is back", true);
                 }
@@ -704,6 +707,8 @@ impl App {
                 conversation_id: Some(id),
                 body,
                 format,
+                internal: false,
+                attachments: Vec::new(),
             })));
             if conversation.typing_sent_at.take().is_some() {
                 effects.push(Effect::Frame(typing(id, false)));
@@ -1041,6 +1046,8 @@ fn send_frame(id: ConversationId, entry: &Entry) -> ClientFrame {
         conversation_id: Some(id),
         body: entry.body.clone(),
         format: entry.format,
+        internal: false,
+        attachments: Vec::new(),
     })
 }
 
@@ -1135,6 +1142,8 @@ mod tests {
             format: BodyFormat::Text,
             client_msg_id: None,
             at: NOW + seq as i64 * 1000,
+            internal: false,
+            attachments: Vec::new(),
         }))
     }
 
@@ -1394,7 +1403,7 @@ mod tests {
         let effects = keys(&mut app, "C enter");
         assert_eq!(
             frames(&effects),
-            vec![&ClientFrame::Close(CloseConversation { conversation_id: ConversationId(1) })]
+            vec![&ClientFrame::Close(CloseConversation { conversation_id: ConversationId(1), resolution: None })]
         );
         app.update(changed(
             "closed",

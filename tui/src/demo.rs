@@ -179,6 +179,8 @@ async fn run_customer(addr: SocketAddr, widget_key: String, script: &'static Scr
             conversation_id: None,
             body: (*line).to_string(),
             format: BodyFormat::Text,
+            internal: false,
+            attachments: Vec::new(),
         };
         sink.send(send(ClientFrame::Send(message))?).await?;
     }
