@@ -401,7 +401,11 @@ async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
                 let ws = admin::show_workspace(&store, &workspace).await?.id;
                 let groups = store.groups(ws).await?;
                 if let Some(missing) = skills.iter().find(|s| !groups.iter().any(|g| g.slug == s.group)) {
-                    bail!("no group '{}': create it first with `kefu-relay group add {}`", missing.group, missing.group);
+                    bail!(
+                        "no group '{}': create it first with `kefu-relay group add {}`",
+                        missing.group,
+                        missing.group
+                    );
                 }
             }
             let (id, generated) = admin::add_agent(&store, &workspace, &email, &name, role, password).await?;

@@ -595,8 +595,12 @@ impl Hub {
         if self.default_group == Some(group) {
             self.default_group = None;
         }
-        let skilled: Vec<AgentId> =
-            self.agents.iter().filter(|(_, a)| a.skill_ids.iter().any(|(g, _)| *g == group)).map(|(id, _)| *id).collect();
+        let skilled: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.skill_ids.iter().any(|(g, _)| *g == group))
+            .map(|(id, _)| *id)
+            .collect();
         for agent in skilled {
             let entry = self.agents.get_mut(&agent).expect("listed");
             entry.skill_ids.retain(|(g, _)| *g != group);
