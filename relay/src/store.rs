@@ -9,7 +9,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use kefu_proto::api::{CannedReply, CannedScope, ContactChannel, ContactDetails, ConversationSummary, NewCannedReply};
+use kefu_proto::api::{
+    Article, CannedReply, CannedScope, ContactChannel, ContactDetails, ConversationSummary, NewArticle, NewCannedReply,
+};
 use kefu_proto::frame::{
     AgentRef, AgentView, AttachmentRef, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame,
     Role, Skill, SkillLevel,
@@ -880,6 +882,93 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    // ---- knowledge base --------------------------------------------------------------------
+
+    /// Every article of a workspace, by slug.
+    pub async fn articles(&self, workspace: WorkspaceId) -> Result<Vec<Article>> {
+        let rows = sqlx::query(
+            "SELECT id, slug, title, body, tags, intents, language, updated_at FROM kb_articles
+             WHERE workspace_id = ? ORDER BY slug",
+        )
+        .bind(workspace.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(article_from_row).collect()
+    }
+
+    /// Every article of every workspace, to build the search index.
+    pub async fn all_articles(&self) -> Result<Vec<(WorkspaceId, Article)>> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, slug, title, body, tags, intents, language, updated_at FROM kb_articles ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| Ok((WorkspaceId(r.get("workspace_id")), article_from_row(r)?))).collect()
+    }
+
+    /// A fingerprint of the knowledge base (count and latest change), to notice changes
+    /// made by another process (the CLI).
+    pub async fn articles_fingerprint(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT count(*) AS n, COALESCE(max(updated_at), 0) AS at FROM kb_articles")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok((row.get("n"), row.get("at")))
+    }
+
+    /// An article of a workspace, by id.
+    pub async fn article(&self, workspace: WorkspaceId, id: i64) -> Result<Option<Article>> {
+        let row = sqlx::query(
+            "SELECT id, slug, title, body, tags, intents, language, updated_at FROM kb_articles WHERE id = ? AND workspace_id = ?",
+        )
+        .bind(id)
+        .bind(workspace.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(article_from_row).transpose()
+    }
+
+    /// Creates the article with this slug, or replaces it when it exists.
+    pub async fn save_article(&self, workspace: WorkspaceId, slug: &str, new: &NewArticle) -> Result<Article> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO kb_articles (workspace_id, slug, title, body, tags, intents, language, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (workspace_id, slug) DO UPDATE SET title = excluded.title, body = excluded.body,
+                 tags = excluded.tags, intents = excluded.intents, language = excluded.language,
+                 updated_at = max(excluded.updated_at, kb_articles.updated_at + 1)
+             RETURNING id, slug, title, body, tags, intents, language, updated_at",
+        )
+        .bind(workspace.0)
+        .bind(slug)
+        .bind(&new.title)
+        .bind(&new.body)
+        .bind(serde_json::to_string(&new.tags).expect("serialises"))
+        .bind(serde_json::to_string(&new.intents).expect("serialises"))
+        .bind(&new.language)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await?;
+        let article = article_from_row(&row)?;
+        let data = serde_json::json!({"article_id": article.id, "slug": slug});
+        self.append_event(workspace, "kb.saved", "admin", None, None, &data).await?;
+        Ok(article)
+    }
+
+    /// Removes an article; returns whether it existed.
+    pub async fn delete_article(&self, workspace: WorkspaceId, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM kb_articles WHERE id = ? AND workspace_id = ?")
+            .bind(id)
+            .bind(workspace.0)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.append_event(workspace, "kb.deleted", "admin", None, None, &serde_json::json!({"article_id": id}))
+                .await?;
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
     // ---- attachments -----------------------------------------------------------------------
 
     /// Records an uploaded file (already written to disk).
@@ -968,6 +1057,22 @@ async fn insert_event(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn article_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Article> {
+    let list = |column: &str| -> Result<Vec<String>> {
+        serde_json::from_str(r.get::<&str, _>(column)).map_err(|e| Error::Internal(format!("column {column}: {e}")))
+    };
+    Ok(Article {
+        id: r.get("id"),
+        slug: r.get("slug"),
+        title: r.get("title"),
+        body: r.get("body"),
+        tags: list("tags")?,
+        intents: list("intents")?,
+        language: r.get("language"),
+        updated_at: r.get("updated_at"),
+    })
 }
 
 fn canned_from_row(r: &sqlx::sqlite::SqliteRow) -> CannedReply {

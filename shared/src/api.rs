@@ -243,3 +243,69 @@ pub struct ConversationSummary {
     /// Messages in it.
     pub messages: u64,
 }
+
+/// A knowledge-base article.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Article {
+    /// Its id.
+    pub id: i64,
+    /// A stable name for imports and links (e.g. `return-policy-zh`).
+    pub slug: String,
+    /// The title.
+    pub title: String,
+    /// The text, in Markdown.
+    pub body: String,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The intents it answers (e.g. `return_policy`).
+    #[serde(default)]
+    pub intents: Vec<String>,
+    /// Its language (`zh`, `en`, …).
+    pub language: String,
+    /// When it last changed.
+    pub updated_at: UnixMillis,
+}
+
+/// An article to create or replace (`POST /api/v1/kb/articles`, `PUT .../{id}`,
+/// `kefu-relay kb import`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewArticle {
+    /// A stable name; made from the title when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// The title.
+    pub title: String,
+    /// The text, in Markdown.
+    pub body: String,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The intents it answers.
+    #[serde(default)]
+    pub intents: Vec<String>,
+    /// Its language (default `zh`).
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+fn default_language() -> String {
+    "zh".into()
+}
+
+/// One result of `GET /api/v1/kb/search?q=…`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The article.
+    pub id: i64,
+    /// Its slug.
+    pub slug: String,
+    /// Its title.
+    pub title: String,
+    /// The line of the body that best matches, as plain text.
+    pub snippet: String,
+    /// BM25 score: higher is better, comparable within one search.
+    pub score: f32,
+    /// Its language.
+    pub language: String,
+}
