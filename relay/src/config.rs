@@ -27,6 +27,40 @@ pub struct Config {
     pub journal: JournalConfig,
     /// How conversations are routed to agents.
     pub routing: RoutingConfig,
+    /// The bot that answers from the knowledge base before a person is needed.
+    pub bot: BotConfig,
+}
+
+/// The bot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotConfig {
+    /// Whether new conversations start with the bot (when the workspace has articles).
+    pub enabled: bool,
+    /// Intent definitions (JSON, as `relay/kb/intents.json`); the shipped ones when absent.
+    pub intents_file: Option<PathBuf>,
+    /// Below this confidence (0 to 1) the bot hands over to a person at once.
+    pub min_confidence: f32,
+    /// Bot answers that did not help before it hands over.
+    pub max_unresolved_turns: u32,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig { enabled: true, intents_file: None, min_confidence: 0.3, max_unresolved_turns: 3 }
+    }
+}
+
+impl BotConfig {
+    /// The intent definitions to use.
+    pub fn intents(&self) -> Result<Vec<crate::intent::IntentDef>> {
+        let text = match &self.intents_file {
+            None => crate::intent::DEFAULT_INTENTS.to_string(),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?,
+        };
+        serde_json::from_str(&text).map_err(|e| Error::Config(format!("intents: {e}")))
+    }
 }
 
 /// Routing settings that apply to every workspace (groups carry their own escalation).
@@ -151,6 +185,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             journal: JournalConfig::default(),
             routing: RoutingConfig::default(),
+            bot: BotConfig::default(),
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod hub;
 pub mod intent;
 pub mod journal;
 pub mod kb;
+pub mod knowledge;
 pub mod routing;
 pub mod session;
 pub mod store;
@@ -85,6 +86,8 @@ pub struct RelayState {
     next_conn: AtomicU64,
     /// The clock conversations run on.
     pub clock: Clock,
+    /// Articles, their search index and the intent classifier.
+    pub knowledge: Arc<knowledge::Knowledge>,
 }
 
 impl RelayState {
@@ -119,6 +122,7 @@ pub async fn run_with_clock(
 ) -> Result<()> {
     config.check()?;
     let store = Store::open(&config.data_dir).await?;
+    let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
     let journal = journal::spawn(
         store.writer.clone(),
@@ -163,6 +167,7 @@ pub async fn run_with_clock(
         tasks: TaskTracker::new(),
         next_conn: AtomicU64::new(1),
         clock,
+        knowledge,
     });
     let upkeep = tokio::spawn(upkeep(relay.clone()));
     tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");
@@ -190,9 +195,16 @@ pub async fn run_with_clock(
 
 /// Periodic housekeeping that no request should pay for.
 async fn upkeep(relay: Arc<RelayState>) {
-    let mut every = tokio::time::interval(Duration::from_secs(60));
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks: u64 = 0;
     loop {
         every.tick().await;
-        relay.login_limiter.shrink();
+        ticks += 1;
+        if let Err(e) = relay.knowledge.refresh_if_changed(&relay.store).await {
+            tracing::warn!(error = %e, "knowledge base refresh failed");
+        }
+        if ticks % 12 == 0 {
+            relay.login_limiter.shrink();
+        }
     }
 }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use kefu_proto::api::{CannedScope, NewCannedReply};
+use kefu_proto::api::{CannedScope, NewArticle, NewCannedReply};
 use kefu_proto::frame::Role;
 use kefu_relay::config::Config;
 use kefu_relay::store::DEFAULT_WORKSPACE;
-use kefu_relay::{Store, admin};
+use kefu_relay::{Store, admin, evaluation};
 
 /// kefu relay: routes customer conversations to agents and stores them durably.
 #[derive(Parser)]
@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Manage the knowledge base (articles the bot answers from and agents search).
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Manage canned replies.
     Canned {
         #[command(subcommand)]
@@ -53,6 +58,58 @@ enum Command {
     Workspace {
         #[command(subcommand)]
         command: WorkspaceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Import articles: a JSON file (an array of {slug, title, body, tags, intents,
+    /// language}), a Markdown file (title from its first "# " line, slug from its name), or
+    /// a directory of Markdown files. Articles with the same slug are replaced.
+    Import {
+        /// The file or directory.
+        path: PathBuf,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Write every article to a JSON file (importable again).
+    Export {
+        /// The file to write ("-" for standard output).
+        path: PathBuf,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// List articles.
+    List {
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Search as customers' questions are searched.
+    Search {
+        /// The question.
+        query: String,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Measure search and intent quality: top-1/top-3 accuracy and intent accuracy on an
+    /// evaluation set (the shipped sample unless files are given).
+    Eval {
+        /// Articles (JSON, as for import).
+        #[arg(long)]
+        articles: Option<PathBuf>,
+        /// Questions: a JSON array of {q, article (slug or null), intent}.
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Intent definitions (JSON).
+        #[arg(long)]
+        intents: Option<PathBuf>,
+        /// Also list every question that missed.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -212,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent { command } => agent(config, command).await,
             Command::Group { command } => group(config, command).await,
             Command::Canned { command } => canned(config, command).await,
+            Command::Kb { command } => kb(config, command).await,
             Command::Workspace { command: WorkspaceCommand::Show { slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;
@@ -288,6 +346,152 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// Reads articles from a JSON file, a Markdown file or a directory of Markdown files.
+fn read_articles(path: &std::path::Path) -> anyhow::Result<Vec<NewArticle>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "md"))
+            .collect();
+        files.sort();
+        return files.iter().map(|f| markdown_article(f)).collect();
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|x| x == "md") {
+        return Ok(vec![markdown_article(path)?]);
+    }
+    serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of articles", path.display()))
+}
+
+/// An article from a Markdown file: the first "# " line is the title, the rest the body.
+fn markdown_article(path: &std::path::Path) -> anyhow::Result<NewArticle> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("article").to_lowercase();
+    let lines: Vec<&str> = text.lines().collect();
+    let (title, body) = match lines.iter().position(|l| l.starts_with("# ")) {
+        Some(i) => {
+            let body: Vec<&str> = lines.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, l)| *l).collect();
+            (lines[i][2..].trim().to_string(), body.join("\n"))
+        }
+        None => (stem.clone(), text.clone()),
+    };
+    let language = kefu_relay::intent::language_of(&format!("{title} {body}")).to_string();
+    let slug: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    Ok(NewArticle { slug: Some(slug), title, body: body.trim().to_string(), tags: vec![], intents: vec![], language })
+}
+
+async fn kb(config: Config, command: KbCommand) -> anyhow::Result<()> {
+    if let KbCommand::Eval { articles, questions, intents, verbose } = command {
+        let read = |p: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
+            match p {
+                Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())),
+                None => Ok(default.to_string()),
+            }
+        };
+        let (articles, questions, intents) = evaluation::load(
+            &read(&articles, evaluation::SAMPLE_ARTICLES)?,
+            &read(&questions, evaluation::SAMPLE_QUESTIONS)?,
+            &read(&intents, kefu_relay::intent::DEFAULT_INTENTS)?,
+        )?;
+        let report = evaluation::evaluate(&articles, &questions, intents)?;
+        let share = |n: usize| n as f64 * 100.0 / report.search_questions.max(1) as f64;
+        println!(
+            "articles {}, questions {} ({} with an expected article)",
+            articles.len(),
+            questions.len(),
+            report.search_questions
+        );
+        println!(
+            "search   top-1 {:5.1}%  top-3 {:5.1}%   (BM25 alone: top-1 {:5.1}%, top-3 {:5.1}%)",
+            report.top1_rate() * 100.0,
+            report.top3_rate() * 100.0,
+            share(report.bm25_top1),
+            share(report.bm25_top3),
+        );
+        println!(
+            "intents  {:5.1}%  ({} of {})",
+            report.intent_rate() * 100.0,
+            report.intents_right,
+            report.intent_questions
+        );
+        if verbose {
+            for miss in &report.misses {
+                println!("  {miss}");
+            }
+        }
+        return Ok(());
+    }
+    let store = Store::open(&config.data_dir).await?;
+    match command {
+        KbCommand::Import { path, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let articles = read_articles(&path)?;
+            for new in &articles {
+                let slug =
+                    kefu_relay::knowledge::check_article(new).with_context(|| format!("article “{}”", new.title))?;
+                store.save_article(ws, &slug, new).await?;
+            }
+            println!("{} articles imported", articles.len());
+        }
+        KbCommand::Export { path, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let articles: Vec<NewArticle> = store
+                .articles(ws)
+                .await?
+                .into_iter()
+                .map(|a| NewArticle {
+                    slug: Some(a.slug),
+                    title: a.title,
+                    body: a.body,
+                    tags: a.tags,
+                    intents: a.intents,
+                    language: a.language,
+                })
+                .collect();
+            let json = serde_json::to_string_pretty(&articles)?;
+            if path.as_os_str() == "-" {
+                println!("{json}");
+            } else {
+                std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("{} articles written to {}", articles.len(), path.display());
+            }
+        }
+        KbCommand::List { workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let rows: Vec<Vec<String>> = store
+                .articles(ws)
+                .await?
+                .into_iter()
+                .map(|a| vec![a.id.to_string(), a.slug, a.language, a.intents.join(","), a.title])
+                .collect();
+            print_table(&["ID", "SLUG", "LANG", "INTENTS", "TITLE"], &rows);
+        }
+        KbCommand::Search { query, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let knowledge = kefu_relay::knowledge::Knowledge::load(&store, config.bot.intents()?).await?;
+            let hits = knowledge.answers(ws, &query, 5)?;
+            let terms = kefu_relay::kb::KnowledgeBase::terms(&query);
+            let classification = knowledge.classifier.classify(&query, &[]);
+            println!("terms: {}", terms.join(" "));
+            println!(
+                "intent: {:?} ({:.0}%: {})",
+                classification.intent,
+                classification.confidence * 100.0,
+                classification.reason
+            );
+            for hit in hits {
+                if let Some(a) = store.article(ws, hit.id).await? {
+                    let excerpt = kefu_relay::kb::snippet(&a.body, &terms, 80);
+                    println!("{:6.2}  {}  {}\n        {excerpt}", hit.score, a.slug, a.title);
+                }
+            }
+        }
+        KbCommand::Eval { .. } => unreachable!("handled above"),
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn canned(config: Config, command: CannedCommand) -> anyhow::Result<()> {

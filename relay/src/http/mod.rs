@@ -3,8 +3,10 @@
 //! ## Layout
 //! - this file: routes, extractors (JSON body, path, bearer agent), health, login,
 //!   agents, groups, contacts' VIP mark, routing history, WebSocket upgrades;
-//! - [`workstation`]: history pages, the customer panel, canned replies, attachments.
+//! - [`workstation`]: history pages, the customer panel, canned replies, attachments;
+//! - [`kb`]: knowledge-base articles and search.
 
+pub mod kb;
 pub mod workstation;
 
 use std::net::SocketAddr;
@@ -66,6 +68,9 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/contacts/{id}", get(workstation::contact).patch(patch_contact))
         .route("/api/v1/canned", get(workstation::list_canned).post(workstation::create_canned))
         .route("/api/v1/canned/{id}", delete(workstation::delete_canned))
+        .route("/api/v1/kb/articles", get(kb::list).post(kb::create))
+        .route("/api/v1/kb/articles/{id}", get(kb::get).put(kb::replace).delete(kb::delete))
+        .route("/api/v1/kb/search", get(kb::search))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
