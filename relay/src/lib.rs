@@ -203,7 +203,7 @@ async fn upkeep(relay: Arc<RelayState>) {
         if let Err(e) = relay.knowledge.refresh_if_changed(&relay.store).await {
             tracing::warn!(error = %e, "knowledge base refresh failed");
         }
-        if ticks % 12 == 0 {
+        if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();
         }
     }
