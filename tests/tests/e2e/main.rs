@@ -2,6 +2,7 @@
 //! one module per area.
 
 mod agent_tools;
+mod crash;
 mod foundation;
 mod routing;
 mod tui;
