@@ -6,21 +6,25 @@
 //! [`Action::Server`]. Views read the state through `&App`.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use kefu_proto::api::{CannedReply, CannedScope, ContactDetails, GroupView, NewCannedReply, RoutingHistory};
 use kefu_proto::frame::{
     AgentView, Author, AuthorKind, BodyFormat, ClientFrame, CloseConversation, ConversationChange, ConversationState,
-    ConversationView, ErrorFrame, MarkRead, Presence, ResolveConversation, ResumePoint, SendMessage, ServerFrame,
-    Session, SetPresence, Typing,
+    ConversationView, ErrorFrame, MarkRead, PickConversation, Presence, QueueListFrame, ResolveConversation,
+    ResumePoint, SendMessage, ServerFrame, Session, SetPresence, TransferConversation, TransferInfo, TransferTarget,
+    Typing,
 };
-use kefu_proto::limits::{MAX_BODY_BYTES, MAX_RESOLUTION_BYTES};
-use kefu_proto::{ConversationId, ErrorCode, Seq, UnixMillis};
+use kefu_proto::limits::{MAX_BODY_BYTES, MAX_NOTE_BYTES, MAX_RESOLUTION_BYTES};
+use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq, UnixMillis};
 use ratatui_textarea::TextArea;
 
+use crate::api::{ApiAnswer, ApiFailure, ApiRequest};
+use crate::canned;
 use crate::command::Command;
 use crate::keymap::{KeyCode, KeyPress, Keymap, Lookup, Mode};
 use crate::palette;
-use crate::scrollback::{Delivery, Entry, Scrollback};
+use crate::scrollback::{Attachment, Delivery, Entry, Scrollback};
 use crate::theme::Theme;
 
 /// How long a customer's typing indicator lasts without a new `typing` frame.
@@ -33,6 +37,12 @@ const TYPING_IDLE_MS: i64 = 5_000;
 const STATUS_MS: i64 = 6_000;
 /// When a send was refused as `rate_limited` or `internal`, wait this long to retry.
 const RETRY_MS: i64 = 2_000;
+/// An error frame this soon after a pick or transfer is taken to answer it (error frames
+/// name no request).
+const AWAIT_MS: i64 = 10_000;
+/// Resolution codes offered in the resolve and close prompts (up/down cycle them); any
+/// other code may be typed.
+pub const RESOLUTION_CODES: &[&str] = &["answered", "refund_issued", "exchanged", "escalated", "no_response", "spam"];
 
 /// Something that happened, for [`App::update`].
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +59,13 @@ pub enum Action {
     Server(ServerFrame),
     /// Run a command directly (the palette does this; tests too).
     Run(Command),
+    /// The relay's HTTP API answered a request of [`Effect::Api`].
+    Api {
+        /// What was asked.
+        request: ApiRequest,
+        /// The answer.
+        result: Result<ApiAnswer, ApiFailure>,
+    },
 }
 
 /// The worker's view of the connection.
@@ -83,6 +100,8 @@ pub enum Effect {
     Frame(ClientFrame),
     /// Tell the agent, even if they look elsewhere (desktop notification or bell).
     Notify(Notice),
+    /// Ask the relay's HTTP API; the answer comes back as [`Action::Api`].
+    Api(ApiRequest),
     /// Leave.
     Quit,
 }
@@ -143,15 +162,81 @@ pub enum Overlay {
         /// The answer typed so far.
         input: String,
     },
+    /// Find a canned reply to insert into the composer.
+    Canned {
+        /// What was typed.
+        query: String,
+        /// The highlighted match.
+        selected: usize,
+    },
+    /// Find who to transfer a conversation to: an agent or a group.
+    Transfer {
+        /// The conversation to transfer.
+        conversation: ConversationId,
+        /// What was typed.
+        query: String,
+        /// The highlighted match.
+        selected: usize,
+    },
 }
 
 /// Questions the prompt asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptKind {
     /// The resolution code for resolving this conversation.
     Resolve(ConversationId),
-    /// Confirm closing this conversation for good.
+    /// Closing this conversation for good, with a resolution code.
     Close(ConversationId),
+    /// The note for the receiver of a transfer.
+    TransferNote(ConversationId, TransferTarget),
+    /// The path of a file to send into the conversation.
+    AttachFile(ConversationId),
+    /// Shortcut and title for a new personal canned reply made of this conversation's
+    /// draft.
+    NewCanned(ConversationId),
+    /// Confirm deleting one of my canned replies.
+    DeleteCanned(i64),
+}
+
+/// Something fetched over HTTP for a panel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched<T> {
+    /// Asked, not answered yet.
+    Loading,
+    /// The answer.
+    Ready(T),
+    /// The request failed; why.
+    Failed(String),
+}
+
+/// A transfer target as the picker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetChoice {
+    /// Where the conversation goes.
+    pub target: TransferTarget,
+    /// The agent's or group's name.
+    pub label: String,
+    /// E-mail and skills, or the group's slug.
+    pub detail: String,
+}
+
+/// A pick or transfer sent and not yet answered: error frames carry no request id, so
+/// one arriving soon after is reported as this one's refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Awaiting {
+    /// Pick or transfer.
+    what: AwaitKind,
+    /// The conversation concerned.
+    conversation: ConversationId,
+    /// When it was sent.
+    at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AwaitKind {
+    Pick,
+    /// To whom, for the status line.
+    Transfer(String),
 }
 
 /// A status-line message.
@@ -186,6 +271,16 @@ pub struct Conversation {
     last_edit_at: UnixMillis,
     /// `last_seq` when the conversation became known, to tell history from live messages.
     known_seq: Seq,
+    /// The composer writes private notes (agents only) instead of replies. Sticky per
+    /// conversation: it never switches back to the customer by itself.
+    pub note_mode: bool,
+    /// Moved away from me by the relay or a supervisor (why): the tab stays, read-only,
+    /// so the draft and context are not lost until I close it.
+    pub detached: Option<String>,
+    /// A page of older messages is being fetched.
+    pub history_loading: bool,
+    /// Nothing older than what is held exists.
+    pub history_complete: bool,
 }
 
 impl Conversation {
@@ -197,10 +292,14 @@ impl Conversation {
             read_seq: 0,
             customer_read_seq: 0,
             customer_typing_until: None,
-            draft: new_composer(),
+            draft: new_composer(false),
             typing_sent_at: None,
             last_edit_at: 0,
             known_seq,
+            note_mode: false,
+            detached: None,
+            history_loading: false,
+            history_complete: false,
         }
     }
 
@@ -211,7 +310,7 @@ impl Conversation {
 
     /// The customer's display name.
     pub fn customer_name(&self) -> String {
-        self.view.contact.name.clone().unwrap_or_else(|| format!("访客 #{}", self.view.contact.id))
+        customer_name(&self.view)
     }
 
     /// The highest `seq` held: the resume point.
@@ -233,7 +332,7 @@ impl Conversation {
     /// Since when the customer has waited for an answer (their first message after my
     /// last one), if they are waiting.
     pub fn waiting_since(&self) -> Option<UnixMillis> {
-        if self.view.state != ConversationState::Assigned {
+        if self.view.state != ConversationState::Assigned || self.detached.is_some() {
             return None;
         }
         self.scrollback
@@ -251,11 +350,39 @@ impl Conversation {
     pub fn customer_typing(&self, now: UnixMillis) -> bool {
         self.customer_typing_until.is_some_and(|until| until > now)
     }
+
+    /// Whether I can still write and act here (it is mine and not closed).
+    pub fn is_mine(&self) -> bool {
+        self.detached.is_none() && self.view.state != ConversationState::Closed
+    }
+
+    /// The draft's text.
+    pub fn draft_text(&self) -> String {
+        self.draft.lines().join("\n")
+    }
+
+    fn set_note_mode(&mut self, on: bool) {
+        self.note_mode = on;
+        self.draft.set_placeholder_text(placeholder(on));
+    }
 }
 
-fn new_composer() -> TextArea<'static> {
+/// The customer's display name in a conversation ("访客 #12" when they gave none).
+pub fn customer_name(view: &ConversationView) -> String {
+    view.contact.name.clone().unwrap_or_else(|| format!("访客 #{}", view.contact.id))
+}
+
+fn placeholder(note: bool) -> &'static str {
+    if note {
+        "写内部备注… Private note for agents — the customer never sees it"
+    } else {
+        "写回复… Write a reply (enter: send, alt-enter: new line)"
+    }
+}
+
+fn new_composer(note: bool) -> TextArea<'static> {
     let mut draft = TextArea::default();
-    draft.set_placeholder_text("写回复… Write a reply (enter: send, alt-enter: new line)");
+    draft.set_placeholder_text(placeholder(note));
     draft.set_cursor_line_style(ratatui::style::Style::default());
     draft
 }
@@ -309,6 +436,27 @@ pub struct App {
     next_msg: u64,
     /// The scrollback's size at the last drawing (set by the view).
     pub scroll_area: Cell<ScrollArea>,
+    /// The relay's base URL, for attachment links.
+    pub relay_url: String,
+    /// The queues I serve, by group slug (`None`: the any-agent queue), as the relay last
+    /// listed them; empty queues are dropped.
+    pub queues: BTreeMap<Option<String>, QueueListFrame>,
+    /// The highlighted row of the queue pane.
+    pub queue_selected: usize,
+    /// Canned replies I may use (shared and mine), once fetched.
+    pub canned: Option<Vec<CannedReply>>,
+    /// The workspace's agents, once fetched (transfer targets).
+    pub agents: Option<Vec<AgentView>>,
+    /// The workspace's groups, once fetched (transfer targets).
+    pub groups: Option<Vec<GroupView>>,
+    /// The customer panel is shown.
+    pub panel: bool,
+    /// Customers as the panel shows them.
+    pub contacts: HashMap<ContactId, Fetched<ContactDetails>>,
+    /// Why each conversation was routed where it is.
+    pub routing: HashMap<ConversationId, Fetched<RoutingHistory>>,
+    /// A pick or transfer waiting for its answer.
+    awaiting: Option<Awaiting>,
 }
 
 impl App {
@@ -334,6 +482,16 @@ impl App {
             client_id_prefix,
             next_msg: 0,
             scroll_area: Cell::new(ScrollArea { width: 80, height: 20 }),
+            relay_url: String::new(),
+            queues: BTreeMap::new(),
+            queue_selected: 0,
+            canned: None,
+            agents: None,
+            groups: None,
+            panel: false,
+            contacts: HashMap::new(),
+            routing: HashMap::new(),
+            awaiting: None,
         }
     }
 
@@ -347,9 +505,59 @@ impl App {
         &self.pending_keys
     }
 
-    /// Conversations in state `assigned`: the load against `max_concurrent`.
+    /// Conversations in state `assigned` held by me: the load against `max_concurrent`.
     pub fn load(&self) -> usize {
-        self.conversations.iter().filter(|c| c.view.state == ConversationState::Assigned).count()
+        self.conversations.iter().filter(|c| c.view.state == ConversationState::Assigned && c.is_mine()).count()
+    }
+
+    /// The conversations waiting in the queues I serve, queue by queue, in line order:
+    /// (group, position from 1, conversation).
+    pub fn queued(&self) -> Vec<(Option<&str>, usize, &ConversationView)> {
+        self.queues
+            .iter()
+            .flat_map(|(group, list)| {
+                list.conversations.iter().enumerate().map(move |(i, view)| (group.as_deref(), i + 1, view))
+            })
+            .collect()
+    }
+
+    /// How many wait in the queues I serve (including those beyond the listed heads).
+    pub fn queue_total(&self) -> u32 {
+        self.queues.values().map(|q| q.total).sum()
+    }
+
+    /// The transfer targets matching `query`, best first: any agent, the groups, then
+    /// the other agents (the relay refuses an agent who is not online with room).
+    pub fn transfer_targets(&self, query: &str) -> Vec<TargetChoice> {
+        let me = self.agent.as_ref().map(|a| a.id);
+        let mut all = vec![TargetChoice {
+            target: TransferTarget::Group { group: None },
+            label: "任意坐席 any agent".into(),
+            detail: "the any-agent queue".into(),
+        }];
+        for group in self.groups.iter().flatten() {
+            all.push(TargetChoice {
+                target: TransferTarget::Group { group: Some(group.slug.clone()) },
+                label: format!("组 {}", group.name),
+                detail: format!("group {}", group.slug),
+            });
+        }
+        for agent in self.agents.iter().flatten().filter(|a| Some(a.id) != me) {
+            let skills: Vec<&str> = agent.skills.iter().map(|s| s.group.as_str()).collect();
+            all.push(TargetChoice {
+                target: TransferTarget::Agent { agent_id: agent.id },
+                label: agent.name.clone(),
+                detail: format!("{} {}", agent.email, skills.join(",")).trim().to_string(),
+            });
+        }
+        let order = palette::rank(query, all.iter().map(|c| format!("{} {}", c.label, c.detail)));
+        order.into_iter().map(|i| all[i].clone()).collect()
+    }
+
+    /// Canned replies matching `query`, best first (none until fetched).
+    pub fn canned_matches(&self, query: &str) -> Vec<&CannedReply> {
+        let Some(list) = &self.canned else { return Vec::new() };
+        canned::matches(list, query).into_iter().map(|i| &list[i]).collect()
     }
 
     /// The conversation with `id`.
@@ -375,9 +583,13 @@ impl App {
         self.conversation_mut(id)
     }
 
-    /// Where to resume each conversation: the highest `seq` held.
+    /// Where to resume each conversation I hold: the highest `seq` held.
     pub fn resume_points(&self) -> Vec<ResumePoint> {
-        self.conversations.iter().map(|c| ResumePoint { conversation_id: c.id(), after_seq: c.last_seq() }).collect()
+        self.conversations
+            .iter()
+            .filter(|c| c.detached.is_none())
+            .map(|c| ResumePoint { conversation_id: c.id(), after_seq: c.last_seq() })
+            .collect()
     }
 
     /// Whether frames can be sent now.
@@ -395,6 +607,7 @@ impl App {
             Action::Net(event) => self.on_net(event, &mut effects),
             Action::Server(frame) => self.on_frame(frame, &mut effects),
             Action::Run(command) => self.run(command, &mut effects),
+            Action::Api { request, result } => self.on_api(request, result, &mut effects),
         }
         // The status line always carries the latest notice, whatever else shows it.
         if let Some(Effect::Notify(notice)) = effects.iter().rev().find(|e| matches!(e, Effect::Notify(_))) {
@@ -445,14 +658,18 @@ impl App {
         match mode {
             Mode::Insert => {
                 let now = self.now;
-                let Some(conversation) = self.active_mut() else { return };
+                let Some(conversation) = self.active_mut().filter(|c| c.is_mine()) else { return };
                 if conversation.draft.input(to_textarea_input(key)) {
                     conversation.last_edit_at = now;
                     self.after_edit(effects);
                 }
             }
             Mode::Overlay => match &mut self.overlay {
-                Some(Overlay::Palette { query: input, selected }) => {
+                Some(
+                    Overlay::Palette { query: input, selected }
+                    | Overlay::Canned { query: input, selected }
+                    | Overlay::Transfer { query: input, selected, .. },
+                ) => {
                     let changed = edit_line(input, key);
                     *selected = if changed { 0 } else { *selected };
                 }
@@ -470,13 +687,19 @@ impl App {
     fn on_paste(&mut self, text: &str, effects: &mut Vec<Effect>) {
         match self.input_mode() {
             Mode::Overlay => {
-                if let Some(Overlay::Palette { query: input, .. } | Overlay::Prompt { input, .. }) = &mut self.overlay {
+                if let Some(
+                    Overlay::Palette { query: input, .. }
+                    | Overlay::Prompt { input, .. }
+                    | Overlay::Canned { query: input, .. }
+                    | Overlay::Transfer { query: input, .. },
+                ) = &mut self.overlay
+                {
                     input.extend(text.chars().filter(|c| !c.is_control()));
                 }
             }
             Mode::Normal | Mode::Insert => {
                 let now = self.now;
-                let Some(conversation) = self.active_mut() else { return };
+                let Some(conversation) = self.active_mut().filter(|c| c.is_mine()) else { return };
                 conversation.draft.insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
                 conversation.last_edit_at = now;
                 self.mode = Mode::Insert;
@@ -489,7 +712,7 @@ impl App {
     fn after_edit(&mut self, effects: &mut Vec<Effect>) {
         let now = self.now;
         let online = self.is_online();
-        let Some(conversation) = self.active_mut() else { return };
+        let Some(conversation) = self.active_mut().filter(|c| c.is_mine()) else { return };
         let empty = conversation.draft.is_empty();
         let id = conversation.id();
         if !empty && conversation.typing_sent_at.is_none_or(|t| now - t >= TYPING_REPEAT_MS) {
@@ -512,13 +735,14 @@ impl App {
             C::Quit => effects.push(Effect::Quit),
             C::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             C::Palette => self.overlay = Some(Overlay::Palette { query: String::new(), selected: 0 }),
-            C::Compose => {
-                if self.active().is_some() {
-                    self.mode = Mode::Insert;
-                } else {
-                    self.set_status("no conversation open: select one and open it first", false);
+            C::Compose => match self.active() {
+                Some(c) if c.is_mine() => self.mode = Mode::Insert,
+                Some(c) => {
+                    let why = c.detached.clone().unwrap_or_else(|| "it is closed".into());
+                    self.set_status(format!("read-only: {why}; x closes the tab"), false);
                 }
-            }
+                None => self.set_status("no conversation open: select one and open it first", false),
+            },
             C::NormalMode => self.mode = Mode::Normal,
             C::Send => self.send(effects),
             C::Newline => {
@@ -563,19 +787,33 @@ impl App {
                 }
             }
             C::CloseTab => {
-                if self.active_tab < self.tabs.len() {
-                    self.tabs.remove(self.active_tab);
+                if let Some(id) = self.active_id() {
+                    if self.conversation(id).is_some_and(|c| c.detached.is_some()) {
+                        // Not mine any more: closing its tab lets it go.
+                        self.remove_conversation(id);
+                    } else {
+                        self.tabs.remove(self.active_tab);
+                    }
                     self.mode = Mode::Normal;
                     self.focus_tab(self.active_tab.min(self.tabs.len().saturating_sub(1)), effects);
                 }
             }
-            C::ScrollUp => self.scroll(|sb, w, h, t| sb.scroll_up(1, w, h, t)),
+            C::ScrollUp => {
+                self.scroll(|sb, w, h, t| sb.scroll_up(1, w, h, t));
+                self.history_at_top(effects);
+            }
             C::ScrollDown => self.scroll(|sb, w, _, t| sb.scroll_down(1, w, t)),
             C::PageUp if matches!(self.overlay, Some(Overlay::Help { .. })) => self.help_scroll(-10),
             C::PageDown if matches!(self.overlay, Some(Overlay::Help { .. })) => self.help_scroll(10),
-            C::PageUp => self.scroll(|sb, w, h, t| sb.scroll_up(h.saturating_sub(2).max(1), w, h, t)),
+            C::PageUp => {
+                self.scroll(|sb, w, h, t| sb.scroll_up(h.saturating_sub(2).max(1), w, h, t));
+                self.history_at_top(effects);
+            }
             C::PageDown => self.scroll(|sb, w, h, t| sb.scroll_down(h.saturating_sub(2).max(1), w, t)),
-            C::ScrollTop => self.scroll(|sb, w, h, t| sb.scroll_top(w, h, t)),
+            C::ScrollTop => {
+                self.scroll(|sb, w, h, t| sb.scroll_top(w, h, t));
+                self.request_history(false, effects);
+            }
             C::ScrollBottom => {
                 if let Some(c) = self.active_mut() {
                     c.scrollback.scroll = crate::scrollback::ScrollPos::Follow;
@@ -590,24 +828,238 @@ impl App {
                 }
             }
             C::Resolve => match self.active() {
-                Some(c) if c.view.state == ConversationState::Assigned => {
+                Some(c) if c.view.state == ConversationState::Assigned && c.is_mine() => {
                     let kind = PromptKind::Resolve(c.id());
-                    self.overlay = Some(Overlay::Prompt { kind, input: "answered".into() });
+                    self.overlay = Some(Overlay::Prompt { kind, input: RESOLUTION_CODES[0].into() });
                 }
-                Some(_) => self.set_status("only an assigned conversation can be resolved", false),
+                Some(_) => self.set_status("only a conversation assigned to you can be resolved", false),
                 None => self.set_status("no conversation open", false),
             },
             C::CloseConversation => match self.active() {
-                Some(c) => {
+                Some(c) if c.is_mine() => {
                     let kind = PromptKind::Close(c.id());
+                    self.overlay = Some(Overlay::Prompt { kind, input: RESOLUTION_CODES[0].into() });
+                }
+                Some(_) => self.set_status("this conversation is no longer yours to close", false),
+                None => self.set_status("no conversation open", false),
+            },
+            C::Transfer => match self.active() {
+                Some(c) if c.view.state == ConversationState::Assigned && c.is_mine() => {
+                    let conversation = c.id();
+                    self.overlay = Some(Overlay::Transfer { conversation, query: String::new(), selected: 0 });
+                    // Fresh lists each time: agents and groups change.
+                    effects.push(Effect::Api(ApiRequest::Agents));
+                    effects.push(Effect::Api(ApiRequest::Groups));
+                }
+                Some(_) => self.set_status("only a conversation assigned to you can be transferred", false),
+                None => self.set_status("no conversation open", false),
+            },
+            C::ToggleNote => match self.active_mut() {
+                Some(c) if c.is_mine() => {
+                    let on = !c.note_mode;
+                    c.set_note_mode(on);
+                    let what = if on {
+                        "内部备注 private note: only agents see what you send now"
+                    } else {
+                        "回复 reply: what you send now goes to the customer"
+                    };
+                    self.set_status(what, false);
+                }
+                Some(_) => self.set_status("read-only conversation", false),
+                None => self.set_status("no conversation open", false),
+            },
+            C::QueueNext | C::QueuePrev => {
+                let count = self.queued().len();
+                if count == 0 {
+                    self.set_status("nobody is waiting in your queues", false);
+                } else {
+                    let delta = if command == C::QueueNext { 1 } else { count - 1 };
+                    self.queue_selected = (self.queue_selected.min(count - 1) + delta) % count;
+                }
+            }
+            C::Pick => self.pick(effects),
+            C::Canned => match self.active() {
+                Some(c) if c.is_mine() => {
+                    self.overlay = Some(Overlay::Canned { query: String::new(), selected: 0 });
+                    if self.canned.is_none() {
+                        effects.push(Effect::Api(ApiRequest::Canned));
+                    }
+                }
+                Some(_) => self.set_status("read-only conversation", false),
+                None => self.set_status("no conversation open: canned replies go into a composer", false),
+            },
+            C::ExpandCanned => self.expand_canned(effects),
+            C::NewCanned => match self.active() {
+                Some(c) if !c.draft_text().trim().is_empty() && canned::shortcut_in(&c.draft_text()).is_none() => {
+                    let kind = PromptKind::NewCanned(c.id());
                     self.overlay = Some(Overlay::Prompt { kind, input: String::new() });
                 }
+                _ => self.set_status("write the reply in the composer first, then save it as a canned reply", false),
+            },
+            C::DeleteCanned => {
+                let Some(Overlay::Canned { query, selected }) = &self.overlay else { return };
+                let chosen = self.canned_matches(query).get(*selected).map(|r| (r.id, r.scope, r.shortcut.clone()));
+                match chosen {
+                    Some((id, CannedScope::Personal, _)) => {
+                        self.overlay =
+                            Some(Overlay::Prompt { kind: PromptKind::DeleteCanned(id), input: String::new() });
+                    }
+                    Some((_, CannedScope::Workspace, shortcut)) => self.set_status(
+                        format!("/{shortcut} is shared: supervisors manage shared replies (kefu-relay canned)"),
+                        true,
+                    ),
+                    None => {}
+                }
+            }
+            C::CustomerPanel => {
+                self.panel = !self.panel;
+                self.load_panel(true, effects);
+            }
+            C::LoadHistory => self.request_history(true, effects),
+            C::AttachFile => match self.active() {
+                Some(c) if c.is_mine() => {
+                    let kind = PromptKind::AttachFile(c.id());
+                    self.overlay = Some(Overlay::Prompt { kind, input: String::new() });
+                }
+                Some(_) => self.set_status("read-only conversation", false),
                 None => self.set_status("no conversation open", false),
             },
             C::SelectNext => self.palette_move(1),
             C::SelectPrev => self.palette_move(-1),
             C::Accept => self.accept(effects),
             C::Cancel => self.overlay = None,
+        }
+    }
+
+    fn pick(&mut self, effects: &mut Vec<Effect>) {
+        let queued = self.queued();
+        let Some((_, _, view)) = queued.get(self.queue_selected.min(queued.len().saturating_sub(1))) else {
+            self.set_status("nobody is waiting in your queues", false);
+            return;
+        };
+        let conversation = view.id;
+        let name = customer_name(view);
+        if !self.is_online() {
+            self.set_status("not connected: take it again when the relay is back", true);
+            return;
+        }
+        effects.push(Effect::Frame(ClientFrame::Pick(PickConversation { conversation_id: conversation })));
+        self.awaiting = Some(Awaiting { what: AwaitKind::Pick, conversation, at: self.now });
+        self.set_status(format!("认领 taking {name}…"), false);
+    }
+
+    /// Tab in the composer: a `/shortcut` expands (or opens the picker on it); anything
+    /// else gets a tab.
+    fn expand_canned(&mut self, effects: &mut Vec<Effect>) {
+        let Some(draft) = self.active().filter(|c| c.is_mine()).map(Conversation::draft_text) else { return };
+        match canned::shortcut_in(&draft) {
+            Some(word) => {
+                let word = word.to_string();
+                if !self.use_shortcut(&word, effects) {
+                    self.set_status(format!("no canned reply matches /{word}"), false);
+                }
+            }
+            None => {
+                if let Some(c) = self.active_mut() {
+                    c.draft.insert_tab();
+                }
+            }
+        }
+    }
+
+    /// Expands `/word` typed in the composer: an exact shortcut at once, else the picker
+    /// on it. False when no canned reply matches at all.
+    fn use_shortcut(&mut self, word: &str, effects: &mut Vec<Effect>) -> bool {
+        let Some(list) = &self.canned else {
+            effects.push(Effect::Api(ApiRequest::Canned));
+            self.set_status("canned replies are loading; try again in a moment", false);
+            return true;
+        };
+        if let Some(reply) = canned::exact(list, word).cloned() {
+            self.insert_canned(&reply, effects);
+            return true;
+        }
+        if canned::matches(list, word).is_empty() {
+            return false;
+        }
+        self.overlay = Some(Overlay::Canned { query: word.to_string(), selected: 0 });
+        true
+    }
+
+    /// Puts a canned reply, expanded, into the active composer (replacing a `/shortcut`
+    /// draft, else at the caret).
+    fn insert_canned(&mut self, reply: &CannedReply, effects: &mut Vec<Effect>) {
+        let now = self.now;
+        let agent_name = self.agent.as_ref().map(|a| a.name.clone());
+        let Some(c) = self.active_mut().filter(|c| c.is_mine()) else { return };
+        let text = canned::expand(&reply.body, c.view.contact.name.as_deref(), agent_name.as_deref());
+        if canned::shortcut_in(&c.draft_text()).is_some() {
+            c.draft = new_composer(c.note_mode);
+        }
+        c.draft.insert_str(text);
+        c.last_edit_at = now;
+        self.mode = Mode::Insert;
+        self.after_edit(effects);
+    }
+
+    /// Shows the customer panel's data for the active conversation, fetching what is
+    /// missing (everything again when `refresh`).
+    fn load_panel(&mut self, refresh: bool, effects: &mut Vec<Effect>) {
+        if !self.panel {
+            return;
+        }
+        let Some((contact, conversation)) = self.active().map(|c| (c.view.contact.id, c.id())) else { return };
+        if refresh || !self.contacts.contains_key(&contact) {
+            self.contacts.entry(contact).or_insert(Fetched::Loading);
+            effects.push(Effect::Api(ApiRequest::Contact(contact)));
+        }
+        if refresh || !self.routing.contains_key(&conversation) {
+            self.routing.entry(conversation).or_insert(Fetched::Loading);
+            effects.push(Effect::Api(ApiRequest::Routing(conversation)));
+        }
+    }
+
+    /// After scrolling up: at the first message held, fetch what is before it.
+    fn history_at_top(&mut self, effects: &mut Vec<Effect>) {
+        let area = self.scroll_area.get();
+        let at_top = self.active().is_some_and(|c| {
+            c.scrollback.visible(area.width, area.height as usize, &self.theme).first().is_some_and(|p| p.0 == 0)
+        });
+        if at_top {
+            self.request_history(false, effects);
+        }
+    }
+
+    /// Fetches the page of messages before the first held in the active conversation, if
+    /// any are missing; `explicit` when the agent asked (then the status line answers).
+    fn request_history(&mut self, explicit: bool, effects: &mut Vec<Effect>) {
+        let Some(id) = self.active_id() else { return };
+        let Some(c) = self.conversation_mut(id) else { return };
+        let before = match c.scrollback.lowest_seq() {
+            _ if c.history_loading => {
+                if explicit {
+                    self.set_status("正在加载 loading older messages…", false);
+                }
+                return;
+            }
+            Some(lowest) if lowest > 1 && !c.history_complete => lowest,
+            // Nothing held yet but the relay has messages: the catch-up is on its way,
+            // unless the agent insists.
+            None if c.view.last_seq > 0 && explicit => c.view.last_seq + 1,
+            _ => {
+                if c.scrollback.lowest_seq().is_some_and(|l| l <= 1) {
+                    c.history_complete = true;
+                }
+                if explicit {
+                    self.set_status("这就是全部历史 the whole history is here", false);
+                }
+                return;
+            }
+        };
+        c.history_loading = true;
+        effects.push(Effect::Api(ApiRequest::History { conversation: id, before }));
+        if explicit {
+            self.set_status("正在加载 loading older messages…", false);
         }
     }
 
@@ -629,14 +1081,34 @@ impl App {
     }
 
     fn palette_move(&mut self, delta: isize) {
-        match &mut self.overlay {
-            Some(Overlay::Palette { query, selected }) => {
-                let count = palette::matches(&self.keymap, query).len();
-                if count > 0 {
-                    *selected = (*selected as isize + delta).rem_euclid(count as isize) as usize;
-                }
+        let count = match &self.overlay {
+            Some(Overlay::Palette { query, .. }) => palette::matches(&self.keymap, query).len(),
+            Some(Overlay::Canned { query, .. }) => self.canned_matches(query).len(),
+            Some(Overlay::Transfer { query, .. }) => self.transfer_targets(query).len(),
+            _ => 0,
+        };
+        let step = |selected: &mut usize| {
+            if count > 0 {
+                *selected = (*selected as isize + delta).rem_euclid(count as isize) as usize;
             }
+        };
+        match &mut self.overlay {
+            Some(
+                Overlay::Palette { selected, .. }
+                | Overlay::Canned { selected, .. }
+                | Overlay::Transfer { selected, .. },
+            ) => step(selected),
             Some(Overlay::Help { scroll }) => *scroll = scroll.saturating_add_signed(delta),
+            // Up and down offer the common resolution codes.
+            Some(Overlay::Prompt { kind: PromptKind::Resolve(_) | PromptKind::Close(_), input }) => {
+                let codes = RESOLUTION_CODES.len() as isize;
+                let next = match RESOLUTION_CODES.iter().position(|c| c == input) {
+                    Some(i) => (i as isize + delta).rem_euclid(codes),
+                    None if delta > 0 => 0,
+                    None => codes - 1,
+                };
+                *input = RESOLUTION_CODES[next as usize].to_string();
+            }
             _ => {}
         }
     }
@@ -647,6 +1119,75 @@ impl App {
                 if let Some(command) = palette::matches(&self.keymap, &query).get(selected).map(|m| m.command) {
                     self.run(command, effects);
                 }
+            }
+            Some(Overlay::Canned { query, selected }) => {
+                match self.canned_matches(&query).get(selected).map(|r| (*r).clone()) {
+                    Some(reply) => self.insert_canned(&reply, effects),
+                    None => {
+                        if self.canned.is_none() {
+                            self.set_status("canned replies are loading…", false);
+                        }
+                        self.overlay = Some(Overlay::Canned { query, selected });
+                    }
+                }
+            }
+            Some(Overlay::Transfer { conversation, query, selected }) => {
+                match self.transfer_targets(&query).into_iter().nth(selected) {
+                    Some(choice) => {
+                        let kind = PromptKind::TransferNote(conversation, choice.target);
+                        self.overlay = Some(Overlay::Prompt { kind, input: String::new() });
+                    }
+                    None => self.overlay = Some(Overlay::Transfer { conversation, query, selected }),
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::TransferNote(id, to), input }) => {
+                let note = input.trim().to_string();
+                if note.len() > MAX_NOTE_BYTES {
+                    self.set_status(format!("a transfer note has at most {MAX_NOTE_BYTES} bytes"), true);
+                    self.overlay = Some(Overlay::Prompt { kind: PromptKind::TransferNote(id, to), input });
+                } else if !self.is_online() {
+                    self.set_status("not connected: transfer again when the relay is back", true);
+                } else {
+                    let label = self.target_label(&to);
+                    effects.push(Effect::Frame(ClientFrame::Transfer(TransferConversation {
+                        conversation_id: id,
+                        to,
+                        note: (!note.is_empty()).then_some(note),
+                    })));
+                    self.awaiting =
+                        Some(Awaiting { what: AwaitKind::Transfer(label.clone()), conversation: id, at: self.now });
+                    self.set_status(format!("转接中 transferring to {label}…"), false);
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::AttachFile(id), input }) => {
+                let path = input.trim().to_string();
+                if path.is_empty() {
+                    self.overlay = Some(Overlay::Prompt { kind: PromptKind::AttachFile(id), input });
+                } else {
+                    self.set_status(format!("上传中 uploading {path}…"), false);
+                    effects.push(Effect::Api(ApiRequest::Upload { conversation: id, path }));
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::NewCanned(id), input }) => {
+                let body = self.conversation(id).map(Conversation::draft_text).unwrap_or_default();
+                match canned::parse_new(&input) {
+                    Err(why) => {
+                        self.set_status(why, true);
+                        self.overlay = Some(Overlay::Prompt { kind: PromptKind::NewCanned(id), input });
+                    }
+                    Ok(_) if body.trim().is_empty() => self.set_status("the draft is empty", true),
+                    Ok((shortcut, title)) => {
+                        effects.push(Effect::Api(ApiRequest::CreateCanned(NewCannedReply {
+                            shortcut,
+                            title,
+                            body,
+                            scope: CannedScope::Personal,
+                        })));
+                    }
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::DeleteCanned(id), .. }) => {
+                effects.push(Effect::Api(ApiRequest::DeleteCanned(id)));
             }
             Some(Overlay::Prompt { kind: PromptKind::Resolve(id), input }) => {
                 let code = input.trim().to_string();
@@ -663,11 +1204,15 @@ impl App {
                     })));
                 }
             }
-            Some(Overlay::Prompt { kind: PromptKind::Close(id), .. }) => {
-                if self.is_online() {
+            Some(Overlay::Prompt { kind: PromptKind::Close(id), input }) => {
+                let code = input.trim().to_string();
+                if code.len() > MAX_RESOLUTION_BYTES {
+                    self.set_status(format!("a resolution code has at most {MAX_RESOLUTION_BYTES} bytes"), true);
+                    self.overlay = Some(Overlay::Prompt { kind: PromptKind::Close(id), input });
+                } else if self.is_online() {
                     effects.push(Effect::Frame(ClientFrame::Close(CloseConversation {
                         conversation_id: id,
-                        resolution: None,
+                        resolution: (!code.is_empty()).then_some(code),
                     })));
                 } else {
                     self.set_status("not connected: close again when the relay is back", true);
@@ -677,39 +1222,85 @@ impl App {
         }
     }
 
+    /// Who a transfer target is, in words.
+    pub fn target_label(&self, to: &TransferTarget) -> String {
+        match to {
+            TransferTarget::Agent { agent_id } => self
+                .agents
+                .iter()
+                .flatten()
+                .find(|a| a.id == *agent_id)
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| format!("agent {agent_id}")),
+            TransferTarget::Group { group: None } => "任意坐席 any agent".into(),
+            TransferTarget::Group { group: Some(slug) } => self
+                .groups
+                .iter()
+                .flatten()
+                .find(|g| g.slug == *slug)
+                .map(|g| format!("组 {}", g.name))
+                .unwrap_or_else(|| format!("group {slug}")),
+        }
+    }
+
+    /// Enter in the composer: a lone `/shortcut` expands; anything else is sent (as a
+    /// private note in note mode).
     fn send(&mut self, effects: &mut Vec<Effect>) {
+        let Some(id) = self.active_id() else { return };
+        let Some(conversation) = self.conversation(id) else { return };
+        let body = conversation.draft_text();
+        let internal = conversation.note_mode;
+        if body.trim().is_empty() {
+            return;
+        }
+        if let Some(word) = canned::shortcut_in(&body).map(str::to_string)
+            && self.use_shortcut(&word, effects)
+        {
+            return;
+        }
+        if self.send_message(id, body, Vec::new(), internal, effects)
+            && let Some(conversation) = self.conversation_mut(id)
+        {
+            conversation.draft = new_composer(conversation.note_mode);
+        }
+    }
+
+    /// Stores a message of mine in `id` and sends it (or queues it while offline).
+    /// Returns whether it was accepted.
+    fn send_message(
+        &mut self,
+        id: ConversationId,
+        body: String,
+        attachments: Vec<Attachment>,
+        internal: bool,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
         let online = self.is_online();
         let now = self.now;
         let format = if self.markdown { BodyFormat::Markdown } else { BodyFormat::Text };
         let me = self.me();
-        let Some(id) = self.active_id() else { return };
         let client_msg_id = format!("{}-{}", self.client_id_prefix, self.next_msg + 1);
-        let Some(conversation) = self.conversation_mut(id) else { return };
-        let body = conversation.draft.lines().join("\n");
-        if body.trim().is_empty() {
-            return;
-        }
+        let Some(conversation) = self.conversation_mut(id) else { return false };
         if body.len() > MAX_BODY_BYTES {
             let len = body.len();
             self.set_status(format!("the message is {len} bytes; the limit is {MAX_BODY_BYTES}"), true);
-            return;
+            return false;
         }
         if conversation.view.state == ConversationState::Closed {
             self.set_status("the conversation is closed", true);
-            return;
+            return false;
         }
-        conversation.draft = new_composer();
-        let mut entry = Entry::outgoing(me, body.clone(), format, now, client_msg_id.clone());
+        if let Some(why) = &conversation.detached {
+            let text = format!("not sent: the conversation {why}");
+            self.set_status(text, true);
+            return false;
+        }
+        let mut entry = Entry::outgoing(me, body, format, now, client_msg_id);
+        entry.internal = internal;
+        entry.attachments = attachments;
         if online {
             entry.delivery = Delivery::Sending;
-            effects.push(Effect::Frame(ClientFrame::Send(SendMessage {
-                client_msg_id,
-                conversation_id: Some(id),
-                body,
-                format,
-                internal: false,
-                attachments: Vec::new(),
-            })));
+            effects.push(Effect::Frame(send_frame(id, &entry)));
             if conversation.typing_sent_at.take().is_some() {
                 effects.push(Effect::Frame(typing(id, false)));
             }
@@ -722,6 +1313,7 @@ impl App {
         if !online {
             self.set_status("not connected: the message is queued and goes out when the relay is back", false);
         }
+        true
     }
 
     fn me(&self) -> Author {
@@ -752,6 +1344,8 @@ impl App {
             self.selected = pos;
         }
         self.mark_active_read(effects);
+        self.load_panel(false, effects);
+        self.request_history(false, effects);
     }
 
     /// The active conversation is being looked at: everything in it is read.
@@ -849,26 +1443,33 @@ impl App {
                 self.agent = Some(agent);
                 self.presence = presence;
                 self.connection = Connection::Online;
+                // The relay lists the queues I serve again after every hello.
+                self.queues.clear();
                 self.on_welcome(conversations, effects);
+                effects.push(Effect::Api(ApiRequest::Canned));
             }
             ServerFrame::Message(m) => {
                 let active = self.active_id();
-                let Some(conversation) = self.conversation_mut(m.conversation_id) else {
+                let id = m.conversation_id;
+                let Some(conversation) = self.conversations.iter_mut().find(|c| c.id() == m.conversation_id) else {
                     tracing::warn!(conversation = %m.conversation_id, seq = m.seq, "message for a conversation not held");
                     return;
                 };
                 let live = m.seq > conversation.known_seq;
                 let from_customer = m.author.kind == AuthorKind::Customer;
-                let preview = m.body.chars().take(80).collect::<String>();
+                let preview = match m.attachments.first() {
+                    Some(file) if m.body.trim().is_empty() => format!("附件 file: {}", file.name),
+                    _ => m.body.chars().take(80).collect::<String>(),
+                };
                 let name = conversation.customer_name();
-                let entry = Entry::received(m.seq, m.author, m.body, m.format, m.at);
+                let entry = Entry::from_message(m, &self.relay_url);
                 if !conversation.scrollback.insert_stored(entry) {
                     return; // already held: resumed or delivered twice
                 }
                 if from_customer {
                     conversation.customer_typing_until = None;
                 }
-                if active == Some(m.conversation_id) {
+                if active == Some(id) {
                     self.mark_active_read(effects);
                 } else if live && from_customer {
                     effects.push(Effect::Notify(Notice { title: format!("{name} 发来消息"), body: preview }));
@@ -890,7 +1491,19 @@ impl App {
                 }
             }
             ServerFrame::Error(error) => self.on_error(error),
-            ServerFrame::Conversation(change) => self.on_conversation(change.change, change.conversation, effects),
+            ServerFrame::Conversation(change) => {
+                self.on_conversation(change.change, change.conversation, change.transfer, effects)
+            }
+            ServerFrame::QueueList(list) => {
+                if list.total == 0 {
+                    self.queues.remove(&list.group);
+                } else {
+                    self.queues.insert(list.group.clone(), list);
+                }
+                self.queue_selected = self.queue_selected.min(self.queued().len().saturating_sub(1));
+            }
+            // Customers' own place in line; agents get `queue_list`.
+            ServerFrame::Queue(_) => {}
             ServerFrame::Typing(t) => {
                 let now = self.now;
                 if t.author == AuthorKind::Customer
@@ -916,9 +1529,6 @@ impl App {
                 self.set_status(what, false);
             }
             ServerFrame::Pong(_) => {}
-            // Frames a newer relay sends that this workstation does not show yet.
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(?other, "frame not shown by this workstation"),
         }
     }
 
@@ -956,35 +1566,119 @@ impl App {
             }
         }
         self.mark_active_read(effects);
+        self.load_panel(false, effects);
     }
 
-    fn on_conversation(&mut self, change: ConversationChange, view: ConversationView, effects: &mut Vec<Effect>) {
+    fn on_conversation(
+        &mut self,
+        change: ConversationChange,
+        view: ConversationView,
+        transfer: Option<TransferInfo>,
+        effects: &mut Vec<Effect>,
+    ) {
         let id = view.id;
+        let now = self.now;
         match change {
             ConversationChange::Assigned => {
-                if let Some(conversation) = self.conversation_mut(id) {
-                    conversation.view = view;
-                    return;
-                }
-                let name = view.contact.name.clone().unwrap_or_else(|| format!("访客 #{}", view.contact.id));
+                let picked = self.awaited(AwaitKind::Pick, id);
+                // It moved: the reasons the panel shows are out of date.
+                self.routing.remove(&id);
+                let name = customer_name(&view);
                 let channel = view.channel.as_str();
                 let vip = if view.contact.vip { " VIP" } else { "" };
-                self.conversations.push(Conversation::new(view));
+                let after_seq = view.last_seq;
+                let notice = transfer.as_ref().map(|t| transfer_notice(t, after_seq, now));
+                let known = match self.conversation_mut(id) {
+                    Some(conversation) => {
+                        conversation.view = view;
+                        conversation.detached = None;
+                        if let Some(notice) = notice {
+                            conversation.scrollback.insert_stored(notice);
+                        }
+                        true
+                    }
+                    None => {
+                        let mut conversation = Conversation::new(view);
+                        if let Some(notice) = notice {
+                            conversation.scrollback.insert_stored(notice);
+                        }
+                        self.conversations.push(conversation);
+                        false
+                    }
+                };
                 let was_empty = self.tabs.is_empty();
-                self.open_tab(id, false, effects);
-                if was_empty {
+                // What I took myself I want to see at once; what the relay gives me
+                // must not steal the focus.
+                self.open_tab(id, picked, effects);
+                if was_empty && !known {
                     self.selected = self.conversations.len() - 1;
                 }
-                effects.push(Effect::Notify(Notice {
-                    title: format!("新会话 New conversation{vip}"),
-                    body: format!("{name} ({channel})"),
-                }));
+                if picked {
+                    self.set_status(format!("已认领 {name} is yours"), false);
+                } else if let Some(t) = &transfer {
+                    let from = t.from.as_ref().map_or("the relay", |a| a.name.as_str());
+                    let note = t.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+                    effects.push(Effect::Notify(Notice {
+                        title: format!("转给你 Transferred to you{vip}"),
+                        body: format!("{name} ({channel}) from {from}{note}"),
+                    }));
+                } else if !known {
+                    effects.push(Effect::Notify(Notice {
+                        title: format!("新会话 New conversation{vip}"),
+                        body: format!("{name} ({channel})"),
+                    }));
+                }
+                if self.active_id() == Some(id) {
+                    self.load_panel(false, effects);
+                }
             }
-            ConversationChange::Unassigned | ConversationChange::Closed => {
+            ConversationChange::Unassigned => {
+                let Some(name) = self.conversation(id).map(Conversation::customer_name) else { return };
+                let label = match self.awaiting.take() {
+                    Some(Awaiting { what: AwaitKind::Transfer(label), conversation, .. }) if conversation == id => {
+                        Some(label)
+                    }
+                    other => {
+                        self.awaiting = other;
+                        None
+                    }
+                };
+                if let Some(label) = label {
+                    // My own transfer went through: it is not mine any more.
+                    self.remove_conversation(id);
+                    self.set_status(format!("已转出 {name} transferred to {label}"), false);
+                    self.load_panel(false, effects);
+                    return;
+                }
+                // Moved by the relay (no reply in time) or a supervisor: keep the tab,
+                // read-only, so the context and draft are not lost mid-sentence.
+                let whereto = match &view.assignee {
+                    Some(agent) => format!("now with {}", agent.name),
+                    None => "back in the queue".to_string(),
+                };
+                let why = format!("moved away from you ({whereto})");
+                let active = self.active_id() == Some(id);
+                let Some(conversation) = self.conversation_mut(id) else { return };
+                let after_seq = conversation.last_seq();
+                conversation.view = view;
+                conversation.detached = Some(why.clone());
+                conversation.typing_sent_at = None;
+                conversation.scrollback.insert_stored(Entry::notice(
+                    after_seq,
+                    "移走 moved",
+                    format!("已移走 {why} — read-only; x closes the tab"),
+                    now,
+                ));
+                if active {
+                    self.mode = Mode::Normal;
+                }
+                self.set_status(format!("conversation with {name} {why}"), false);
+            }
+            ConversationChange::Closed => {
                 let name = self.conversation(id).map(Conversation::customer_name).unwrap_or_default();
                 self.remove_conversation(id);
-                let what = if change == ConversationChange::Closed { "closed" } else { "moved away from you" };
-                self.set_status(format!("conversation with {name} {what}"), false);
+                self.set_status(format!("conversation with {name} closed"), false);
+                self.load_panel(false, effects);
             }
             _ => {
                 let resolved = view.state == ConversationState::Resolved;
@@ -995,6 +1689,107 @@ impl App {
                         self.set_status(format!("conversation with {name} resolved"), false);
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether a `what` for `conversation` was waiting for its answer (and now has it).
+    fn awaited(&mut self, what: AwaitKind, conversation: ConversationId) -> bool {
+        let matched = self.awaiting.as_ref().is_some_and(|a| {
+            a.conversation == conversation && std::mem::discriminant(&a.what) == std::mem::discriminant(&what)
+        });
+        if matched {
+            self.awaiting = None;
+        }
+        matched
+    }
+
+    // ---------------------------------------------------------------------------------
+    // HTTP answers
+    // ---------------------------------------------------------------------------------
+
+    fn on_api(&mut self, request: ApiRequest, result: Result<ApiAnswer, ApiFailure>, effects: &mut Vec<Effect>) {
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(failure) => return self.on_api_failure(request, failure),
+        };
+        match (request, answer) {
+            (_, ApiAnswer::Agents(agents)) => self.agents = Some(agents),
+            (_, ApiAnswer::Groups(groups)) => self.groups = Some(groups),
+            (_, ApiAnswer::Canned(list)) => self.canned = Some(list),
+            (_, ApiAnswer::CannedCreated(reply)) => {
+                let text = format!("已保存 saved /{}: type it in the composer and press tab", reply.shortcut);
+                let list = self.canned.get_or_insert_with(Vec::new);
+                list.retain(|r| r.id != reply.id);
+                list.push(reply);
+                list.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
+                self.set_status(text, false);
+            }
+            (ApiRequest::DeleteCanned(id), ApiAnswer::CannedDeleted) => {
+                let gone = self.canned.as_mut().and_then(|list| {
+                    let at = list.iter().position(|r| r.id == id)?;
+                    Some(list.remove(at))
+                });
+                let what = gone.map_or_else(|| "the canned reply".to_string(), |r| format!("/{}", r.shortcut));
+                self.set_status(format!("已删除 deleted {what}"), false);
+            }
+            (ApiRequest::Contact(id), ApiAnswer::Contact(details)) => {
+                self.contacts.insert(id, Fetched::Ready(details));
+            }
+            (ApiRequest::Routing(id), ApiAnswer::Routing(history)) => {
+                self.routing.insert(id, Fetched::Ready(history));
+            }
+            (ApiRequest::History { conversation, .. }, ApiAnswer::History(page)) => {
+                let relay_url = self.relay_url.clone();
+                let Some(c) = self.conversations.iter_mut().find(|c| c.id() == conversation) else { return };
+                c.history_loading = false;
+                let mut added = 0;
+                for message in page.messages {
+                    added += usize::from(c.scrollback.insert_stored(Entry::from_message(message, &relay_url)));
+                }
+                if !page.more || added == 0 || c.scrollback.lowest_seq().is_some_and(|l| l <= 1) {
+                    c.history_complete = true;
+                }
+                if added > 0 {
+                    self.set_status(format!("已加载 {added} older messages"), false);
+                }
+            }
+            (ApiRequest::Upload { conversation, .. }, ApiAnswer::Uploaded(reference)) => {
+                let name = reference.name.clone();
+                let internal = self.conversation(conversation).is_some_and(|c| c.note_mode);
+                let attachment = Attachment::at(&self.relay_url, reference);
+                if self.send_message(conversation, String::new(), vec![attachment], internal, effects) {
+                    self.set_status(format!("已上传 uploaded {name}"), false);
+                }
+            }
+            (request, answer) => tracing::warn!(?request, ?answer, "an answer that does not fit its request"),
+        }
+    }
+
+    fn on_api_failure(&mut self, request: ApiRequest, failure: ApiFailure) {
+        let message = failure.message;
+        match request {
+            ApiRequest::Contact(id) => {
+                self.contacts.insert(id, Fetched::Failed(message));
+            }
+            ApiRequest::Routing(id) => {
+                self.routing.insert(id, Fetched::Failed(message));
+            }
+            ApiRequest::History { conversation, .. } => {
+                if let Some(c) = self.conversation_mut(conversation) {
+                    c.history_loading = false;
+                }
+                self.set_status(format!("cannot load older messages: {message}"), true);
+            }
+            ApiRequest::Upload { path, .. } => {
+                self.set_status(format!("上传失败 upload failed ({path}): {message}"), true)
+            }
+            ApiRequest::CreateCanned(new) => {
+                self.set_status(format!("cannot save /{}: {message}", new.shortcut), true);
+            }
+            ApiRequest::DeleteCanned(_) => self.set_status(format!("cannot delete: {message}"), true),
+            ApiRequest::Agents | ApiRequest::Groups | ApiRequest::Canned => {
+                self.set_status(format!("cannot reach the relay's API: {message}"), true);
             }
         }
     }
@@ -1015,7 +1810,15 @@ impl App {
 
     fn on_error(&mut self, error: ErrorFrame) {
         let Some(id) = error.client_msg_id.as_deref() else {
-            self.set_status(format!("relay: {} ({})", error.message, error.code), true);
+            // No request named: a pick or transfer sent just now is the likely one.
+            let what = match self.awaiting.take() {
+                Some(a) if self.now - a.at <= AWAIT_MS => match a.what {
+                    AwaitKind::Pick => "认领失败 pick refused".to_string(),
+                    AwaitKind::Transfer(to) => format!("转接失败 transfer to {to} refused"),
+                },
+                _ => "relay".to_string(),
+            };
+            self.set_status(format!("{what}: {} ({})", error.message, error.code), true);
             return;
         };
         let now = self.now;
@@ -1036,6 +1839,19 @@ impl App {
     }
 }
 
+/// The line a transfer leaves in the receiver's scrollback.
+fn transfer_notice(transfer: &TransferInfo, after_seq: Seq, at: UnixMillis) -> Entry {
+    let from = match &transfer.from {
+        Some(agent) => format!("由 {} 转来 transferred by {}", agent.name, agent.name),
+        None => "由系统转来 moved here by the relay".to_string(),
+    };
+    let body = match transfer.note.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(note) => format!("{from}: {note}"),
+        None => from,
+    };
+    Entry::notice(after_seq, "转接 transfer", body, at)
+}
+
 fn typing(id: ConversationId, active: bool) -> ClientFrame {
     ClientFrame::Typing(Typing { conversation_id: Some(id), active })
 }
@@ -1046,8 +1862,8 @@ fn send_frame(id: ConversationId, entry: &Entry) -> ClientFrame {
         conversation_id: Some(id),
         body: entry.body.clone(),
         format: entry.format,
-        internal: false,
-        attachments: Vec::new(),
+        internal: entry.internal,
+        attachments: entry.attachments.iter().map(|a| a.reference.id.clone()).collect(),
     })
 }
 
@@ -1400,7 +2216,16 @@ mod tests {
             matches!(frames(&effects)[..], [ClientFrame::Resolve(ResolveConversation { resolution: Some(r), .. })] if r == "refund_issued")
         );
         assert!(frames(&keys(&mut app, "C esc")).is_empty(), "esc keeps the conversation");
-        let effects = keys(&mut app, "C enter");
+        // Close offers the resolution codes too: down moves to the next one.
+        let effects = keys(&mut app, "C down enter");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Close(CloseConversation {
+                conversation_id: ConversationId(1),
+                resolution: Some("refund_issued".into())
+            })]
+        );
+        let effects = keys(&mut app, "C C-u enter");
         assert_eq!(
             frames(&effects),
             vec![&ClientFrame::Close(CloseConversation { conversation_id: ConversationId(1), resolution: None })]
@@ -1460,5 +2285,313 @@ mod tests {
         app.update(Action::Net(NetEvent::LoggedOut("logged out".into())));
         assert_eq!(app.connection, Connection::LoggedOut("logged out".into()));
         assert!(frames(&keys(&mut app, "p")).is_empty());
+    }
+
+    fn apis(effects: &[Effect]) -> Vec<&ApiRequest> {
+        effects.iter().filter_map(|e| if let Effect::Api(r) = e { Some(r) } else { None }).collect()
+    }
+
+    fn answer(app: &mut App, request: ApiRequest, answer: ApiAnswer) -> Vec<Effect> {
+        app.update(Action::Api { request, result: Ok(answer) })
+    }
+
+    fn queued(id: i64, name: &str, vip: bool, minutes: i64) -> ConversationView {
+        serde_json::from_value(json!({
+            "id": id, "state": "queued", "channel": "web",
+            "contact": {"id": 100 + id, "name": name, "vip": vip},
+            "last_seq": 1, "created_at": NOW - minutes * 60_000, "queued_at": NOW - minutes * 60_000,
+            "group": "presales", "priority": if vip { 100 } else { 200 },
+        }))
+        .expect("a valid conversation view")
+    }
+
+    fn canned_list() -> Vec<CannedReply> {
+        serde_json::from_value(json!([
+            {"id": 1, "shortcut": "hi", "title": "问候", "body": "{customer.name}，您好！我是{agent.name}。", "scope": "workspace"},
+            {"id": 2, "shortcut": "return", "title": "Returns", "body": "Hi {customer.name}, returns are free.", "scope": "workspace"},
+            {"id": 3, "shortcut": "rest", "title": "我的休息说明", "body": "稍等片刻", "scope": "personal"},
+        ]))
+        .unwrap()
+    }
+
+    fn draft(app: &App) -> String {
+        app.active().unwrap().draft_text()
+    }
+
+    #[test]
+    fn the_queue_lists_waiting_conversations_and_pick_takes_one() {
+        let mut app = online();
+        app.update(server(json!({
+            "type": "queue_list", "group": "presales", "total": 2,
+            "conversations": [queued(5, "陈小姐", true, 3), queued(6, "Tom", false, 1)],
+        })));
+        let rows: Vec<(Option<&str>, usize, i64)> = app.queued().iter().map(|(g, p, v)| (*g, *p, v.id.0)).collect();
+        assert_eq!(rows, vec![(Some("presales"), 1, 5), (Some("presales"), 2, 6)]);
+        assert_eq!(app.queue_total(), 2);
+        keys(&mut app, "J");
+        assert_eq!(app.queue_selected, 1);
+        let effects = keys(&mut app, "c");
+        assert_eq!(frames(&effects), vec![&ClientFrame::Pick(PickConversation { conversation_id: ConversationId(6) })]);
+        // Refused: the status line says so, naming the pick.
+        app.update(server(json!({"type": "error", "code": "conflict", "message": "Tom was taken by 小李"})));
+        let status = app.status.clone().unwrap();
+        assert!(status.is_error && status.text.contains("pick refused") && status.text.contains("小李"), "{status:?}");
+        // Taken: it opens in a focused tab; the queue empties when the relay says so.
+        keys(&mut app, "c");
+        let mut mine = view(6, "Tom");
+        mine.last_seq = 1;
+        let effects = app.update(changed("assigned", mine));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Notify(_))), "what I took needs no notification");
+        assert_eq!(app.active_id(), Some(ConversationId(6)));
+        app.update(server(json!({"type": "queue_list", "group": "presales", "total": 1, "conversations": [queued(5, "陈小姐", true, 3)]})));
+        assert_eq!(app.queue_selected, 0);
+        app.update(server(json!({"type": "queue_list", "group": "presales", "total": 0, "conversations": []})));
+        assert!(app.queues.is_empty());
+    }
+
+    #[test]
+    fn transfer_picks_a_target_and_a_note_and_the_tab_goes_when_it_leaves() {
+        let mut app = online();
+        let effects = keys(&mut app, "t");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Agents, &ApiRequest::Groups]);
+        let agents: Vec<AgentView> = serde_json::from_value(json!([
+            {"id": 7, "name": "小王", "email": "wang@shop.example", "role": "agent", "max_concurrent": 5},
+            {"id": 8, "name": "李娜", "email": "lina@shop.example", "role": "agent", "max_concurrent": 5,
+             "skills": [{"group": "aftersales", "level": "senior"}]},
+        ]))
+        .unwrap();
+        let groups: Vec<GroupView> = serde_json::from_value(json!([
+            {"id": 1, "slug": "presales", "name": "售前"}, {"id": 2, "slug": "aftersales", "name": "售后"},
+        ]))
+        .unwrap();
+        answer(&mut app, ApiRequest::Agents, ApiAnswer::Agents(agents));
+        answer(&mut app, ApiRequest::Groups, ApiAnswer::Groups(groups));
+        let labels: Vec<String> = app.transfer_targets("").into_iter().map(|t| t.label).collect();
+        assert_eq!(labels, vec!["任意坐席 any agent", "组 售前", "组 售后", "李娜"], "never myself");
+        assert_eq!(app.transfer_targets("lina")[0].target, TransferTarget::Agent { agent_id: kefu_proto::AgentId(8) });
+        let effects = keys(&mut app, "\"售后\" enter \"客户要退款，订单已核实\" enter");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Transfer(TransferConversation {
+                conversation_id: ConversationId(1),
+                to: TransferTarget::Group { group: Some("aftersales".into()) },
+                note: Some("客户要退款，订单已核实".into()),
+            })]
+        );
+        app.update(changed(
+            "unassigned",
+            ConversationView { state: ConversationState::Queued, assignee: None, ..view(1, "李女士") },
+        ));
+        assert_eq!(app.tabs, vec![ConversationId(2)], "my own transfer closes the tab");
+        assert!(app.status.as_ref().unwrap().text.contains("售后"));
+    }
+
+    #[test]
+    fn a_transfer_received_shows_who_sent_it_and_their_note() {
+        let mut app = online();
+        let mut incoming = view(9, "陈小姐");
+        incoming.last_seq = 2;
+        let effects = app.update(server(json!({
+            "type": "conversation", "change": "assigned", "conversation": incoming,
+            "transfer": {"from": {"id": 8, "name": "李娜"}, "note": "要开发票，抬头已确认"},
+        })));
+        assert!(
+            matches!(&effects[..], [Effect::Notify(n)] if n.title.contains("Transferred") && n.body.contains("开发票"))
+        );
+        app.update(customer_says(9, 1, "你好"));
+        app.update(customer_says(9, 2, "发票呢？"));
+        let entries = app.conversation(ConversationId(9)).unwrap().scrollback.entries();
+        let bodies: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies, vec!["你好", "发票呢？", "由 李娜 转来 transferred by 李娜: 要开发票，抬头已确认"]);
+        assert!(entries[2].notice);
+        assert_eq!(app.conversation(ConversationId(9)).unwrap().last_seq(), 2, "a notice is not a message");
+    }
+
+    #[test]
+    fn moved_away_by_the_relay_the_tab_stays_read_only() {
+        let mut app = online();
+        keys(&mut app, "enter \"正在查\"");
+        let elsewhere = ConversationView {
+            assignee: Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(8), name: "李娜".into() }),
+            ..view(1, "李女士")
+        };
+        app.update(changed("unassigned", elsewhere));
+        let conversation = app.conversation(ConversationId(1)).unwrap();
+        assert_eq!(conversation.detached.as_deref(), Some("moved away from you (now with 李娜)"));
+        assert_eq!(conversation.draft_text(), "正在查", "the draft survives");
+        assert_eq!(app.mode, Mode::Normal);
+        assert_eq!(app.load(), 1);
+        assert!(frames(&keys(&mut app, "i \"x\" enter")).is_empty(), "nothing can be sent");
+        assert_eq!(app.resume_points().len(), 1);
+        keys(&mut app, "esc x");
+        assert_eq!(app.conversations.len(), 1, "closing the tab lets it go");
+    }
+
+    #[test]
+    fn private_notes_go_as_internal_and_stay_notes_after_a_reconnect() {
+        let mut app = online();
+        keys(&mut app, "n");
+        assert!(app.active().unwrap().note_mode);
+        let effects = keys(&mut app, "i \"老顾客，优先处理\" enter");
+        let [ClientFrame::Send(send)] =
+            frames(&effects).into_iter().filter(|f| matches!(f, ClientFrame::Send(_))).collect::<Vec<_>>()[..]
+        else {
+            panic!("one send");
+        };
+        assert!(send.internal);
+        assert!(app.active().unwrap().note_mode, "note mode is sticky: it never switches to the customer by itself");
+        app.update(Action::Net(NetEvent::Lost { reason: "closed".into(), retry_at: NOW, attempt: 1 }));
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
+        assert!(frames(&effects).iter().any(|f| matches!(f, ClientFrame::Send(s) if s.internal)), "resent as a note");
+        keys(&mut app, "A-n \"好的\" enter");
+        let entries = app.active().unwrap().scrollback.entries();
+        assert!(entries[0].internal && !entries[1].internal);
+    }
+
+    #[test]
+    fn canned_replies_expand_by_shortcut_or_picker_with_variables() {
+        let mut app = online();
+        let effects = app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
+        assert_eq!(apis(&effects), vec![&ApiRequest::Canned]);
+        answer(&mut app, ApiRequest::Canned, ApiAnswer::Canned(canned_list()));
+        // An exact shortcut expands with tab, and enter does not send it.
+        keys(&mut app, "i \"/hi\" tab");
+        assert_eq!(draft(&app), "李女士，您好！我是小王。");
+        let effects = keys(&mut app, "C-u");
+        assert!(sent_ids(&effects).is_empty());
+        app.active_mut().unwrap().draft = new_composer(false);
+        assert!(sent_ids(&keys(&mut app, "\"/return\" enter")).is_empty());
+        assert_eq!(draft(&app), "Hi 李女士, returns are free.");
+        // A prefix opens the picker on it; enter inserts the best match.
+        app.active_mut().unwrap().draft = new_composer(false);
+        keys(&mut app, "\"/re\" tab");
+        assert!(matches!(&app.overlay, Some(Overlay::Canned { query, .. }) if query == "re"));
+        keys(&mut app, "down enter");
+        assert_eq!(draft(&app), "稍等片刻");
+        // From normal mode, the picker inserts at the caret.
+        keys(&mut app, "esc / \"问候\" enter");
+        assert_eq!(draft(&app), "稍等片刻李女士，您好！我是小王。");
+        assert_eq!(app.mode, Mode::Insert);
+    }
+
+    #[test]
+    fn canned_replies_are_made_and_deleted_from_the_workstation() {
+        let mut app = online();
+        answer(&mut app, ApiRequest::Canned, ApiAnswer::Canned(canned_list()));
+        keys(&mut app, "i \"请提供订单号\" esc");
+        app.update(Action::Run(Command::NewCanned));
+        app.update(Action::Paste("order 订单号".into()));
+        let effects = keys(&mut app, "enter");
+        let new = NewCannedReply {
+            shortcut: "order".into(),
+            title: "订单号".into(),
+            body: "请提供订单号".into(),
+            scope: CannedScope::Personal,
+        };
+        assert_eq!(apis(&effects), vec![&ApiRequest::CreateCanned(new.clone())]);
+        let stored = CannedReply {
+            id: 4,
+            shortcut: new.shortcut.clone(),
+            title: new.title.clone(),
+            body: new.body.clone(),
+            scope: CannedScope::Personal,
+        };
+        answer(&mut app, ApiRequest::CreateCanned(new), ApiAnswer::CannedCreated(stored));
+        assert!(app.canned_matches("order").iter().any(|r| r.id == 4));
+        // Shared ones cannot be deleted here; mine can, after a confirmation.
+        keys(&mut app, "/ \"hi\" C-d");
+        assert!(app.status.as_ref().unwrap().is_error);
+        keys(&mut app, "C-u \"order\"");
+        let effects = keys(&mut app, "C-d enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::DeleteCanned(4)]);
+        answer(&mut app, ApiRequest::DeleteCanned(4), ApiAnswer::CannedDeleted);
+        assert!(!app.canned.as_ref().unwrap().iter().any(|r| r.id == 4));
+    }
+
+    #[test]
+    fn the_customer_panel_fetches_the_contact_and_the_routing_reasons() {
+        let mut app = online();
+        let effects = keys(&mut app, "v");
+        assert!(app.panel);
+        assert_eq!(apis(&effects), vec![&ApiRequest::Contact(ContactId(101)), &ApiRequest::Routing(ConversationId(1))]);
+        assert_eq!(app.contacts.get(&ContactId(101)), Some(&Fetched::Loading));
+        let history: RoutingHistory = serde_json::from_value(json!({
+            "conversation_id": 1,
+            "decisions": [{"at": NOW, "kind": "routing.assigned", "explanation": "小王 had the lightest load (1 of 5).", "details": {}}],
+        }))
+        .unwrap();
+        answer(&mut app, ApiRequest::Routing(ConversationId(1)), ApiAnswer::Routing(history));
+        app.update(Action::Api {
+            request: ApiRequest::Contact(ContactId(101)),
+            result: Err(ApiFailure::local("cannot reach the relay")),
+        });
+        assert!(matches!(app.contacts.get(&ContactId(101)), Some(Fetched::Failed(_))));
+        // Switching tabs fetches only what is missing.
+        let effects = keys(&mut app, "tab");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Contact(ContactId(102)), &ApiRequest::Routing(ConversationId(2))]);
+        keys(&mut app, "v");
+        assert!(apis(&keys(&mut app, "tab")).is_empty(), "hidden: nothing fetched");
+    }
+
+    #[test]
+    fn older_messages_are_fetched_and_the_view_keeps_its_place() {
+        let mut app = online();
+        for seq in 51..=80 {
+            app.update(customer_says(2, seq, &format!("m{seq}")));
+        }
+        let effects = keys(&mut app, "tab");
+        assert_eq!(apis(&effects), vec![&ApiRequest::History { conversation: ConversationId(2), before: 51 }]);
+        assert!(apis(&keys(&mut app, "H")).is_empty(), "one page at a time");
+        keys(&mut app, "home");
+        let anchored = app.active().unwrap().scrollback.scroll;
+        let page: kefu_proto::api::MessagesPage = serde_json::from_value(json!({
+            "messages": (1..=50).map(|seq| json!({
+                "conversation_id": 2, "seq": seq, "author": {"kind": "customer", "id": 102},
+                "body": format!("m{seq}"), "format": "text", "at": NOW, "internal": seq == 3,
+            })).collect::<Vec<_>>(),
+            "more": false,
+        }))
+        .unwrap();
+        answer(&mut app, ApiRequest::History { conversation: ConversationId(2), before: 51 }, ApiAnswer::History(page));
+        let conversation = app.active().unwrap();
+        assert_eq!(conversation.scrollback.len(), 80);
+        assert!(conversation.scrollback.entries()[2].internal);
+        let crate::scrollback::ScrollPos::Anchor { index, .. } = anchored else { panic!("scrolled") };
+        assert_eq!(
+            conversation.scrollback.scroll,
+            crate::scrollback::ScrollPos::Anchor { index: index + 50, hidden: 0 },
+            "the same message stays at the bottom edge"
+        );
+        assert_eq!(conversation.unread(), 0, "history is not news");
+        keys(&mut app, "H");
+        assert!(app.status.as_ref().unwrap().text.contains("whole history"));
+    }
+
+    #[test]
+    fn a_file_is_uploaded_then_sent_as_an_attachment() {
+        let mut app = online();
+        app.relay_url = "http://relay.test".into();
+        let effects = keys(&mut app, "f \"~/发票.pdf\" enter");
+        let upload = ApiRequest::Upload { conversation: ConversationId(1), path: "~/发票.pdf".into() };
+        assert_eq!(apis(&effects), vec![&upload]);
+        let reference = kefu_proto::frame::AttachmentRef {
+            id: "att_1".into(),
+            name: "发票.pdf".into(),
+            size: 12_600,
+            content_type: "application/pdf".into(),
+        };
+        let effects = answer(&mut app, upload.clone(), ApiAnswer::Uploaded(reference));
+        let [ClientFrame::Send(send)] = frames(&effects)[..] else { panic!("one send: {effects:?}") };
+        assert_eq!((send.body.as_str(), send.attachments.clone()), ("", vec!["att_1".to_string()]));
+        let entry = &app.active().unwrap().scrollback.entries()[0];
+        assert_eq!(entry.attachments[0].url, "http://relay.test/api/v1/attachments/att_1");
+        // Refused by the relay: the reason shows.
+        app.update(Action::Api {
+            request: upload,
+            result: Err(ApiFailure { status: Some(413), code: Some(ErrorCode::TooLarge), message: "too large".into() }),
+        });
+        let status = app.status.as_ref().unwrap();
+        assert!(status.is_error && status.text.contains("too large"));
     }
 }

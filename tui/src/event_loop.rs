@@ -11,6 +11,7 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc;
 
+use crate::api::ApiClient;
 use crate::app::{Action, App, Effect};
 use crate::keymap::{KeyCode, KeyPress};
 use crate::notify::{Alert, Notifications};
@@ -68,6 +69,8 @@ pub fn translate(event: Event) -> Option<Action> {
 pub struct Shell<'a> {
     /// Reaches the network worker.
     pub worker: &'a WorkerHandle,
+    /// Runs HTTP requests; answers arrive on `actions`.
+    pub api: &'a ApiClient,
     /// Actions from the worker.
     pub actions: mpsc::UnboundedReceiver<Action>,
     /// Desktop notifications and the bell.
@@ -117,6 +120,7 @@ fn perform(app: &mut App, action: Action, shell: &mut Shell<'_>) -> bool {
         match effect {
             Effect::Hello(resume) => shell.worker.hello(resume),
             Effect::Frame(frame) => shell.worker.send(frame),
+            Effect::Api(request) => shell.api.perform(request),
             Effect::Notify(notice) => {
                 if shell.notifications.notify(&notice) == Alert::Bell {
                     (shell.bell)();

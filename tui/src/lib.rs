@@ -7,10 +7,15 @@
 //! The shape follows iamb and helix: keys become [`command::Command`]s through a
 //! [`keymap::Keymap`]; [`app::App::update`] is the one place state changes and returns
 //! [`app::Effect`]s; views draw from `&App`; a [`worker`] task owns the WebSocket and
-//! turns frames into [`app::Action`]s; only [`event_loop`] knows the terminal.
+//! turns frames into [`app::Action`]s; the [`api`] client runs HTTP requests the app asks
+//! for and answers with actions too; only [`event_loop`] knows the terminal.
 //!
 //! ## Layout
-//! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update`.
+//! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update` (conversations,
+//!   queue, transfers, notes, canned replies, customer panel, history, attachments).
+//! - [`api`] — the relay's HTTP API: directory, canned replies, customer panel, history
+//!   pages, uploads; each request on its own task, answered as an action.
+//! - [`canned`] — canned replies: `/shortcut` detection, fuzzy matching, variables.
 //! - [`command`] — the named commands with their doc strings (help and palette use them).
 //! - [`keymap`] — key notation, the per-mode trie, the shipped `keymaps/*.toml`.
 //! - [`palette`] — fuzzy matching of commands (nucleo).
@@ -26,7 +31,9 @@
 //! - [`demo`] (feature `demo`) — an in-process relay with simulated customers.
 //! - [`error`] — the library's error type.
 
+pub mod api;
 pub mod app;
+pub mod canned;
 pub mod command;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -5,7 +5,7 @@ use kefu_proto::api::{ApiErrorBody, Health, LoginRequest, LoginResponse};
 use crate::error::{Error, Result};
 
 /// An HTTP client; proxies are skipped for loopback relays (tests, the demo).
-fn client(relay: &str) -> Result<reqwest::Client> {
+pub(crate) fn client(relay: &str) -> Result<reqwest::Client> {
     let loopback = ["://127.", "://localhost", "://[::1]"].iter().any(|p| relay.contains(p));
     let builder = reqwest::Client::builder();
     let builder = if loopback { builder.no_proxy() } else { builder };

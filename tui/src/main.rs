@@ -183,7 +183,9 @@ async fn workstation(paths: &Paths, credentials: Credentials) -> Result<()> {
     let prefix = format!("kefu-{:08x}", rand::random::<u32>());
     let mut app = App::new(keymap, Theme::named(settings.theme), prefix, worker::now_ms());
     app.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
+    app.relay_url = credentials.relay.clone();
     let (actions_tx, actions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let api = kefu_tui::api::ApiClient::new(&credentials.relay, &credentials.token, actions_tx.clone())?;
     let (handle, worker_task) = worker::spawn(credentials.agent_ws_url(), credentials.token.clone(), actions_tx);
     let notifications = Notifications::new(settings.notifications, Desktop);
     tracing::info!(relay = %credentials.relay, email = %credentials.email, "workstation starting");
@@ -192,6 +194,7 @@ async fn workstation(paths: &Paths, credentials: Credentials) -> Result<()> {
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
     let shell = Shell {
         worker: &handle,
+        api: &api,
         actions: actions_rx,
         notifications: &notifications,
         bell: Box::new(|| {

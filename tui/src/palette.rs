@@ -1,5 +1,6 @@
 //! The command palette's matching: every command, fuzzy-found by name or description
-//! with helix's matcher (nucleo), best first.
+//! with helix's matcher (nucleo), best first. [`rank`] does the same for any list (canned
+//! replies, transfer targets).
 
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
@@ -27,7 +28,15 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
     };
     // Overlay-only commands make no sense from the palette itself.
     let runnable = Command::ALL.iter().copied().filter(|c| {
-        !matches!(c, Command::SelectNext | Command::SelectPrev | Command::Accept | Command::Cancel | Command::Palette)
+        !matches!(
+            c,
+            Command::SelectNext
+                | Command::SelectPrev
+                | Command::Accept
+                | Command::Cancel
+                | Command::Palette
+                | Command::DeleteCanned
+        )
     });
     if query.trim().is_empty() {
         return runnable.map(entry).collect();
@@ -44,6 +53,25 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
     // Best score first; ties keep help order (a stable sort).
     scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
     scored.into_iter().map(|(_, c)| entry(c)).collect()
+}
+
+/// Indices of the `haystacks` matching `query` (nucleo, case-insensitive), best first;
+/// ties keep the given order. All of them, in order, when the query is empty.
+pub fn rank(query: &str, haystacks: impl IntoIterator<Item = String>) -> Vec<usize> {
+    let haystacks: Vec<String> = haystacks.into_iter().collect();
+    if query.trim().is_empty() {
+        return (0..haystacks.len()).collect();
+    }
+    let mut matcher = Matcher::new(Config::DEFAULT);
+    let pattern = Pattern::parse(query, CaseMatching::Ignore, Normalization::Smart);
+    let mut buf = Vec::new();
+    let mut scored: Vec<(u32, usize)> = haystacks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| pattern.score(Utf32Str::new(h, &mut buf), &mut matcher).map(|score| (score, i)))
+        .collect();
+    scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+    scored.into_iter().map(|(_, i)| i).collect()
 }
 
 #[cfg(test)]

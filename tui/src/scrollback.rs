@@ -6,9 +6,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use kefu_proto::frame::{Author, AuthorKind, BodyFormat};
+use kefu_proto::frame::{AttachmentRef, Author, AuthorKind, BodyFormat, MessageFrame};
 use kefu_proto::{Seq, UnixMillis};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 
 use crate::text;
 use crate::theme::Theme;
@@ -26,6 +26,23 @@ pub enum Delivery {
     Failed(String),
     /// Someone else's message.
     Received,
+}
+
+/// A file attached to a message, with where to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// As the relay described it.
+    pub reference: AttachmentRef,
+    /// `RELAY/api/v1/attachments/{id}` (needs the agent's token).
+    pub url: String,
+}
+
+impl Attachment {
+    /// `reference` as served by the relay at `relay_url`.
+    pub fn at(relay_url: &str, reference: AttachmentRef) -> Attachment {
+        let url = format!("{}/api/v1/attachments/{}", relay_url.trim_end_matches('/'), reference.id);
+        Attachment { reference, url }
+    }
 }
 
 /// One message in the scrollback.
@@ -47,6 +64,13 @@ pub struct Entry {
     pub delivery: Delivery,
     /// When to retry a send refused as `rate_limited` or `internal`.
     pub retry_at: Option<UnixMillis>,
+    /// A private note between agents: never shown to the customer.
+    pub internal: bool,
+    /// Files attached.
+    pub attachments: Vec<Attachment>,
+    /// Not a message but a line of the workstation's own (a transfer, a move away),
+    /// placed after the message `seq` names; never sent, never counted.
+    pub notice: bool,
     /// The body's wrapped lines for the width they were made for.
     wrapped: RefCell<Option<(u16, Rc<Vec<Line<'static>>>)>>,
 }
@@ -55,6 +79,22 @@ impl Entry {
     /// A stored message from the relay.
     pub fn received(seq: Seq, author: Author, body: String, format: BodyFormat, at: UnixMillis) -> Entry {
         Entry::new(Some(seq), author, body, format, at, None, Delivery::Received)
+    }
+
+    /// A stored message as the relay sent it; attachments link to `relay_url`.
+    pub fn from_message(m: MessageFrame, relay_url: &str) -> Entry {
+        let mut entry = Entry::received(m.seq, m.author, m.body, m.format, m.at);
+        entry.internal = m.internal;
+        entry.attachments = m.attachments.into_iter().map(|a| Attachment::at(relay_url, a)).collect();
+        entry
+    }
+
+    /// The workstation's own line after message `after_seq` (e.g. "transferred by 小李").
+    pub fn notice(after_seq: Seq, title: &str, body: String, at: UnixMillis) -> Entry {
+        let author = Author { kind: AuthorKind::System, id: None, name: Some(title.to_string()) };
+        let mut entry = Entry::new(Some(after_seq), author, body, BodyFormat::Text, at, None, Delivery::Received);
+        entry.notice = true;
+        entry
     }
 
     /// A message of mine, not yet stored.
@@ -71,7 +111,20 @@ impl Entry {
         client_msg_id: Option<String>,
         delivery: Delivery,
     ) -> Entry {
-        Entry { seq, author, body, format, at, client_msg_id, delivery, retry_at: None, wrapped: RefCell::new(None) }
+        Entry {
+            seq,
+            author,
+            body,
+            format,
+            at,
+            client_msg_id,
+            delivery,
+            retry_at: None,
+            internal: false,
+            attachments: Vec::new(),
+            notice: false,
+            wrapped: RefCell::new(None),
+        }
     }
 
     /// The body laid out for `width` columns (cached: made once per width).
@@ -81,12 +134,31 @@ impl Entry {
         {
             return lines.clone();
         }
-        let style = theme.body;
-        let logical = match self.format {
+        let style = if self.notice { theme.pending } else { theme.body };
+        let mut logical = match self.format {
             BodyFormat::Markdown => text::markdown(&self.body, style, &theme.markdown),
             BodyFormat::Text => text::plain(&self.body, style),
         };
-        let lines = Rc::new(text::wrap(&logical, width, "  "));
+        for attachment in &self.attachments {
+            let r = &attachment.reference;
+            let size = crate::api::format_size(r.size);
+            logical.push(vec![
+                ("附件 file ".to_string(), theme.dim),
+                (r.name.clone(), theme.link),
+                (format!(" ({size}, {})", r.content_type), theme.dim),
+            ]);
+            logical.push(vec![(attachment.url.clone(), theme.dim)]);
+        }
+        let mut lines = text::wrap(&logical, width, "  ");
+        if self.internal {
+            // A gutter in the note colour down the whole body: this never reached the customer.
+            for line in &mut lines {
+                if let Some(first) = line.spans.first_mut() {
+                    *first = Span::styled("┃ ", theme.note);
+                }
+            }
+        }
+        let lines = Rc::new(lines);
         *self.wrapped.borrow_mut() = Some((width, lines.clone()));
         lines
     }
@@ -146,24 +218,42 @@ impl Scrollback {
 
     /// Whether a message with `seq` is held.
     pub fn contains(&self, seq: Seq) -> bool {
-        self.entries[..self.stored].binary_search_by_key(&Some(seq), |e| e.seq).is_ok()
+        self.entries[..self.stored].binary_search_by_key(&(Some(seq), false), |e| (e.seq, e.notice)).is_ok()
     }
 
-    /// Adds a stored message in `seq` order; returns false (and drops it) if already held.
+    /// The lowest `seq` of a message held (notices aside), if any.
+    pub fn lowest_seq(&self) -> Option<Seq> {
+        self.entries[..self.stored].iter().find(|e| !e.notice).and_then(|e| e.seq)
+    }
+
+    /// Adds a stored message (or a notice) in `seq` order; returns false (and drops it)
+    /// if already held. A notice goes after the message whose `seq` it carries.
     pub fn insert_stored(&mut self, entry: Entry) -> bool {
-        let seq = entry.seq;
-        match self.entries[..self.stored].binary_search_by_key(&seq, |e| e.seq) {
-            Ok(_) => false,
-            Err(at) => {
-                self.entries.insert(at, entry);
-                self.stored += 1;
-                if let ScrollPos::Anchor { index, hidden } = self.scroll
-                    && at <= index
-                {
-                    self.scroll = ScrollPos::Anchor { index: index + 1, hidden };
-                }
+        let key = (entry.seq, entry.notice);
+        match self.entries[..self.stored].binary_search_by_key(&key, |e| (e.seq, e.notice)) {
+            Ok(_) if entry.notice => {
+                // Several notices after one message: in the order they came.
+                let at = self.entries[..self.stored].partition_point(|e| (e.seq, e.notice) <= key);
+                self.insert_at(at, entry);
                 true
             }
+            Ok(_) => false,
+            Err(at) => {
+                self.insert_at(at, entry);
+                true
+            }
+        }
+    }
+
+    /// Inserts among the stored entries, keeping the scroll anchor on the same entry so
+    /// the view does not jump when older messages arrive above it.
+    fn insert_at(&mut self, at: usize, entry: Entry) {
+        self.entries.insert(at, entry);
+        self.stored += 1;
+        if let ScrollPos::Anchor { index, hidden } = self.scroll
+            && at <= index
+        {
+            self.scroll = ScrollPos::Anchor { index: index + 1, hidden };
         }
     }
 
@@ -202,7 +292,8 @@ impl Scrollback {
         true
     }
 
-    /// The highest `seq` held (0: none).
+    /// The highest `seq` held (0: none). (A notice carries the `seq` before it, so the
+    /// last stored entry has the highest.)
     pub fn highest_seq(&self) -> Seq {
         self.entries[..self.stored].last().and_then(|e| e.seq).unwrap_or(0)
     }

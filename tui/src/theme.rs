@@ -28,6 +28,10 @@ pub struct Theme {
     pub pending: Style,
     /// The status bar.
     pub status_bar: Style,
+    /// Private notes: their label, gutter and the composer while writing one.
+    pub note: Style,
+    /// Attachment names.
+    pub link: Style,
     /// Markdown.
     pub markdown: MarkdownStyles,
 }
@@ -54,6 +58,8 @@ impl Theme {
             ok: Style::default().fg(Color::Green),
             pending: Style::default().fg(Color::Yellow),
             status_bar: Style::default().bg(Color::DarkGray).fg(Color::White),
+            note: Style::default().fg(Color::LightMagenta).add_modifier(Modifier::BOLD),
+            link: Style::default().fg(Color::Blue).add_modifier(Modifier::UNDERLINED),
             markdown: MarkdownStyles {
                 code: Style::default().fg(Color::Magenta),
                 dim: Style::default().fg(Color::DarkGray),
@@ -69,6 +75,7 @@ impl Theme {
             customer: Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
             me: Style::default().fg(Color::Blue).add_modifier(Modifier::BOLD),
             status_bar: Style::default().bg(Color::Gray).fg(Color::Black),
+            note: Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
             ..Theme::dark()
         }
     }
@@ -87,6 +94,8 @@ impl Theme {
             ok: plain,
             pending: plain,
             status_bar: plain.add_modifier(Modifier::REVERSED),
+            note: bold,
+            link: plain.add_modifier(Modifier::UNDERLINED),
             markdown: MarkdownStyles { code: plain, dim: plain, heading: bold },
         }
     }

@@ -2,21 +2,27 @@
 //! except the scrollback's size, recorded for scrolling (a `Cell`), and the wrap caches.
 //!
 //! ```text
-//! ┌ 我的会话 ─────┐┌ 1:李女士  2:Tom ──────────────────────────────┐
-//! │▶ 李女士 VIP 2 ││ 10:31 李女士                                   │
-//! │  web · 等 3m  ││   你好，我的快递到哪了？                       │
-//! │  Tom          ││ 10:32 小王 ✓✓                                  │
-//! │  app          ││   您好，正在为您查询。                         │
-//! │               │└────────────────────────────────────────────────┘
-//! │               │ 李女士 正在输入…                                  
-//! │               │┌ 回复 ──────────────────────────────────────────┐
-//! │               ││ 写回复…                                         │
-//! └───────────────┘└────────────────────────────────────────────────┘
-//!  ● online │ connected │ load 2/5 │ NORMAL │            ? help  : palette
+//! ┌ 我的会话 ─────┐┌ 1:李女士  2:Tom ─────────────────┐┌ 客户 Customer ──┐
+//! │▶ 李女士 VIP 2 ││ 10:31 李女士                      ││ 李女士 VIP      │
+//! │  web · 等 3m  ││   你好，我的快递到哪了？          ││ web: w-8841     │
+//! │  Tom          ││ 10:32 小王 ✓✓                     ││ 历史会话 (2)    │
+//! │  app          ││   您好，正在为您查询。            ││ 分配原因 …      │
+//! ├ 排队 Queue ───┤│ 10:33 小王 内部备注 note          ││                 │
+//! │▶ 1 VIP 陈小姐 ││ ┃ 客户是老顾客                    ││                 │
+//! │  2 Tom    2m  │└───────────────────────────────────┘└─────────────────┘
+//! │               │ 李女士 正在输入…
+//! │               │┌ 回复 ─────────────────────────────────────────────────┐
+//! │               ││ 写回复…                                                │
+//! └───────────────┘└───────────────────────────────────────────────────────┘
+//!  ● online │ connected │ load 2/5 │ queue 2 │ NORMAL │      ? help  : palette
 //! ```
+//!
+//! Left: my conversations above the queues I serve. Centre: tabs, scrollback, typing (or
+//! canned-reply suggestions), composer. Right (toggled): the customer panel.
 
 use kefu_proto::UnixMillis;
-use kefu_proto::frame::{AuthorKind, Presence};
+use kefu_proto::api::CannedScope;
+use kefu_proto::frame::{AuthorKind, ConversationState, Presence};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -24,7 +30,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
-use crate::app::{App, Connection, Conversation, Overlay, PromptKind, ScrollArea};
+use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
 use crate::command::Command;
 use crate::keymap::Mode;
 use crate::palette;
@@ -35,6 +41,10 @@ use crate::text::{truncate, width};
 const SIDEBAR_WIDTH: u16 = 30;
 /// Most rows the composer grows to (text rows, without its border).
 const COMPOSER_MAX_ROWS: u16 = 6;
+/// Width of the customer panel.
+const PANEL_WIDTH: u16 = 38;
+/// Routing explanations the customer panel shows, newest first.
+const PANEL_DECISIONS: usize = 3;
 
 /// The whole screen, drawn from the app's state.
 pub struct Workstation<'a> {
@@ -45,17 +55,31 @@ pub struct Workstation<'a> {
 /// Where each part of the screen goes.
 struct Areas {
     sidebar: Rect,
+    queue: Rect,
     tabs: Rect,
     scrollback: Rect,
     typing: Rect,
     composer: Rect,
+    panel: Option<Rect>,
     status: Rect,
 }
 
 fn areas(app: &App, area: Rect) -> Areas {
     let [main, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
     let sidebar_width = SIDEBAR_WIDTH.min(main.width / 3);
-    let [sidebar, centre] = Layout::horizontal([Constraint::Length(sidebar_width), Constraint::Min(10)]).areas(main);
+    let [left, rest] = Layout::horizontal([Constraint::Length(sidebar_width), Constraint::Min(10)]).areas(main);
+    // The queue pane grows with the line, up to two fifths of the column.
+    let listed = app.queued().len() as u16;
+    let more = u16::from(app.queue_total() as usize > app.queued().len());
+    let queue_rows = (listed + more).max(1).saturating_add(2).min(left.height * 2 / 5).max(3);
+    let [sidebar, queue] = Layout::vertical([Constraint::Min(4), Constraint::Length(queue_rows)]).areas(left);
+    let (centre, panel) = if app.panel {
+        let width = PANEL_WIDTH.min(rest.width / 2);
+        let [centre, panel] = Layout::horizontal([Constraint::Min(10), Constraint::Length(width)]).areas(rest);
+        (centre, Some(panel))
+    } else {
+        (rest, None)
+    };
     let draft_rows = app.active().map_or(1, |c| c.draft.lines().len() as u16).clamp(1, COMPOSER_MAX_ROWS);
     let [tabs, scrollback, typing, composer] = Layout::vertical([
         Constraint::Length(1),
@@ -64,7 +88,7 @@ fn areas(app: &App, area: Rect) -> Areas {
         Constraint::Length(draft_rows + 2),
     ])
     .areas(centre);
-    Areas { sidebar, tabs, scrollback, typing, composer, status }
+    Areas { sidebar, queue, tabs, scrollback, typing, composer, panel, status }
 }
 
 /// Draws the workstation and places the terminal cursor at the caret (the composer's,
@@ -80,20 +104,21 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 /// Where the caret is, if the agent is typing somewhere.
 pub fn caret(app: &App, area: Rect) -> Option<Position> {
     match &app.overlay {
-        Some(Overlay::Palette { query, .. }) => {
+        Some(Overlay::Palette { query, .. } | Overlay::Canned { query, .. } | Overlay::Transfer { query, .. }) => {
             let rect = palette_rect(area);
             Some(
                 Position::new(rect.x + 3 + width(query) as u16, rect.y + 1)
                     .min(Position::new(rect.right() - 2, rect.y + 1)),
             )
         }
+        Some(Overlay::Prompt { kind: PromptKind::DeleteCanned(_), .. }) => None,
         Some(Overlay::Prompt { input, .. }) => {
             let rect = prompt_rect(area);
             Some(Position::new((rect.x + 3 + width(input) as u16).min(rect.right() - 2), rect.y + 2))
         }
         Some(Overlay::Help { .. }) => None,
         None if app.mode == Mode::Insert => {
-            let conversation = app.active()?;
+            let conversation = app.active().filter(|c| c.is_mine())?;
             let inner = Block::default().borders(Borders::ALL).inner(areas(app, area).composer);
             let cursor = conversation.draft.screen_cursor();
             let (top_row, top_col) = conversation.draft.scroll_offset();
@@ -110,15 +135,23 @@ impl Widget for &Workstation<'_> {
         let app = self.app;
         let a = areas(app, area);
         render_sidebar(app, a.sidebar, buf);
+        render_queue(app, a.queue, buf);
         render_tabs(app, a.tabs, buf);
         render_scrollback(app, a.scrollback, buf);
         render_typing(app, a.typing, buf);
         render_composer(app, a.composer, buf);
+        if let Some(panel) = a.panel {
+            render_panel(app, panel, buf);
+        }
         render_status(app, a.status, buf);
         match &app.overlay {
             Some(Overlay::Help { scroll }) => render_help(app, *scroll, area, buf),
             Some(Overlay::Palette { query, selected }) => render_palette(app, query, *selected, area, buf),
-            Some(Overlay::Prompt { kind, input }) => render_prompt(app, *kind, input, area, buf),
+            Some(Overlay::Prompt { kind, input }) => render_prompt(app, kind, input, area, buf),
+            Some(Overlay::Canned { query, selected }) => render_canned(app, query, *selected, area, buf),
+            Some(Overlay::Transfer { conversation, query, selected }) => {
+                render_transfer(app, *conversation, query, *selected, area, buf)
+            }
             None => {}
         }
     }
@@ -138,6 +171,22 @@ pub fn format_wait(ms: i64) -> String {
 pub fn format_clock(at: UnixMillis, utc_offset_secs: i32) -> String {
     let secs = (at / 1000 + i64::from(utc_offset_secs)).rem_euclid(86_400);
     format!("{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
+/// "2025-11-20" in the local zone.
+pub fn format_date(at: UnixMillis, utc_offset_secs: i32) -> String {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let days = (at / 1000 + i64::from(utc_offset_secs)).div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn pane<'a>(title: Line<'a>, focused: bool, app: &App) -> Block<'a> {
@@ -201,11 +250,61 @@ fn render_sidebar(app: &App, area: Rect, buf: &mut Buffer) {
                 detail.push(Span::styled(" · 输入中", app.theme.pending));
             }
             let state = conversation.view.state;
-            if state != kefu_proto::frame::ConversationState::Assigned {
+            if conversation.detached.is_some() {
+                detail.push(Span::styled(" · 已移走 moved away", app.theme.dim));
+            } else if state != ConversationState::Assigned {
                 detail.push(Span::styled(format!(" · {}", state.as_str()), app.theme.dim));
             }
             buf.set_line(inner.x, y + 1, &Line::from(detail), inner.width);
         }
+    }
+}
+
+fn render_queue(app: &App, area: Rect, buf: &mut Buffer) {
+    let title = Line::from(format!(" 排队 Queue ({}) ", app.queue_total()));
+    let block = pane(title, false, app);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let queued = app.queued();
+    if queued.is_empty() {
+        buf.set_line(inner.x, inner.y, &Line::styled("无人排队 nobody waiting", app.theme.dim), inner.width);
+        return;
+    }
+    let more = app.queue_total() as usize - queued.len().min(app.queue_total() as usize);
+    let rows = (inner.height as usize).saturating_sub(usize::from(more > 0)).max(1);
+    let selected = app.queue_selected.min(queued.len() - 1);
+    let first = selected.saturating_sub(rows - 1);
+    let usable = inner.width as usize;
+    for (row, (i, (group, position, view))) in queued.iter().enumerate().skip(first).take(rows).enumerate() {
+        let marker = if i == selected { "▶" } else { " " };
+        let lead = format!("{marker}{position:>2} ");
+        let mark = if view.contact.vip {
+            "VIP "
+        } else if view.priority == 0 {
+            // Returned to the queue: served before everyone else.
+            "↩ "
+        } else {
+            ""
+        };
+        let waited = app.now - view.queued_at.unwrap_or(view.created_at);
+        let wait_style = if waited >= 120_000 { app.theme.alert } else { app.theme.pending };
+        let right = format!(" {} {}", truncate(group.unwrap_or("any"), 9), format_wait(waited));
+        let name_room = usable.saturating_sub(width(&lead) + width(mark) + width(&right));
+        let name = truncate(&crate::app::customer_name(view), name_room);
+        let pad = usable.saturating_sub(width(&lead) + width(mark) + width(&name) + width(&right));
+        let base = if i == selected { app.theme.focus } else { Style::default() };
+        let line = Line::from(vec![
+            Span::styled(lead, base),
+            Span::styled(mark, app.theme.alert),
+            Span::styled(name, app.theme.customer),
+            Span::raw(" ".repeat(pad)),
+            Span::styled(right, wait_style),
+        ]);
+        buf.set_line(inner.x, inner.y + row as u16, &line, inner.width);
+    }
+    if more > 0 {
+        let line = Line::styled(format!("  … +{more} more"), app.theme.dim);
+        buf.set_line(inner.x, inner.bottom() - 1, &line, inner.width);
     }
 }
 
@@ -230,6 +329,8 @@ fn render_tabs(app: &App, area: Rect, buf: &mut Buffer) {
 fn delivery_mark(app: &App, conversation: &Conversation, entry: &Entry) -> Span<'static> {
     match &entry.delivery {
         Delivery::Received => Span::raw(""),
+        // A note is stored for agents; it never reaches (nor is read by) the customer.
+        Delivery::Acked if entry.internal => Span::styled(" ✓ 已保存 saved", app.theme.ok),
         Delivery::Queued => Span::styled(" ⏳ 待发 queued", app.theme.pending),
         Delivery::Sending => Span::styled(" … 发送中 sending", app.theme.pending),
         Delivery::Acked if entry.seq.is_some_and(|s| s <= conversation.customer_read_seq) => {
@@ -253,12 +354,17 @@ fn header_line(app: &App, conversation: &Conversation, entry: &Entry) -> Line<'s
         AuthorKind::Agent => app.theme.me,
         AuthorKind::Bot | AuthorKind::System => app.theme.dim,
     };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(format_clock(entry.at, app.utc_offset_secs), app.theme.dim),
         Span::raw(" "),
         Span::styled(name, name_style),
-        delivery_mark(app, conversation, entry),
-    ])
+    ];
+    if entry.internal {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(" 内部备注 note ", app.theme.note.add_modifier(Modifier::REVERSED)));
+    }
+    spans.push(delivery_mark(app, conversation, entry));
+    Line::from(spans)
 }
 
 fn render_scrollback(app: &App, area: Rect, buf: &mut Buffer) {
@@ -277,9 +383,11 @@ fn render_scrollback(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let view = &conversation.view;
     let vip = if view.contact.vip { " · VIP" } else { "" };
+    let group = view.group.as_deref().map(|g| format!(" · {g}")).unwrap_or_default();
+    let state = if conversation.detached.is_some() { "已移走 moved away" } else { view.state.as_str() };
     let title = Line::from(vec![
         Span::styled(format!(" {}", conversation.customer_name()), app.theme.customer),
-        Span::raw(format!("{vip} · {} · #{} · {} ", view.channel.as_str(), view.id, view.state.as_str())),
+        Span::raw(format!("{vip} · {}{group} · #{} · {state} ", view.channel.as_str(), view.id)),
     ]);
     let block = pane(title, false, app);
     let inner = block.inner(area);
@@ -307,9 +415,33 @@ fn render_scrollback(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn render_typing(app: &App, area: Rect, buf: &mut Buffer) {
-    if let Some(conversation) = app.active()
-        && conversation.customer_typing(app.now)
+    let Some(conversation) = app.active() else { return };
+    // While a /shortcut is typed, this row suggests canned replies.
+    let draft = conversation.draft_text();
+    if app.mode == Mode::Insert
+        && let Some(word) = crate::canned::shortcut_in(&draft)
     {
+        let mut spans = vec![Span::styled(" ", app.theme.dim)];
+        match &app.canned {
+            None => spans.push(Span::styled("快捷回复加载中 canned replies loading…", app.theme.dim)),
+            Some(_) => {
+                let matches = app.canned_matches(word);
+                if matches.is_empty() {
+                    spans.push(Span::styled(format!("没有 /{word} no canned reply matches"), app.theme.dim));
+                }
+                for reply in matches.iter().take(4) {
+                    spans.push(Span::styled(format!("/{}", reply.shortcut), app.theme.me));
+                    spans.push(Span::styled(format!(" {}  ", truncate(&reply.title, 14)), app.theme.dim));
+                }
+                if !matches.is_empty() {
+                    spans.push(Span::styled("tab 展开 expand", app.theme.pending));
+                }
+            }
+        }
+        buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+        return;
+    }
+    if conversation.customer_typing(app.now) {
         let line = Line::styled(format!(" {} 正在输入… typing", conversation.customer_name()), app.theme.pending);
         buf.set_line(area.x, area.y, &line, area.width);
     }
@@ -318,11 +450,28 @@ fn render_typing(app: &App, area: Rect, buf: &mut Buffer) {
 fn render_composer(app: &App, area: Rect, buf: &mut Buffer) {
     let focused = app.mode == Mode::Insert && app.overlay.is_none();
     let format = if app.markdown { "Markdown" } else { "text" };
-    let title = Line::from(format!(" 回复 Reply ({format}) "));
-    let block = pane(title, focused, app);
+    let active = app.active();
+    let note = active.is_some_and(|c| c.note_mode);
+    let block = match active {
+        Some(c) if !c.is_mine() => pane(Line::from(" 只读 Read-only — not yours any more "), false, app),
+        _ if note => Block::default()
+            .borders(Borders::ALL)
+            .border_style(app.theme.note)
+            .title(Line::styled(" 内部备注 Private note — 客户看不到 the customer never sees it ", app.theme.note)),
+        _ => pane(Line::from(format!(" 回复 Reply ({format}) ")), focused, app),
+    };
     let inner = block.inner(area);
     block.render(area, buf);
-    match app.active() {
+    match active {
+        Some(conversation) if !conversation.is_mine() => {
+            let why = conversation.detached.clone().unwrap_or_else(|| "closed".into());
+            buf.set_line(
+                inner.x,
+                inner.y,
+                &Line::styled(format!("{why}; x closes the tab"), app.theme.dim),
+                inner.width,
+            );
+        }
         Some(conversation) => (&conversation.draft).render(inner, buf),
         None => {
             buf.set_line(inner.x, inner.y, &Line::styled("—", app.theme.dim), inner.width);
@@ -366,6 +515,11 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let sep = Span::styled(" │ ", theme.status_bar);
     let mut left = vec![presence, sep.clone(), connection, sep.clone(), Span::styled(load, theme.status_bar)];
+    let waiting = app.queue_total();
+    if waiting > 0 {
+        left.push(sep.clone());
+        left.push(Span::styled(format!("排队 queue {waiting}"), theme.status_bar.patch(theme.pending)));
+    }
     left.push(sep.clone());
     left.push(Span::styled(mode, theme.status_bar.add_modifier(Modifier::BOLD)));
     if !app.pending_keys().is_empty() {
@@ -477,19 +631,56 @@ fn prompt_rect(area: Rect) -> Rect {
     centered(area, 60, 5)
 }
 
-fn render_prompt(app: &App, kind: PromptKind, input: &str, area: Rect, buf: &mut Buffer) {
+fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mut Buffer) {
     let rect = prompt_rect(area);
     Clear.render(rect, buf);
-    let (id, title, question) = match kind {
-        PromptKind::Resolve(id) => (id, " 解决 Resolve ", "resolution code (enter: resolve · esc: cancel):"),
-        PromptKind::Close(id) => (id, " 关闭 Close ", "close for good? (enter: close · esc: keep it)"),
+    let conversation = |id| {
+        let name = app.conversation(id).map(Conversation::customer_name).unwrap_or_default();
+        format!("{name} #{id}")
     };
-    let name = app.conversation(id).map(Conversation::customer_name).unwrap_or_default();
+    // The codes' list is long: up and down walk it (the first is the default).
+    let codes = format!("↑↓ {} codes", RESOLUTION_CODES.len());
+    let (title, question, hint) = match kind {
+        PromptKind::Resolve(id) => (
+            " 解决 Resolve ",
+            format!("{}: resolution code", conversation(*id)),
+            format!("{codes} · enter: resolve · esc: cancel"),
+        ),
+        PromptKind::Close(id) => (
+            " 关闭 Close ",
+            format!("{}: close for good, with resolution code", conversation(*id)),
+            format!("{codes} · enter: close · esc: keep it"),
+        ),
+        PromptKind::TransferNote(id, to) => (
+            " 转接 Transfer ",
+            format!("{} → {}: a note for them (optional)", conversation(*id), app.target_label(to)),
+            "enter: transfer · esc: cancel".to_string(),
+        ),
+        PromptKind::AttachFile(id) => (
+            " 发送文件 Send a file ",
+            format!("{}: the file's path (images, PDF or text, at most 10 MiB)", conversation(*id)),
+            "enter: upload and send · esc: cancel".to_string(),
+        ),
+        PromptKind::NewCanned(_) => (
+            " 保存快捷回复 New canned reply ",
+            "shortcut and title, e.g. `refund 退款说明`".to_string(),
+            "the composer's text becomes the reply, yours only · enter: save".to_string(),
+        ),
+        PromptKind::DeleteCanned(id) => {
+            let shortcut =
+                app.canned.iter().flatten().find(|r| r.id == *id).map(|r| r.shortcut.clone()).unwrap_or_default();
+            (
+                " 删除 Delete ",
+                format!("delete your canned reply /{shortcut} for good?"),
+                "enter: delete · esc: keep it".to_string(),
+            )
+        }
+    };
     let block = Block::default().borders(Borders::ALL).border_style(app.theme.focus).title(title);
     let inner = block.inner(rect);
     block.render(rect, buf);
-    buf.set_line(inner.x, inner.y, &Line::from(format!("{name} #{id}: {question}")), inner.width);
-    if matches!(kind, PromptKind::Resolve(_)) {
+    buf.set_line(inner.x, inner.y, &Line::from(question), inner.width);
+    if !matches!(kind, PromptKind::DeleteCanned(_)) {
         buf.set_line(
             inner.x,
             inner.y + 1,
@@ -497,4 +688,176 @@ fn render_prompt(app: &App, kind: PromptKind, input: &str, area: Rect, buf: &mut
             inner.width,
         );
     }
+    buf.set_line(inner.x, inner.y + 2, &Line::styled(hint, app.theme.dim), inner.width);
+}
+
+/// A list to pick from, with a query line, as the palette draws it.
+struct Picker<'a> {
+    /// The box's title.
+    title: &'a str,
+    /// What was typed.
+    query: &'a str,
+    /// One line per choice.
+    rows: Vec<Line<'a>>,
+    /// The highlighted choice.
+    selected: usize,
+    /// Lines at the bottom (preview, hints).
+    footer: Vec<Line<'a>>,
+}
+
+fn render_picker(app: &App, picker: Picker<'_>, area: Rect, buf: &mut Buffer) {
+    let Picker { title, query, rows, selected, footer } = picker;
+    let rect = palette_rect(area);
+    Clear.render(rect, buf);
+    let block = Block::default().borders(Borders::ALL).border_style(app.theme.focus).title(title.to_string());
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    buf.set_line(
+        inner.x,
+        inner.y,
+        &Line::from(vec![Span::styled("> ", app.theme.focus), Span::raw(query.to_string())]),
+        inner.width,
+    );
+    let footer_rows = footer.len() as u16;
+    let list_rows = inner.height.saturating_sub(1 + footer_rows) as usize;
+    let first = selected.saturating_sub(list_rows.saturating_sub(1));
+    for (row, (i, line)) in rows.iter().enumerate().skip(first).take(list_rows).enumerate() {
+        let y = inner.y + 1 + row as u16;
+        if i == selected {
+            buf.set_style(Rect::new(inner.x, y, inner.width, 1), app.theme.selected);
+        }
+        buf.set_line(inner.x, y, line, inner.width);
+    }
+    for (i, line) in footer.iter().enumerate() {
+        buf.set_line(inner.x, inner.bottom() - footer_rows + i as u16, line, inner.width);
+    }
+}
+
+fn render_canned(app: &App, query: &str, selected: usize, area: Rect, buf: &mut Buffer) {
+    let matches = app.canned_matches(query);
+    let rows: Vec<Line<'_>> = matches
+        .iter()
+        .map(|r| {
+            let scope = match r.scope {
+                CannedScope::Workspace => "共享 shared",
+                CannedScope::Personal => "我的 mine",
+            };
+            Line::from(vec![
+                Span::styled(format!(" /{:<12} ", r.shortcut), app.theme.me),
+                Span::styled(format!("{:<10} ", scope), app.theme.dim),
+                Span::raw(r.title.clone()),
+            ])
+        })
+        .collect();
+    let mut footer = Vec::new();
+    match (&app.canned, matches.get(selected)) {
+        (None, _) => footer.push(Line::styled(" 加载中 loading canned replies…", app.theme.dim)),
+        (Some(_), None) => footer.push(Line::styled(" 没有匹配 nothing matches", app.theme.dim)),
+        (Some(_), Some(reply)) => {
+            // A preview as it will be inserted, variables filled in.
+            let customer = app.active().and_then(|c| c.view.contact.name.clone());
+            let agent = app.agent.as_ref().map(|a| a.name.as_str());
+            let text = crate::canned::expand(&reply.body, customer.as_deref(), agent);
+            let preview: String = text.lines().next().unwrap_or_default().to_string();
+            footer.push(Line::styled(format!(" » {preview}"), app.theme.body));
+        }
+    }
+    let delete = app.keymap.keys_for(Mode::Overlay, Command::DeleteCanned).into_iter().next().unwrap_or_default();
+    footer.push(Line::styled(format!(" enter 插入 insert · {delete} 删除我的 delete mine · esc"), app.theme.dim));
+    let title = " 快捷回复 Canned replies — type to find ";
+    render_picker(app, Picker { title, query, rows, selected, footer }, area, buf);
+}
+
+fn render_transfer(
+    app: &App,
+    conversation: kefu_proto::ConversationId,
+    query: &str,
+    selected: usize,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let targets = app.transfer_targets(query);
+    let rows: Vec<Line<'_>> = targets
+        .iter()
+        .map(|t| {
+            Line::from(vec![
+                Span::styled(format!(" {} ", t.label), app.theme.me),
+                Span::styled(t.detail.clone(), app.theme.dim),
+            ])
+        })
+        .collect();
+    let name = app.conversation(conversation).map(Conversation::customer_name).unwrap_or_default();
+    let mut footer = Vec::new();
+    if app.agents.is_none() || app.groups.is_none() {
+        footer.push(Line::styled(" 加载中 loading agents and groups…", app.theme.dim));
+    }
+    footer.push(Line::styled(" enter: next, a note · the agent must be online with room", app.theme.dim));
+    let title = format!(" 转接 Transfer {name} — to an agent or a group ");
+    render_picker(app, Picker { title: &title, query, rows, selected, footer }, area, buf);
+}
+
+fn render_panel(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = pane(Line::from(" 客户 Customer "), false, app);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let Some(conversation) = app.active() else {
+        buf.set_line(inner.x, inner.y, &Line::styled("no conversation open", app.theme.dim), inner.width);
+        return;
+    };
+    let theme = &app.theme;
+    let heading = |text: &str| Line::styled(text.to_string(), theme.focus.add_modifier(Modifier::BOLD));
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    match app.contacts.get(&conversation.view.contact.id) {
+        None | Some(Fetched::Loading) => lines.push(Line::styled("加载中 loading…", theme.dim)),
+        Some(Fetched::Failed(why)) => lines.push(Line::styled(format!("cannot load: {why}"), theme.alert)),
+        Some(Fetched::Ready(contact)) => {
+            let name = contact.name.clone().unwrap_or_else(|| conversation.customer_name());
+            let mut first = vec![Span::styled(name, theme.customer)];
+            if contact.vip {
+                first.push(Span::styled(" VIP", theme.alert));
+            }
+            first.push(Span::styled(format!(" #{}", contact.id), theme.dim));
+            lines.push(Line::from(first));
+            for channel in &contact.channels {
+                lines.push(Line::styled(format!("{}: {}", channel.kind.as_str(), channel.external_id), theme.dim));
+            }
+            lines.push(Line::from(""));
+            lines.push(heading(&format!("历史会话 Conversations ({})", contact.conversations.len())));
+            for c in &contact.conversations {
+                let now = if c.id == conversation.id() { "← now" } else { "" };
+                let mut spans = vec![
+                    Span::styled(format!("{} ", format_date(c.created_at, app.utc_offset_secs)), theme.dim),
+                    Span::raw(format!("{} ", c.state.as_str())),
+                ];
+                if let Some(resolution) = &c.resolution {
+                    spans.push(Span::styled(format!("{resolution} "), theme.ok));
+                }
+                spans.push(Span::styled(now, theme.focus));
+                lines.push(Line::from(spans));
+                let agent = c.agent.as_deref().unwrap_or("—");
+                let detail = format!("  {} · {agent} · {} msgs", c.channel.as_str(), c.messages);
+                lines.push(Line::styled(detail, theme.dim));
+            }
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(heading("分配原因 Why it came to you"));
+    match app.routing.get(&conversation.id()) {
+        None | Some(Fetched::Loading) => lines.push(Line::styled("加载中 loading…", theme.dim)),
+        Some(Fetched::Failed(why)) => lines.push(Line::styled(format!("cannot load: {why}"), theme.alert)),
+        Some(Fetched::Ready(history)) if history.decisions.is_empty() => {
+            lines.push(Line::styled("no routing decision recorded", theme.dim));
+        }
+        Some(Fetched::Ready(history)) => {
+            for decision in history.decisions.iter().rev().take(PANEL_DECISIONS) {
+                let kind = decision.kind.strip_prefix("routing.").unwrap_or(&decision.kind);
+                lines.push(Line::styled(
+                    format!("{} {kind}", format_clock(decision.at, app.utc_offset_secs)),
+                    theme.dim,
+                ));
+                lines.push(Line::from(decision.explanation.clone()));
+            }
+        }
+    }
+    Paragraph::new(lines).wrap(Default::default()).render(inner, buf);
 }

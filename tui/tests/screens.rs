@@ -2,6 +2,7 @@
 //! brought into shape by the same actions the real loop feeds it (frames as JSON, keys).
 //! Snapshots live in `tests/snapshots/`; with `CI=true` a missing one fails.
 
+use kefu_tui::api::{ApiAnswer, ApiRequest};
 use kefu_tui::app::{Action, App, NetEvent};
 use kefu_tui::keymap::{KeyPress, Keymap};
 use kefu_tui::theme::Theme;
@@ -37,6 +38,68 @@ fn message(conversation: i64, seq: u64, customer: bool, body: &str, minutes_ago:
         "type": "message", "conversation_id": conversation, "seq": seq, "author": author,
         "body": body, "format": "text", "at": NOW - minutes_ago * 60_000,
     })
+}
+
+fn answer(app: &mut App, request: ApiRequest, answer: serde_json::Value) {
+    let answer = match &request {
+        ApiRequest::Canned => ApiAnswer::Canned(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Agents => ApiAnswer::Agents(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Groups => ApiAnswer::Groups(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Contact(_) => ApiAnswer::Contact(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Routing(_) => ApiAnswer::Routing(serde_json::from_value(answer).unwrap()),
+        other => panic!("not used here: {other:?}"),
+    };
+    app.update(Action::Api { request, result: Ok(answer) });
+}
+
+fn queued(id: i64, name: &str, vip: bool, group: &str, minutes: i64) -> serde_json::Value {
+    json!({
+        "id": id, "state": "queued", "channel": "web",
+        "contact": {"id": 100 + id, "name": name, "vip": vip},
+        "last_seq": 1, "created_at": NOW - minutes * 60_000, "queued_at": NOW - minutes * 60_000,
+        "group": group, "priority": if vip { 100 } else { 200 },
+    })
+}
+
+fn canned() -> serde_json::Value {
+    json!([
+        {"id": 1, "shortcut": "hi", "title": "问候 Greeting", "body": "{customer.name}，您好！我是{agent.name}，很高兴为您服务。", "scope": "workspace"},
+        {"id": 2, "shortcut": "invoice", "title": "发票 Invoice", "body": "发票会在订单完成后 3 个工作日内开具，请提供抬头和税号。", "scope": "workspace"},
+        {"id": 3, "shortcut": "wait", "title": "稍等 One moment", "body": "稍等，我帮您查一下。", "scope": "personal"},
+    ])
+}
+
+/// The busy app with two queues waiting, a private note, a file, and a transfer
+/// received in conversation 3.
+fn full_app() -> App {
+    let mut app = busy_app();
+    app.relay_url = "http://127.0.0.1:7700".into();
+    server(
+        &mut app,
+        json!({"type": "queue_list", "group": "presales", "total": 2,
+               "conversations": [queued(11, "赵先生", true, "presales", 4), queued(12, "Anna Schmidt", false, "presales", 2)]}),
+    );
+    server(
+        &mut app,
+        json!({"type": "queue_list", "group": "aftersales", "total": 1,
+               "conversations": [queued(13, "周女士", false, "aftersales", 1)]}),
+    );
+    server(
+        &mut app,
+        json!({
+            "type": "message", "conversation_id": 1, "seq": 4, "author": {"kind": "agent", "id": 7, "name": "小王"},
+            "body": "老顾客，上次丢件已补发，这次优先跟进。", "format": "text", "at": NOW - 60_000, "internal": true,
+        }),
+    );
+    server(
+        &mut app,
+        json!({
+            "type": "message", "conversation_id": 1, "seq": 5, "author": {"kind": "customer", "id": 101},
+            "body": "", "format": "text", "at": NOW - 30_000,
+            "attachments": [{"id": "a1b2c3", "name": "快递单.jpg", "size": 84_210, "content_type": "image/jpeg"}],
+        }),
+    );
+    app
 }
 
 fn keys(app: &mut App, text: &str) {
@@ -138,4 +201,99 @@ fn disconnected_with_a_queued_message() {
 fn first_start_before_any_conversation() {
     let app = App::new(Keymap::default_bindings(), Theme::default(), "kefu-test".into(), NOW);
     insta::assert_snapshot!(draw(&app, 80, 16).backend());
+}
+
+#[test]
+fn queue_note_attachment_and_customer_panel() {
+    let mut app = full_app();
+    key(&mut app, "J");
+    key(&mut app, "v");
+    answer(
+        &mut app,
+        ApiRequest::Contact(kefu_proto::ContactId(101)),
+        json!({
+            "id": 101, "name": "李女士", "vip": true,
+            "channels": [{"kind": "web", "external_id": "w-8841"}],
+            "conversations": [
+                {"id": 1, "channel": "web", "state": "assigned", "created_at": NOW - 600_000, "agent": "小王", "messages": 5},
+                {"id": 0, "channel": "app", "state": "closed", "created_at": NOW - 9 * 86_400_000,
+                 "resolved_at": NOW - 9 * 86_400_000 + 3_600_000, "resolution": "refund_issued", "agent": "李娜", "messages": 12},
+            ],
+        }),
+    );
+    answer(
+        &mut app,
+        ApiRequest::Routing(kefu_proto::ConversationId(1)),
+        json!({"conversation_id": 1, "decisions": [
+            {"at": NOW - 700_000, "kind": "routing.queued", "explanation": "No agent of presales had room; it waits first in line.", "details": {}},
+            {"at": NOW - 600_000, "kind": "routing.assigned", "explanation": "VIP customer: 小王 is a senior of presales with the lightest load (1 of 5).", "details": {}},
+        ]}),
+    );
+    insta::assert_snapshot!(draw(&app, 140, 30).backend());
+}
+
+#[test]
+fn note_mode_and_a_received_transfer() {
+    let mut app = full_app();
+    server(
+        &mut app,
+        json!({
+            "type": "conversation", "change": "assigned",
+            "conversation": conversation(4, "孙先生", false, "web"),
+            "transfer": {"from": {"id": 8, "name": "李娜"}, "note": "要换货，尺码 42 → 43，已确认库存"},
+        }),
+    );
+    key(&mut app, "4");
+    key(&mut app, "n");
+    key(&mut app, "enter");
+    keys(&mut app, "已联系仓库");
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn canned_reply_picker_and_shortcut_suggestions() {
+    let mut app = full_app();
+    answer(&mut app, ApiRequest::Canned, canned());
+    key(&mut app, "enter");
+    keys(&mut app, "/i");
+    insta::assert_snapshot!("shortcut_suggestions", draw(&app, 100, 24).backend());
+    key(&mut app, "esc");
+    key(&mut app, "/");
+    keys(&mut app, "fapiao");
+    key(&mut app, "C-u");
+    keys(&mut app, "发票");
+    insta::assert_snapshot!("canned_picker", draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn transfer_picker_and_note() {
+    let mut app = full_app();
+    key(&mut app, "t");
+    answer(
+        &mut app,
+        ApiRequest::Agents,
+        json!([
+            {"id": 7, "name": "小王", "email": "wang@shop.example", "role": "agent", "max_concurrent": 5},
+            {"id": 8, "name": "李娜", "email": "lina@shop.example", "role": "agent", "max_concurrent": 5,
+             "skills": [{"group": "aftersales", "level": "senior"}]},
+        ]),
+    );
+    answer(
+        &mut app,
+        ApiRequest::Groups,
+        json!([{"id": 1, "slug": "presales", "name": "售前"}, {"id": 2, "slug": "aftersales", "name": "售后"}]),
+    );
+    insta::assert_snapshot!("transfer_picker", draw(&app, 100, 24).backend());
+    keys(&mut app, "售后");
+    key(&mut app, "enter");
+    keys(&mut app, "客户要退款");
+    insta::assert_snapshot!("transfer_note", draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn close_prompt_offers_resolution_codes() {
+    let mut app = busy_app();
+    key(&mut app, "C");
+    key(&mut app, "down");
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
 }

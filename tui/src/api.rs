@@ -1,0 +1,292 @@
+//! The relay's HTTP API as the workstation uses it: the directory for transfers, canned
+//! replies, the customer panel, history pages and file uploads.
+//!
+//! The app asks with [`crate::app::Effect::Api`] carrying an [`ApiRequest`]; the shell
+//! hands it to [`ApiClient::perform`], which runs it on its own task and answers with
+//! [`crate::app::Action::Api`] carrying the request and its [`ApiAnswer`] or
+//! [`ApiFailure`]. The app never waits: it shows "loading" until the answer comes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kefu_proto::api::{
+    ApiErrorBody, CannedReply, ContactDetails, GroupView, MessagesPage, NewCannedReply, RoutingHistory,
+};
+use kefu_proto::frame::{AgentView, AttachmentRef};
+use kefu_proto::limits::MAX_ATTACHMENT_BYTES;
+use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq};
+use tokio::sync::mpsc;
+
+use crate::app::Action;
+use crate::error::Result;
+
+/// Messages asked for per history page.
+pub const HISTORY_PAGE: u32 = 50;
+/// How long an ordinary request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Something the app wants from the relay's HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// `GET /api/v1/agents`: transfer targets.
+    Agents,
+    /// `GET /api/v1/groups`: transfer targets.
+    Groups,
+    /// `GET /api/v1/canned`: shared replies and mine.
+    Canned,
+    /// `POST /api/v1/canned`.
+    CreateCanned(NewCannedReply),
+    /// `DELETE /api/v1/canned/{id}`.
+    DeleteCanned(i64),
+    /// `GET /api/v1/contacts/{id}`: the customer panel.
+    Contact(ContactId),
+    /// `GET /api/v1/conversations/{id}/routing`: why it came here.
+    Routing(ConversationId),
+    /// `GET /api/v1/conversations/{id}/messages?before=SEQ&limit=50`.
+    History {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The first `seq` held: the page ends just before it.
+        before: Seq,
+    },
+    /// `POST /api/v1/conversations/{id}/attachments?name=FILE` with the file's bytes.
+    Upload {
+        /// The conversation the file goes into.
+        conversation: ConversationId,
+        /// The file, as the agent typed it (`~/` is the home directory).
+        path: String,
+    },
+}
+
+/// What the relay answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiAnswer {
+    /// The workspace's agents.
+    Agents(Vec<AgentView>),
+    /// The workspace's groups.
+    Groups(Vec<GroupView>),
+    /// Canned replies I may use.
+    Canned(Vec<CannedReply>),
+    /// The canned reply as stored.
+    CannedCreated(CannedReply),
+    /// The canned reply is gone.
+    CannedDeleted,
+    /// The customer.
+    Contact(ContactDetails),
+    /// The routing decisions.
+    Routing(RoutingHistory),
+    /// A page of older messages.
+    History(MessagesPage),
+    /// The uploaded file.
+    Uploaded(AttachmentRef),
+}
+
+/// A request that failed: refused by the relay, or never answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    /// The HTTP status, when the relay answered.
+    pub status: Option<u16>,
+    /// The API's error code, when the answer had one.
+    pub code: Option<ErrorCode>,
+    /// What went wrong, for the status line.
+    pub message: String,
+}
+
+impl ApiFailure {
+    /// A failure before any answer (a file not readable, the relay not reachable).
+    pub fn local(message: impl Into<String>) -> ApiFailure {
+        ApiFailure { status: None, code: None, message: message.into() }
+    }
+}
+
+/// Performs API requests for the app, each on its own task.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    /// The relay's base URL (`http://host:port`).
+    relay: String,
+    /// The bearer token.
+    token: String,
+    /// Shared connection pool.
+    http: reqwest::Client,
+    /// Where answers go.
+    actions: mpsc::UnboundedSender<Action>,
+}
+
+impl ApiClient {
+    /// A client for `relay` with `token`, answering on `actions`.
+    pub fn new(relay: &str, token: &str, actions: mpsc::UnboundedSender<Action>) -> Result<ApiClient> {
+        Ok(ApiClient {
+            relay: relay.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: crate::login::client(relay)?,
+            actions,
+        })
+    }
+
+    /// Runs `request` in the background; the answer arrives as [`Action::Api`].
+    pub fn perform(&self, request: ApiRequest) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let result = client.call(&request).await;
+            if let Err(failure) = &result {
+                tracing::info!(?request, ?failure, "API request failed");
+            }
+            let _ = client.actions.send(Action::Api { request, result });
+        });
+    }
+
+    /// Runs `request` and waits for the answer.
+    pub async fn call(&self, request: &ApiRequest) -> Result<ApiAnswer, ApiFailure> {
+        let url = |path: String| format!("{}{path}", self.relay);
+        match request {
+            ApiRequest::Agents => self.get(url("/api/v1/agents".into())).await.map(ApiAnswer::Agents),
+            ApiRequest::Groups => self.get(url("/api/v1/groups".into())).await.map(ApiAnswer::Groups),
+            ApiRequest::Canned => self.get(url("/api/v1/canned".into())).await.map(ApiAnswer::Canned),
+            ApiRequest::Contact(id) => self.get(url(format!("/api/v1/contacts/{id}"))).await.map(ApiAnswer::Contact),
+            ApiRequest::Routing(id) => {
+                self.get(url(format!("/api/v1/conversations/{id}/routing"))).await.map(ApiAnswer::Routing)
+            }
+            ApiRequest::History { conversation, before } => self
+                .get(url(format!("/api/v1/conversations/{conversation}/messages?before={before}&limit={HISTORY_PAGE}")))
+                .await
+                .map(ApiAnswer::History),
+            ApiRequest::CreateCanned(new) => {
+                let request = self.http.post(url("/api/v1/canned".into())).json(new);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::CannedCreated).map_err(decode)
+            }
+            ApiRequest::DeleteCanned(id) => {
+                let request = self.http.delete(url(format!("/api/v1/canned/{id}")));
+                self.send(request, REQUEST_TIMEOUT).await.map(|_| ApiAnswer::CannedDeleted)
+            }
+            ApiRequest::Upload { conversation, path } => {
+                let path = expand_home(path);
+                let (name, bytes) = read_upload(&path).await?;
+                let request = self
+                    .http
+                    .post(url(format!("/api/v1/conversations/{conversation}/attachments?name={}", encode(&name))))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes);
+                self.send(request, UPLOAD_TIMEOUT).await?.json().await.map(ApiAnswer::Uploaded).map_err(decode)
+            }
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, url: String) -> Result<T, ApiFailure> {
+        self.send(self.http.get(url), REQUEST_TIMEOUT).await?.json().await.map_err(decode)
+    }
+
+    /// Sends with the token; a non-success status becomes an [`ApiFailure`].
+    async fn send(&self, request: reqwest::RequestBuilder, timeout: Duration) -> Result<reqwest::Response, ApiFailure> {
+        let response = request
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ApiFailure::local(format!("cannot reach the relay: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let (code, message) = match response.json::<ApiErrorBody>().await {
+            Ok(body) => (Some(body.error.code), body.error.message),
+            Err(_) if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                (Some(ErrorCode::TooLarge), format!("the file is larger than the relay accepts ({})", mib_limit()))
+            }
+            Err(_) => (None, status.to_string()),
+        };
+        Err(ApiFailure { status: Some(status.as_u16()), code, message })
+    }
+}
+
+fn decode(e: reqwest::Error) -> ApiFailure {
+    ApiFailure::local(format!("the relay's answer is not understood: {e}"))
+}
+
+fn mib_limit() -> String {
+    format!("{} MiB", MAX_ATTACHMENT_BYTES / (1024 * 1024))
+}
+
+/// `~/x` as a path under the home directory; anything else as typed.
+fn expand_home(path: &str) -> PathBuf {
+    let path = path.trim();
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The file's name and bytes, refusing what the relay would refuse for its size before
+/// reading it.
+async fn read_upload(path: &Path) -> Result<(String, Vec<u8>), ApiFailure> {
+    let shown = path.display();
+    let metadata =
+        tokio::fs::metadata(path).await.map_err(|e| ApiFailure::local(format!("cannot read {shown}: {e}")))?;
+    if !metadata.is_file() {
+        return Err(ApiFailure::local(format!("{shown} is not a file")));
+    }
+    if metadata.len() > MAX_ATTACHMENT_BYTES as u64 {
+        return Err(ApiFailure {
+            status: None,
+            code: Some(ErrorCode::TooLarge),
+            message: format!("{shown} is {}; the limit is {}", format_size(metadata.len()), mib_limit()),
+        });
+    }
+    let bytes = tokio::fs::read(path).await.map_err(|e| ApiFailure::local(format!("cannot read {shown}: {e}")))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    Ok((name, bytes))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// "812 B", "12.3 KB", "4.0 MB".
+pub fn format_size(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_for_the_query() {
+        assert_eq!(encode("发票 2025.pdf"), "%E5%8F%91%E7%A5%A8%202025.pdf");
+        assert_eq!(encode("a&b=c"), "a%26b%3Dc");
+    }
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(format_size(812), "812 B");
+        assert_eq!(format_size(12_600), "12.3 KB");
+        assert_eq!(format_size(4 * 1_048_576), "4.0 MB");
+    }
+
+    #[tokio::test]
+    async fn a_file_over_the_limit_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_ATTACHMENT_BYTES as u64 + 1).unwrap();
+        let failure = read_upload(&path).await.unwrap_err();
+        assert_eq!(failure.code, Some(ErrorCode::TooLarge));
+        assert!(failure.message.contains("10 MiB"), "{}", failure.message);
+        let missing = read_upload(&dir.path().join("nope.pdf")).await.unwrap_err();
+        assert!(missing.message.contains("cannot read"));
+    }
+}
