@@ -193,6 +193,12 @@ impl Classifier {
     }
 }
 
+/// Whether lower-cased `text` says `phrase`: as whole words for Latin script, anywhere
+/// for Chinese (which has no spaces between words).
+pub fn says(text: &str, phrase: &str) -> bool {
+    if phrase.is_ascii() { contains_word(text, phrase) } else { text.contains(phrase) }
+}
+
 /// Whether `word` stands in `text` as a whole word (not inside a longer Latin word).
 fn contains_word(text: &str, word: &str) -> bool {
     let is_word_char = |c: char| c.is_ascii_alphanumeric();

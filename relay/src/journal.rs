@@ -148,6 +148,8 @@ pub enum JournalOp {
         conversation: ConversationId,
         /// New routing fields, if they change.
         route: Option<RouteFields>,
+        /// What the conversation is about, when the bot has found out.
+        intent: Option<String>,
         /// The audit entry.
         event: EventRecord,
     },
@@ -440,9 +442,16 @@ impl Journal {
                         transfer: transfer.clone(),
                     })
                 }
-                JournalOp::Record { workspace, conversation, route, event } => {
+                JournalOp::Record { workspace, conversation, route, intent, event } => {
                     if let Some(route) = route {
                         update_route(&mut tx, *conversation, *route).await?;
+                    }
+                    if let Some(intent) = intent {
+                        sqlx::query("UPDATE conversations SET intent = ? WHERE id = ?")
+                            .bind(intent)
+                            .bind(conversation.0)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
                     Outcome::Hub(Committed::Recorded { conversation: *conversation, kind: event.kind })

@@ -267,6 +267,11 @@ impl KnowledgeBase {
         self.reader.reload().map_err(index_error)
     }
 
+    /// Whether a workspace has any article (the bot answers only where it has some).
+    pub fn has_articles(&self, workspace: i64) -> bool {
+        self.meta.read().expect("kb meta lock").values().any(|a| a.workspace == workspace)
+    }
+
     /// Removes every article (before a rebuild).
     pub fn clear(&self) -> Result<()> {
         let mut writer = self.writer.lock().expect("index writer lock");

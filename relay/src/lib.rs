@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod attachments;
 pub mod auth;
+pub mod bot;
 pub mod clock;
 pub mod config;
 pub mod conversation;
@@ -131,6 +132,9 @@ pub async fn run_with_clock(
         config.journal.max_batch,
         config.journal.queue,
     );
+    let rules =
+        bot::Rules { min_confidence: config.bot.min_confidence, max_unresolved_turns: config.bot.max_unresolved_turns };
+    let bot_requests = hub::bot_worker::spawn(store.clone(), knowledge.clone(), rules, hubs.clone());
     let mut widget_keys = HashMap::new();
     for workspace in store.workspaces().await? {
         let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();
@@ -148,7 +152,9 @@ pub async fn run_with_clock(
             open_conversations = start.open.len(),
             "workspace loaded"
         );
-        let hub = hub::spawn(start, journal.clone(), clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
+        let bot =
+            hub::BotLink { enabled: config.bot.enabled, requests: bot_requests.clone(), knowledge: knowledge.clone() };
+        let hub = hub::spawn(start, journal.clone(), bot, clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
         hubs.insert(workspace.id, hub);
         widget_keys.insert(workspace.widget_key, workspace.id);
     }

@@ -618,7 +618,7 @@ impl Store {
     pub async fn open_conversations(&self, workspace: WorkspaceId) -> Result<Vec<OpenConversationRecord>> {
         let rows = sqlx::query(
             "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.last_seq, v.created_at,
-                    v.queued_at, v.assigned_at, v.resolved_at, v.group_id, v.priority, v.answered,
+                    v.queued_at, v.assigned_at, v.resolved_at, v.group_id, v.priority, v.answered, v.intent,
                     c.id AS contact_id, c.name AS contact_name, c.vip, a.name AS agent_name, g.slug AS group_slug
              FROM conversations v JOIN contacts c ON c.id = v.contact_id
              LEFT JOIN agents a ON a.id = v.assignee_agent_id
@@ -650,6 +650,7 @@ impl Store {
                         queued_at: r.get("queued_at"),
                         group: r.get("group_slug"),
                         priority: r.get::<i64, _>("priority").clamp(0, u16::MAX as i64) as u16,
+                        intent: r.get("intent"),
                     },
                     assigned_at: r.get("assigned_at"),
                     resolved_at: r.get("resolved_at"),

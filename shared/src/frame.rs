@@ -481,6 +481,9 @@ pub struct ConversationView {
     /// channel's priority (0 to 99) for VIPs, 200 + the channel's priority otherwise.
     #[serde(default)]
     pub priority: u16,
+    /// What the bot found the conversation to be about (`order_status`, …), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
 }
 
 /// A contact as clients see one.

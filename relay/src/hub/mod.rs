@@ -19,8 +19,10 @@
 //!
 //! ## Layout
 //! - this file: the handle, commands, the run loop, decisions and deliveries;
-//! - [`explain`]: routing decisions in words.
+//! - [`explain`]: routing decisions in words;
+//! - [`bot_worker`]: the bot's lookups, off the hub's task.
 
+pub mod bot_worker;
 pub mod explain;
 
 use std::collections::{HashMap, HashSet};
@@ -36,10 +38,12 @@ use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, ProtocolError, S
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::bot;
 use crate::clock::Clock;
 use crate::config::RoutingConfig;
 use crate::conversation::{Lifecycle, Transition};
 use crate::journal::{Committed, EventRecord, JournalHandle, JournalOp, RouteFields, StoredMessage};
+use crate::knowledge::Knowledge;
 use crate::routing::{
     self, Availability, Decision, Event, GroupId, GroupRules, Level, PRIORITY_RETURNED, Priority, Routable, Router,
     Rule, Timing,
@@ -202,6 +206,8 @@ pub enum HubCommand {
         /// The group.
         group: GroupId,
     },
+    /// The bot decided what to do with a customer's message.
+    BotDone(Box<bot_worker::BotOutcome>),
     /// A contact's VIP mark changed.
     ContactChanged {
         /// The contact.
@@ -333,10 +339,25 @@ struct GroupEntry {
     slug: String,
 }
 
+/// The bot's seat in a conversation it is answering.
+#[derive(Default)]
+struct BotSeat {
+    /// What the bot remembers.
+    memory: bot::Memory,
+    /// A message is with the bot now; the next ones wait their turn.
+    busy: bool,
+    /// Messages waiting for the bot, oldest first.
+    waiting: std::collections::VecDeque<String>,
+}
+
 /// A conversation that is not closed.
 struct OpenConversation {
     contact: ContactView,
     channel: ChannelKind,
+    /// What the bot found it to be about.
+    intent: Option<String>,
+    /// The bot, while the conversation is with it.
+    bot: Option<BotSeat>,
     /// Where it is routed.
     route: RouteFields,
     /// Moves as soon as the hub decides.
@@ -373,10 +394,22 @@ impl HandleTime {
     }
 }
 
+/// What the hub needs of the bot.
+pub struct BotLink {
+    /// Whether new conversations start with the bot.
+    pub enabled: bool,
+    /// Where the bot takes messages.
+    pub requests: mpsc::UnboundedSender<bot_worker::BotRequest>,
+    /// The knowledge base (to know whether there is anything to answer from, and which
+    /// group an intent goes to).
+    pub knowledge: Arc<Knowledge>,
+}
+
 /// The hub's state.
 struct Hub {
     workspace: WorkspaceId,
     journal: JournalHandle,
+    bot: BotLink,
     clock: Clock,
     settings: RoutingConfig,
     router: Router,
@@ -416,6 +449,7 @@ struct Hub {
 pub fn spawn(
     start: HubStart,
     journal: JournalHandle,
+    bot: BotLink,
     clock: Clock,
     settings: RoutingConfig,
     command_queue: usize,
@@ -427,6 +461,7 @@ pub fn spawn(
     let mut hub = Hub {
         workspace: start.workspace,
         journal,
+        bot,
         clock,
         settings,
         router: Router::new(timing),
@@ -524,6 +559,9 @@ impl Hub {
                 OpenConversation {
                     contact: view.contact,
                     channel: view.channel,
+                    intent: view.intent,
+                    // After a restart the bot starts its memory afresh.
+                    bot: (life.state == ConversationState::Bot).then(BotSeat::default),
                     route,
                     decided: life.clone(),
                     announced: life,
@@ -672,6 +710,7 @@ impl Hub {
             HubCommand::GroupChanged { group } => self.learn_group(&group),
             HubCommand::GroupRemoved { group } => self.forget_group(group),
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
+            HubCommand::BotDone(outcome) => self.bot_done(*outcome),
         }
     }
 
@@ -806,7 +845,7 @@ impl Hub {
             workspace: self.workspace,
             contact: contact.id,
             channel,
-            lifecycle: Lifecycle::open(self.now(), false),
+            lifecycle: Lifecycle::open(self.now(), self.bot_answers()),
             route,
             request,
         });
@@ -968,6 +1007,7 @@ impl Hub {
                 workspace: self.workspace,
                 conversation,
                 route: Some(route),
+                intent: None,
                 event: EventRecord {
                     kind: "conversation.priority",
                     actor_kind: "agent",
@@ -976,6 +1016,136 @@ impl Hub {
                 },
             });
             self.route(Event::Enqueue(routable), None);
+        }
+    }
+
+    // ---- the bot ------------------------------------------------------------------------
+
+    /// Whether new conversations start with the bot: it is on, and there is a knowledge
+    /// base to answer from.
+    fn bot_answers(&self) -> bool {
+        self.bot.enabled && self.bot.knowledge.index.has_articles(self.workspace.0)
+    }
+
+    /// Gives a customer's message to the bot, or queues it behind the one the bot has.
+    fn bot_turn(&mut self, conversation: ConversationId, message: String) {
+        let workspace = self.workspace;
+        let Some(seat) = self.conversations.get_mut(&conversation).and_then(|c| c.bot.as_mut()) else { return };
+        if seat.busy {
+            seat.waiting.push_back(message);
+            return;
+        }
+        seat.busy = true;
+        let request = bot_worker::BotRequest { workspace, conversation, message, memory: seat.memory.clone() };
+        if self.bot.requests.send(request).is_err() {
+            tracing::error!(%conversation, "bot stopped; the conversation waits for a person");
+        }
+    }
+
+    /// Carries out what the bot decided: its message, then resolving or handing over.
+    fn bot_done(&mut self, outcome: bot_worker::BotOutcome) {
+        let conversation = outcome.conversation;
+        let now = self.now();
+        let Some(conv) = self.conversations.get_mut(&conversation) else { return };
+        if conv.decided.state != ConversationState::Bot {
+            return;
+        }
+        if outcome.memory.intent.is_some() {
+            conv.intent.clone_from(&outcome.memory.intent);
+        }
+        let (text, kind) = match &outcome.action {
+            bot::Action::Reply { text, article: Some(_) } => (text.clone(), "bot.answered"),
+            bot::Action::Reply { text, article: None } => (text.clone(), "bot.replied"),
+            bot::Action::Resolve { text } => (text.clone(), "bot.resolved"),
+            bot::Action::HandOver { text, .. } => (text.clone(), "bot.handover"),
+        };
+        let reason = match &outcome.action {
+            bot::Action::HandOver { why, .. } => Some(why.as_str()),
+            _ => None,
+        };
+        self.journal.submit_from_hub(JournalOp::Append(crate::journal::NewMessage {
+            workspace: self.workspace,
+            conversation,
+            origin: None,
+            author: AuthorKind::Bot,
+            author_id: None,
+            client_msg_id: None,
+            body: text,
+            format: kefu_proto::frame::BodyFormat::Markdown,
+            internal: false,
+            attachments: Vec::new(),
+        }));
+        self.journal.submit_from_hub(JournalOp::Record {
+            workspace: self.workspace,
+            conversation,
+            route: None,
+            intent: outcome.memory.intent.clone(),
+            event: EventRecord {
+                kind,
+                actor_kind: "bot",
+                actor_id: None,
+                data: serde_json::json!({
+                    "intent": outcome.classification.intent,
+                    "confidence": outcome.classification.confidence,
+                    "evidence": outcome.classification.reason,
+                    "article_id": outcome.article,
+                    "reason": reason,
+                }),
+            },
+        });
+        let conv = self.conversations.get_mut(&conversation).expect("present");
+        match outcome.action {
+            bot::Action::Reply { .. } => {
+                let seat = conv.bot.as_mut().expect("with the bot");
+                seat.memory = outcome.memory;
+                seat.busy = false;
+                if let Some(next) = seat.waiting.pop_front() {
+                    self.bot_turn(conversation, next);
+                }
+            }
+            bot::Action::Resolve { .. } => {
+                conv.bot = None;
+                if let Ok(next) = conv.decided.apply(Transition::Resolve, now) {
+                    let event = EventRecord {
+                        kind: "conversation.resolved",
+                        actor_kind: "bot",
+                        actor_id: None,
+                        data: serde_json::json!({ "resolution": "bot" }),
+                    };
+                    self.commit_transition(conversation, next, Some("bot".into()), None, None, event);
+                }
+            }
+            bot::Action::HandOver { why, .. } => {
+                conv.bot = None;
+                let intent_group = outcome
+                    .memory
+                    .intent
+                    .as_deref()
+                    .and_then(|i| self.bot.knowledge.classifier.intent(i))
+                    .and_then(|def| def.group.clone())
+                    .and_then(|slug| self.group_by_slug(&slug));
+                let conv = self.conversations.get_mut(&conversation).expect("present");
+                let Ok(next) = conv.decided.apply(Transition::HandOver, now) else { return };
+                let route = RouteFields { group: intent_group.or(conv.route.group), priority: conv.route.priority };
+                let vip = conv.contact.vip;
+                let contact = conv.contact.id;
+                let event = EventRecord {
+                    kind: "conversation.handed_over",
+                    actor_kind: "bot",
+                    actor_id: None,
+                    data: serde_json::json!({ "reason": why.as_str(), "intent": outcome.memory.intent }),
+                };
+                self.commit_transition(conversation, next.clone(), None, Some(route), None, event);
+                let routable = Routable {
+                    conversation,
+                    group: route.group,
+                    priority: route.priority,
+                    vip,
+                    queued_at: next.queued_at.unwrap_or(now),
+                    preferred: self.sticky_agent(contact),
+                };
+                self.route(Event::Enqueue(routable), None);
+            }
         }
     }
 
@@ -1077,6 +1247,7 @@ impl Hub {
                     workspace: self.workspace,
                     conversation,
                     route: None,
+                    intent: None,
                     event: EventRecord {
                         kind: "routing.queued",
                         actor_kind: "system",
@@ -1125,6 +1296,7 @@ impl Hub {
                     workspace: self.workspace,
                     conversation,
                     route: Some(route),
+                    intent: None,
                     event: EventRecord {
                         kind: "routing.escalated",
                         actor_kind: "system",
@@ -1245,11 +1417,14 @@ impl Hub {
                 self.contact_open.insert(contact, conversation);
                 let vip = pending.contact.vip;
                 let route = pending.route;
+                let with_bot = lifecycle.state == ConversationState::Bot;
                 self.conversations.insert(
                     conversation,
                     OpenConversation {
                         contact: pending.contact,
                         channel,
+                        intent: None,
+                        bot: with_bot.then(BotSeat::default),
                         route,
                         decided: lifecycle.clone(),
                         announced: lifecycle.clone(),
@@ -1396,6 +1571,10 @@ impl Hub {
         if author == AuthorKind::Agent && !internal {
             self.route(Event::Replied { conversation }, None);
         }
+        if author == AuthorKind::Customer && self.conversations[&conversation].decided.state == ConversationState::Bot {
+            let text = stored.message.body.clone();
+            self.bot_turn(conversation, text);
+        }
         if reopen {
             self.reopen(conversation, contact);
         }
@@ -1500,6 +1679,7 @@ impl Hub {
             queued_at: life.queued_at,
             group: self.group_slug(conv.route.group),
             priority: conv.route.priority,
+            intent: conv.intent.clone(),
         })
     }
 

@@ -2,7 +2,9 @@
 //! one module per area.
 
 mod agent_tools;
+mod bot;
 mod crash;
 mod foundation;
+mod knowledge;
 mod routing;
 mod tui;
