@@ -15,6 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use kefu_proto::api::{CannedScope, NewCannedReply};
 use kefu_proto::frame::{AuthorKind, Role};
 use kefu_relay::{Store, admin};
 use kefu_tests::{PASSWORD, TestRelay};
@@ -155,6 +156,14 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     let relay = TestRelay::start().await?;
     let store = Store::open(&relay.data_dir).await?;
     admin::add_agent(&store, "default", "wang@shop.example", "小王", Role::Agent, Some(PASSWORD.into())).await?;
+    let workspace = admin::show_workspace(&store, "default").await?;
+    let thanks = NewCannedReply {
+        shortcut: "thanks".into(),
+        title: "致谢 Thanks".into(),
+        body: "感谢您的耐心，{customer.name}！我是{agent.name}。".into(),
+        scope: CannedScope::Workspace,
+    };
+    store.add_canned_reply(workspace.id, None, &thanks).await?;
     store.close().await;
 
     // A home of its own: config, credentials and the log go there.
@@ -206,8 +215,42 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     assert_eq!(reply.author.name.as_deref(), Some("小王"));
     tmux.wait_for("已送达 sent").await?;
 
+    // A canned reply by shortcut: tab expands it (the customer gave no name), enter sends.
+    tmux.type_text("/thanks").await?;
+    tmux.keys(&["Tab"]).await?;
+    tmux.wait_for("感谢您的耐心，客户！我是小王。").await?;
+    tmux.keys(&["Enter"]).await?;
+    assert_eq!(customer.expect_message().await?.body, "感谢您的耐心，客户！我是小王。");
+
+    // A file: uploaded through the relay, then sent as an attachment.
+    let file = home.path().join("运单.txt");
+    std::fs::write(&file, "运单号 SF1234567890\n")?;
+    // Escape alone (with "f" in the same write the terminal would read Alt-f).
+    tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
+    tmux.keys(&["f"]).await?;
+    tmux.wait_for("发送文件 Send a file").await?;
+    tmux.type_text(&file.display().to_string()).await?;
+    tmux.keys(&["Enter"]).await?;
+    let sent = customer.expect_message().await?;
+    assert_eq!(sent.attachments.len(), 1, "{sent:?}");
+    assert_eq!(sent.attachments[0].name, "运单.txt");
+    tmux.wait_for("附件 file 运单.txt").await?;
+
+    // A private note stays among agents: the customer's next message is the reply after it.
+    tmux.keys(&["Enter", "M-n"]).await?;
+    tmux.wait_for("内部备注 Private note").await?;
+    tmux.type_text("客户很着急").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("已保存 saved").await?;
+    tmux.keys(&["M-n"]).await?;
+    tmux.type_text("马上为您处理").await?;
+    tmux.keys(&["Enter"]).await?;
+    assert_eq!(customer.expect_message().await?.body, "马上为您处理", "the note never reaches the customer");
+
     // Leave cleanly; the log went to the data dir, not the screen.
     tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
     tmux.keys(&["q"]).await?;
     tmux.wait_exit().await?;
     let log = std::fs::read_to_string(data_home.join("kefu").join("kefu.log"))?;
