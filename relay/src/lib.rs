@@ -41,6 +41,7 @@ pub mod knowledge;
 pub mod routing;
 pub mod session;
 pub mod store;
+pub mod tickets;
 
 use std::collections::HashMap;
 use std::future::Future;

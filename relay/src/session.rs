@@ -35,6 +35,7 @@ use crate::conversation::Transition;
 use crate::hub::{AgentSession, ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
 use crate::store::MessageRange;
+use crate::tickets::{Actor, TicketDraft, subject_from};
 
 /// Which endpoint the connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -574,6 +575,19 @@ impl Connection {
                 self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
             }
+            ClientFrame::LeaveMessage(leave) => {
+                let Identity::Customer { contact, group, .. } = &self.identity else {
+                    return Err((ProtocolError::new(ErrorCode::Forbidden, "leave_message is for customers"), None));
+                };
+                let (contact, group) = (contact.id, group.clone());
+                // The ticket links the customer's conversation (opened now if there is none).
+                let conversation = self.target(None, true).await.map_err(|e| (e, None))?;
+                let ticket =
+                    self.leave_message(contact, group, conversation, leave).await.map_err(|e| (e.to_client(), None))?;
+                let command = HubCommand::TicketMade { ticket, conversation: Some(conversation) };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
             ClientFrame::Pick(pick) => {
                 self.agent_only("pick").map_err(|e| (e, None))?;
                 self.hub
@@ -612,6 +626,34 @@ impl Connection {
             }
         }
         Ok(found)
+    }
+
+    /// Makes a ticket of a customer's message, assigned within their group.
+    async fn leave_message(
+        &self,
+        contact: kefu_proto::ContactId,
+        group: Option<String>,
+        conversation: ConversationId,
+        leave: kefu_proto::frame::LeaveMessage,
+    ) -> crate::Result<kefu_proto::frame::TicketView> {
+        let groups = self.relay.store.groups(self.workspace).await?;
+        let group = group
+            .and_then(|slug| groups.iter().find(|g| g.slug == slug).map(|g| g.id))
+            .or_else(|| groups.iter().find(|g| g.is_default).map(|g| g.id));
+        let description = match &leave.contact_info {
+            Some(info) => format!("{}\n\n联系方式 / contact: {info}", leave.body),
+            None => leave.body.clone(),
+        };
+        let draft = TicketDraft {
+            subject: subject_from(&leave.body),
+            description,
+            priority: Default::default(),
+            group,
+            contact: Some(contact),
+            conversation: Some(conversation),
+            assignee: None,
+        };
+        self.relay.store.create_ticket(self.workspace, draft, Actor::Customer(contact)).await
     }
 
     fn author(&self) -> (AuthorKind, i64) {

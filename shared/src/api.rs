@@ -309,3 +309,87 @@ pub struct SearchHit {
     /// Its language.
     pub language: String,
 }
+
+/// `POST /api/v1/tickets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicket {
+    /// One line.
+    pub subject: String,
+    /// What is needed.
+    pub description: String,
+    /// How urgent (default normal).
+    #[serde(default)]
+    pub priority: crate::frame::TicketPriority,
+    /// The conversation it comes from (its contact and group are taken from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<crate::ConversationId>,
+    /// Who works on it; absent: assigned automatically within the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<crate::AgentId>,
+    /// The group, by slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `PATCH /api/v1/tickets/{id}`: what to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketPatch {
+    /// New status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::frame::TicketStatus>,
+    /// New priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<crate::frame::TicketPriority>,
+    /// New assignee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<crate::AgentId>,
+    /// New subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// `POST /api/v1/tickets/{id}/notes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicketNote {
+    /// The note.
+    pub body: String,
+}
+
+/// `GET /api/v1/tickets/{id}`: a ticket with its notes and its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketDetails {
+    /// The ticket.
+    pub ticket: crate::frame::TicketView,
+    /// Notes, oldest first.
+    pub notes: Vec<TicketNote>,
+    /// Every change, oldest first (the audit trail).
+    pub history: Vec<TicketEvent>,
+}
+
+/// A note on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketNote {
+    /// Who wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The text.
+    pub body: String,
+    /// When.
+    pub at: UnixMillis,
+}
+
+/// A change in a ticket's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketEvent {
+    /// When.
+    pub at: UnixMillis,
+    /// What (`ticket.created`, `ticket.updated`, `ticket.note`).
+    pub kind: String,
+    /// Who: `agent`, `customer` or `system`.
+    pub actor_kind: String,
+    /// The agent's or contact's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<i64>,
+    /// What changed.
+    pub data: serde_json::Value,
+}

@@ -64,6 +64,9 @@ pub enum ClientFrame {
     Transfer(TransferConversation),
     /// Agents only: take a specific queued conversation.
     Pick(PickConversation),
+    /// Customers only: leave a message for later (nobody is online, or they will not
+    /// wait); it becomes a ticket.
+    LeaveMessage(LeaveMessage),
     /// Liveness check; answered with `pong`.
     Ping(Ping),
 }
@@ -81,6 +84,7 @@ impl ClientFrame {
             ClientFrame::Close(_) => "close",
             ClientFrame::Transfer(_) => "transfer",
             ClientFrame::Pick(_) => "pick",
+            ClientFrame::LeaveMessage(_) => "leave_message",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -277,6 +281,16 @@ pub enum TransferTarget {
     },
 }
 
+/// A message left for later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveMessage {
+    /// What the customer needs (the message body limits apply).
+    pub body: String,
+    /// How to reach them (phone or e-mail), if they gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_info: Option<String>,
+}
+
 /// Takes a queued conversation by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PickConversation {
@@ -318,6 +332,9 @@ pub enum ServerFrame {
     Queue(QueueFrame),
     /// Agents: the waiting conversations of a queue they serve.
     QueueList(QueueListFrame),
+    /// A ticket was made or changed: agents hear of tickets assigned to them, customers
+    /// of the ticket their message became.
+    Ticket(TicketFrame),
     /// A frame was refused. The connection stays open unless a close follows.
     Error(ErrorFrame),
     /// The answer to `ping`.
@@ -634,6 +651,89 @@ pub struct TransferInfo {
     pub note: Option<String>,
 }
 
+/// What happened to a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketChange {
+    /// It was made.
+    Created,
+    /// It was given to the receiving agent.
+    Assigned,
+    /// Its status, priority or subject changed.
+    Updated,
+}
+
+/// A ticket changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketFrame {
+    /// What happened.
+    pub change: TicketChange,
+    /// The ticket as it now stands.
+    pub ticket: TicketView,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    /// Waiting for work.
+    Open,
+    /// Waiting for the customer or someone else.
+    Pending,
+    /// Done; may be reopened.
+    Solved,
+    /// Finished for good.
+    Closed,
+}
+
+/// How urgent a ticket is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketPriority {
+    /// Whenever there is time.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Soon.
+    High,
+    /// Now.
+    Urgent,
+}
+
+/// A ticket as agents see one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// Its id.
+    pub id: i64,
+    /// One line.
+    pub subject: String,
+    /// What is needed.
+    pub description: String,
+    /// Where it stands.
+    pub status: TicketStatus,
+    /// How urgent.
+    pub priority: TicketPriority,
+    /// Who works on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<AgentRef>,
+    /// The skill group it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<ContactId>,
+    /// The conversation it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// Who made it: `customer`, `agent` or `system`.
+    pub created_by: String,
+    /// When.
+    pub created_at: UnixMillis,
+    /// When it last changed.
+    pub updated_at: UnixMillis,
+}
+
 /// A customer's place in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueFrame {
@@ -726,6 +826,8 @@ wire_names!(Role, "role", { Agent => "agent", Supervisor => "supervisor", Admin 
 wire_names!(ConversationState, "conversation state", { Bot => "bot", Queued => "queued", Assigned => "assigned", Resolved => "resolved", Closed => "closed" });
 wire_names!(ChannelKind, "channel kind", { Web => "web", App => "app", Social => "social" });
 wire_names!(SkillLevel, "skill level", { Junior => "junior", Senior => "senior" });
+wire_names!(TicketStatus, "ticket status", { Open => "open", Pending => "pending", Solved => "solved", Closed => "closed" });
+wire_names!(TicketPriority, "ticket priority", { Low => "low", Normal => "normal", High => "high", Urgent => "urgent" });
 wire_names!(AuthorKind, "author kind", { Customer => "customer", Agent => "agent", Bot => "bot", System => "system" });
 
 #[cfg(test)]
@@ -764,6 +866,7 @@ mod tests {
             r#"{"type":"close","conversation_id":1}"#,
             r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group"}}"#,
             r#"{"type":"pick","conversation_id":1}"#,
+            r#"{"type":"leave_message","body":"b"}"#,
             r#"{"type":"ping"}"#,
         ];
         let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();

@@ -53,8 +53,8 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
 }
 
 /// The `"type"` values of [`ClientFrame`], to tell an unknown type from a bad field.
-pub const CLIENT_FRAME_TYPES: [&str; 10] =
-    ["hello", "send", "typing", "read", "presence", "resolve", "close", "transfer", "pick", "ping"];
+pub const CLIENT_FRAME_TYPES: [&str; 11] =
+    ["hello", "send", "typing", "read", "presence", "resolve", "close", "transfer", "pick", "leave_message", "ping"];
 
 /// Turns a serde error into a message that says what was wrong with the frame. Only the
 /// error path looks at the frame a second time.
@@ -150,6 +150,12 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                     "resolution is {} bytes; the limit is {MAX_RESOLUTION_BYTES}",
                     code.len()
                 )));
+            }
+        }
+        ClientFrame::LeaveMessage(leave) => {
+            check_body(&leave.body)?;
+            if let Some(info) = &leave.contact_info {
+                check_name(info)?;
             }
         }
         ClientFrame::Pick(_)

@@ -1504,6 +1504,18 @@ impl App {
             }
             // Customers' own place in line; agents get `queue_list`.
             ServerFrame::Queue(_) => {}
+            // A ticket given to me: tell me, as with a newly assigned conversation.
+            ServerFrame::Ticket(t) => {
+                if matches!(
+                    t.change,
+                    kefu_proto::frame::TicketChange::Assigned | kefu_proto::frame::TicketChange::Created
+                ) {
+                    effects.push(Effect::Notify(Notice {
+                        title: format!("新工单 ticket #{}", t.ticket.id),
+                        body: t.ticket.subject.clone(),
+                    }));
+                }
+            }
             ServerFrame::Typing(t) => {
                 let now = self.now;
                 if t.author == AuthorKind::Customer

@@ -4,9 +4,11 @@
 //! - this file: routes, extractors (JSON body, path, bearer agent), health, login,
 //!   agents, groups, contacts' VIP mark, routing history, WebSocket upgrades;
 //! - [`workstation`]: history pages, the customer panel, canned replies, attachments;
-//! - [`kb`]: knowledge-base articles and search.
+//! - [`kb`]: knowledge-base articles and search;
+//! - [`tickets`]: tickets, their notes and history.
 
 pub mod kb;
+pub mod tickets;
 pub mod workstation;
 
 use std::net::SocketAddr;
@@ -71,6 +73,9 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))
         .route("/api/v1/kb/articles/{id}", get(kb::get).put(kb::replace).delete(kb::delete))
         .route("/api/v1/kb/search", get(kb::search))
+        .route("/api/v1/tickets", get(tickets::list).post(tickets::create))
+        .route("/api/v1/tickets/{id}", get(tickets::get).patch(tickets::update))
+        .route("/api/v1/tickets/{id}/notes", post(tickets::add_note))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })

@@ -68,13 +68,17 @@ pub fn assigned(
     (sentence, details)
 }
 
+fn agents(n: u32) -> &'static str {
+    if n == 1 { "agent" } else { "agents" }
+}
+
 /// A conversation left waiting: why nobody took it.
 pub fn queued(names: &Names, group: Option<GroupId>, why: Waiting) -> (String, Value) {
     let g = (names.group)(group);
     let (sentence, reason) = match why {
         Waiting::NobodyOnline => (format!("waiting in {g}: nobody who serves it is online"), "nobody_online"),
         Waiting::AllBusy { online } => {
-            (format!("waiting in {g}: all {online} online agents who serve it are at capacity"), "all_busy")
+            (format!("waiting in {g}: all {online} online {} who serve it are at capacity", agents(online)), "all_busy")
         }
     };
     let online = match why {

@@ -32,7 +32,8 @@ use axum::extract::ws::Utf8Bytes;
 use kefu_proto::frame::{
     Ack, AgentRef, AgentView, Author, AuthorKind, ChannelKind, ContactView, ConversationChange, ConversationFrame,
     ConversationState, ConversationView, ErrorFrame, MessageFrame, Presence, PresenceFrame, QueueFrame, QueueListFrame,
-    ReadFrame, Role, ServerFrame, SkillLevel, TransferInfo, TransferTarget, TypingFrame, close_code,
+    ReadFrame, Role, ServerFrame, SkillLevel, TicketChange, TicketFrame, TicketView, TransferInfo, TransferTarget,
+    TypingFrame, close_code,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
@@ -205,6 +206,21 @@ pub enum HubCommand {
     GroupRemoved {
         /// The group.
         group: GroupId,
+    },
+    /// A ticket was made (or changed): its assignee hears of it; a ticket made from a
+    /// customer's left message settles their waiting conversation.
+    TicketMade {
+        /// The ticket as stored.
+        ticket: TicketView,
+        /// The conversation the customer left the message in, when they did.
+        conversation: Option<ConversationId>,
+    },
+    /// A ticket changed through the API; `assigned` when its assignee is new.
+    TicketChanged {
+        /// The ticket as stored.
+        ticket: TicketView,
+        /// Whether it was given to a new assignee.
+        assigned: bool,
     },
     /// The bot decided what to do with a customer's message.
     BotDone(Box<bot_worker::BotOutcome>),
@@ -711,6 +727,14 @@ impl Hub {
             HubCommand::GroupRemoved { group } => self.forget_group(group),
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
             HubCommand::BotDone(outcome) => self.bot_done(*outcome),
+            HubCommand::TicketMade { ticket, conversation } => self.ticket_made(ticket, conversation),
+            HubCommand::TicketChanged { ticket, assigned } => {
+                let change = if assigned { TicketChange::Assigned } else { TicketChange::Updated };
+                if let Some(agent) = ticket.assignee.as_ref().map(|a| a.id) {
+                    let frame = ServerFrame::Ticket(TicketFrame { change, ticket });
+                    self.deliver_to_agent(agent, Outbound::Frame(frame));
+                }
+            }
         }
     }
 
@@ -1016,6 +1040,37 @@ impl Hub {
                 },
             });
             self.route(Event::Enqueue(routable), None);
+        }
+    }
+
+    // ---- tickets ------------------------------------------------------------------------
+
+    fn ticket_made(&mut self, ticket: TicketView, conversation: Option<ConversationId>) {
+        if let Some(agent) = ticket.assignee.as_ref().map(|a| a.id) {
+            let frame = ServerFrame::Ticket(TicketFrame { change: TicketChange::Assigned, ticket: ticket.clone() });
+            self.deliver_to_agent(agent, Outbound::Frame(frame));
+        }
+        let Some(conversation) = conversation else { return };
+        let Some(conv) = self.conversations.get(&conversation) else { return };
+        let contact = conv.contact.id;
+        let decided = conv.decided.clone();
+        let frame = ServerFrame::Ticket(TicketFrame { change: TicketChange::Created, ticket });
+        self.deliver_to_contact(contact, Outbound::Frame(frame));
+        // Nobody has it yet: it is settled by the ticket, not left in the queue or with
+        // the bot (the customer writing again reopens it).
+        if matches!(decided.state, ConversationState::Queued | ConversationState::Bot) {
+            let Ok(next) = decided.apply(Transition::Resolve, self.now()) else { return };
+            if let Some(conv) = self.conversations.get_mut(&conversation) {
+                conv.bot = None;
+            }
+            let event = EventRecord {
+                kind: "conversation.resolved",
+                actor_kind: "customer",
+                actor_id: Some(contact.0),
+                data: serde_json::json!({ "resolution": "ticket" }),
+            };
+            self.commit_transition(conversation, next, Some("ticket".into()), None, None, event);
+            self.route(Event::Released { conversation }, None);
         }
     }
 

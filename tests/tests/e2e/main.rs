@@ -7,4 +7,5 @@ mod crash;
 mod foundation;
 mod knowledge;
 mod routing;
+mod tickets;
 mod tui;
