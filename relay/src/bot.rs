@@ -20,8 +20,10 @@ pub struct Memory {
     pub answers: u32,
     /// Answers that did not help (or turns it could not answer).
     pub unresolved: u32,
-    /// The article of the last answer, while the bot waits to hear whether it helped.
-    pub awaiting_feedback: Option<i64>,
+    /// Whether the bot waits to hear whether its last answer helped.
+    pub awaiting_feedback: bool,
+    /// The article of the last answer, if it came from one.
+    pub last_article: Option<i64>,
     /// The intent it last detected.
     pub intent: Option<String>,
 }
@@ -55,6 +57,8 @@ pub enum HandOver {
     NotConfident,
     /// Its answers did not help, too many times.
     Unresolved,
+    /// The shop's automation for the intent asked for a person, or did not answer.
+    Automation,
 }
 
 impl HandOver {
@@ -64,6 +68,7 @@ impl HandOver {
             HandOver::Asked => "customer_asked",
             HandOver::NotConfident => "low_confidence",
             HandOver::Unresolved => "unresolved",
+            HandOver::Automation => "automation",
         }
     }
 }
@@ -177,22 +182,16 @@ pub fn decide(
         next.intent.clone_from(&classification.intent);
     }
     let hand_over = |why: HandOver, mut next: Memory| {
-        next.awaiting_feedback = None;
-        let text = match (why, zh) {
-            (HandOver::NotConfident, true) => "这个问题我请人工客服来帮您，正在转接，请稍候。",
-            (HandOver::NotConfident, false) => "Let me get a person to help you with that. Connecting you now.",
-            (_, true) => "好的，正在为您转接人工客服，请稍候。",
-            (_, false) => "OK, I'm connecting you with a person. One moment please.",
-        };
-        (Action::HandOver { text: text.into(), why }, next)
+        next.awaiting_feedback = false;
+        (Action::HandOver { text: hand_over_text(why, language), why }, next)
     };
     if classification.intent.as_deref() == Some("human") {
         return hand_over(HandOver::Asked, next);
     }
-    if memory.awaiting_feedback.is_some() {
+    if memory.awaiting_feedback {
         match feedback_of(message) {
             Feedback::Helpful => {
-                next.awaiting_feedback = None;
+                next.awaiting_feedback = false;
                 let text = if zh {
                     "很高兴能帮到您！还有其他问题随时告诉我。"
                 } else {
@@ -201,7 +200,7 @@ pub fn decide(
                 return (Action::Resolve { text: text.into() }, next);
             }
             Feedback::NotHelpful => {
-                next.awaiting_feedback = None;
+                next.awaiting_feedback = false;
                 next.unresolved += 1;
                 if next.unresolved >= rules.max_unresolved_turns {
                     return hand_over(HandOver::Unresolved, next);
@@ -216,7 +215,7 @@ pub fn decide(
                     return (Action::Reply { text: text.into(), article: None }, next);
                 }
             }
-            Feedback::None => next.awaiting_feedback = None,
+            Feedback::None => next.awaiting_feedback = false,
         }
     }
     if classification.intent.as_deref() == Some("greeting") && best.is_none_or(|_| message.chars().count() <= 8) {
@@ -231,14 +230,37 @@ pub fn decide(
         return hand_over(HandOver::NotConfident, next);
     };
     next.answers += 1;
-    next.awaiting_feedback = Some(article.id);
-    let footer = if zh {
+    next.awaiting_feedback = true;
+    next.last_article = Some(article.id);
+    let text =
+        format!("**{}**\n\n{}\n\n{}", article.title, excerpt(article.body, EXCERPT_CHARS), feedback_question(language));
+    (Action::Reply { text, article: Some(article.id) }, next)
+}
+
+/// What the bot asks after an answer.
+pub fn feedback_question(language: &str) -> &'static str {
+    if language == "zh" {
         "这个回答有帮助吗？回复“有用”或“没用”；需要人工请回复“人工”。"
     } else {
         "Did this help? Reply \"yes\" or \"no\", or \"human\" to talk to a person."
+    }
+}
+
+/// What the bot says when it hands over.
+pub fn hand_over_text(why: HandOver, language: &str) -> String {
+    let text = match (why, language == "zh") {
+        (HandOver::NotConfident, true) => "这个问题我请人工客服来帮您，正在转接，请稍候。",
+        (HandOver::NotConfident, false) => "Let me get a person to help you with that. Connecting you now.",
+        (_, true) => "好的，正在为您转接人工客服，请稍候。",
+        (_, false) => "OK, I'm connecting you with a person. One moment please.",
     };
-    let text = format!("**{}**\n\n{}\n\n{footer}", article.title, excerpt(article.body, EXCERPT_CHARS));
-    (Action::Reply { text, article: Some(article.id) }, next)
+    text.into()
+}
+
+/// An answer the bot did not take from an article (an automation's, or the model's
+/// phrasing of one), with the feedback question after it.
+pub fn answer_with_question(answer: &str, language: &str) -> String {
+    format!("{}\n\n{}", answer.trim(), feedback_question(language))
 }
 
 /// The start of an article, cut at a line break before `max` characters when there is one.
@@ -275,6 +297,7 @@ mod tests {
             Action::HandOver { why: HandOver::Asked, .. } => "handover:asked",
             Action::HandOver { why: HandOver::NotConfident, .. } => "handover:not_confident",
             Action::HandOver { why: HandOver::Unresolved, .. } => "handover:unresolved",
+            Action::HandOver { why: HandOver::Automation, .. } => "handover:automation",
         }
     }
 
@@ -349,7 +372,7 @@ mod tests {
         let Action::Reply { text, article } = action else { panic!() };
         assert_eq!(article, Some(7));
         assert!(text.starts_with("**物流查询**") && text.contains("Did this help?"), "{text}");
-        assert_eq!((memory.answers, memory.awaiting_feedback), (1, Some(7)));
+        assert_eq!((memory.answers, memory.awaiting_feedback, memory.last_article), (1, true, Some(7)));
         let long = "第一行\n".repeat(200);
         assert!(excerpt(&long, 100).ends_with('…') && excerpt(&long, 100).chars().count() <= 102);
     }

@@ -43,11 +43,22 @@ pub struct BotConfig {
     pub min_confidence: f32,
     /// Bot answers that did not help before it hands over.
     pub max_unresolved_turns: u32,
+    /// An OpenAI-compatible model to phrase answers from articles (optional).
+    pub llm: Option<crate::outside::LlmConfig>,
+    /// The shop's endpoints that answer intents (order status, address changes).
+    pub automations: Vec<crate::outside::AutomationConfig>,
 }
 
 impl Default for BotConfig {
     fn default() -> Self {
-        BotConfig { enabled: true, intents_file: None, min_confidence: 0.3, max_unresolved_turns: 3 }
+        BotConfig {
+            enabled: true,
+            intents_file: None,
+            min_confidence: 0.3,
+            max_unresolved_turns: 3,
+            llm: None,
+            automations: Vec::new(),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub mod intent;
 pub mod journal;
 pub mod kb;
 pub mod knowledge;
+pub mod outside;
 pub mod routing;
 pub mod session;
 pub mod store;
@@ -135,7 +136,15 @@ pub async fn run_with_clock(
     );
     let rules =
         bot::Rules { min_confidence: config.bot.min_confidence, max_unresolved_turns: config.bot.max_unresolved_turns };
-    let bot_requests = hub::bot_worker::spawn(store.clone(), knowledge.clone(), rules, hubs.clone());
+    let outside = Arc::new(outside::Outside::new(config.bot.llm.clone(), config.bot.automations.clone()));
+    let services = hub::bot_worker::BotServices {
+        store: store.clone(),
+        knowledge: knowledge.clone(),
+        outside,
+        clock: clock.clone(),
+        rules,
+    };
+    let bot_requests = hub::bot_worker::spawn(Arc::new(services), hubs.clone());
     let mut widget_keys = HashMap::new();
     for workspace in store.workspaces().await? {
         let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();

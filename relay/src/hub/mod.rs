@@ -1091,7 +1091,9 @@ impl Hub {
             return;
         }
         seat.busy = true;
-        let request = bot_worker::BotRequest { workspace, conversation, message, memory: seat.memory.clone() };
+        let contact = self.conversations[&conversation].contact.id;
+        let seat = self.conversations.get_mut(&conversation).and_then(|c| c.bot.as_mut()).expect("checked above");
+        let request = bot_worker::BotRequest { workspace, conversation, contact, message, memory: seat.memory.clone() };
         if self.bot.requests.send(request).is_err() {
             tracing::error!(%conversation, "bot stopped; the conversation waits for a person");
         }
@@ -1144,6 +1146,7 @@ impl Hub {
                     "confidence": outcome.classification.confidence,
                     "evidence": outcome.classification.reason,
                     "article_id": outcome.article,
+                    "source": outcome.source,
                     "reason": reason,
                 }),
             },
