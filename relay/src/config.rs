@@ -255,6 +255,11 @@ impl Config {
         if self.journal.max_batch == 0 || self.journal.queue == 0 {
             return Err(Error::Config("journal.max_batch and journal.queue must be positive".into()));
         }
+        if !(0.0..=1.0).contains(&self.bot.min_confidence) || self.bot.max_unresolved_turns == 0 {
+            return Err(Error::Config(
+                "bot.min_confidence must be 0 to 1 and bot.max_unresolved_turns at least 1".into(),
+            ));
+        }
         let p = &self.routing.channel_priority;
         if p.app > 99 || p.web > 99 || p.social > 99 {
             return Err(Error::Config("routing.channel_priority values must be 0 to 99".into()));

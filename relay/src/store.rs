@@ -504,6 +504,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM agent_skills WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("UPDATE conversations SET group_id = NULL WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tickets SET group_id = NULL WHERE group_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *tx).await?;
         insert_event(&mut tx, workspace, "group.removed", "admin", None, None, &serde_json::json!({"slug": slug}))
             .await?;
@@ -991,6 +992,20 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Whether a file was attached to a message the customer saw (not a private note).
+    pub async fn attachment_shown_to_customer(&self, conversation: ConversationId, id: &str) -> Result<bool> {
+        let shown: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM messages m, json_each(m.attachments) j
+             WHERE m.conversation_id = ? AND m.internal = 0 AND m.attachments IS NOT NULL
+               AND json_extract(j.value, '$.id') = ? LIMIT 1",
+        )
+        .bind(conversation.0)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(shown.is_some())
     }
 
     /// An uploaded file, by id.

@@ -304,7 +304,8 @@ pub struct SearchHit {
     pub title: String,
     /// The line of the body that best matches, as plain text.
     pub snippet: String,
-    /// BM25 score: higher is better, comparable within one search.
+    /// Relevance: BM25 scaled to the best hit, plus the weight of the intents the query
+    /// shows that the article answers. Higher is better; comparable within one search.
     pub score: f32,
     /// Its language.
     pub language: String,
@@ -320,7 +321,7 @@ pub struct NewTicket {
     /// How urgent (default normal).
     #[serde(default)]
     pub priority: crate::frame::TicketPriority,
-    /// The conversation it comes from (its contact and group are taken from it).
+    /// The conversation it comes from (its contact is taken from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<crate::ConversationId>,
     /// Who works on it; absent: assigned automatically within the group.

@@ -274,6 +274,8 @@ pub async fn download(
                     .conversation_owner(record.conversation)
                     .await?
                     .is_some_and(|(_, owner)| owner == *contact)
+                && (record.uploader == AuthorKind::Customer && record.uploader_id == contact.0
+                    || relay.store.attachment_shown_to_customer(record.conversation, &id).await?)
         }
     };
     if !allowed {

@@ -1070,6 +1070,10 @@ impl Hub {
                 data: serde_json::json!({ "resolution": "ticket" }),
             };
             self.commit_transition(conversation, next, Some("ticket".into()), None, None, event);
+            // Agents watching the queue see it leave.
+            if let Some(group) = self.router.queue_of(conversation) {
+                self.dirty_queues.insert(group);
+            }
             self.route(Event::Released { conversation }, None);
         }
     }
