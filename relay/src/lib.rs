@@ -77,6 +77,8 @@ pub struct RelayState {
     pub hubs: Arc<hub::Hubs>,
     /// Widget key → workspace, for customer hellos.
     widget_keys: RwLock<HashMap<String, WorkspaceId>>,
+    /// Web origins allowed per workspace (empty: any), refreshed from the database.
+    origins: RwLock<HashMap<WorkspaceId, Vec<String>>>,
     /// Login attempts per IP and per e-mail.
     pub login_limiter: auth::LoginLimiter,
     /// One permit per WebSocket connection (`limits.max_connections`).
@@ -97,6 +99,26 @@ impl RelayState {
     /// The workspace a widget key belongs to.
     pub fn workspace_by_widget_key(&self, key: &str) -> Option<WorkspaceId> {
         self.widget_keys.read().expect("widget keys lock").get(key).copied()
+    }
+
+    /// Whether a browser page from `origin` may act for a customer of `workspace`.
+    /// Clients that send no `Origin` (apps, servers) are not browsers and pass.
+    pub fn origin_allowed(&self, workspace: WorkspaceId, origin: Option<&str>) -> bool {
+        let origins = self.origins.read().expect("origins lock");
+        match (origins.get(&workspace), origin) {
+            (Some(allowed), Some(origin)) if !allowed.is_empty() => {
+                allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin.trim_end_matches('/')))
+            }
+            _ => true,
+        }
+    }
+
+    /// Reloads the allowed origins (the CLI may have changed them).
+    async fn refresh_origins(&self) -> Result<()> {
+        let fresh: HashMap<WorkspaceId, Vec<String>> =
+            self.store.workspaces().await?.into_iter().map(|w| (w.id, w.allowed_origins)).collect();
+        *self.origins.write().expect("origins lock") = fresh;
+        Ok(())
     }
 
     /// A fresh connection id.
@@ -146,6 +168,7 @@ pub async fn run_with_clock(
     };
     let bot_requests = hub::bot_worker::spawn(Arc::new(services), hubs.clone());
     let mut widget_keys = HashMap::new();
+    let mut origins = HashMap::new();
     for workspace in store.workspaces().await? {
         let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();
         let start = hub::HubStart {
@@ -167,6 +190,7 @@ pub async fn run_with_clock(
         let hub = hub::spawn(start, journal.clone(), bot, clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
         hubs.insert(workspace.id, hub);
         widget_keys.insert(workspace.widget_key, workspace.id);
+        origins.insert(workspace.id, workspace.allowed_origins);
     }
     let relay = Arc::new(RelayState {
         login_limiter: auth::LoginLimiter::new(
@@ -179,6 +203,7 @@ pub async fn run_with_clock(
         journal: journal.clone(),
         hubs: hubs.clone(),
         widget_keys: RwLock::new(widget_keys),
+        origins: RwLock::new(origins),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         next_conn: AtomicU64::new(1),
@@ -218,6 +243,9 @@ async fn upkeep(relay: Arc<RelayState>) {
         ticks += 1;
         if let Err(e) = relay.knowledge.refresh_if_changed(&relay.store).await {
             tracing::warn!(error = %e, "knowledge base refresh failed");
+        }
+        if let Err(e) = relay.refresh_origins().await {
+            tracing::warn!(error = %e, "allowed origins refresh failed");
         }
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();

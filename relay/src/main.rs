@@ -247,6 +247,15 @@ enum WorkspaceCommand {
         #[arg(default_value = DEFAULT_WORKSPACE)]
         slug: String,
     },
+    /// Show or set the web origins allowed to embed the widget (none set: any origin).
+    Origins {
+        /// Replace them with these, comma-separated (e.g. https://shop.example); "" for any.
+        #[arg(long)]
+        set: Option<String>,
+        /// Workspace slug.
+        #[arg(default_value = DEFAULT_WORKSPACE)]
+        slug: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -270,6 +279,34 @@ fn main() -> anyhow::Result<()> {
             Command::Group { command } => group(config, command).await,
             Command::Canned { command } => canned(config, command).await,
             Command::Kb { command } => kb(config, command).await,
+            Command::Workspace { command: WorkspaceCommand::Origins { set, slug } } => {
+                let store = Store::open(&config.data_dir).await?;
+                let workspace = admin::show_workspace(&store, &slug).await?;
+                let origins = match set {
+                    Some(list) => {
+                        let origins: Vec<String> = list
+                            .split(',')
+                            .map(|o| o.trim().trim_end_matches('/').to_string())
+                            .filter(|o| !o.is_empty())
+                            .collect();
+                        if let Some(bad) =
+                            origins.iter().find(|o| !(o.starts_with("https://") || o.starts_with("http://")))
+                        {
+                            bail!("'{bad}' is not an origin such as https://shop.example");
+                        }
+                        store.set_allowed_origins(workspace.id, &origins).await?;
+                        origins
+                    }
+                    None => workspace.allowed_origins,
+                };
+                if origins.is_empty() {
+                    println!("any origin may embed the widget of '{slug}'");
+                } else {
+                    println!("{}", origins.join("\n"));
+                }
+                store.close().await;
+                Ok(())
+            }
             Command::Workspace { command: WorkspaceCommand::Show { slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;

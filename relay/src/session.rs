@@ -99,12 +99,15 @@ struct Connection {
 
 /// Serves one upgraded WebSocket until it closes, the client misbehaves past recovery, or
 /// the relay shuts down.
-pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: SocketAddr) {
+///
+/// `origin` is the `Origin` header of the upgrade (browsers send it): a customer's page
+/// must be one its workspace allows.
+pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: SocketAddr, origin: Option<String>) {
     let conn = relay.next_conn_id();
     let (mut sink, mut stream) = socket.split();
     let span = tracing::debug_span!("conn", conn, ?side, %peer);
     async {
-        let result = run(conn, side, &relay, &mut sink, &mut stream).await;
+        let result = run(conn, side, origin.as_deref(), &relay, &mut sink, &mut stream).await;
         if let Err(closing) = result {
             tracing::debug!(code = closing.code, reason = %closing.reason, "closing connection");
             let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
@@ -120,12 +123,13 @@ pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: 
 async fn run(
     conn: ConnId,
     side: Side,
+    origin: Option<&str>,
     relay: &Arc<RelayState>,
     sink: &mut Sink,
     stream: &mut Stream,
 ) -> Result<(), Closing> {
     let hello = read_hello(relay, sink, stream).await?;
-    let (workspace, identity) = authenticate(side, &hello, relay, sink).await?;
+    let (workspace, identity) = authenticate(side, origin, &hello, relay, sink).await?;
     let hub = relay.hubs.get(workspace).ok_or_else(|| Closing::new(close_code::GOING_AWAY, "workspace unavailable"))?;
     let limits = &relay.config.limits;
     let (outbound_tx, mut outbound) = mpsc::channel(limits.outbound_queue);
@@ -198,6 +202,7 @@ async fn read_hello(relay: &RelayState, sink: &mut Sink, stream: &mut Stream) ->
 async fn refuse_hello(sink: &mut Sink, error: ProtocolError) -> Closing {
     let code = match error.code {
         ErrorCode::Unauthorized => close_code::UNAUTHORIZED,
+        ErrorCode::Forbidden => close_code::FORBIDDEN,
         ErrorCode::Internal => close_code::INTERNAL,
         _ => close_code::BAD_HELLO,
     };
@@ -208,6 +213,7 @@ async fn refuse_hello(sink: &mut Sink, error: ProtocolError) -> Closing {
 /// Checks the hello's credentials against the endpoint and the database.
 async fn authenticate(
     side: Side,
+    origin: Option<&str>,
     hello: &Hello,
     relay: &Arc<RelayState>,
     sink: &mut Sink,
@@ -221,6 +227,9 @@ async fn authenticate(
         (HelloAuth::Customer { widget_key, customer_token, name, group }, Side::Customer) => {
             match relay.workspace_by_widget_key(widget_key) {
                 None => Err(unauthorized("unknown widget key")),
+                Some(workspace) if !relay.origin_allowed(workspace, origin) => {
+                    Err(ProtocolError::new(ErrorCode::Forbidden, "this page's origin may not use the widget key"))
+                }
                 Some(workspace) => {
                     customer_identity(relay, workspace, customer_token.as_deref(), name.clone(), group.clone())
                         .await
@@ -586,6 +595,22 @@ impl Connection {
                     self.leave_message(contact, group, conversation, leave).await.map_err(|e| (e.to_client(), None))?;
                 let command = HubCommand::TicketMade { ticket, conversation: Some(conversation) };
                 self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Rate(rate) => {
+                let Identity::Customer { contact, .. } = &self.identity else {
+                    return Err((ProtocolError::new(ErrorCode::Forbidden, "rate is for customers"), None));
+                };
+                let contact = contact.id;
+                let conversation = match rate.conversation_id.or(self.open) {
+                    Some(c) => c,
+                    None => return Err((ProtocolError::new(ErrorCode::NotFound, "no conversation to rate"), None)),
+                };
+                self.relay
+                    .store
+                    .rate(self.workspace, contact, conversation, rate.score, rate.comment.as_deref())
+                    .await
+                    .map_err(|e| (e.to_client(), None))?;
                 Ok(None)
             }
             ClientFrame::Pick(pick) => {

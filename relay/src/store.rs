@@ -50,6 +50,8 @@ pub struct Workspace {
     pub name: String,
     /// Public key for customer clients.
     pub widget_key: String,
+    /// Web origins allowed to embed the widget; empty allows every origin.
+    pub allowed_origins: Vec<String>,
 }
 
 /// An agent row, with its password hash (never sent anywhere).
@@ -188,7 +190,7 @@ impl Store {
 
     /// Every workspace.
     pub async fn workspaces(&self) -> Result<Vec<Workspace>> {
-        let rows = sqlx::query("SELECT id, slug, name, widget_key FROM workspaces ORDER BY id")
+        let rows = sqlx::query("SELECT id, slug, name, widget_key, allowed_origins FROM workspaces ORDER BY id")
             .fetch_all(&self.writer)
             .await?;
         Ok(rows
@@ -198,8 +200,27 @@ impl Store {
                 slug: r.get("slug"),
                 name: r.get("name"),
                 widget_key: r.get("widget_key"),
+                allowed_origins: serde_json::from_str(r.get::<&str, _>("allowed_origins")).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// Sets the web origins allowed to embed a workspace's widget.
+    pub async fn set_allowed_origins(&self, workspace: WorkspaceId, origins: &[String]) -> Result<()> {
+        sqlx::query("UPDATE workspaces SET allowed_origins = ? WHERE id = ?")
+            .bind(serde_json::to_string(origins).expect("serialises"))
+            .bind(workspace.0)
+            .execute(&self.writer)
+            .await?;
+        self.append_event(
+            workspace,
+            "workspace.origins",
+            "admin",
+            None,
+            None,
+            &serde_json::json!({"allowed_origins": origins}),
+        )
+        .await
     }
 
     /// The workspace with this slug.
@@ -1006,6 +1027,69 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?;
         Ok(shown.is_some())
+    }
+
+    /// Stores a customer's rating of their resolved or closed conversation (replacing an
+    /// earlier one), with the agent who served it.
+    pub async fn rate(
+        &self,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        conversation: ConversationId,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<()> {
+        let row = sqlx::query(
+            "SELECT state, assignee_agent_id FROM conversations WHERE id = ? AND workspace_id = ? AND contact_id = ?",
+        )
+        .bind(conversation.0)
+        .bind(workspace.0)
+        .bind(contact.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else {
+            return Err(Error::refused(
+                kefu_proto::ErrorCode::NotFound,
+                format!("conversation {conversation} is not yours"),
+            ));
+        };
+        if !matches!(row.get::<&str, _>("state"), "resolved" | "closed") {
+            return Err(Error::refused(
+                kefu_proto::ErrorCode::Conflict,
+                "a conversation is rated once it is resolved or closed",
+            ));
+        }
+        let agent: Option<i64> = row.get("assignee_agent_id");
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO ratings (conversation_id, workspace_id, contact_id, agent_id, score, comment, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (conversation_id) DO UPDATE SET score = excluded.score, comment = excluded.comment,
+                 created_at = excluded.created_at",
+        )
+        .bind(conversation.0)
+        .bind(workspace.0)
+        .bind(contact.0)
+        .bind(agent)
+        .bind(score as i64)
+        .bind(comment)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let data = serde_json::json!({"score": score, "comment": comment, "agent_id": agent});
+        insert_event(&mut tx, workspace, "conversation.rated", "customer", Some(contact.0), Some(conversation), &data)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A conversation's rating (score, comment), if it has one.
+    pub async fn rating(&self, conversation: ConversationId) -> Result<Option<(u8, Option<String>)>> {
+        let row = sqlx::query("SELECT score, comment FROM ratings WHERE conversation_id = ?")
+            .bind(conversation.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| (r.get::<i64, _>("score").clamp(1, 5) as u8, r.get("comment"))))
     }
 
     /// An uploaded file, by id.

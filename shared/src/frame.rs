@@ -67,6 +67,8 @@ pub enum ClientFrame {
     /// Customers only: leave a message for later (nobody is online, or they will not
     /// wait); it becomes a ticket.
     LeaveMessage(LeaveMessage),
+    /// Customers only: rate a resolved or closed conversation (1 to 5, and a comment).
+    Rate(RateConversation),
     /// Liveness check; answered with `pong`.
     Ping(Ping),
 }
@@ -85,6 +87,7 @@ impl ClientFrame {
             ClientFrame::Transfer(_) => "transfer",
             ClientFrame::Pick(_) => "pick",
             ClientFrame::LeaveMessage(_) => "leave_message",
+            ClientFrame::Rate(_) => "rate",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -279,6 +282,19 @@ pub enum TransferTarget {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
+}
+
+/// A customer's rating of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateConversation {
+    /// The conversation; absent: the customer's open one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// 1 (very unhappy) to 5 (very happy).
+    pub score: u8,
+    /// What they want to say about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// A message left for later.
@@ -814,6 +830,8 @@ pub mod close_code {
     pub const BAD_HELLO: u16 = 4000;
     /// The credentials in `hello` were refused.
     pub const UNAUTHORIZED: u16 = 4001;
+    /// The page the widget runs on is not an origin the workspace allows.
+    pub const FORBIDDEN: u16 = 4003;
     /// The client kept exceeding the frame rate.
     pub const RATE_LIMITED: u16 = 4029;
     /// The client read too slowly and its outbound queue filled; resume to continue.
@@ -867,6 +885,7 @@ mod tests {
             r#"{"type":"transfer","conversation_id":1,"to":{"kind":"group"}}"#,
             r#"{"type":"pick","conversation_id":1}"#,
             r#"{"type":"leave_message","body":"b"}"#,
+            r#"{"type":"rate","score":5}"#,
             r#"{"type":"ping"}"#,
         ];
         let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();

@@ -25,6 +25,9 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// Longest resolution code, in bytes.
 pub const MAX_RESOLUTION_BYTES: usize = 64;
 
+/// Longest rating comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 2000;
+
 /// Most attachments on one message.
 pub const MAX_ATTACHMENTS: usize = 10;
 
@@ -53,8 +56,20 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
 }
 
 /// The `"type"` values of [`ClientFrame`], to tell an unknown type from a bad field.
-pub const CLIENT_FRAME_TYPES: [&str; 11] =
-    ["hello", "send", "typing", "read", "presence", "resolve", "close", "transfer", "pick", "leave_message", "ping"];
+pub const CLIENT_FRAME_TYPES: [&str; 12] = [
+    "hello",
+    "send",
+    "typing",
+    "read",
+    "presence",
+    "resolve",
+    "close",
+    "transfer",
+    "pick",
+    "leave_message",
+    "rate",
+    "ping",
+];
 
 /// Turns a serde error into a message that says what was wrong with the frame. Only the
 /// error path looks at the frame a second time.
@@ -150,6 +165,22 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                     "resolution is {} bytes; the limit is {MAX_RESOLUTION_BYTES}",
                     code.len()
                 )));
+            }
+        }
+        ClientFrame::Rate(rate) => {
+            if !(1..=5).contains(&rate.score) {
+                return Err(ProtocolError::bad_request("score must be 1 to 5"));
+            }
+            if let Some(comment) = &rate.comment {
+                if comment.len() > MAX_COMMENT_BYTES {
+                    return Err(ProtocolError::too_large(format!(
+                        "comment is {} bytes; the limit is {MAX_COMMENT_BYTES}",
+                        comment.len()
+                    )));
+                }
+                if comment.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
+                    return Err(ProtocolError::bad_request("comment contains control characters"));
+                }
             }
         }
         ClientFrame::LeaveMessage(leave) => {
@@ -302,6 +333,8 @@ mod tests {
                 ErrorCode::BadRequest,
             ),
             (r#"{"type":"transfer","conversation_id":1}"#, ErrorCode::BadRequest),
+            (r#"{"type":"rate","score":6}"#, ErrorCode::BadRequest),
+            (r#"{"type":"rate","score":0}"#, ErrorCode::BadRequest),
             (r#"{"type":"send","client_msg_id":"c","body":"","attachments":[""]}"#, ErrorCode::BadRequest),
             (r#"{"type":"send","client_msg_id":"c","body":""}"#, ErrorCode::BadRequest),
             (r#"{"type":"read","seq":-1}"#, ErrorCode::BadRequest),

@@ -242,6 +242,9 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("http client")
 }
 
+/// A raw WebSocket to the relay, for tests that need to set handshake headers.
+pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// What a client received instead of a frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ending {

@@ -64,9 +64,14 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         )
         .route(
             "/api/v1/attachments",
-            post(workstation::upload_as_customer).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES)),
+            post(workstation::upload_as_customer)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES))
+                .layer::<_, std::convert::Infallible>(customer_cors()),
         )
-        .route("/api/v1/attachments/{id}", get(workstation::download))
+        .route(
+            "/api/v1/attachments/{id}",
+            get(workstation::download).layer::<_, std::convert::Infallible>(customer_cors()),
+        )
         .route("/api/v1/contacts/{id}", get(workstation::contact).patch(patch_contact))
         .route("/api/v1/canned", get(workstation::list_canned).post(workstation::create_canned))
         .route("/api/v1/canned/{id}", delete(workstation::delete_canned))
@@ -81,6 +86,18 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(relay)
+}
+
+/// Cross-origin access for what a customer's browser calls from the shop's page (the
+/// widget): tokens travel in the Authorization header, never in cookies, so the relay
+/// lets any page ask and then checks the page's origin against the token's workspace.
+fn customer_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::mirror_request())
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn healthz(State(relay): State<Arc<RelayState>>) -> Response {
@@ -357,9 +374,11 @@ async fn routing_history(
 async fn ws_customer(
     State(relay): State<Arc<RelayState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_socket(relay, peer, upgrade, Side::Customer)
+    let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+    upgrade_socket(relay, peer, upgrade, Side::Customer, origin)
 }
 
 async fn ws_agent(
@@ -367,12 +386,18 @@ async fn ws_agent(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_socket(relay, peer, upgrade, Side::Agent)
+    upgrade_socket(relay, peer, upgrade, Side::Agent, None)
 }
 
 /// Upgrades to a WebSocket if a connection slot is free; the slot is held until the
 /// connection ends.
-fn upgrade_socket(relay: Arc<RelayState>, peer: SocketAddr, upgrade: WebSocketUpgrade, side: Side) -> Response {
+fn upgrade_socket(
+    relay: Arc<RelayState>,
+    peer: SocketAddr,
+    upgrade: WebSocketUpgrade,
+    side: Side,
+    origin: Option<String>,
+) -> Response {
     if relay.shutdown.is_cancelled() {
         return Error::Refused(ProtocolError::new(ErrorCode::Internal, "the relay is shutting down")).into_response();
     }
@@ -393,7 +418,7 @@ fn upgrade_socket(relay: Arc<RelayState>, peer: SocketAddr, upgrade: WebSocketUp
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                session::serve(socket, side, relay, peer).await;
+                session::serve(socket, side, relay, peer, origin).await;
                 drop(permit);
             })
         })

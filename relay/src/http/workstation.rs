@@ -154,7 +154,10 @@ pub enum Caller {
 impl FromRequestParts<Arc<RelayState>> for Caller {
     type Rejection = Error;
 
+    /// A customer's request from a browser page must come from an origin the workspace
+    /// allows.
     async fn from_request_parts(parts: &mut Parts, relay: &Arc<RelayState>) -> Result<Self, Self::Rejection> {
+        let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -167,6 +170,9 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         };
         let token_hash = auth::token_hash(token);
         match relay.store.contact_by_token_anywhere(&token_hash).await? {
+            Some((workspace, _)) if !relay.origin_allowed(workspace, origin.as_deref()) => {
+                Err(Error::refused(ErrorCode::Forbidden, "this page's origin may not act for customers here"))
+            }
             Some((workspace, contact)) => Ok(Caller::Customer { workspace, contact, token_hash }),
             None => Err(Error::refused(ErrorCode::Unauthorized, "invalid customer token")),
         }
