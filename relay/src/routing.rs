@@ -471,14 +471,7 @@ impl Router {
                 };
                 self.forget(conversation);
                 out.push(Decision::Returned { conversation, from: holding.agent, group, why: Returned::Transferred });
-                let routable = Routable {
-                    conversation,
-                    group,
-                    priority: PRIORITY_RETURNED,
-                    vip: holding.vip,
-                    queued_at: now,
-                    preferred: None,
-                };
+                let routable = Routable { group, ..returned(conversation, &holding, now) };
                 self.route(routable, Some(holding.agent), now, out);
                 self.fill(holding.agent, now, out);
             }
@@ -732,14 +725,7 @@ impl Router {
             return refuse(out, Refusal::AtCapacity);
         }
         self.forget(conversation);
-        let routable = Routable {
-            conversation,
-            group: holding.group,
-            priority: PRIORITY_RETURNED,
-            vip: holding.vip,
-            queued_at: now,
-            preferred: None,
-        };
+        let routable = returned(conversation, &holding, now);
         let why = self.why(Rule::Transferred, holding.group, to);
         self.assign(routable, to, Some(holding.agent), why, now, out);
         self.fill(holding.agent, now, out);
@@ -780,14 +766,7 @@ impl Router {
                     group: holding.group,
                     why: Returned::AgentGone,
                 });
-                let routable = Routable {
-                    conversation,
-                    group: holding.group,
-                    priority: PRIORITY_RETURNED,
-                    vip: holding.vip,
-                    queued_at: now,
-                    preferred: None,
-                };
+                let routable = returned(conversation, &holding, now);
                 self.route(routable, Some(agent), now, out);
             }
         }
@@ -826,14 +805,7 @@ impl Router {
             match self.best_agent(holding.group, holding.vip, Some(holding.agent)) {
                 Some((to, _)) => {
                     self.forget(conversation);
-                    let routable = Routable {
-                        conversation,
-                        group: holding.group,
-                        priority: PRIORITY_RETURNED,
-                        vip: holding.vip,
-                        queued_at: now,
-                        preferred: None,
-                    };
+                    let routable = returned(conversation, &holding, now);
                     let why = self.why(Rule::Rerouted, holding.group, to);
                     self.assign(routable, to, Some(holding.agent), why, now, out);
                     self.fill(holding.agent, now, out);
@@ -893,6 +865,18 @@ impl Router {
     /// Conversations waiting, across queues.
     pub fn waiting_len(&self) -> usize {
         self.waiting.len()
+    }
+}
+
+/// A conversation taken from its agent, to route again at the front of its group's queue.
+fn returned(conversation: ConversationId, holding: &Holding, now: UnixMillis) -> Routable {
+    Routable {
+        conversation,
+        group: holding.group,
+        priority: PRIORITY_RETURNED,
+        vip: holding.vip,
+        queued_at: now,
+        preferred: None,
     }
 }
 

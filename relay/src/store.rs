@@ -459,6 +459,16 @@ impl Store {
             .collect())
     }
 
+    /// A group of a workspace by slug, or `not_found`.
+    pub async fn group_id(&self, workspace: WorkspaceId, slug: &str) -> Result<GroupId> {
+        self.groups(workspace)
+            .await?
+            .into_iter()
+            .find(|g| g.slug == slug)
+            .map(|g| g.id)
+            .ok_or_else(|| Error::refused(kefu_proto::ErrorCode::NotFound, format!("no group '{slug}'")))
+    }
+
     /// Creates a group (and makes it the default if asked, un-defaulting the previous one).
     pub async fn add_group(&self, workspace: WorkspaceId, group: &GroupRecord) -> Result<GroupId> {
         let mut tx = self.writer.begin().await?;

@@ -348,15 +348,7 @@ pub async fn draft_from(store: &Store, workspace: WorkspaceId, new: &NewTicket) 
         None => (None, None),
     };
     let group = match &new.group {
-        Some(slug) => Some(
-            store
-                .groups(workspace)
-                .await?
-                .into_iter()
-                .find(|g| g.slug == *slug)
-                .map(|g| g.id)
-                .ok_or_else(|| Error::refused(ErrorCode::NotFound, format!("no group '{slug}'")))?,
-        ),
+        Some(slug) => Some(store.group_id(workspace, slug).await?),
         None => None,
     };
     Ok(TicketDraft {

@@ -57,16 +57,7 @@ pub async fn list(
     };
     let group = match &query.group {
         None => None,
-        Some(slug) => Some(
-            relay
-                .store
-                .groups(workspace)
-                .await?
-                .into_iter()
-                .find(|g| g.slug == *slug)
-                .map(|g| g.id)
-                .ok_or_else(|| Error::refused(ErrorCode::NotFound, format!("no group '{slug}'")))?,
-        ),
+        Some(slug) => Some(relay.store.group_id(workspace, slug).await?),
     };
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     Ok(Json(relay.store.tickets(workspace, status, assignee, group, limit).await?))
