@@ -1,5 +1,6 @@
 //! The relay's HTTP API as the workstation uses it: the directory for transfers, canned
-//! replies, the customer panel, history pages and file uploads.
+//! replies, the customer panel, history pages, file uploads, knowledge-base search and
+//! articles, and tickets.
 //!
 //! The app asks with [`crate::app::Effect::Api`] carrying an [`ApiRequest`]; the shell
 //! hands it to [`ApiClient::perform`], which runs it on its own task and answers with
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kefu_proto::api::{
-    ApiErrorBody, CannedReply, ContactDetails, GroupView, MessagesPage, NewCannedReply, RoutingHistory,
+    ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewCannedReply, NewTicket,
+    NewTicketNote, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
 };
-use kefu_proto::frame::{AgentView, AttachmentRef};
+use kefu_proto::frame::{AgentView, AttachmentRef, TicketView};
 use kefu_proto::limits::MAX_ATTACHMENT_BYTES;
 use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq};
 use tokio::sync::mpsc;
@@ -22,6 +24,8 @@ use crate::error::Result;
 
 /// Messages asked for per history page.
 pub const HISTORY_PAGE: u32 = 50;
+/// Knowledge-base results asked for per search.
+pub const KB_RESULTS: u32 = 10;
 /// How long an ordinary request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long an upload may take.
@@ -58,6 +62,52 @@ pub enum ApiRequest {
         /// The file, as the agent typed it (`~/` is the home directory).
         path: String,
     },
+    /// `GET /api/v1/kb/search?q=QUERY&limit=10`.
+    KbSearch {
+        /// What was searched for, as typed (trimmed).
+        query: String,
+    },
+    /// `GET /api/v1/kb/articles/{id}`: the preview.
+    KbArticle(i64),
+    /// `GET /api/v1/tickets?assignee=me` or `?status=open`.
+    Tickets(TicketScope),
+    /// `GET /api/v1/tickets/{id}`: with notes and history.
+    Ticket(i64),
+    /// `PATCH /api/v1/tickets/{id}`.
+    PatchTicket {
+        /// The ticket.
+        id: i64,
+        /// What changes.
+        patch: TicketPatch,
+    },
+    /// `POST /api/v1/tickets/{id}/notes`.
+    AddTicketNote {
+        /// The ticket.
+        id: i64,
+        /// The note.
+        body: String,
+    },
+    /// `POST /api/v1/tickets`.
+    CreateTicket(NewTicket),
+}
+
+/// Which tickets a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketScope {
+    /// Assigned to me, whatever their status (`?assignee=me`).
+    Mine,
+    /// Everyone's open tickets (`?status=open`).
+    Open,
+}
+
+impl TicketScope {
+    /// The list's query string.
+    pub fn query(self) -> &'static str {
+        match self {
+            TicketScope::Mine => "assignee=me",
+            TicketScope::Open => "status=open",
+        }
+    }
 }
 
 /// What the relay answered.
@@ -81,6 +131,18 @@ pub enum ApiAnswer {
     History(MessagesPage),
     /// The uploaded file.
     Uploaded(AttachmentRef),
+    /// Knowledge-base results, best first.
+    KbHits(Vec<SearchHit>),
+    /// A knowledge-base article.
+    KbArticle(Article),
+    /// A list of tickets.
+    Tickets(Vec<TicketView>),
+    /// A ticket with its notes and history.
+    Ticket(TicketDetails),
+    /// The ticket as it stands after a change or as made.
+    TicketSaved(TicketView),
+    /// The note was added.
+    TicketNoted,
 }
 
 /// A request that failed: refused by the relay, or never answered.
@@ -152,6 +214,30 @@ impl ApiClient {
                 .get(url(format!("/api/v1/conversations/{conversation}/messages?before={before}&limit={HISTORY_PAGE}")))
                 .await
                 .map(ApiAnswer::History),
+            ApiRequest::KbSearch { query } => self
+                .get(url(format!("/api/v1/kb/search?q={}&limit={KB_RESULTS}", encode(query))))
+                .await
+                .map(ApiAnswer::KbHits),
+            ApiRequest::KbArticle(id) => {
+                self.get(url(format!("/api/v1/kb/articles/{id}"))).await.map(ApiAnswer::KbArticle)
+            }
+            ApiRequest::Tickets(scope) => {
+                self.get(url(format!("/api/v1/tickets?{}", scope.query()))).await.map(ApiAnswer::Tickets)
+            }
+            ApiRequest::Ticket(id) => self.get(url(format!("/api/v1/tickets/{id}"))).await.map(ApiAnswer::Ticket),
+            ApiRequest::PatchTicket { id, patch } => {
+                let request = self.http.patch(url(format!("/api/v1/tickets/{id}"))).json(patch);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::TicketSaved).map_err(decode)
+            }
+            ApiRequest::AddTicketNote { id, body } => {
+                let note = NewTicketNote { body: body.clone() };
+                let request = self.http.post(url(format!("/api/v1/tickets/{id}/notes"))).json(&note);
+                self.send(request, REQUEST_TIMEOUT).await.map(|_| ApiAnswer::TicketNoted)
+            }
+            ApiRequest::CreateTicket(new) => {
+                let request = self.http.post(url("/api/v1/tickets".into())).json(new);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::TicketSaved).map_err(decode)
+            }
             ApiRequest::CreateCanned(new) => {
                 let request = self.http.post(url("/api/v1/canned".into())).json(new);
                 self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::CannedCreated).map_err(decode)

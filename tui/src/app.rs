@@ -8,24 +8,28 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use kefu_proto::api::{CannedReply, CannedScope, ContactDetails, GroupView, NewCannedReply, RoutingHistory};
+use kefu_proto::api::{
+    CannedReply, CannedScope, ContactDetails, GroupView, NewCannedReply, NewTicket, RoutingHistory, TicketPatch,
+};
 use kefu_proto::frame::{
     AgentView, Author, AuthorKind, BodyFormat, ClientFrame, CloseConversation, ConversationChange, ConversationState,
     ConversationView, ErrorFrame, MarkRead, PickConversation, Presence, QueueListFrame, ResolveConversation,
-    ResumePoint, SendMessage, ServerFrame, Session, SetPresence, TransferConversation, TransferInfo, TransferTarget,
-    Typing,
+    ResumePoint, SendMessage, ServerFrame, Session, SetPresence, TicketChange, TicketPriority, TicketStatus,
+    TransferConversation, TransferInfo, TransferTarget, Typing,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_NOTE_BYTES, MAX_RESOLUTION_BYTES};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq, UnixMillis};
 use ratatui_textarea::TextArea;
 
-use crate::api::{ApiAnswer, ApiFailure, ApiRequest};
+use crate::api::{ApiAnswer, ApiFailure, ApiRequest, TicketScope};
 use crate::canned;
 use crate::command::Command;
 use crate::keymap::{KeyCode, KeyPress, Keymap, Lookup, Mode};
+use crate::knowledge::{Insert, KnowledgePane};
 use crate::palette;
 use crate::scrollback::{Attachment, Delivery, Entry, Scrollback};
 use crate::theme::Theme;
+use crate::tickets::{self, TicketBoard};
 
 /// How long a customer's typing indicator lasts without a new `typing` frame.
 const TYPING_SHOWN_MS: i64 = 6_000;
@@ -178,6 +182,11 @@ pub enum Overlay {
         /// The highlighted match.
         selected: usize,
     },
+    /// Search the knowledge base and insert an answer (state in [`App::kb`], so it
+    /// survives closing).
+    Knowledge,
+    /// Tickets: mine or all open, with details (state in [`App::tickets`]).
+    Tickets,
 }
 
 /// Questions the prompt asks.
@@ -196,6 +205,24 @@ pub enum PromptKind {
     NewCanned(ConversationId),
     /// Confirm deleting one of my canned replies.
     DeleteCanned(i64),
+    /// A ticket's new status (up/down walk the statuses).
+    TicketStatus(i64),
+    /// A note to add to a ticket.
+    TicketNote(i64),
+    /// The subject of a ticket made from this conversation (up/down change the priority).
+    NewTicket {
+        /// The conversation it comes from.
+        conversation: ConversationId,
+        /// How urgent.
+        priority: TicketPriority,
+    },
+}
+
+impl PromptKind {
+    /// Prompts opened from the tickets view, which return to it when done.
+    pub fn from_tickets(&self) -> bool {
+        matches!(self, PromptKind::TicketStatus(_) | PromptKind::TicketNote(_))
+    }
 }
 
 /// Something fetched over HTTP for a panel.
@@ -457,6 +484,13 @@ pub struct App {
     pub routing: HashMap<ConversationId, Fetched<RoutingHistory>>,
     /// A pick or transfer waiting for its answer.
     awaiting: Option<Awaiting>,
+    /// The knowledge-base pane: query, results, previews.
+    pub kb: KnowledgePane,
+    /// Tickets: the view's list and details, and mine for the status bar.
+    pub tickets: TicketBoard,
+    /// A ticket I asked to make from this conversation, not yet answered: its `created`
+    /// frame needs no notification.
+    creating_ticket: Option<ConversationId>,
 }
 
 impl App {
@@ -492,7 +526,16 @@ impl App {
             contacts: HashMap::new(),
             routing: HashMap::new(),
             awaiting: None,
+            kb: KnowledgePane::default(),
+            tickets: TicketBoard::default(),
+            creating_ticket: None,
         }
+    }
+
+    /// When the app wants an [`Action::Tick`] sooner than the regular one (a search
+    /// waiting for the query to rest), if it does.
+    pub fn wake_at(&self) -> Option<UnixMillis> {
+        self.kb.wake_at()
     }
 
     /// The mode the keyboard is in (overlays take over).
@@ -676,6 +719,19 @@ impl App {
                 Some(Overlay::Prompt { input, .. }) => {
                     edit_line(input, key);
                 }
+                Some(Overlay::Knowledge) => {
+                    let changed = edit_line(&mut self.kb.query, key);
+                    if changed {
+                        self.kb.edited(self.now);
+                    }
+                }
+                Some(Overlay::Tickets) => {
+                    if edit_line(&mut self.tickets.filter, key)
+                        && let Some(request) = self.tickets.filtered()
+                    {
+                        effects.push(Effect::Api(request));
+                    }
+                }
                 _ => {}
             },
             Mode::Normal => {
@@ -695,6 +751,14 @@ impl App {
                 ) = &mut self.overlay
                 {
                     input.extend(text.chars().filter(|c| !c.is_control()));
+                } else if let Some(Overlay::Knowledge) = &self.overlay {
+                    self.kb.query.extend(text.chars().filter(|c| !c.is_control()));
+                    self.kb.edited(self.now);
+                } else if let Some(Overlay::Tickets) = &self.overlay {
+                    self.tickets.filter.extend(text.chars().filter(|c| !c.is_control()));
+                    if let Some(request) = self.tickets.filtered() {
+                        effects.push(Effect::Api(request));
+                    }
                 }
             }
             Mode::Normal | Mode::Insert => {
@@ -805,6 +869,10 @@ impl App {
             C::ScrollDown => self.scroll(|sb, w, _, t| sb.scroll_down(1, w, t)),
             C::PageUp if matches!(self.overlay, Some(Overlay::Help { .. })) => self.help_scroll(-10),
             C::PageDown if matches!(self.overlay, Some(Overlay::Help { .. })) => self.help_scroll(10),
+            C::PageUp if self.overlay == Some(Overlay::Knowledge) => self.kb.scroll_preview(-10),
+            C::PageDown if self.overlay == Some(Overlay::Knowledge) => self.kb.scroll_preview(10),
+            C::PageUp if self.overlay == Some(Overlay::Tickets) => self.tickets.scroll_details(-10),
+            C::PageDown if self.overlay == Some(Overlay::Tickets) => self.tickets.scroll_details(10),
             C::PageUp => {
                 self.scroll(|sb, w, h, t| sb.scroll_up(h.saturating_sub(2).max(1), w, h, t));
                 self.history_at_top(effects);
@@ -924,11 +992,118 @@ impl App {
                 Some(_) => self.set_status("read-only conversation", false),
                 None => self.set_status("no conversation open", false),
             },
-            C::SelectNext => self.palette_move(1),
-            C::SelectPrev => self.palette_move(-1),
+            C::Knowledge => {
+                self.overlay = Some(Overlay::Knowledge);
+                // Results already shown get their preview (it may have failed before).
+                if let Some(request) = self.kb.article_wanted() {
+                    effects.push(Effect::Api(request));
+                }
+            }
+            C::KbInsertSnippet => self.insert_from_kb(Insert::Snippet, effects),
+            C::KbInsertArticle => self.insert_from_kb(Insert::Article, effects),
+            C::KbInsertLink => self.insert_from_kb(Insert::Link, effects),
+            C::Tickets => {
+                self.overlay = Some(Overlay::Tickets);
+                effects.push(Effect::Api(self.tickets.refresh()));
+                self.ticket_details_wanted(effects);
+            }
+            C::TicketScope => {
+                if self.overlay == Some(Overlay::Tickets) {
+                    effects.push(Effect::Api(self.tickets.toggle_scope()));
+                }
+            }
+            C::TicketStatus => match self.tickets_selected() {
+                Some(ticket) => {
+                    let next = tickets::cycle(&tickets::STATUSES, Some(ticket.status), 1);
+                    let kind = PromptKind::TicketStatus(ticket.id);
+                    self.overlay = Some(Overlay::Prompt { kind, input: next.as_str().into() });
+                }
+                None => self.set_status("select a ticket in the tickets view first", false),
+            },
+            C::TicketNote => match self.tickets_selected() {
+                Some(ticket) => {
+                    let kind = PromptKind::TicketNote(ticket.id);
+                    self.overlay = Some(Overlay::Prompt { kind, input: String::new() });
+                }
+                None => self.set_status("select a ticket in the tickets view first", false),
+            },
+            C::NewTicket => match self.active() {
+                Some(c) => {
+                    let kind =
+                        PromptKind::NewTicket { conversation: c.id(), priority: tickets::default_priority(&c.view) };
+                    let subject = tickets::subject_from(c.scrollback.entries());
+                    self.overlay = Some(Overlay::Prompt { kind, input: subject });
+                }
+                None => self.set_status("no conversation open: a ticket is made from the current conversation", false),
+            },
+            C::SelectNext => self.palette_move(1, effects),
+            C::SelectPrev => self.palette_move(-1, effects),
             C::Accept => self.accept(effects),
-            C::Cancel => self.overlay = None,
+            C::Cancel => self.cancel(),
         }
+    }
+
+    /// While the tickets view is open: fetch the highlighted ticket's details if missing.
+    fn ticket_details_wanted(&mut self, effects: &mut Vec<Effect>) {
+        if self.overlay == Some(Overlay::Tickets)
+            && let Some(request) = self.tickets.details_wanted()
+        {
+            effects.push(Effect::Api(request));
+        }
+    }
+
+    /// The ticket highlighted in the open tickets view.
+    fn tickets_selected(&self) -> Option<kefu_proto::frame::TicketView> {
+        if self.overlay != Some(Overlay::Tickets) {
+            return None;
+        }
+        self.tickets.selected_ticket().cloned()
+    }
+
+    /// Esc: a prompt opened from the tickets view goes back to it; anything else closes.
+    fn cancel(&mut self) {
+        self.overlay = match self.overlay.take() {
+            Some(Overlay::Prompt { kind, .. }) if kind.from_tickets() => Some(Overlay::Tickets),
+            _ => None,
+        };
+    }
+
+    /// Puts text from the knowledge base into the active composer and closes the pane.
+    fn insert_from_kb(&mut self, what: Insert, effects: &mut Vec<Effect>) {
+        if self.overlay != Some(Overlay::Knowledge) {
+            return;
+        }
+        let text = match self.kb.text_to_insert(what) {
+            Ok(text) => text,
+            Err(why) => return self.set_status(why, false),
+        };
+        if !self.active().is_some_and(Conversation::is_mine) {
+            self.set_status("no conversation of yours open: knowledge-base text goes into its composer", true);
+            return;
+        }
+        self.overlay = None;
+        let title = self.kb.selected_hit().map(|h| h.title.clone()).unwrap_or_default();
+        self.insert_text(&text, effects);
+        let hint = match what {
+            Insert::Article if !self.markdown => " (Markdown: m sends it as Markdown)",
+            _ => "",
+        };
+        let what = match what {
+            Insert::Snippet => "摘要 snippet",
+            Insert::Article => "全文 article",
+            Insert::Link => "链接 link",
+        };
+        self.set_status(format!("已插入 inserted {what} of 《{title}》{hint}"), false);
+    }
+
+    /// Inserts `text` at the active composer's caret and starts writing.
+    fn insert_text(&mut self, text: &str, effects: &mut Vec<Effect>) {
+        let now = self.now;
+        let Some(c) = self.active_mut().filter(|c| c.is_mine()) else { return };
+        c.draft.insert_str(text);
+        c.last_edit_at = now;
+        self.mode = Mode::Insert;
+        self.after_edit(effects);
     }
 
     fn pick(&mut self, effects: &mut Vec<Effect>) {
@@ -1080,7 +1255,15 @@ impl App {
         }
     }
 
-    fn palette_move(&mut self, delta: isize) {
+    fn palette_move(&mut self, delta: isize, effects: &mut Vec<Effect>) {
+        let wanted = match &self.overlay {
+            Some(Overlay::Knowledge) => self.kb.select(delta),
+            Some(Overlay::Tickets) => self.tickets.select(delta),
+            _ => None,
+        };
+        if let Some(request) = wanted {
+            effects.push(Effect::Api(request));
+        }
         let count = match &self.overlay {
             Some(Overlay::Palette { query, .. }) => palette::matches(&self.keymap, query).len(),
             Some(Overlay::Canned { query, .. }) => self.canned_matches(query).len(),
@@ -1108,6 +1291,13 @@ impl App {
                     None => codes - 1,
                 };
                 *input = RESOLUTION_CODES[next as usize].to_string();
+            }
+            Some(Overlay::Prompt { kind: PromptKind::TicketStatus(_), input }) => {
+                let current = input.trim().parse::<TicketStatus>().ok();
+                *input = tickets::cycle(&tickets::STATUSES, current, delta).as_str().to_string();
+            }
+            Some(Overlay::Prompt { kind: PromptKind::NewTicket { priority, .. }, .. }) => {
+                *priority = tickets::cycle(&tickets::PRIORITIES, Some(*priority), delta);
             }
             _ => {}
         }
@@ -1217,6 +1407,67 @@ impl App {
                 } else {
                     self.set_status("not connected: close again when the relay is back", true);
                 }
+            }
+            Some(Overlay::Knowledge) => {
+                self.overlay = Some(Overlay::Knowledge);
+                self.insert_from_kb(Insert::Snippet, effects);
+            }
+            Some(Overlay::Tickets) => {
+                self.overlay = Some(Overlay::Tickets);
+                // A ticket of a conversation I hold: go to it; otherwise fetch it afresh.
+                let Some(ticket) = self.tickets.selected_ticket().cloned() else { return };
+                match ticket.conversation_id.filter(|id| self.conversation(*id).is_some()) {
+                    Some(id) => {
+                        self.overlay = None;
+                        self.open_tab(id, true, effects);
+                    }
+                    None => effects.push(Effect::Api(self.tickets.reload_details(ticket.id))),
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::TicketStatus(id), input }) => {
+                match input.trim().parse::<TicketStatus>() {
+                    Ok(status) => {
+                        let patch = TicketPatch { status: Some(status), ..TicketPatch::default() };
+                        effects.push(Effect::Api(ApiRequest::PatchTicket { id, patch }));
+                        self.set_status(format!("工单 ticket #{id} → {}…", status.as_str()), false);
+                        self.overlay = Some(Overlay::Tickets);
+                    }
+                    Err(why) => {
+                        self.set_status(why, true);
+                        self.overlay = Some(Overlay::Prompt { kind: PromptKind::TicketStatus(id), input });
+                    }
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::TicketNote(id), input }) => {
+                let body = input.trim().to_string();
+                if body.is_empty() || body.len() > MAX_BODY_BYTES {
+                    self.set_status(format!("a note has 1 to {MAX_BODY_BYTES} bytes"), true);
+                    self.overlay = Some(Overlay::Prompt { kind: PromptKind::TicketNote(id), input });
+                } else {
+                    effects.push(Effect::Api(ApiRequest::AddTicketNote { id, body }));
+                    self.overlay = Some(Overlay::Tickets);
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::NewTicket { conversation, priority }, input }) => {
+                let subject = input.trim().to_string();
+                let Some(c) = self.conversation(conversation) else { return };
+                if subject.is_empty() || subject.chars().count() > tickets::MAX_SUBJECT_CHARS {
+                    self.set_status(format!("a subject has 1 to {} characters", tickets::MAX_SUBJECT_CHARS), true);
+                    self.overlay =
+                        Some(Overlay::Prompt { kind: PromptKind::NewTicket { conversation, priority }, input });
+                    return;
+                }
+                let description = tickets::description_from(&c.view, c.scrollback.entries());
+                effects.push(Effect::Api(ApiRequest::CreateTicket(NewTicket {
+                    subject,
+                    description,
+                    priority,
+                    conversation_id: Some(conversation),
+                    assignee_id: None,
+                    group: None,
+                })));
+                self.creating_ticket = Some(conversation);
+                self.set_status("创建工单 creating the ticket…", false);
             }
             Some(Overlay::Help { .. }) | None => {}
         }
@@ -1370,6 +1621,9 @@ impl App {
 
     fn on_tick(&mut self, now: UnixMillis, effects: &mut Vec<Effect>) {
         self.now = now;
+        if let Some(search) = self.kb.on_tick(now) {
+            effects.push(Effect::Api(search));
+        }
         if self.status.as_ref().is_some_and(|s| s.until <= now) {
             self.status = None;
         }
@@ -1447,6 +1701,8 @@ impl App {
                 self.queues.clear();
                 self.on_welcome(conversations, effects);
                 effects.push(Effect::Api(ApiRequest::Canned));
+                // My tickets, for the status bar's count.
+                effects.push(Effect::Api(ApiRequest::Tickets(TicketScope::Mine)));
             }
             ServerFrame::Message(m) => {
                 let active = self.active_id();
@@ -1504,16 +1760,23 @@ impl App {
             }
             // Customers' own place in line; agents get `queue_list`.
             ServerFrame::Queue(_) => {}
-            // A ticket given to me: tell me, as with a newly assigned conversation.
+            // A ticket given to me: tell me, as with a newly assigned conversation (not
+            // when I made it myself just now), and bring the lists up to date.
             ServerFrame::Ticket(t) => {
-                if matches!(
-                    t.change,
-                    kefu_proto::frame::TicketChange::Assigned | kefu_proto::frame::TicketChange::Created
-                ) {
+                let mine_just_made = t.change == TicketChange::Created
+                    && t.ticket.conversation_id.is_some()
+                    && self.creating_ticket == t.ticket.conversation_id;
+                if matches!(t.change, TicketChange::Assigned | TicketChange::Created) && !mine_just_made {
                     effects.push(Effect::Notify(Notice {
                         title: format!("新工单 ticket #{}", t.ticket.id),
                         body: t.ticket.subject.clone(),
                     }));
+                }
+                let me = self.agent.as_ref().map(|a| a.id);
+                self.tickets.upsert(&t.ticket, me);
+                if self.overlay == Some(Overlay::Tickets) {
+                    effects.push(Effect::Api(self.tickets.refresh()));
+                    self.ticket_details_wanted(effects);
                 }
             }
             ServerFrame::Typing(t) => {
@@ -1598,6 +1861,7 @@ impl App {
                 let name = customer_name(&view);
                 let channel = view.channel.as_str();
                 let vip = if view.contact.vip { " VIP" } else { "" };
+                let about = view.intent.as_deref().map(|i| format!(" · 意图 intent: {i}")).unwrap_or_default();
                 let after_seq = view.last_seq;
                 let notice = transfer.as_ref().map(|t| transfer_notice(t, after_seq, now));
                 let known = match self.conversation_mut(id) {
@@ -1637,7 +1901,7 @@ impl App {
                 } else if !known {
                     effects.push(Effect::Notify(Notice {
                         title: format!("新会话 New conversation{vip}"),
-                        body: format!("{name} ({channel})"),
+                        body: format!("{name} ({channel}){about}"),
                     }));
                 }
                 if self.active_id() == Some(id) {
@@ -1774,6 +2038,42 @@ impl App {
                     self.set_status(format!("已上传 uploaded {name}"), false);
                 }
             }
+            (ApiRequest::KbSearch { query }, ApiAnswer::KbHits(hits)) => {
+                if let Some(request) = self.kb.on_results(&query, Ok(hits)) {
+                    effects.push(Effect::Api(request));
+                }
+            }
+            (ApiRequest::KbArticle(id), ApiAnswer::KbArticle(article)) => self.kb.on_article(id, Ok(article)),
+            (ApiRequest::Tickets(scope), ApiAnswer::Tickets(list)) => {
+                self.tickets.on_list(scope, Ok(list));
+                self.ticket_details_wanted(effects);
+            }
+            (ApiRequest::Ticket(id), ApiAnswer::Ticket(details)) => self.tickets.on_details(id, Ok(details)),
+            (ApiRequest::PatchTicket { id, .. }, ApiAnswer::TicketSaved(ticket)) => {
+                let me = self.agent.as_ref().map(|a| a.id);
+                self.tickets.upsert(&ticket, me);
+                self.ticket_details_wanted(effects);
+                self.set_status(format!("已更新 ticket #{id} is {} now", ticket.status.as_str()), false);
+            }
+            (ApiRequest::AddTicketNote { id, .. }, ApiAnswer::TicketNoted) => {
+                self.tickets.details.remove(&id);
+                self.ticket_details_wanted(effects);
+                self.set_status(format!("已添加备注 note added to ticket #{id}"), false);
+            }
+            (ApiRequest::CreateTicket(_), ApiAnswer::TicketSaved(ticket)) => {
+                self.creating_ticket = None;
+                let me = self.agent.as_ref().map(|a| a.id);
+                self.tickets.upsert(&ticket, me);
+                let whose = match &ticket.assignee {
+                    Some(agent) if Some(agent.id) == me => "yours".to_string(),
+                    Some(agent) => format!("assigned to {}", agent.name),
+                    None => "unassigned".to_string(),
+                };
+                self.set_status(
+                    format!("已创建工单 ticket #{} created ({whose}): {}", ticket.id, ticket.subject),
+                    false,
+                );
+            }
             (request, answer) => tracing::warn!(?request, ?answer, "an answer that does not fit its request"),
         }
     }
@@ -1802,6 +2102,27 @@ impl App {
             ApiRequest::DeleteCanned(_) => self.set_status(format!("cannot delete: {message}"), true),
             ApiRequest::Agents | ApiRequest::Groups | ApiRequest::Canned => {
                 self.set_status(format!("cannot reach the relay's API: {message}"), true);
+            }
+            ApiRequest::KbSearch { query } => {
+                self.kb.on_results(&query, Err(message));
+            }
+            ApiRequest::KbArticle(id) => self.kb.on_article(id, Err(message)),
+            ApiRequest::Tickets(scope) => {
+                self.tickets.on_list(scope, Err(message.clone()));
+                if self.overlay == Some(Overlay::Tickets) {
+                    self.set_status(format!("cannot load tickets: {message}"), true);
+                }
+            }
+            ApiRequest::Ticket(id) => self.tickets.on_details(id, Err(message)),
+            ApiRequest::PatchTicket { id, .. } => {
+                self.set_status(format!("cannot change ticket #{id}: {message}"), true);
+            }
+            ApiRequest::AddTicketNote { id, .. } => {
+                self.set_status(format!("cannot add the note to ticket #{id}: {message}"), true);
+            }
+            ApiRequest::CreateTicket(new) => {
+                self.creating_ticket = None;
+                self.set_status(format!("cannot create the ticket \"{}\": {message}", new.subject), true);
             }
         }
     }
@@ -2465,7 +2786,7 @@ mod tests {
     fn canned_replies_expand_by_shortcut_or_picker_with_variables() {
         let mut app = online();
         let effects = app.update(welcome(vec![view(1, "李女士"), view(2, "Tom")]));
-        assert_eq!(apis(&effects), vec![&ApiRequest::Canned]);
+        assert_eq!(apis(&effects), vec![&ApiRequest::Canned, &ApiRequest::Tickets(TicketScope::Mine)]);
         answer(&mut app, ApiRequest::Canned, ApiAnswer::Canned(canned_list()));
         // An exact shortcut expands with tab, and enter does not send it.
         keys(&mut app, "i \"/hi\" tab");
@@ -2605,5 +2926,245 @@ mod tests {
         });
         let status = app.status.as_ref().unwrap();
         assert!(status.is_error && status.text.contains("too large"));
+    }
+
+    fn hits(list: serde_json::Value) -> ApiAnswer {
+        ApiAnswer::KbHits(serde_json::from_value(list).unwrap())
+    }
+
+    fn article(id: i64, slug: &str, title: &str, body: &str) -> ApiAnswer {
+        ApiAnswer::KbArticle(
+            serde_json::from_value(json!({
+                "id": id, "slug": slug, "title": title, "body": body, "tags": [], "intents": ["return_policy"],
+                "language": "zh", "updated_at": NOW,
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_knowledge_base_is_searched_as_the_agent_types_once_the_query_rests() {
+        let mut app = online();
+        keys(&mut app, "s");
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        let effects = keys(&mut app, "\"退货运费\"");
+        assert!(apis(&effects).is_empty(), "nothing is searched while typing");
+        assert_eq!(app.wake_at(), Some(NOW + crate::knowledge::SEARCH_DEBOUNCE_MS));
+        assert!(apis(&app.update(Action::Tick(NOW + 100))).is_empty());
+        let effects = app.update(Action::Tick(NOW + crate::knowledge::SEARCH_DEBOUNCE_MS));
+        let search = ApiRequest::KbSearch { query: "退货运费".into() };
+        assert_eq!(apis(&effects), vec![&search]);
+        assert!(app.kb.searching());
+        // The answer brings the first article's preview.
+        let effects = answer(
+            &mut app,
+            search,
+            hits(json!([
+                {"id": 4, "slug": "return-shipping-zh", "title": "退货运费谁出", "snippet": "质量问题退货运费由我们承担。", "score": 7.5, "language": "zh"},
+                {"id": 5, "slug": "return-policy-zh", "title": "七天无理由退货", "snippet": "签收后七天内可申请无理由退货。", "score": 5.1, "language": "zh"},
+            ])),
+        );
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbArticle(4)]);
+        assert_eq!(apis(&keys(&mut app, "down")), vec![&ApiRequest::KbArticle(5)]);
+        answer(
+            &mut app,
+            ApiRequest::KbArticle(5),
+            article(5, "return-policy-zh", "七天无理由退货", "## 七天无理由退货\n\n签收后**七天**内可申请。\n"),
+        );
+        // The whole article goes into the active conversation's composer.
+        keys(&mut app, "A-a");
+        assert_eq!(app.overlay, None);
+        assert_eq!(app.mode, Mode::Insert);
+        assert_eq!(draft(&app), "## 七天无理由退货\n\n签收后**七天**内可申请。");
+        assert!(app.status.as_ref().unwrap().text.contains("七天无理由退货"));
+        // Reopened, the pane shows the last search; enter inserts the snippet at the caret,
+        // and the link line goes in the same way.
+        app.active_mut().unwrap().draft = new_composer(false);
+        keys(&mut app, "esc s up enter");
+        assert_eq!(draft(&app), "质量问题退货运费由我们承担。");
+        keys(&mut app, "esc s A-l");
+        assert_eq!(draft(&app), "质量问题退货运费由我们承担。退货运费谁出 (kb:return-shipping-zh)");
+    }
+
+    #[test]
+    fn english_queries_and_answers_to_older_queries() {
+        let mut app = online();
+        keys(&mut app, "s \"return\"");
+        let effects = app.update(Action::Tick(NOW + 300));
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbSearch { query: "return".into() }]);
+        app.update(Action::Tick(NOW + 400));
+        keys(&mut app, "space \"shipping\"");
+        app.update(Action::Tick(NOW + 500));
+        let effects = app.update(Action::Tick(NOW + 1_000));
+        let latest = ApiRequest::KbSearch { query: "return shipping".into() };
+        assert_eq!(apis(&effects), vec![&latest]);
+        // The older search answers late: dropped.
+        let effects = answer(
+            &mut app,
+            ApiRequest::KbSearch { query: "return".into() },
+            hits(json!([{"id": 1, "slug": "old", "title": "Old", "snippet": "old", "score": 1.0, "language": "en"}])),
+        );
+        assert!(apis(&effects).is_empty());
+        assert!(app.kb.hits().is_empty());
+        answer(
+            &mut app,
+            latest,
+            hits(
+                json!([{"id": 9, "slug": "return-shipping-en", "title": "Who pays for return shipping", "snippet": "Returns are free within 30 days.", "score": 6.0, "language": "en"}]),
+            ),
+        );
+        assert_eq!(app.kb.selected_hit().unwrap().slug, "return-shipping-en");
+        // The article is still loading: it cannot go in yet, and the pane stays.
+        keys(&mut app, "A-a");
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        assert!(app.status.as_ref().unwrap().text.contains("loading"));
+        // Without a conversation of mine, nothing is inserted and the pane stays open.
+        app.update(changed("closed", ConversationView { state: ConversationState::Closed, ..view(1, "李女士") }));
+        app.update(changed("closed", ConversationView { state: ConversationState::Closed, ..view(2, "Tom") }));
+        keys(&mut app, "enter");
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        assert!(app.status.as_ref().unwrap().is_error);
+    }
+
+    fn ticket(id: i64, subject: &str, status: &str, assignee: Option<i64>, conversation: Option<i64>) -> TicketView {
+        serde_json::from_value(json!({
+            "id": id, "subject": subject, "description": "客户要求补开发票", "status": status, "priority": "normal",
+            "assignee": assignee.map(|a| json!({"id": a, "name": if a == 7 { "小王" } else { "李娜" }})),
+            "conversation_id": conversation,
+            "created_by": "agent", "created_at": NOW, "updated_at": NOW,
+        }))
+        .unwrap()
+    }
+
+    fn ticket_details(ticket: TicketView, notes: usize) -> ApiAnswer {
+        ApiAnswer::Ticket(
+            serde_json::from_value(json!({
+                "ticket": ticket,
+                "notes": (0..notes).map(|i| json!({"author": "小王", "body": format!("备注 {i}"), "at": NOW})).collect::<Vec<_>>(),
+                "history": [{"at": NOW, "kind": "ticket.created", "actor_kind": "agent", "actor_id": 7, "data": {}}],
+            }))
+            .unwrap(),
+        )
+    }
+
+    use kefu_proto::frame::TicketView;
+
+    #[test]
+    fn tickets_are_listed_detailed_changed_and_noted() {
+        let mut app = online();
+        let mine =
+            vec![ticket(11, "补开发票", "open", Some(7), None), ticket(12, "换货 42→43", "pending", Some(7), Some(2))];
+        answer(&mut app, ApiRequest::Tickets(TicketScope::Mine), ApiAnswer::Tickets(mine.clone()));
+        assert_eq!(app.tickets.open_count(), Some(1), "the status bar's count");
+        // Opening the view fetches the list again and the highlighted ticket's details.
+        let effects = keys(&mut app, "T");
+        assert_eq!(app.overlay, Some(Overlay::Tickets));
+        assert_eq!(apis(&effects), vec![&ApiRequest::Tickets(TicketScope::Mine), &ApiRequest::Ticket(11)]);
+        answer(&mut app, ApiRequest::Ticket(11), ticket_details(mine[0].clone(), 0));
+        // Status: up and down walk the statuses; enter patches and comes back to the view.
+        keys(&mut app, "A-s");
+        assert!(
+            matches!(&app.overlay, Some(Overlay::Prompt { kind: PromptKind::TicketStatus(11), input }) if input == "pending")
+        );
+        let effects = keys(&mut app, "down enter");
+        let patch = TicketPatch { status: Some(TicketStatus::Solved), ..TicketPatch::default() };
+        assert_eq!(apis(&effects), vec![&ApiRequest::PatchTicket { id: 11, patch: patch.clone() }]);
+        assert_eq!(app.overlay, Some(Overlay::Tickets));
+        let effects = answer(
+            &mut app,
+            ApiRequest::PatchTicket { id: 11, patch },
+            ApiAnswer::TicketSaved(ticket(11, "补开发票", "solved", Some(7), None)),
+        );
+        assert_eq!(apis(&effects), vec![&ApiRequest::Ticket(11)], "its history changed");
+        assert_eq!(app.tickets.open_count(), Some(0));
+        // A note.
+        let effects = keys(&mut app, "A-n \"已联系财务，明天寄出\" enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::AddTicketNote { id: 11, body: "已联系财务，明天寄出".into() }]);
+        answer(&mut app, ApiRequest::Ticket(11), ticket_details(ticket(11, "补开发票", "solved", Some(7), None), 0));
+        let effects = answer(
+            &mut app,
+            ApiRequest::AddTicketNote { id: 11, body: "已联系财务，明天寄出".into() },
+            ApiAnswer::TicketNoted,
+        );
+        assert_eq!(apis(&effects), vec![&ApiRequest::Ticket(11)]);
+        // Esc in a prompt goes back to the view; the filter finds by words or number.
+        keys(&mut app, "A-n esc");
+        assert_eq!(app.overlay, Some(Overlay::Tickets));
+        let effects = keys(&mut app, "\"换货\"");
+        assert_eq!(app.tickets.selected_ticket().map(|t| t.id), Some(12));
+        assert_eq!(apis(&effects), vec![&ApiRequest::Ticket(12)]);
+        // Enter on a ticket of a conversation I hold goes to it.
+        keys(&mut app, "enter");
+        assert_eq!((app.overlay.clone(), app.active_id()), (None, Some(ConversationId(2))));
+        // All open tickets.
+        keys(&mut app, "T C-u");
+        assert_eq!(apis(&keys(&mut app, "tab")), vec![&ApiRequest::Tickets(TicketScope::Open)]);
+        assert_eq!(app.tickets.scope, TicketScope::Open);
+    }
+
+    #[test]
+    fn a_ticket_frame_notifies_refreshes_the_view_and_counts() {
+        let mut app = online();
+        answer(&mut app, ApiRequest::Tickets(TicketScope::Mine), ApiAnswer::Tickets(vec![]));
+        assert_eq!(app.tickets.open_count(), Some(0));
+        keys(&mut app, "T");
+        let frame =
+            json!({"type": "ticket", "change": "assigned", "ticket": ticket(21, "退款未到账", "open", Some(7), None)});
+        let effects = app.update(server(frame));
+        assert!(matches!(&effects[..], [Effect::Notify(n), ..] if n.title.contains("#21") && n.body == "退款未到账"));
+        assert_eq!(apis(&effects), vec![&ApiRequest::Tickets(TicketScope::Mine), &ApiRequest::Ticket(21)]);
+        assert_eq!(app.tickets.open_count(), Some(1));
+        assert_eq!(app.tickets.shown().len(), 1, "shown at once, before the list comes again");
+        // Given to someone else: no longer mine.
+        let frame =
+            json!({"type": "ticket", "change": "updated", "ticket": ticket(21, "退款未到账", "open", Some(8), None)});
+        let effects = app.update(server(frame));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Notify(_))));
+        assert_eq!(app.tickets.open_count(), Some(0));
+    }
+
+    #[test]
+    fn a_ticket_is_made_from_the_conversation_with_the_customers_last_words() {
+        let mut app = online();
+        app.update(customer_says(1, 1, "你好"));
+        app.update(customer_says(1, 2, "订单 20251120-8841 一周了还没到\n能帮我查一下吗"));
+        keys(&mut app, "N");
+        let Some(Overlay::Prompt { kind: PromptKind::NewTicket { conversation, priority }, input }) =
+            app.overlay.clone()
+        else {
+            panic!("the new-ticket prompt: {:?}", app.overlay);
+        };
+        assert_eq!(
+            (conversation, priority, input.as_str()),
+            (ConversationId(1), TicketPriority::Normal, "订单 20251120-8841 一周了还没到")
+        );
+        let effects = keys(&mut app, "down down enter");
+        let [ApiRequest::CreateTicket(new)] = apis(&effects)[..] else { panic!("one request: {effects:?}") };
+        assert_eq!(new.subject, "订单 20251120-8841 一周了还没到");
+        assert_eq!(new.priority, TicketPriority::Urgent);
+        assert_eq!(new.conversation_id, Some(ConversationId(1)));
+        assert!(new.description.contains("> 能帮我查一下吗"), "{}", new.description);
+        let made = ticket(31, &new.subject, "open", Some(7), Some(1));
+        // Its `created` frame needs no notification: I made it.
+        let effects = app.update(server(json!({"type": "ticket", "change": "created", "ticket": made})));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Notify(_))));
+        answer(&mut app, ApiRequest::CreateTicket(new.clone()), ApiAnswer::TicketSaved(made));
+        assert!(app.status.as_ref().unwrap().text.contains("#31"));
+        // A blank subject is refused in place.
+        keys(&mut app, "N C-u enter");
+        assert!(matches!(app.overlay, Some(Overlay::Prompt { kind: PromptKind::NewTicket { .. }, .. })));
+    }
+
+    #[test]
+    fn a_conversation_from_the_bot_announces_its_intent() {
+        let mut app = online();
+        let mut handed = view(5, "周女士");
+        handed.intent = Some("order_status".into());
+        handed.last_seq = 3;
+        let effects = app.update(changed("assigned", handed));
+        assert!(
+            matches!(&effects[..], [Effect::Notify(n)] if n.body.contains("意图 intent: order_status")),
+            "{effects:?}"
+        );
     }
 }

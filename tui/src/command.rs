@@ -77,9 +77,18 @@ commands! {
     CustomerPanel => "customer_panel", "Show or hide the customer panel: contact, earlier conversations, why routed here";
     LoadHistory => "load_history", "Fetch older messages of the current conversation";
     AttachFile => "attach_file", "Send a file into the current conversation: asks for its path, uploads and sends it";
+    Knowledge => "knowledge", "Search the knowledge base (Chinese or English) and insert an answer into the composer";
+    KbInsertSnippet => "kb_insert_snippet", "In the knowledge base: insert the selected result's matching line into the composer";
+    KbInsertArticle => "kb_insert_article", "In the knowledge base: insert the selected article's whole text (Markdown) into the composer";
+    KbInsertLink => "kb_insert_link", "In the knowledge base: insert a short reference, \"title (kb:slug)\", into the composer";
+    Tickets => "tickets", "Show tickets (mine, or all open ones) with their notes and history";
+    TicketScope => "ticket_scope", "In the tickets view: switch between my tickets and all open tickets";
+    TicketStatus => "ticket_status", "In the tickets view: change the selected ticket's status (open, pending, solved, closed)";
+    TicketNote => "ticket_note", "In the tickets view: add a note to the selected ticket";
+    NewTicket => "new_ticket", "Make a ticket from the current conversation (the subject starts as the customer's last message)";
     SelectNext => "select_next", "In a list or palette: select the next entry";
     SelectPrev => "select_prev", "In a list or palette: select the previous entry";
-    Accept => "accept", "In the palette or a prompt: run or confirm the selection";
+    Accept => "accept", "In the palette or a prompt: run or confirm the selection (knowledge base: insert the snippet; tickets: go to its conversation)";
     Cancel => "cancel", "Close the palette, help or prompt";
 }
 

@@ -89,6 +89,9 @@ where
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         terminal.draw(|frame| view::draw(frame, app)).map_err(Into::into)?;
+        // The app may want time to pass sooner (a search waiting for the query to rest):
+        // a tick then, carrying the time, and the app decides.
+        let wake_in = app.wake_at().map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
         let action = tokio::select! {
             event = events.next() => match event {
                 None => return Ok(()),
@@ -100,6 +103,7 @@ where
             },
             Some(action) = shell.actions.recv() => action,
             _ = tick.tick() => Action::Tick(now_ms()),
+            _ = tokio::time::sleep(wake_in.unwrap_or_default()), if wake_in.is_some() => Action::Tick(now_ms()),
         };
         if perform(app, action, &mut shell) {
             return Ok(());

@@ -12,10 +12,16 @@
 //!
 //! ## Layout
 //! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update` (conversations,
-//!   queue, transfers, notes, canned replies, customer panel, history, attachments).
+//!   queue, transfers, notes, canned replies, customer panel, history, attachments,
+//!   knowledge base, tickets).
 //! - [`api`] — the relay's HTTP API: directory, canned replies, customer panel, history
-//!   pages, uploads; each request on its own task, answered as an action.
+//!   pages, uploads, knowledge base, tickets; each request on its own task, answered as
+//!   an action.
 //! - [`canned`] — canned replies: `/shortcut` detection, fuzzy matching, variables.
+//! - [`knowledge`] — the knowledge-base pane: debounced search, results, previews, what
+//!   goes into the composer.
+//! - [`tickets`] — the tickets view: mine or all open, details, my open count, what a
+//!   ticket made from a conversation starts with.
 //! - [`command`] — the named commands with their doc strings (help and palette use them).
 //! - [`keymap`] — key notation, the per-mode trie, the shipped `keymaps/*.toml`.
 //! - [`palette`] — fuzzy matching of commands (nucleo).
@@ -41,12 +47,14 @@ pub mod demo;
 pub mod error;
 pub mod event_loop;
 pub mod keymap;
+pub mod knowledge;
 pub mod login;
 pub mod notify;
 pub mod palette;
 pub mod scrollback;
 pub mod text;
 pub mod theme;
+pub mod tickets;
 pub mod view;
 pub mod worker;
 

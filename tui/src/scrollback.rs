@@ -157,6 +157,13 @@ impl Entry {
                     *first = Span::styled("┃ ", theme.note);
                 }
             }
+        } else if self.author.kind == AuthorKind::Bot {
+            // A dotted gutter: the bot said this, not a person.
+            for line in &mut lines {
+                if let Some(first) = line.spans.first_mut() {
+                    *first = Span::styled("┊ ", theme.bot);
+                }
+            }
         }
         let lines = Rc::new(lines);
         *self.wrapped.borrow_mut() = Some((width, lines.clone()));

@@ -32,6 +32,8 @@ pub struct Theme {
     pub note: Style,
     /// Attachment names.
     pub link: Style,
+    /// The bot: its name, the gutter of its messages, the intents it found.
+    pub bot: Style,
     /// Markdown.
     pub markdown: MarkdownStyles,
 }
@@ -60,6 +62,7 @@ impl Theme {
             status_bar: Style::default().bg(Color::DarkGray).fg(Color::White),
             note: Style::default().fg(Color::LightMagenta).add_modifier(Modifier::BOLD),
             link: Style::default().fg(Color::Blue).add_modifier(Modifier::UNDERLINED),
+            bot: Style::default().fg(Color::LightBlue),
             markdown: MarkdownStyles {
                 code: Style::default().fg(Color::Magenta),
                 dim: Style::default().fg(Color::DarkGray),
@@ -76,6 +79,7 @@ impl Theme {
             me: Style::default().fg(Color::Blue).add_modifier(Modifier::BOLD),
             status_bar: Style::default().bg(Color::Gray).fg(Color::Black),
             note: Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+            bot: Style::default().fg(Color::Blue),
             ..Theme::dark()
         }
     }
@@ -96,6 +100,7 @@ impl Theme {
             status_bar: plain.add_modifier(Modifier::REVERSED),
             note: bold,
             link: plain.add_modifier(Modifier::UNDERLINED),
+            bot: plain.add_modifier(Modifier::ITALIC),
             markdown: MarkdownStyles { code: plain, dim: plain, heading: bold },
         }
     }

@@ -19,10 +19,13 @@
 //!
 //! Left: my conversations above the queues I serve. Centre: tabs, scrollback, typing (or
 //! canned-reply suggestions), composer. Right (toggled): the customer panel.
+//!
+//! The knowledge base and the tickets are boards over the screen: a query (or filter)
+//! line, a list on the left, the selected entry on the right, the keys at the bottom.
 
 use kefu_proto::UnixMillis;
-use kefu_proto::api::CannedScope;
-use kefu_proto::frame::{AuthorKind, ConversationState, Presence};
+use kefu_proto::api::{CannedScope, TicketDetails};
+use kefu_proto::frame::{AuthorKind, ConversationState, Presence, TicketPriority, TicketStatus, TicketView};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -30,12 +33,13 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
+use crate::api::TicketScope;
 use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
 use crate::command::Command;
 use crate::keymap::Mode;
 use crate::palette;
 use crate::scrollback::{Delivery, Entry};
-use crate::text::{truncate, width};
+use crate::text::{self, truncate, width};
 
 /// Width of the conversation list.
 const SIDEBAR_WIDTH: u16 = 30;
@@ -116,6 +120,14 @@ pub fn caret(app: &App, area: Rect) -> Option<Position> {
             let rect = prompt_rect(area);
             Some(Position::new((rect.x + 3 + width(input) as u16).min(rect.right() - 2), rect.y + 2))
         }
+        Some(Overlay::Knowledge | Overlay::Tickets) => {
+            let query = if app.overlay == Some(Overlay::Knowledge) { &app.kb.query } else { &app.tickets.filter };
+            let rect = board_rect(area);
+            Some(
+                Position::new(rect.x + 3 + width(query) as u16, rect.y + 1)
+                    .min(Position::new(rect.right() - 2, rect.y + 1)),
+            )
+        }
         Some(Overlay::Help { .. }) => None,
         None if app.mode == Mode::Insert => {
             let conversation = app.active().filter(|c| c.is_mine())?;
@@ -147,11 +159,19 @@ impl Widget for &Workstation<'_> {
         match &app.overlay {
             Some(Overlay::Help { scroll }) => render_help(app, *scroll, area, buf),
             Some(Overlay::Palette { query, selected }) => render_palette(app, query, *selected, area, buf),
-            Some(Overlay::Prompt { kind, input }) => render_prompt(app, kind, input, area, buf),
+            Some(Overlay::Prompt { kind, input }) => {
+                // A question about a ticket keeps the tickets in view behind it.
+                if kind.from_tickets() {
+                    render_tickets(app, area, buf);
+                }
+                render_prompt(app, kind, input, area, buf)
+            }
             Some(Overlay::Canned { query, selected }) => render_canned(app, query, *selected, area, buf),
             Some(Overlay::Transfer { conversation, query, selected }) => {
                 render_transfer(app, *conversation, query, *selected, area, buf)
             }
+            Some(Overlay::Knowledge) => render_knowledge(app, area, buf),
+            Some(Overlay::Tickets) => render_tickets(app, area, buf),
             None => {}
         }
     }
@@ -255,6 +275,9 @@ fn render_sidebar(app: &App, area: Rect, buf: &mut Buffer) {
             } else if state != ConversationState::Assigned {
                 detail.push(Span::styled(format!(" · {}", state.as_str()), app.theme.dim));
             }
+            if let Some(intent) = &conversation.view.intent {
+                detail.push(Span::styled(format!(" · 意图 {intent}"), app.theme.bot));
+            }
             buf.set_line(inner.x, y + 1, &Line::from(detail), inner.width);
         }
     }
@@ -343,16 +366,18 @@ fn delivery_mark(app: &App, conversation: &Conversation, entry: &Entry) -> Span<
 
 fn header_line(app: &App, conversation: &Conversation, entry: &Entry) -> Line<'static> {
     let name = match (&entry.author.name, entry.author.kind) {
+        // The bot is always named as such, whatever name it signs with.
+        (_, AuthorKind::Bot) => "机器人 bot".into(),
         (Some(name), _) => name.clone(),
         (None, AuthorKind::Customer) => conversation.customer_name(),
         (None, AuthorKind::Agent) => "我 me".into(),
-        (None, AuthorKind::Bot) => "机器人 bot".into(),
         (None, AuthorKind::System) => "系统 system".into(),
     };
     let name_style = match entry.author.kind {
         AuthorKind::Customer => app.theme.customer,
         AuthorKind::Agent => app.theme.me,
-        AuthorKind::Bot | AuthorKind::System => app.theme.dim,
+        AuthorKind::Bot => app.theme.bot,
+        AuthorKind::System => app.theme.dim,
     };
     let mut spans = vec![
         Span::styled(format_clock(entry.at, app.utc_offset_secs), app.theme.dim),
@@ -385,10 +410,14 @@ fn render_scrollback(app: &App, area: Rect, buf: &mut Buffer) {
     let vip = if view.contact.vip { " · VIP" } else { "" };
     let group = view.group.as_deref().map(|g| format!(" · {g}")).unwrap_or_default();
     let state = if conversation.detached.is_some() { "已移走 moved away" } else { view.state.as_str() };
-    let title = Line::from(vec![
+    let mut title = vec![
         Span::styled(format!(" {}", conversation.customer_name()), app.theme.customer),
         Span::raw(format!("{vip} · {}{group} · #{} · {state} ", view.channel.as_str(), view.id)),
-    ]);
+    ];
+    if let Some(intent) = &view.intent {
+        title.push(Span::styled(format!("· 意图 intent: {intent} "), app.theme.bot));
+    }
+    let title = Line::from(title);
     let block = pane(title, false, app);
     let inner = block.inner(area);
     block.render(area, buf);
@@ -520,6 +549,11 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         left.push(sep.clone());
         left.push(Span::styled(format!("排队 queue {waiting}"), theme.status_bar.patch(theme.pending)));
     }
+    if let Some(open) = app.tickets.open_count() {
+        left.push(sep.clone());
+        let style = if open > 0 { theme.status_bar.patch(theme.pending) } else { theme.status_bar };
+        left.push(Span::styled(format!("工单 tickets {open}"), style));
+    }
     left.push(sep.clone());
     left.push(Span::styled(mode, theme.status_bar.add_modifier(Modifier::BOLD)));
     if !app.pending_keys().is_empty() {
@@ -546,6 +580,22 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_span(x.max(area.x + used + 1), area.y, &Span::styled(text, right.style), room);
 }
 
+/// Blanks `rect` for an overlay. A wide (Chinese) character just left of it would hide
+/// the overlay's left border (its second column is the border's cell), so it goes too.
+fn clear(rect: Rect, buf: &mut Buffer) {
+    Clear.render(rect, buf);
+    if rect.x == 0 {
+        return;
+    }
+    for y in rect.top()..rect.bottom() {
+        if let Some(cell) = buf.cell_mut(Position::new(rect.x - 1, y))
+            && width(cell.symbol()) > 1
+        {
+            cell.set_symbol(" ");
+        }
+    }
+}
+
 fn centered(area: Rect, width_pct: u16, height: u16) -> Rect {
     let width = (area.width * width_pct / 100).max(20).min(area.width);
     let height = height.min(area.height);
@@ -554,7 +604,7 @@ fn centered(area: Rect, width_pct: u16, height: u16) -> Rect {
 
 fn render_help(app: &App, scroll: usize, area: Rect, buf: &mut Buffer) {
     let rect = centered(area, 80, area.height.saturating_sub(2));
-    Clear.render(rect, buf);
+    clear(rect, buf);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(app.theme.focus)
@@ -596,7 +646,7 @@ fn palette_rect(area: Rect) -> Rect {
 
 fn render_palette(app: &App, query: &str, selected: usize, area: Rect, buf: &mut Buffer) {
     let rect = palette_rect(area);
-    Clear.render(rect, buf);
+    clear(rect, buf);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(app.theme.focus)
@@ -627,13 +677,32 @@ fn render_palette(app: &App, query: &str, selected: usize, area: Rect, buf: &mut
     }
 }
 
+/// The end of `s` in at most `max` columns, with `…` when cut: a long answer shows where
+/// the caret is.
+fn tail(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    let mut kept: Vec<char> = Vec::new();
+    let mut used = 1;
+    for c in s.chars().rev() {
+        let w = width(c.encode_utf8(&mut [0; 4]));
+        if used + w > max {
+            break;
+        }
+        used += w;
+        kept.push(c);
+    }
+    std::iter::once('…').chain(kept.into_iter().rev()).collect()
+}
+
 fn prompt_rect(area: Rect) -> Rect {
     centered(area, 60, 5)
 }
 
 fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mut Buffer) {
     let rect = prompt_rect(area);
-    Clear.render(rect, buf);
+    clear(rect, buf);
     let conversation = |id| {
         let name = app.conversation(id).map(Conversation::customer_name).unwrap_or_default();
         format!("{name} #{id}")
@@ -666,6 +735,21 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
             "shortcut and title, e.g. `refund 退款说明`".to_string(),
             "the composer's text becomes the reply, yours only · enter: save".to_string(),
         ),
+        PromptKind::TicketStatus(id) => (
+            " 工单状态 Ticket status ",
+            format!("{}: new status", ticket_label(app, *id)),
+            "↑↓ open pending solved closed · enter: change · esc: back".to_string(),
+        ),
+        PromptKind::TicketNote(id) => (
+            " 工单备注 Ticket note ",
+            format!("{}: a note for whoever works on it", ticket_label(app, *id)),
+            "enter: add · esc: back".to_string(),
+        ),
+        PromptKind::NewTicket { conversation: id, priority } => (
+            " 新工单 New ticket ",
+            format!("{}: the ticket's subject", conversation(*id)),
+            format!("优先级 priority: {} (↑↓) · enter: create · esc: cancel", priority.as_str()),
+        ),
         PromptKind::DeleteCanned(id) => {
             let shortcut =
                 app.canned.iter().flatten().find(|r| r.id == *id).map(|r| r.shortcut.clone()).unwrap_or_default();
@@ -684,7 +768,7 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
         buf.set_line(
             inner.x,
             inner.y + 1,
-            &Line::from(vec![Span::styled("> ", app.theme.focus), Span::raw(input)]),
+            &Line::from(vec![Span::styled("> ", app.theme.focus), Span::raw(tail(input, inner.width as usize - 3))]),
             inner.width,
         );
     }
@@ -708,7 +792,7 @@ struct Picker<'a> {
 fn render_picker(app: &App, picker: Picker<'_>, area: Rect, buf: &mut Buffer) {
     let Picker { title, query, rows, selected, footer } = picker;
     let rect = palette_rect(area);
-    Clear.render(rect, buf);
+    clear(rect, buf);
     let block = Block::default().borders(Borders::ALL).border_style(app.theme.focus).title(title.to_string());
     let inner = block.inner(rect);
     block.render(rect, buf);
@@ -807,6 +891,9 @@ fn render_panel(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = &app.theme;
     let heading = |text: &str| Line::styled(text.to_string(), theme.focus.add_modifier(Modifier::BOLD));
     let mut lines: Vec<Line<'_>> = Vec::new();
+    if let Some(intent) = &conversation.view.intent {
+        lines.push(Line::styled(format!("意图 intent: {intent}"), theme.bot));
+    }
     match app.contacts.get(&conversation.view.contact.id) {
         None | Some(Fetched::Loading) => lines.push(Line::styled("加载中 loading…", theme.dim)),
         Some(Fetched::Failed(why)) => lines.push(Line::styled(format!("cannot load: {why}"), theme.alert)),
@@ -860,4 +947,397 @@ fn render_panel(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     Paragraph::new(lines).wrap(Default::default()).render(inner, buf);
+}
+
+/// The rectangle of the knowledge-base and tickets boards.
+fn board_rect(area: Rect) -> Rect {
+    // Below the top row and above the status bar, which stays in view.
+    let width = (area.width * 94 / 100).max(20).min(area.width);
+    let height = area.height.saturating_sub(2);
+    Rect::new(area.x + (area.width - width) / 2, area.y + area.height.min(1), width, height)
+}
+
+/// The first key bound to `command` in the overlay, for the boards' hints.
+fn overlay_key(app: &App, command: Command) -> String {
+    app.keymap.keys_for(Mode::Overlay, command).into_iter().next().unwrap_or_else(|| ":".into())
+}
+
+/// A board: a query line with a note on its right, a list beside a detail, and hints.
+struct Board<'a> {
+    /// The box's title.
+    title: Line<'a>,
+    /// What was typed.
+    query: &'a str,
+    /// Shown at the right of the query line (searching, counts, scope).
+    query_note: Line<'a>,
+    /// The list's rows (two per entry).
+    rows: Vec<[Line<'a>; 2]>,
+    /// Shown instead of the list when it is empty.
+    empty: Line<'a>,
+    /// The highlighted entry.
+    selected: usize,
+    /// The detail of the highlighted entry, unwrapped.
+    detail: Vec<text::StyledLine>,
+    /// Rows the detail is scrolled.
+    scroll: usize,
+    /// The keys.
+    hints: Line<'a>,
+}
+
+fn render_board(app: &App, board: Board<'_>, area: Rect, buf: &mut Buffer) {
+    let rect = board_rect(area);
+    clear(rect, buf);
+    let block = Block::default().borders(Borders::ALL).border_style(app.theme.focus).title(board.title);
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    if inner.height < 4 {
+        return;
+    }
+    let note_width = board.query_note.width() as u16;
+    buf.set_line(
+        inner.x,
+        inner.y,
+        &Line::from(vec![Span::styled("> ", app.theme.focus), Span::raw(board.query.to_string())]),
+        inner.width.saturating_sub(note_width + 1),
+    );
+    buf.set_line(inner.right().saturating_sub(note_width), inner.y, &board.query_note, note_width);
+    let body = Rect::new(inner.x, inner.y + 1, inner.width, inner.height - 2);
+    buf.set_line(inner.x, inner.bottom() - 1, &board.hints, inner.width);
+    let [list, detail] = Layout::horizontal([Constraint::Percentage(42), Constraint::Min(10)]).areas(body);
+    // The list, two rows per entry, the highlight kept on screen.
+    if board.rows.is_empty() {
+        Paragraph::new(board.empty).wrap(Default::default()).render(list, buf);
+    } else {
+        let per_page = (list.height as usize / 2).max(1);
+        let first = board.selected.saturating_sub(per_page - 1);
+        for (row, (i, lines)) in board.rows.iter().enumerate().skip(first).take(per_page).enumerate() {
+            let y = list.y + (row * 2) as u16;
+            if i == board.selected {
+                buf.set_style(Rect::new(list.x, y, list.width, 2.min(list.bottom() - y)), app.theme.selected);
+            }
+            buf.set_line(list.x, y, &lines[0], list.width);
+            if y + 1 < list.bottom() {
+                buf.set_line(list.x, y + 1, &lines[1], list.width);
+            }
+        }
+    }
+    // The detail, behind a rule.
+    let detail_block = Block::default().borders(Borders::LEFT).border_style(app.theme.dim);
+    let detail_inner = detail_block.inner(detail);
+    detail_block.render(detail, buf);
+    let text_area =
+        Rect::new(detail_inner.x + 1, detail_inner.y, detail_inner.width.saturating_sub(1), detail_inner.height);
+    let lines = text::wrap(&board.detail, text_area.width, "");
+    let scroll = board.scroll.min(lines.len().saturating_sub(text_area.height as usize));
+    for (row, line) in lines.iter().skip(scroll).take(text_area.height as usize).enumerate() {
+        buf.set_line(text_area.x, text_area.y + row as u16, line, text_area.width);
+    }
+    if lines.len() > scroll + text_area.height as usize && text_area.height > 0 {
+        let more = Line::styled(" ↓ pgdn ", app.theme.selected);
+        let x = text_area.right().saturating_sub(more.width() as u16);
+        buf.set_line(x, text_area.bottom() - 1, &more, text_area.width);
+    }
+}
+
+fn render_knowledge(app: &App, area: Rect, buf: &mut Buffer) {
+    let kb = &app.kb;
+    let theme = &app.theme;
+    let query_note = if kb.searching() {
+        Line::styled("搜索中 searching… ", theme.pending)
+    } else {
+        match &kb.results {
+            Some(Fetched::Ready(hits)) => Line::styled(format!("{} 条结果 results ", hits.len()), theme.dim),
+            _ => Line::from(""),
+        }
+    };
+    let rows: Vec<[Line<'_>; 2]> = kb
+        .hits()
+        .iter()
+        .map(|hit| {
+            [
+                Line::from(vec![
+                    Span::styled(format!(" {}", hit.title), Style::default().add_modifier(Modifier::BOLD)),
+                    Span::styled(format!(" {}", hit.language), theme.dim),
+                ]),
+                Line::styled(format!("   {}", hit.snippet.replace('\n', " ")), theme.dim),
+            ]
+        })
+        .collect();
+    let empty = match &kb.results {
+        None => Line::styled(" 输入问题搜索 type a question: 退货运费 · return shipping", theme.dim),
+        Some(Fetched::Loading) => Line::styled(" 搜索中 searching…", theme.dim),
+        Some(Fetched::Failed(why)) => Line::styled(format!(" 搜索失败 search failed: {why}"), theme.alert),
+        Some(Fetched::Ready(_)) => Line::styled(" 没有找到 nothing found — try other words", theme.dim),
+    };
+    let mut detail: Vec<text::StyledLine> = Vec::new();
+    if let Some(hit) = kb.selected_hit() {
+        let heading = theme.markdown.heading;
+        match kb.selected_article() {
+            Some(Fetched::Ready(article)) => {
+                detail.push(vec![(article.title.clone(), heading)]);
+                let mut meta = format!("kb:{} · {}", article.slug, article.language);
+                if !article.intents.is_empty() {
+                    meta.push_str(&format!(" · 意图 {}", article.intents.join(", ")));
+                }
+                if !article.tags.is_empty() {
+                    meta.push_str(&format!(" · 标签 {}", article.tags.join(", ")));
+                }
+                meta.push_str(&format!(" · {}", format_date(article.updated_at, app.utc_offset_secs)));
+                detail.push(vec![(meta, theme.dim)]);
+                detail.push(Vec::new());
+                detail.extend(text::markdown(&article.body, theme.body, &theme.markdown));
+            }
+            Some(Fetched::Failed(why)) => {
+                detail.push(vec![(hit.title.clone(), heading)]);
+                detail.push(vec![(format!("cannot load the article: {why}"), theme.alert)]);
+            }
+            None | Some(Fetched::Loading) => {
+                detail.push(vec![(hit.title.clone(), heading)]);
+                detail.push(vec![(hit.snippet.clone(), theme.body)]);
+                detail.push(vec![("加载中 loading the article…".to_string(), theme.dim)]);
+            }
+        }
+    }
+    let hints = Line::styled(
+        format!(
+            " {} 插入摘要 snippet · {} 全文 article · {} 链接 link · pgup/pgdn 预览 preview · esc",
+            overlay_key(app, Command::Accept),
+            overlay_key(app, Command::KbInsertArticle),
+            overlay_key(app, Command::KbInsertLink),
+        ),
+        theme.dim,
+    );
+    let title = Line::from(" 知识库 Knowledge base — 中文或英文搜索 search in Chinese or English ");
+    let board = Board {
+        title,
+        query: &kb.query,
+        query_note,
+        rows,
+        empty,
+        selected: kb.selected,
+        detail,
+        scroll: kb.preview_scroll,
+        hints,
+    };
+    render_board(app, board, area, buf);
+}
+
+fn status_style(app: &App, status: TicketStatus) -> Style {
+    match status {
+        TicketStatus::Open => app.theme.alert,
+        TicketStatus::Pending => app.theme.pending,
+        TicketStatus::Solved => app.theme.ok,
+        TicketStatus::Closed => app.theme.dim,
+    }
+}
+
+fn priority_style(app: &App, priority: TicketPriority) -> Style {
+    match priority {
+        TicketPriority::Urgent | TicketPriority::High => app.theme.alert,
+        TicketPriority::Normal | TicketPriority::Low => app.theme.dim,
+    }
+}
+
+/// "#12 退款未到账" for prompts about a ticket.
+fn ticket_label(app: &App, id: i64) -> String {
+    let subject = app
+        .tickets
+        .mine
+        .iter()
+        .flatten()
+        .chain(match &app.tickets.list {
+            Some(Fetched::Ready(list)) => list.iter(),
+            _ => [].iter(),
+        })
+        .find(|t| t.id == id)
+        .map(|t| truncate(&t.subject, 30))
+        .unwrap_or_default();
+    format!("工单 #{id} {subject}")
+}
+
+fn ticket_rows<'a>(app: &App, ticket: &TicketView) -> [Line<'a>; 2] {
+    let assignee = ticket.assignee.as_ref().map_or("未分配 unassigned".to_string(), |a| a.name.clone());
+    [
+        Line::from(vec![
+            Span::styled(format!(" #{} ", ticket.id), app.theme.dim),
+            Span::styled(ticket.subject.clone(), Style::default().add_modifier(Modifier::BOLD)),
+        ]),
+        Line::from(vec![
+            Span::raw("   "),
+            Span::styled(ticket.status.as_str(), status_style(app, ticket.status)),
+            Span::styled(" · ", app.theme.dim),
+            Span::styled(ticket.priority.as_str(), priority_style(app, ticket.priority)),
+            Span::styled(
+                format!(" · {assignee} · {}", format_date(ticket.updated_at, app.utc_offset_secs)),
+                app.theme.dim,
+            ),
+        ]),
+    ]
+}
+
+/// An agent by name when known (me, or from the directory), else by id.
+fn agent_name(app: &App, id: i64) -> String {
+    app.agent
+        .iter()
+        .chain(app.agents.iter().flatten())
+        .find(|a| a.id.0 == id)
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| format!("agent #{id}"))
+}
+
+/// A history entry's data in a line: `status=pending, priority=high`.
+fn event_data(data: &serde_json::Value) -> String {
+    match data {
+        serde_json::Value::Object(map) => map
+            .iter()
+            // The ticket's own id is already in the heading.
+            .filter(|(k, v)| !v.is_null() && k.as_str() != "ticket_id")
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={}", truncate(s, 40)),
+                other => format!("{k}={}", truncate(&other.to_string(), 40)),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::Null => String::new(),
+        other => truncate(&other.to_string(), 60),
+    }
+}
+
+fn ticket_detail(app: &App, ticket: &TicketView, details: Option<&Fetched<TicketDetails>>) -> Vec<text::StyledLine> {
+    let theme = &app.theme;
+    let when =
+        |at: UnixMillis| format!("{} {}", format_date(at, app.utc_offset_secs), format_clock(at, app.utc_offset_secs));
+    // The details' copy is the freshest when it is held.
+    let ticket = match details {
+        Some(Fetched::Ready(d)) => &d.ticket,
+        _ => ticket,
+    };
+    let heading = |text: &str| vec![(text.to_string(), theme.focus.add_modifier(Modifier::BOLD))];
+    let mut lines: Vec<text::StyledLine> =
+        vec![vec![(format!("#{} {}", ticket.id, ticket.subject), theme.markdown.heading)]];
+    lines.push(vec![
+        ("状态 status: ".to_string(), theme.dim),
+        (ticket.status.as_str().to_string(), status_style(app, ticket.status)),
+        (" · 优先级 priority: ".to_string(), theme.dim),
+        (ticket.priority.as_str().to_string(), priority_style(app, ticket.priority)),
+    ]);
+    let assignee = ticket.assignee.as_ref().map_or("未分配 unassigned".to_string(), |a| a.name.clone());
+    let mut who = format!("负责人 assignee: {assignee}");
+    if let Some(group) = &ticket.group {
+        who.push_str(&format!(" · 组 group: {group}"));
+    }
+    lines.push(vec![(who, theme.dim)]);
+    let mut origin = Vec::new();
+    if let Some(conversation) = ticket.conversation_id {
+        let held = if app.conversation(conversation).is_some() { " (open here)" } else { "" };
+        origin.push(format!("会话 conversation #{conversation}{held}"));
+    }
+    if let Some(contact) = ticket.contact_id {
+        origin.push(format!("客户 contact #{contact}"));
+    }
+    if !origin.is_empty() {
+        lines.push(vec![(origin.join(" · "), theme.dim)]);
+    }
+    lines.push(vec![(
+        format!(
+            "创建 created {} by {} · 更新 updated {}",
+            when(ticket.created_at),
+            ticket.created_by,
+            when(ticket.updated_at)
+        ),
+        theme.dim,
+    )]);
+    lines.push(Vec::new());
+    lines.push(heading("描述 Description"));
+    lines.extend(text::plain(&ticket.description, theme.body));
+    match details {
+        None | Some(Fetched::Loading) => {
+            lines.push(Vec::new());
+            lines.push(vec![("加载中 loading notes and history…".to_string(), theme.dim)]);
+        }
+        Some(Fetched::Failed(why)) => {
+            lines.push(Vec::new());
+            lines.push(vec![(format!("cannot load notes and history: {why}"), theme.alert)]);
+        }
+        Some(Fetched::Ready(d)) => {
+            lines.push(Vec::new());
+            lines.push(heading(&format!("备注 Notes ({})", d.notes.len())));
+            for note in &d.notes {
+                let author = note.author.clone().unwrap_or_else(|| "系统 system".into());
+                lines.push(vec![(format!("{} ", when(note.at)), theme.dim), (author, theme.me)]);
+                for line in text::plain(&note.body, theme.body) {
+                    let mut indented = vec![("  ".to_string(), theme.body)];
+                    indented.extend(line);
+                    lines.push(indented);
+                }
+            }
+            lines.push(Vec::new());
+            lines.push(heading(&format!("历史 History ({})", d.history.len())));
+            for event in &d.history {
+                let kind = event.kind.strip_prefix("ticket.").unwrap_or(&event.kind);
+                let actor = match event.actor_id {
+                    Some(id) if event.actor_kind == "agent" => agent_name(app, id),
+                    Some(id) => format!("{} #{id}", event.actor_kind),
+                    None => event.actor_kind.clone(),
+                };
+                let data = event_data(&event.data);
+                let mut line = vec![(format!("{} ", when(event.at)), theme.dim), (kind.to_string(), theme.body)];
+                line.push((format!(" · {actor}"), theme.dim));
+                if !data.is_empty() {
+                    line.push((format!(" · {data}"), theme.dim));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    lines
+}
+
+fn render_tickets(app: &App, area: Rect, buf: &mut Buffer) {
+    let board = &app.tickets;
+    let theme = &app.theme;
+    let shown = board.shown();
+    let (mine, open) = match board.scope {
+        TicketScope::Mine => (theme.selected, theme.dim),
+        TicketScope::Open => (theme.dim, theme.selected),
+    };
+    let query_note = Line::from(vec![
+        Span::styled(format!("{} ", overlay_key(app, Command::TicketScope)), theme.dim),
+        Span::styled(" 我的 mine ", mine),
+        Span::raw(" "),
+        Span::styled(" 全部待处理 all open ", open),
+        Span::raw(" "),
+    ]);
+    let rows: Vec<[Line<'_>; 2]> = shown.iter().map(|t| ticket_rows(app, t)).collect();
+    let empty = match &board.list {
+        None | Some(Fetched::Loading) => Line::styled(" 加载中 loading tickets…", theme.dim),
+        Some(Fetched::Failed(why)) => Line::styled(format!(" cannot load tickets: {why}"), theme.alert),
+        Some(Fetched::Ready(list)) if !list.is_empty() => {
+            Line::styled(" 没有匹配 nothing matches the filter", theme.dim)
+        }
+        Some(Fetched::Ready(_)) => match board.scope {
+            TicketScope::Mine => Line::styled(" 没有你的工单 no tickets of yours", theme.dim),
+            TicketScope::Open => Line::styled(" 没有待处理的工单 no open tickets", theme.dim),
+        },
+    };
+    let selected = board.selected_index();
+    let detail = match shown.get(selected) {
+        Some(ticket) => ticket_detail(app, ticket, board.details.get(&ticket.id)),
+        None => Vec::new(),
+    };
+    let hints = Line::styled(
+        format!(
+            " {} 去会话 conversation · {} 状态 status · {} 备注 note · {} 我的/全部 mine/all · esc",
+            overlay_key(app, Command::Accept),
+            overlay_key(app, Command::TicketStatus),
+            overlay_key(app, Command::TicketNote),
+            overlay_key(app, Command::TicketScope),
+        ),
+        theme.dim,
+    );
+    let count = shown.len();
+    let title = Line::from(format!(" 工单 Tickets ({count}) — type to filter "));
+    let board =
+        Board { title, query: &board.filter, query_note, rows, empty, selected, detail, scroll: board.scroll, hints };
+    render_board(app, board, area, buf);
 }

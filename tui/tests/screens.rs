@@ -47,6 +47,10 @@ fn answer(app: &mut App, request: ApiRequest, answer: serde_json::Value) {
         ApiRequest::Groups => ApiAnswer::Groups(serde_json::from_value(answer).unwrap()),
         ApiRequest::Contact(_) => ApiAnswer::Contact(serde_json::from_value(answer).unwrap()),
         ApiRequest::Routing(_) => ApiAnswer::Routing(serde_json::from_value(answer).unwrap()),
+        ApiRequest::KbSearch { .. } => ApiAnswer::KbHits(serde_json::from_value(answer).unwrap()),
+        ApiRequest::KbArticle(_) => ApiAnswer::KbArticle(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Tickets(_) => ApiAnswer::Tickets(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Ticket(_) => ApiAnswer::Ticket(serde_json::from_value(answer).unwrap()),
         other => panic!("not used here: {other:?}"),
     };
     app.update(Action::Api { request, result: Ok(answer) });
@@ -296,4 +300,154 @@ fn close_prompt_offers_resolution_codes() {
     key(&mut app, "C");
     key(&mut app, "down");
     insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+/// Types a knowledge-base query and lets it rest, so it is searched.
+fn search(app: &mut App, query: &str) {
+    key(app, "C-u");
+    keys(app, query);
+    app.update(Action::Tick(NOW + 1_000));
+}
+
+fn return_hits() -> serde_json::Value {
+    json!([
+        {"id": 4, "slug": "return-shipping-zh", "title": "退货运费谁承担", "snippet": "因质量问题退货的，运费由我们承担；无理由退货的运费由您承担。", "score": 7.52, "language": "zh"},
+        {"id": 5, "slug": "return-policy-zh", "title": "七天无理由退货", "snippet": "签收后七天内，商品完好即可申请无理由退货。", "score": 5.1, "language": "zh"},
+        {"id": 9, "slug": "return-shipping-en", "title": "Who pays for return shipping", "snippet": "Returns of faulty items are free; otherwise the return label is deducted.", "score": 2.3, "language": "en"},
+    ])
+}
+
+#[test]
+fn knowledge_base_search_with_a_preview() {
+    let mut app = busy_app();
+    key(&mut app, "s");
+    search(&mut app, "退货运费");
+    answer(&mut app, ApiRequest::KbSearch { query: "退货运费".into() }, return_hits());
+    answer(
+        &mut app,
+        ApiRequest::KbArticle(4),
+        json!({
+            "id": 4, "slug": "return-shipping-zh", "title": "退货运费谁承担",
+            "body": "# 退货运费谁承担\n\n- **质量问题**：运费由我们承担，寄回后凭单号报销。\n- **无理由退货**：运费由您承担。\n\n退货地址见 [退货说明](https://shop.example/returns)。\n\n> 提示：请在包裹内附上订单号 `20251120-8841`。",
+            "tags": ["退货", "运费"], "intents": ["return_shipping"], "language": "zh", "updated_at": NOW - 86_400_000,
+        }),
+    );
+    insta::assert_snapshot!(draw(&app, 120, 30).backend());
+}
+
+#[test]
+fn knowledge_base_in_english_while_the_article_loads() {
+    let mut app = busy_app();
+    key(&mut app, "s");
+    search(&mut app, "who pays return shipping");
+    answer(
+        &mut app,
+        ApiRequest::KbSearch { query: "who pays return shipping".into() },
+        json!([return_hits()[2], return_hits()[0]]),
+    );
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+fn tickets() -> serde_json::Value {
+    json!([
+        {"id": 11, "subject": "补开发票：上海某某科技有限公司", "description": "客户要公司抬头的增值税普通发票。\n税号 91310000MA1FL8XX3C。",
+         "status": "open", "priority": "high", "assignee": {"id": 7, "name": "小王"}, "group": "presales",
+         "contact_id": 103, "conversation_id": 3, "created_by": "agent", "created_at": NOW - 3 * 3_600_000, "updated_at": NOW - 3_600_000},
+        {"id": 12, "subject": "换货 42 → 43", "description": "尺码不合适，已确认 43 码有货。", "status": "pending", "priority": "normal",
+         "assignee": {"id": 7, "name": "小王"}, "group": "aftersales", "created_by": "agent",
+         "created_at": NOW - 2 * 86_400_000, "updated_at": NOW - 86_400_000},
+        {"id": 9, "subject": "Refund not received", "description": "Left a message at 02:13.", "status": "solved", "priority": "urgent",
+         "assignee": {"id": 7, "name": "小王"}, "contact_id": 140, "created_by": "customer",
+         "created_at": NOW - 5 * 86_400_000, "updated_at": NOW - 4 * 86_400_000},
+    ])
+}
+
+fn tickets_app() -> App {
+    let mut app = busy_app();
+    answer(&mut app, ApiRequest::Tickets(kefu_tui::api::TicketScope::Mine), tickets());
+    key(&mut app, "T");
+    answer(&mut app, ApiRequest::Tickets(kefu_tui::api::TicketScope::Mine), tickets());
+    answer(
+        &mut app,
+        ApiRequest::Ticket(11),
+        json!({
+            "ticket": tickets()[0],
+            "notes": [
+                {"author": "小王", "body": "已请财务开票，预计明天寄出。", "at": NOW - 3_000_000},
+                {"author": "李娜", "body": "快递单号 SF1234567890", "at": NOW - 3_600_000},
+            ],
+            "history": [
+                {"at": NOW - 3 * 3_600_000, "kind": "ticket.created", "actor_kind": "agent", "actor_id": 7, "data": {"priority": "high"}},
+                {"at": NOW - 3_600_000, "kind": "ticket.note", "actor_kind": "agent", "actor_id": 8, "data": {}},
+                {"at": NOW - 3_000_000, "kind": "ticket.updated", "actor_kind": "agent", "actor_id": 7, "data": {"status": "open", "assignee_id": null}},
+            ],
+        }),
+    );
+    app
+}
+
+#[test]
+fn tickets_with_details_notes_and_history() {
+    let app = tickets_app();
+    insta::assert_snapshot!(draw(&app, 120, 30).backend());
+}
+
+#[test]
+fn ticket_status_prompt() {
+    let mut app = tickets_app();
+    key(&mut app, "A-s");
+    key(&mut app, "down");
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn new_ticket_from_the_conversation() {
+    let mut app = busy_app();
+    answer(&mut app, ApiRequest::Tickets(kefu_tui::api::TicketScope::Mine), tickets());
+    key(&mut app, "N");
+    key(&mut app, "down");
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn a_conversation_handed_over_by_the_bot() {
+    let mut app = busy_app();
+    answer(&mut app, ApiRequest::Tickets(kefu_tui::api::TicketScope::Mine), tickets());
+    let mut handed = conversation(5, "周女士", false, "web");
+    handed["intent"] = json!("order_status");
+    handed["group"] = json!("aftersales");
+    handed["last_seq"] = json!(4);
+    server(&mut app, json!({"type": "conversation", "change": "assigned", "conversation": handed}));
+    let bot = |seq: u64, body: &str, minutes_ago: i64| {
+        json!({
+            "type": "message", "conversation_id": 5, "seq": seq, "author": {"kind": "bot"},
+            "body": body, "format": "markdown", "at": NOW - minutes_ago * 60_000,
+        })
+    };
+    server(&mut app, message(5, 1, true, "我的快递到哪了？", 3));
+    server(
+        &mut app,
+        bot(
+            2,
+            "**查询物流**\n\n在「我的订单」里点开订单即可看到物流轨迹。\n\n这个回答有帮助吗？回复“有用”或“没用”；需要人工请回复“人工”。",
+            3,
+        ),
+    );
+    server(&mut app, message(5, 3, true, "没用，转人工", 2));
+    server(&mut app, bot(4, "好的，正在为您转接人工客服，请稍候。", 2));
+    key(&mut app, "4");
+    key(&mut app, "v");
+    answer(
+        &mut app,
+        ApiRequest::Contact(kefu_proto::ContactId(105)),
+        json!({"id": 105, "name": "周女士", "vip": false, "channels": [{"kind": "web", "external_id": "w-5"}], "conversations": []}),
+    );
+    answer(
+        &mut app,
+        ApiRequest::Routing(kefu_proto::ConversationId(5)),
+        json!({"conversation_id": 5, "decisions": [
+            {"at": NOW - 120_000, "kind": "routing.assigned", "explanation": "The bot handed it over (the customer asked); 小王 of aftersales had room.", "details": {}},
+        ]}),
+    );
+    insta::assert_snapshot!(draw(&app, 140, 30).backend());
 }

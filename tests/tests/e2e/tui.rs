@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use kefu_proto::api::{CannedScope, NewCannedReply};
-use kefu_proto::frame::{AuthorKind, Role};
+use kefu_proto::frame::{AuthorKind, Role, ServerFrame};
+use kefu_relay::evaluation::SAMPLE_ARTICLES;
 use kefu_relay::{Store, admin};
-use kefu_tests::{PASSWORD, TestRelay};
+use kefu_tests::{Client, PASSWORD, TestRelay};
+use reqwest::Method;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -150,6 +152,25 @@ impl Drop for Tmux {
     }
 }
 
+/// `kefu login` as `email` with [`PASSWORD`] from standard input, into `env`'s home.
+async fn kefu_login(kefu: &Path, env: &[(&str, &Path)], relay: &TestRelay, email: &str) -> Result<()> {
+    let mut login = Command::new(kefu);
+    for (key, value) in env {
+        login.env(key, value);
+    }
+    let mut child = login
+        .args(["login", "--relay", &relay.url(""), "--email", email, "--password-stdin"])
+        .env("NO_PROXY", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
+    let output = child.wait_with_output().await?;
+    assert!(output.status.success(), "kefu login failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() -> Result<()> {
     let kefu = kefu_binary().await?;
@@ -173,20 +194,7 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
 
     // `kefu login`, the password from standard input.
-    let mut login = Command::new(&kefu);
-    for (key, value) in env {
-        login.env(key, value);
-    }
-    let mut child = login
-        .args(["login", "--relay", &relay.url(""), "--email", "wang@shop.example", "--password-stdin"])
-        .env("NO_PROXY", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
-    let output = child.wait_with_output().await?;
-    assert!(output.status.success(), "kefu login failed: {}", String::from_utf8_lossy(&output.stderr));
+    kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
     let credentials = config_home.join("kefu").join("credentials.toml");
     #[cfg(unix)]
     {
@@ -255,6 +263,139 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     tmux.wait_exit().await?;
     let log = std::fs::read_to_string(data_home.join("kefu").join("kefu.log"))?;
     assert!(log.contains("workstation starting"), "{log}");
+    relay.stop().await?;
+    Ok(())
+}
+
+/// A query value, percent-encoded (as the workstation sends it).
+fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// What the bot says next to the customer.
+async fn bot_says(customer: &mut Client) -> Result<String> {
+    customer
+        .expect(|f| match f {
+            ServerFrame::Message(m) if m.author.kind == AuthorKind::Bot => Some(m.body.clone()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_from_the_knowledge_base_and_works_a_ticket() -> Result<()> {
+    let kefu = kefu_binary().await?;
+    let relay = TestRelay::start().await?;
+    // The sample knowledge base, written by an admin (admins take no conversations or
+    // tickets); with articles, new conversations start with the bot.
+    let admin_token = relay.agent_with("kb@shop.example", "Admin", Role::Admin, 0, "").await?;
+    let articles: Vec<serde_json::Value> = serde_json::from_str(SAMPLE_ARTICLES)?;
+    for article in articles {
+        let (status, body) = relay.api(Method::POST, "/api/v1/kb/articles", &admin_token, Some(article)).await?;
+        assert_eq!(status, 201, "{body}");
+    }
+    let token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
+
+    let home = tempfile::tempdir()?;
+    let config_home = home.path().join("config");
+    let data_home = home.path().join("data");
+    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+    kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
+    let tmux = Tmux::start(&kefu, &env).await?;
+    tmux.wait_for("已连接 connected").await?;
+    tmux.wait_for("工单 tickets 0").await?;
+
+    // The bot answers first; asked for a person, it hands over with the intent it found.
+    let mut customer = relay.customer().await?;
+    customer.say_acked(None, "web-1", "我的快递到哪了").await?;
+    let answer = bot_says(&mut customer).await?;
+    assert!(answer.contains("有帮助吗"), "{answer}");
+    customer.say_acked(None, "web-2", "转人工").await?;
+    bot_says(&mut customer).await?;
+    tmux.wait_for("意图 intent: order_status").await?;
+    tmux.wait_for("机器人 bot").await?;
+    customer.say_acked(None, "web-3", "订单 20251120-8841 一周了还没到，运费能退吗").await?;
+    tmux.wait_for("一周了还没到").await?;
+
+    // The knowledge base in Chinese: searched as typed, the snippet of the first result
+    // goes into the composer with enter, and to the customer with enter again.
+    let search = |q: &str| format!("/api/v1/kb/search?q={}&limit=10", percent_encoded(q));
+    let (status, hits) = relay.api(Method::GET, &search("退货运费"), &token, None).await?;
+    assert_eq!(status, 200, "{hits}");
+    let first = &hits[0];
+    tmux.keys(&["s"]).await?;
+    tmux.wait_for("知识库 Knowledge base").await?;
+    tmux.type_text("退货运费").await?;
+    tmux.wait_for(first["title"].as_str().context("a title")?).await?;
+    tmux.wait_for("条结果 results").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("INSERT").await?;
+    tmux.keys(&["Enter"]).await?;
+    let sent = customer.expect_message().await?;
+    assert_eq!(sent.body, first["snippet"].as_str().context("a snippet")?.trim());
+
+    // In English: a short link line to the best article.
+    let (_, hits) = relay.api(Method::GET, &search("how long until my refund arrives"), &token, None).await?;
+    let title = hits[0]["title"].as_str().context("a title")?;
+    let slug = hits[0]["slug"].as_str().context("a slug")?;
+    tmux.keys(&["F4"]).await?;
+    tmux.wait_for("知识库 Knowledge base").await?;
+    tmux.keys(&["C-u"]).await?;
+    tmux.type_text("how long until my refund arrives").await?;
+    tmux.wait_for(title).await?;
+    tmux.keys(&["M-l"]).await?;
+    tmux.wait_for(&format!("(kb:{slug})")).await?;
+    tmux.keys(&["Enter"]).await?;
+    assert_eq!(customer.expect_message().await?.body, format!("{title} (kb:{slug})"));
+
+    // A ticket from the conversation: the subject is the customer's last message.
+    tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
+    tmux.keys(&["N"]).await?;
+    tmux.wait_for("新工单 New ticket").await?;
+    tmux.wait_for("> 订单 20251120-8841 一周了还没到，运费能退吗").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("工单 tickets 1").await?;
+    let (_, mine) = relay.api(Method::GET, "/api/v1/tickets?assignee=me", &token, None).await?;
+    let ticket = &mine[0];
+    let id = ticket["id"].as_i64().context("an id")?;
+    assert_eq!(ticket["subject"], "订单 20251120-8841 一周了还没到，运费能退吗");
+    assert!(ticket["conversation_id"].is_i64(), "{ticket}");
+    assert!(ticket["description"].as_str().unwrap_or("").contains("> 转人工"), "{ticket}");
+
+    // The tickets view: details, a status change and a note.
+    tmux.keys(&["T"]).await?;
+    tmux.wait_for("工单 Tickets (1)").await?;
+    tmux.wait_for("历史 History").await?;
+    tmux.keys(&["M-s"]).await?;
+    tmux.wait_for("> pending").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("工单 tickets 0").await?;
+    tmux.keys(&["M-n"]).await?;
+    tmux.wait_for("工单备注 Ticket note").await?;
+    tmux.type_text("已联系快递，明天回电").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("备注 Notes (1)").await?;
+    let (_, details) = relay.api(Method::GET, &format!("/api/v1/tickets/{id}"), &token, None).await?;
+    assert_eq!(details["ticket"]["status"], "pending");
+    assert_eq!(details["notes"][0]["body"], "已联系快递，明天回电");
+    // All open tickets: this one is pending, so none.
+    tmux.keys(&["Tab"]).await?;
+    tmux.wait_for("没有待处理的工单 no open tickets").await?;
+
+    tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
+    tmux.keys(&["q"]).await?;
+    tmux.wait_exit().await?;
     relay.stop().await?;
     Ok(())
 }
