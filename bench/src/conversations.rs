@@ -132,8 +132,9 @@ async fn customer(addr: SocketAddr, widget_key: String, i: u64, intended: u64, s
     let mut buf = String::new();
     wire::write_send(&mut buf, Probe { t_ns: intended, conv: i as usize, k: 0 }, 48);
     ws.send(Message::Text(buf.into())).await?;
-    let mut acked = false;
-    loop {
+    // The assignment may be announced before the message's ack: wait for both.
+    let (mut acked, mut assigned) = (false, false);
+    while !(acked && assigned) {
         let Some(message) = ws.next().await else { bail!("connection ended before assignment") };
         let Message::Text(text) = message? else { continue };
         let text = text.as_str();
@@ -142,11 +143,11 @@ async fn customer(addr: SocketAddr, widget_key: String, i: u64, intended: u64, s
                 acked = true;
                 record(&shared.to_ack);
             }
-            "conversation" if wire::conversation_change(text).is_some_and(|(c, _)| c == "assigned") => {
+            "conversation" if !assigned && wire::conversation_change(text).is_some_and(|(c, _)| c == "assigned") => {
+                assigned = true;
                 record(&shared.to_assigned);
                 shared.assigned.fetch_add(1, Relaxed);
                 shared.last_assigned_ns.fetch_max(shared.now_ns(), Relaxed);
-                break;
             }
             "error" => bail!("customer got {text}"),
             _ => {}

@@ -214,9 +214,19 @@ async fn relay(args: &ServerArgs, conversations: usize) -> Result<RelayUnderTest
     })
 }
 
+/// Stops a server; a server that does not stop cleanly is reported, not fatal, since its
+/// figures are already taken.
+fn stop(server: Server) {
+    if let Err(e) = server.stop() {
+        eprintln!("warning: {e:#}");
+    }
+}
+
 fn machine_conditions() -> serde_json::Value {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    json!({ "loadavg": load.trim(), "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) })
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let usable = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    json!({ "loadavg": load.trim(), "cpus_online": online.trim(), "cpus_for_this_tool": usable })
 }
 
 fn message_row(name: &str, o: &MessageOutcome) -> Vec<String> {
@@ -262,14 +272,14 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
         let forwarder = server::spawn_forwarder(args.server.server_cpu.as_deref())?;
         let target = Target::Forwarder { addr: forwarder.addr };
         let outcome = run_messages(&target, &load, Some(forwarder.pid)).await?;
-        forwarder.stop()?;
+        stop(forwarder);
         results.push(("forwarder", outcome));
     }
     if args.server.server != Which::Forwarder {
         let relay = relay(&args.server, args.conversations).await?;
         let outcome = run_messages(&relay.target, &load, relay.pid).await?;
         if let Some(process) = relay.process {
-            process.stop()?;
+            stop(process);
         }
         results.push(("relay", outcome));
     }
@@ -353,7 +363,7 @@ async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
     };
     let o = run_conversations(*addr, widget_key, agent_tokens, &load, relay.pid).await?;
     if let Some(process) = relay.process {
-        process.stop()?;
+        stop(process);
     }
     let mut row =
         vec![o.started.to_string(), o.assigned.to_string(), o.failed.to_string(), format!("{:.0}", o.assigned_per_sec)];
@@ -394,7 +404,7 @@ async fn idle(args: IdleArgs) -> Result<serde_json::Value> {
         let forwarder = server::spawn_forwarder(args.server.server_cpu.as_deref())?;
         let target = IdleTarget::Forwarder(forwarder.addr);
         results.push(("forwarder", run_idle(&target, args.connections, args.concurrency, Some(forwarder.pid)).await?));
-        forwarder.stop()?;
+        stop(forwarder);
     }
     if args.server.server != Which::Forwarder {
         let relay = relay(&args.server, 0).await?;
@@ -402,7 +412,7 @@ async fn idle(args: IdleArgs) -> Result<serde_json::Value> {
         let target = IdleTarget::Relay { addr: *addr, widget_key: widget_key.clone() };
         results.push(("relay", run_idle(&target, args.connections, args.concurrency, relay.pid).await?));
         if let Some(process) = relay.process {
-            process.stop()?;
+            stop(process);
         }
     }
     let rows: Vec<Vec<String>> = results

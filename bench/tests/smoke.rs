@@ -129,6 +129,7 @@ async fn new_conversations_are_all_assigned_and_idle_customers_all_welcomed() ->
     assert_eq!((outcome.started, outcome.assigned, outcome.failed), (20, 20, 0), "{outcome:#?}");
     assert_eq!(outcome.closed_by_agents, 20, "{outcome:#?}");
     assert_eq!(outcome.to_assigned.count, 20);
+    assert_eq!(outcome.to_ack.count, 20);
 
     let target = IdleTarget::Relay { addr: relay.addr, widget_key: relay.widget_key.clone() };
     let idle = run_idle(&target, 30, 8, Some(std::process::id())).await?;
