@@ -416,13 +416,23 @@ pub fn cjk_bigrams(text: &str) -> Vec<String> {
 /// A short excerpt of `body` around the first line that holds one of `terms`, as plain
 /// text, for result lists.
 pub fn snippet(body: &str, terms: &[String], max_chars: usize) -> String {
-    let lines: Vec<&str> = body
-        .lines()
-        .map(|l| l.trim_start_matches(['#', '-', '*', '>', ' ', '\t']))
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let lower: Vec<String> = lines.iter().map(|l| l.to_lowercase()).collect();
-    let best = lower.iter().position(|l| terms.iter().any(|t| l.contains(t.as_str()))).unwrap_or(0);
+    // Headings name a topic; the answer is in the lines under them.
+    let text_lines: Vec<&str> =
+        body.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
+    let lines: Vec<&str> =
+        if text_lines.is_empty() { body.lines().filter(|l| !l.trim().is_empty()).collect() } else { text_lines };
+    let lines: Vec<&str> = lines.iter().map(|l| l.trim_start_matches(['#', '-', '*', '>', ' ', '\t'])).collect();
+    // The line holding the most of the query's terms (the first such line on a tie).
+    let matches = |line: &str| {
+        let line = line.to_lowercase();
+        terms.iter().filter(|t| line.contains(String::as_str(t))).count()
+    };
+    let best = lines
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, line)| (matches(line), std::cmp::Reverse(*i)))
+        .filter(|(_, line)| matches(line) > 0)
+        .map_or(0, |(i, _)| i);
     let text = lines.get(best).copied().unwrap_or("").replace(['*', '`', '_'], "");
     let mut out: String = text.chars().take(max_chars).collect();
     if text.chars().count() > max_chars {
@@ -519,9 +529,16 @@ mod tests {
 
     #[test]
     fn snippets_show_the_matching_line() {
-        let body = "# 退货\n\n- 签收后 7 天内可无理由退货\n- 商品需保持完好\n";
-        assert_eq!(snippet(body, &["完好".into()], 40), "商品需保持完好");
-        assert_eq!(snippet(body, &["nothing".into()], 4), "退货");
+        let body = "# 退货\n\n- 签收后 7 天内可无理由退货\n- 商品需保持**完好**，运费由您承担\n";
+        assert_eq!(snippet(body, &["完好".into()], 40), "商品需保持完好，运费由您承担");
+        assert_eq!(
+            snippet(body, &["签收".into(), "运费".into(), "完好".into()], 40),
+            "商品需保持完好，运费由您承担",
+            "the line with most terms"
+        );
+        assert_eq!(snippet(body, &["退货".into(), "运费".into()], 40), "签收后 7 天内可无理由退货", "first on a tie");
+        assert_eq!(snippet(body, &["nothing".into()], 4), "签收后 …", "headings are skipped");
         assert_eq!(snippet(body, &["7".into()], 6), "签收后 7 …");
+        assert_eq!(snippet("# 只有标题", &[], 10), "只有标题");
     }
 }

@@ -758,6 +758,15 @@ impl Store {
         Ok(messages)
     }
 
+    /// A conversation's target group.
+    pub async fn conversation_group(&self, conversation: ConversationId) -> Result<Option<GroupId>> {
+        let group: Option<Option<i64>> = sqlx::query_scalar("SELECT group_id FROM conversations WHERE id = ?")
+            .bind(conversation.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(group.flatten())
+    }
+
     /// A conversation's workspace and contact, if it exists.
     pub async fn conversation_owner(&self, conversation: ConversationId) -> Result<Option<(WorkspaceId, ContactId)>> {
         let row = sqlx::query("SELECT workspace_id, contact_id FROM conversations WHERE id = ?")

@@ -347,9 +347,11 @@ pub async fn draft_from(store: &Store, workspace: WorkspaceId, new: &NewTicket) 
         },
         None => (None, None),
     };
-    let group = match &new.group {
-        Some(slug) => Some(store.group_id(workspace, slug).await?),
-        None => None,
+    let group = match (&new.group, conversation) {
+        (Some(slug), _) => Some(store.group_id(workspace, slug).await?),
+        // A ticket from a conversation belongs to the conversation's group.
+        (None, Some(conversation)) => store.conversation_group(conversation).await?,
+        (None, None) => None,
     };
     Ok(TicketDraft {
         subject: new.subject.clone(),

@@ -85,11 +85,11 @@ pub async fn update(
     ApiJson(patch): ApiJson<TicketPatch>,
 ) -> Result<Json<TicketView>> {
     let workspace = authed.agent.workspace_id;
-    let before = relay.store.ticket(workspace, id).await?;
+    let previous = relay.store.ticket(workspace, id).await?.and_then(|t| t.assignee).map(|a| a.id);
     let ticket = relay.store.update_ticket(workspace, id, &patch, Actor::Agent(authed.agent.view.id)).await?;
-    let assigned = patch.assignee_id.is_some() && before.and_then(|t| t.assignee).map(|a| a.id) != patch.assignee_id;
+    let assigned = patch.assignee_id.is_some() && previous != patch.assignee_id;
     if let Some(hub) = relay.hubs.get(workspace) {
-        let _ = hub.send(HubCommand::TicketChanged { ticket: ticket.clone(), assigned }).await;
+        let _ = hub.send(HubCommand::TicketChanged { ticket: ticket.clone(), previous, assigned }).await;
     }
     Ok(Json(ticket))
 }

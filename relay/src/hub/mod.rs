@@ -219,6 +219,8 @@ pub enum HubCommand {
     TicketChanged {
         /// The ticket as stored.
         ticket: TicketView,
+        /// Its assignee before the change, who hears when it is taken away.
+        previous: Option<AgentId>,
         /// Whether it was given to a new assignee.
         assigned: bool,
     },
@@ -728,8 +730,13 @@ impl Hub {
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
             HubCommand::BotDone(outcome) => self.bot_done(*outcome),
             HubCommand::TicketMade { ticket, conversation } => self.ticket_made(ticket, conversation),
-            HubCommand::TicketChanged { ticket, assigned } => {
+            HubCommand::TicketChanged { ticket, previous, assigned } => {
                 let change = if assigned { TicketChange::Assigned } else { TicketChange::Updated };
+                if let Some(previous) = previous.filter(|p| ticket.assignee.as_ref().map(|a| a.id) != Some(*p)) {
+                    let frame =
+                        ServerFrame::Ticket(TicketFrame { change: TicketChange::Updated, ticket: ticket.clone() });
+                    self.deliver_to_agent(previous, Outbound::Frame(frame));
+                }
                 if let Some(agent) = ticket.assignee.as_ref().map(|a| a.id) {
                     let frame = ServerFrame::Ticket(TicketFrame { change, ticket });
                     self.deliver_to_agent(agent, Outbound::Frame(frame));
