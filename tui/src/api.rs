@@ -1,6 +1,6 @@
 //! The relay's HTTP API as the workstation uses it: the directory for transfers, canned
 //! replies, the customer panel, history pages, file uploads, knowledge-base search and
-//! articles, and tickets.
+//! articles (read by everyone, written by supervisors and admins), and tickets.
 //!
 //! The app asks with [`crate::app::Effect::Api`] carrying an [`ApiRequest`]; the shell
 //! hands it to [`ApiClient::perform`], which runs it on its own task and answers with
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kefu_proto::api::{
-    ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewCannedReply, NewTicket,
+    ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewArticle, NewCannedReply, NewTicket,
     NewTicketNote, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
 };
 use kefu_proto::frame::{AgentView, AttachmentRef, TicketView};
@@ -69,6 +69,17 @@ pub enum ApiRequest {
     },
     /// `GET /api/v1/kb/articles/{id}`: the preview.
     KbArticle(i64),
+    /// `POST /api/v1/kb/articles`: a new article (supervisors and admins).
+    KbCreateArticle(NewArticle),
+    /// `PUT /api/v1/kb/articles/{id}`: an article changed (supervisors and admins).
+    KbReplaceArticle {
+        /// The article.
+        id: i64,
+        /// What it becomes (with its slug, so links to it keep working).
+        article: NewArticle,
+    },
+    /// `DELETE /api/v1/kb/articles/{id}` (supervisors and admins).
+    KbDeleteArticle(i64),
     /// `GET /api/v1/tickets?assignee=me` or `?status=open`.
     Tickets(TicketScope),
     /// `GET /api/v1/tickets/{id}`: with notes and history.
@@ -135,6 +146,10 @@ pub enum ApiAnswer {
     KbHits(Vec<SearchHit>),
     /// A knowledge-base article.
     KbArticle(Article),
+    /// The article as saved (made or changed).
+    KbArticleSaved(Article),
+    /// The article is gone.
+    KbArticleDeleted,
     /// A list of tickets.
     Tickets(Vec<TicketView>),
     /// A ticket with its notes and history.
@@ -220,6 +235,18 @@ impl ApiClient {
                 .map(ApiAnswer::KbHits),
             ApiRequest::KbArticle(id) => {
                 self.get(url(format!("/api/v1/kb/articles/{id}"))).await.map(ApiAnswer::KbArticle)
+            }
+            ApiRequest::KbCreateArticle(article) => {
+                let request = self.http.post(url("/api/v1/kb/articles".into())).json(article);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::KbArticleSaved).map_err(decode)
+            }
+            ApiRequest::KbReplaceArticle { id, article } => {
+                let request = self.http.put(url(format!("/api/v1/kb/articles/{id}"))).json(article);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::KbArticleSaved).map_err(decode)
+            }
+            ApiRequest::KbDeleteArticle(id) => {
+                let request = self.http.delete(url(format!("/api/v1/kb/articles/{id}")));
+                self.send(request, REQUEST_TIMEOUT).await.map(|_| ApiAnswer::KbArticleDeleted)
             }
             ApiRequest::Tickets(scope) => {
                 self.get(url(format!("/api/v1/tickets?{}", scope.query()))).await.map(ApiAnswer::Tickets)

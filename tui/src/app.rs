@@ -14,7 +14,7 @@ use kefu_proto::api::{
 use kefu_proto::frame::{
     AgentView, Author, AuthorKind, BodyFormat, ClientFrame, CloseConversation, ConversationChange, ConversationState,
     ConversationView, ErrorFrame, MarkRead, PickConversation, Presence, QueueListFrame, ResolveConversation,
-    ResumePoint, SendMessage, ServerFrame, Session, SetPresence, TicketChange, TicketPriority, TicketStatus,
+    ResumePoint, Role, SendMessage, ServerFrame, Session, SetPresence, TicketChange, TicketPriority, TicketStatus,
     TransferConversation, TransferInfo, TransferTarget, Typing,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_NOTE_BYTES, MAX_RESOLUTION_BYTES};
@@ -22,6 +22,7 @@ use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq, UnixMillis};
 use ratatui_textarea::TextArea;
 
 use crate::api::{ApiAnswer, ApiFailure, ApiRequest, TicketScope};
+use crate::article_editor::ArticleEditor;
 use crate::canned;
 use crate::command::Command;
 use crate::keymap::{KeyCode, KeyPress, Keymap, Lookup, Mode};
@@ -185,6 +186,9 @@ pub enum Overlay {
     /// Search the knowledge base and insert an answer (state in [`App::kb`], so it
     /// survives closing).
     Knowledge,
+    /// Write or change a knowledge-base article (state in [`App::article_editor`]);
+    /// closing it goes back to the knowledge base.
+    ArticleEditor,
     /// Tickets: mine or all open, with details (state in [`App::tickets`]).
     Tickets,
 }
@@ -209,6 +213,15 @@ pub enum PromptKind {
     TicketStatus(i64),
     /// A note to add to a ticket.
     TicketNote(i64),
+    /// Confirm deleting a knowledge-base article (named by its title).
+    DeleteArticle {
+        /// The article.
+        id: i64,
+        /// Its title, to name it in the question.
+        title: String,
+    },
+    /// Confirm leaving the article editor with unsaved changes.
+    DiscardArticle,
     /// The subject of a ticket made from this conversation (up/down change the priority).
     NewTicket {
         /// The conversation it comes from.
@@ -222,6 +235,16 @@ impl PromptKind {
     /// Prompts opened from the tickets view, which return to it when done.
     pub fn from_tickets(&self) -> bool {
         matches!(self, PromptKind::TicketStatus(_) | PromptKind::TicketNote(_))
+    }
+
+    /// Where esc goes back to: the view or editor the prompt was opened from.
+    pub fn opened_from(&self) -> Option<Overlay> {
+        match self {
+            _ if self.from_tickets() => Some(Overlay::Tickets),
+            PromptKind::DeleteArticle { .. } => Some(Overlay::Knowledge),
+            PromptKind::DiscardArticle => Some(Overlay::ArticleEditor),
+            _ => None,
+        }
     }
 }
 
@@ -486,6 +509,9 @@ pub struct App {
     awaiting: Option<Awaiting>,
     /// The knowledge-base pane: query, results, previews.
     pub kb: KnowledgePane,
+    /// The article being written or changed, while the editor is open (or a discard is
+    /// being confirmed).
+    pub article_editor: Option<ArticleEditor>,
     /// Tickets: the view's list and details, and mine for the status bar.
     pub tickets: TicketBoard,
     /// A ticket I asked to make from this conversation, not yet answered: its `created`
@@ -527,6 +553,7 @@ impl App {
             routing: HashMap::new(),
             awaiting: None,
             kb: KnowledgePane::default(),
+            article_editor: None,
             tickets: TicketBoard::default(),
             creating_ticket: None,
         }
@@ -538,9 +565,19 @@ impl App {
         self.kb.wake_at()
     }
 
-    /// The mode the keyboard is in (overlays take over).
+    /// The mode the keyboard is in (overlays take over; the article editor has its own).
     pub fn input_mode(&self) -> Mode {
-        if self.overlay.is_some() { Mode::Overlay } else { self.mode }
+        match self.overlay {
+            Some(Overlay::ArticleEditor) => Mode::Editor,
+            Some(_) => Mode::Overlay,
+            None => self.mode,
+        }
+    }
+
+    /// Whether I may write the knowledge base (supervisors and admins), as the welcome
+    /// said.
+    pub fn can_write_kb(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| matches!(a.role, Role::Supervisor | Role::Admin))
     }
 
     /// Keys of an unfinished sequence, for the status bar.
@@ -734,6 +771,11 @@ impl App {
                 }
                 _ => {}
             },
+            Mode::Editor => {
+                if let Some(editor) = &mut self.article_editor {
+                    editor.input(key);
+                }
+            }
             Mode::Normal => {
                 self.set_status(format!("{key} is not bound; press ? for help"), false);
             }
@@ -742,6 +784,11 @@ impl App {
 
     fn on_paste(&mut self, text: &str, effects: &mut Vec<Effect>) {
         match self.input_mode() {
+            Mode::Editor => {
+                if let Some(editor) = &mut self.article_editor {
+                    editor.paste(text);
+                }
+            }
             Mode::Overlay => {
                 if let Some(
                     Overlay::Palette { query: input, .. }
@@ -1002,6 +1049,34 @@ impl App {
             C::KbInsertSnippet => self.insert_from_kb(Insert::Snippet, effects),
             C::KbInsertArticle => self.insert_from_kb(Insert::Article, effects),
             C::KbInsertLink => self.insert_from_kb(Insert::Link, effects),
+            C::KbNewArticle => {
+                if self.may_write_kb() {
+                    self.article_editor = Some(ArticleEditor::new_article());
+                    self.overlay = Some(Overlay::ArticleEditor);
+                }
+            }
+            C::KbEditArticle => self.edit_article(effects),
+            C::KbDeleteArticle => {
+                if self.overlay != Some(Overlay::Knowledge) {
+                    self.set_status("open the knowledge base (s) and select the article to delete", false);
+                } else if self.may_write_kb() {
+                    match self.kb.selected_hit() {
+                        Some(hit) => {
+                            let kind = PromptKind::DeleteArticle { id: hit.id, title: hit.title.clone() };
+                            self.overlay = Some(Overlay::Prompt { kind, input: String::new() });
+                        }
+                        None => self.set_status("search for the article to delete and select it first", false),
+                    }
+                }
+            }
+            C::KbSaveArticle => self.save_article(effects),
+            C::NextField | C::PrevField => {
+                if let Some(editor) =
+                    self.article_editor.as_mut().filter(|_| self.overlay == Some(Overlay::ArticleEditor))
+                {
+                    editor.move_focus(if command == C::NextField { 1 } else { -1 });
+                }
+            }
             C::Tickets => {
                 self.overlay = Some(Overlay::Tickets);
                 effects.push(Effect::Api(self.tickets.refresh()));
@@ -1060,12 +1135,101 @@ impl App {
         self.tickets.selected_ticket().cloned()
     }
 
-    /// Esc: a prompt opened from the tickets view goes back to it; anything else closes.
+    /// Esc: a prompt goes back to the view it was opened from; the article editor asks
+    /// first when there are unsaved changes, then goes back to the knowledge base;
+    /// anything else closes.
     fn cancel(&mut self) {
         self.overlay = match self.overlay.take() {
-            Some(Overlay::Prompt { kind, .. }) if kind.from_tickets() => Some(Overlay::Tickets),
+            Some(Overlay::ArticleEditor) if self.article_editor.as_ref().is_some_and(ArticleEditor::is_dirty) => {
+                Some(Overlay::Prompt { kind: PromptKind::DiscardArticle, input: String::new() })
+            }
+            Some(Overlay::ArticleEditor) => {
+                self.article_editor = None;
+                Some(Overlay::Knowledge)
+            }
+            Some(Overlay::Prompt { kind, .. }) => kind.opened_from(),
             _ => None,
         };
+    }
+
+    /// Whether I may write the knowledge base; if not, the status line says so (agents
+    /// are refused here rather than by the relay).
+    fn may_write_kb(&mut self) -> bool {
+        if self.can_write_kb() {
+            return true;
+        }
+        let why = match &self.agent {
+            Some(_) => {
+                "只读 read-only: only supervisors and admins write the knowledge base; ask one to add or change an article"
+            }
+            None => "not signed in yet: writing the knowledge base waits for the relay's welcome",
+        };
+        self.set_status(why, true);
+        false
+    }
+
+    /// Opens the editor on the highlighted article, once its text is here.
+    fn edit_article(&mut self, effects: &mut Vec<Effect>) {
+        if self.overlay != Some(Overlay::Knowledge) {
+            self.set_status("open the knowledge base (s) and select the article to edit", false);
+            return;
+        }
+        if !self.may_write_kb() {
+            return;
+        }
+        if self.kb.selected_hit().is_none() {
+            self.set_status("search for the article to edit and select it first", false);
+            return;
+        }
+        match self.kb.selected_article() {
+            Some(Fetched::Ready(article)) => {
+                self.article_editor = Some(ArticleEditor::edit(article));
+                self.overlay = Some(Overlay::ArticleEditor);
+            }
+            Some(Fetched::Failed(why)) => {
+                let text = format!("cannot load the article to edit it: {why}");
+                if let Some(id) = self.kb.selected_hit().map(|h| h.id) {
+                    self.kb.articles.remove(&id);
+                }
+                if let Some(request) = self.kb.article_wanted() {
+                    effects.push(Effect::Api(request));
+                }
+                self.set_status(text, true);
+            }
+            None | Some(Fetched::Loading) => {
+                if let Some(request) = self.kb.article_wanted() {
+                    effects.push(Effect::Api(request));
+                }
+                self.set_status("the article is loading; try again in a moment", false);
+            }
+        }
+    }
+
+    /// Sends the editor's article: new ones are created, others replaced.
+    fn save_article(&mut self, effects: &mut Vec<Effect>) {
+        if self.overlay != Some(Overlay::ArticleEditor) {
+            return;
+        }
+        let Some(editor) = &mut self.article_editor else { return };
+        if editor.saving {
+            return self.set_status("保存中 saving…", false);
+        }
+        let article = match editor.to_new_article() {
+            Ok(article) => article,
+            Err(error) => {
+                let text = format!("不能保存 cannot save: {}", error.message);
+                editor.refused(error);
+                return self.set_status(text, true);
+            }
+        };
+        editor.saving = true;
+        editor.error = None;
+        let request = match &editor.editing {
+            Some(editing) => ApiRequest::KbReplaceArticle { id: editing.id, article },
+            None => ApiRequest::KbCreateArticle(article),
+        };
+        effects.push(Effect::Api(request));
+        self.set_status("保存中 saving…", false);
     }
 
     /// Puts text from the knowledge base into the active composer and closes the pane.
@@ -1411,6 +1575,17 @@ impl App {
             Some(Overlay::Knowledge) => {
                 self.overlay = Some(Overlay::Knowledge);
                 self.insert_from_kb(Insert::Snippet, effects);
+            }
+            Some(Overlay::ArticleEditor) => self.overlay = Some(Overlay::ArticleEditor),
+            Some(Overlay::Prompt { kind: PromptKind::DeleteArticle { id, title }, .. }) => {
+                effects.push(Effect::Api(ApiRequest::KbDeleteArticle(id)));
+                self.set_status(format!("删除中 deleting 《{title}》…"), false);
+                self.overlay = Some(Overlay::Knowledge);
+            }
+            Some(Overlay::Prompt { kind: PromptKind::DiscardArticle, .. }) => {
+                self.article_editor = None;
+                self.overlay = Some(Overlay::Knowledge);
+                self.set_status("已放弃 changes discarded", false);
             }
             Some(Overlay::Tickets) => {
                 self.overlay = Some(Overlay::Tickets);
@@ -2044,6 +2219,22 @@ impl App {
                 }
             }
             (ApiRequest::KbArticle(id), ApiAnswer::KbArticle(article)) => self.kb.on_article(id, Ok(article)),
+            (
+                request @ (ApiRequest::KbCreateArticle(_) | ApiRequest::KbReplaceArticle { .. }),
+                ApiAnswer::KbArticleSaved(article),
+            ) => {
+                let created = matches!(request, ApiRequest::KbCreateArticle(_));
+                self.on_article_saved(created, article, effects);
+            }
+            (ApiRequest::KbDeleteArticle(id), ApiAnswer::KbArticleDeleted) => {
+                let title = self.kb.hits().iter().find(|h| h.id == id).map(|h| h.title.clone());
+                let what = title.map_or_else(|| format!("article #{id}"), |t| format!("《{t}》"));
+                self.kb.articles.remove(&id);
+                if let Some(request) = self.kb.research(None) {
+                    effects.push(Effect::Api(request));
+                }
+                self.set_status(format!("已删除 deleted {what} from the knowledge base"), false);
+            }
             (ApiRequest::Tickets(scope), ApiAnswer::Tickets(list)) => {
                 self.tickets.on_list(scope, Ok(list));
                 self.ticket_details_wanted(effects);
@@ -2078,9 +2269,56 @@ impl App {
         }
     }
 
+    /// The relay stored the article: the editor closes (if it was waiting for this), the
+    /// pane shows the new text and searches again, a new article by its title.
+    fn on_article_saved(&mut self, created: bool, article: kefu_proto::api::Article, effects: &mut Vec<Effect>) {
+        // POST replaces an article with the same slug: say so rather than hide it.
+        let replaced = created
+            && (self.kb.articles.contains_key(&article.id) || self.kb.hits().iter().any(|h| h.id == article.id));
+        if self.article_editor.as_ref().is_some_and(|e| e.saving) {
+            self.article_editor = None;
+            let discarding = matches!(&self.overlay, Some(Overlay::Prompt { kind: PromptKind::DiscardArticle, .. }));
+            if self.overlay == Some(Overlay::ArticleEditor) || discarding {
+                self.overlay = Some(Overlay::Knowledge);
+            }
+        }
+        let id = article.id;
+        let text = match (created, replaced) {
+            (true, true) => {
+                format!("已保存 saved 《{}》, replacing the article kb:{} (same slug)", article.title, article.slug)
+            }
+            (true, false) => format!("已创建 created 《{}》 (kb:{})", article.title, article.slug),
+            (false, _) => format!("已保存 saved 《{}》 (kb:{})", article.title, article.slug),
+        };
+        if created {
+            self.kb.query = article.title.clone();
+        }
+        self.kb.articles.insert(id, Fetched::Ready(article));
+        if let Some(request) = self.kb.research(Some(id)) {
+            effects.push(Effect::Api(request));
+        }
+        self.set_status(text, false);
+    }
+
     fn on_api_failure(&mut self, request: ApiRequest, failure: ApiFailure) {
+        let refused = match failure.status {
+            Some(403) => format!("only supervisors and admins write the knowledge base ({})", failure.message),
+            _ => failure.message.clone(),
+        };
+        if let Some(editor) = &mut self.article_editor
+            && editor.saving
+            && matches!(request, ApiRequest::KbCreateArticle(_) | ApiRequest::KbReplaceArticle { .. })
+        {
+            editor.refused_by_relay(&failure);
+        }
         let message = failure.message;
         match request {
+            ApiRequest::KbCreateArticle(_) | ApiRequest::KbReplaceArticle { .. } => {
+                self.set_status(format!("不能保存 cannot save the article: {refused}"), true);
+            }
+            ApiRequest::KbDeleteArticle(_) => {
+                self.set_status(format!("不能删除 cannot delete the article: {refused}"), true);
+            }
             ApiRequest::Contact(id) => {
                 self.contacts.insert(id, Fetched::Failed(message));
             }
@@ -2217,7 +2455,7 @@ fn edit_line(input: &mut String, key: KeyPress) -> bool {
 }
 
 /// The composer's view of a key.
-fn to_textarea_input(key: KeyPress) -> ratatui_textarea::Input {
+pub(crate) fn to_textarea_input(key: KeyPress) -> ratatui_textarea::Input {
     use ratatui_textarea::Key;
     let k = match key.code {
         KeyCode::Char(c) => Key::Char(c),
@@ -2245,7 +2483,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::article_editor::Field;
     use crate::keymap::KeyPress;
+    use kefu_proto::api::NewArticle;
 
     const NOW: UnixMillis = 1_763_712_000_000;
 
@@ -3153,6 +3393,232 @@ mod tests {
         // A blank subject is refused in place.
         keys(&mut app, "N C-u enter");
         assert!(matches!(app.overlay, Some(Overlay::Prompt { kind: PromptKind::NewTicket { .. }, .. })));
+    }
+
+    /// An app welcomed as 陈主管, a supervisor, with the knowledge base open on a search
+    /// for 退货 that found article 4 (loaded).
+    fn supervisor_in_the_knowledge_base() -> App {
+        let mut app = App::new(Keymap::default_bindings(), Theme::default(), "k".into(), NOW);
+        app.update(Action::Net(NetEvent::Opened));
+        app.update(server(json!({
+            "type": "welcome", "protocol": 1,
+            "session": {
+                "kind": "agent",
+                "agent": {"id": 9, "name": "陈主管", "email": "chen@shop.example", "role": "supervisor", "max_concurrent": 5},
+                "presence": "online", "conversations": [],
+            },
+            "limits": {"max_frame_bytes": 65536, "max_body_bytes": 32768, "frames_per_second": 50, "frame_burst": 200},
+        })));
+        keys(&mut app, "s \"退货\"");
+        app.update(Action::Tick(NOW + 1_000));
+        answer(
+            &mut app,
+            ApiRequest::KbSearch { query: "退货".into() },
+            hits(
+                json!([{"id": 4, "slug": "return-shipping-zh", "title": "退货运费谁承担", "snippet": "质量问题运费我们出。", "score": 7.5, "language": "zh"}]),
+            ),
+        );
+        answer(
+            &mut app,
+            ApiRequest::KbArticle(4),
+            saved_article(4, "return-shipping-zh", "退货运费谁承担", "质量问题运费我们出。"),
+        );
+        app
+    }
+
+    fn saved_article(id: i64, slug: &str, title: &str, body: &str) -> ApiAnswer {
+        let ApiAnswer::KbArticle(article) = article(id, slug, title, body) else { unreachable!() };
+        ApiAnswer::KbArticle(article)
+    }
+
+    fn editor(app: &App) -> &ArticleEditor {
+        app.article_editor.as_ref().expect("the editor is open")
+    }
+
+    #[test]
+    fn a_supervisor_writes_a_new_article_and_the_pane_finds_it() {
+        let mut app = supervisor_in_the_knowledge_base();
+        keys(&mut app, "A-c");
+        assert_eq!(app.overlay, Some(Overlay::ArticleEditor));
+        assert_eq!(app.input_mode(), Mode::Editor);
+        // Enter goes from field to field; the language follows the title's script.
+        keys(&mut app, "\"发票抬头怎么改\" enter \"发票，抬头\" tab \"invoice_title\" enter enter");
+        assert_eq!(editor(&app).value(Field::Language), "zh");
+        assert_eq!(editor(&app).focus, Field::Body);
+        // In the text, enter starts a new line; pasted text goes in as it is.
+        keys(&mut app, "\"##\" space \"改抬头\" enter");
+        app.update(Action::Paste("开票前：在订单页修改。\n开票后：联系客服重开。".into()));
+        let effects = keys(&mut app, "C-s");
+        let [ApiRequest::KbCreateArticle(new)] = apis(&effects)[..] else { panic!("one request: {effects:?}") };
+        assert_eq!(
+            new,
+            &NewArticle {
+                slug: None,
+                title: "发票抬头怎么改".into(),
+                body: "## 改抬头\n开票前：在订单页修改。\n开票后：联系客服重开。".into(),
+                tags: vec!["发票".into(), "抬头".into()],
+                intents: vec!["invoice_title".into()],
+                language: "zh".into(),
+            }
+        );
+        assert!(editor(&app).saving);
+        assert!(apis(&keys(&mut app, "C-s")).is_empty(), "one save at a time");
+        // Saved: the editor closes, the pane searches for the new article and highlights it.
+        let ApiAnswer::KbArticle(stored) = article(12, "article-3f2a-zh", "发票抬头怎么改", &new.body) else {
+            unreachable!()
+        };
+        let effects = answer(&mut app, ApiRequest::KbCreateArticle(new.clone()), ApiAnswer::KbArticleSaved(stored));
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        assert!(app.article_editor.is_none());
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbSearch { query: "发票抬头怎么改".into() }]);
+        assert!(app.status.as_ref().unwrap().text.contains("已创建 created 《发票抬头怎么改》"));
+        let effects = answer(
+            &mut app,
+            ApiRequest::KbSearch { query: "发票抬头怎么改".into() },
+            hits(json!([
+                {"id": 2, "slug": "invoice-zh", "title": "发票", "snippet": "开票", "score": 3.0, "language": "zh"},
+                {"id": 12, "slug": "article-3f2a-zh", "title": "发票抬头怎么改", "snippet": "改抬头", "score": 9.0, "language": "zh"},
+            ])),
+        );
+        assert_eq!(app.kb.selected_hit().unwrap().id, 12);
+        assert!(apis(&effects).is_empty(), "the saved text is already held for the preview");
+    }
+
+    #[test]
+    fn a_supervisor_edits_an_article_and_the_relays_refusals_are_shown_in_place() {
+        let mut app = supervisor_in_the_knowledge_base();
+        keys(&mut app, "A-e");
+        assert_eq!(editor(&app).value(Field::Title), "退货运费谁承担");
+        assert!(!editor(&app).is_dirty());
+        // Unchanged, esc goes straight back to the pane.
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        keys(&mut app, "A-e \"？\" S-tab \"质量问题\"");
+        assert_eq!(editor(&app).focus, Field::Body);
+        let effects = keys(&mut app, "C-s");
+        let [ApiRequest::KbReplaceArticle { id: 4, article: changed }] = apis(&effects)[..] else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(changed.slug.as_deref(), Some("return-shipping-zh"), "links to it keep working");
+        assert_eq!(changed.title, "退货运费谁承担？");
+        assert_eq!(changed.body, "质量问题质量问题运费我们出。", "the text's caret starts at its beginning");
+        assert_eq!(changed.intents, vec!["return_policy"]);
+        // The relay names the field: the editor stays, says why, and goes to it.
+        let request = ApiRequest::KbReplaceArticle { id: 4, article: changed.clone() };
+        app.update(Action::Api {
+            request: request.clone(),
+            result: Err(ApiFailure {
+                status: Some(400),
+                code: Some(ErrorCode::BadRequest),
+                message: "title must be 1 to 200 characters without control characters".into(),
+            }),
+        });
+        assert_eq!(app.overlay, Some(Overlay::ArticleEditor));
+        let error = editor(&app).error.clone().unwrap();
+        assert_eq!((error.field, editor(&app).focus, editor(&app).saving), (Some(Field::Title), Field::Title, false));
+        assert!(app.status.as_ref().unwrap().is_error);
+        // Forbidden (the role changed meanwhile): said plainly, the text is kept.
+        keys(&mut app, "C-s");
+        app.update(Action::Api {
+            request: request.clone(),
+            result: Err(ApiFailure {
+                status: Some(403),
+                code: Some(ErrorCode::Forbidden),
+                message: "writing the knowledge base needs the role supervisor or admin".into(),
+            }),
+        });
+        assert!(editor(&app).error.as_ref().unwrap().message.contains("only supervisors and admins"));
+        assert!(app.status.as_ref().unwrap().text.contains("cannot save"));
+        // Unsaved changes: esc asks; esc again keeps editing; enter discards.
+        keys(&mut app, "esc");
+        assert!(matches!(app.overlay, Some(Overlay::Prompt { kind: PromptKind::DiscardArticle, .. })));
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, Some(Overlay::ArticleEditor));
+        assert_eq!(editor(&app).value(Field::Title), "退货运费谁承担？");
+        keys(&mut app, "esc enter");
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        assert!(app.article_editor.is_none());
+        // Saved at last: the pane searches its query again and keeps the article highlighted.
+        keys(&mut app, "A-e \"？\" C-s");
+        let ApiAnswer::KbArticle(stored) = article(4, "return-shipping-zh", "退货运费谁承担？", "质量问题运费我们出。")
+        else {
+            unreachable!()
+        };
+        let effects = answer(&mut app, request, ApiAnswer::KbArticleSaved(stored));
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbSearch { query: "退货".into() }]);
+        assert_eq!(app.kb.query, "退货", "an edit keeps the search");
+        assert!(matches!(app.kb.articles.get(&4), Some(Fetched::Ready(a)) if a.title == "退货运费谁承担？"));
+    }
+
+    #[test]
+    fn a_blank_text_is_named_before_any_request() {
+        let mut app = supervisor_in_the_knowledge_base();
+        let effects = keys(&mut app, "A-c \"Gift\" space \"wrapping\" C-s");
+        assert!(apis(&effects).is_empty());
+        assert_eq!(editor(&app).value(Field::Language), "en");
+        let error = editor(&app).error.clone().unwrap();
+        assert_eq!(error.field, Some(Field::Body));
+        assert_eq!(editor(&app).focus, Field::Body);
+        assert!(app.status.as_ref().unwrap().text.contains("body is empty"));
+        // Writing in the field at fault clears its error.
+        keys(&mut app, "\"Free\"");
+        assert_eq!(editor(&app).error, None);
+    }
+
+    #[test]
+    fn a_supervisor_deletes_an_article_after_confirming_it_by_name() {
+        let mut app = supervisor_in_the_knowledge_base();
+        keys(&mut app, "A-d");
+        let Some(Overlay::Prompt { kind: PromptKind::DeleteArticle { id: 4, title }, .. }) = &app.overlay else {
+            panic!("{:?}", app.overlay)
+        };
+        assert_eq!(title, "退货运费谁承担");
+        // Esc keeps it and goes back to the pane.
+        assert!(apis(&keys(&mut app, "esc")).is_empty());
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        let effects = keys(&mut app, "A-d enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbDeleteArticle(4)]);
+        assert_eq!(app.overlay, Some(Overlay::Knowledge));
+        let effects = answer(&mut app, ApiRequest::KbDeleteArticle(4), ApiAnswer::KbArticleDeleted);
+        assert_eq!(apis(&effects), vec![&ApiRequest::KbSearch { query: "退货".into() }]);
+        assert!(!app.kb.articles.contains_key(&4));
+        assert!(app.status.as_ref().unwrap().text.contains("已删除 deleted 《退货运费谁承担》"));
+        // Refused by the relay: said plainly.
+        app.update(Action::Api {
+            request: ApiRequest::KbDeleteArticle(4),
+            result: Err(ApiFailure {
+                status: Some(404),
+                code: Some(ErrorCode::NotFound),
+                message: "no article 4".into(),
+            }),
+        });
+        let status = app.status.as_ref().unwrap();
+        assert!(status.is_error && status.text.contains("cannot delete the article: no article 4"), "{status:?}");
+    }
+
+    #[test]
+    fn agents_are_told_the_knowledge_base_is_read_only_without_asking_the_relay() {
+        let mut app = online();
+        assert!(!app.can_write_kb());
+        keys(&mut app, "s \"退货\"");
+        app.update(Action::Tick(NOW + 1_000));
+        answer(
+            &mut app,
+            ApiRequest::KbSearch { query: "退货".into() },
+            hits(json!([{"id": 4, "slug": "r", "title": "退货", "snippet": "s", "score": 1.0, "language": "zh"}])),
+        );
+        answer(&mut app, ApiRequest::KbArticle(4), article(4, "r", "退货", "正文"));
+        for key in ["A-c", "A-e", "A-d"] {
+            app.status = None;
+            let effects = keys(&mut app, key);
+            assert!(apis(&effects).is_empty(), "{key}: no request");
+            assert_eq!(app.overlay, Some(Overlay::Knowledge), "{key}: the pane stays");
+            let status = app.status.as_ref().unwrap();
+            assert!(status.is_error && status.text.contains("only supervisors and admins"), "{key}: {status:?}");
+        }
+        // From the palette too.
+        app.update(Action::Run(Command::KbNewArticle));
+        assert!(app.article_editor.is_none());
     }
 
     #[test]

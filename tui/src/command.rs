@@ -81,6 +81,12 @@ commands! {
     KbInsertSnippet => "kb_insert_snippet", "In the knowledge base: insert the selected result's matching line into the composer";
     KbInsertArticle => "kb_insert_article", "In the knowledge base: insert the selected article's whole text (Markdown) into the composer";
     KbInsertLink => "kb_insert_link", "In the knowledge base: insert a short reference, \"title (kb:slug)\", into the composer";
+    KbNewArticle => "kb_new_article", "In the knowledge base: write a new article (supervisors and admins)";
+    KbEditArticle => "kb_edit_article", "In the knowledge base: change the selected article's title, tags, intents, language or text (supervisors and admins)";
+    KbDeleteArticle => "kb_delete_article", "In the knowledge base: delete the selected article, after a confirmation naming it (supervisors and admins)";
+    KbSaveArticle => "kb_save_article", "In the article editor: save the article to the knowledge base";
+    NextField => "next_field", "In the article editor: go to the next field (title, tags, intents, language, text)";
+    PrevField => "prev_field", "In the article editor: go to the previous field";
     Tickets => "tickets", "Show tickets (mine, or all open ones) with their notes and history";
     TicketScope => "ticket_scope", "In the tickets view: switch between my tickets and all open tickets";
     TicketStatus => "ticket_status", "In the tickets view: change the selected ticket's status (open, pending, solved, closed)";
@@ -89,7 +95,7 @@ commands! {
     SelectNext => "select_next", "In a list or palette: select the next entry";
     SelectPrev => "select_prev", "In a list or palette: select the previous entry";
     Accept => "accept", "In the palette or a prompt: run or confirm the selection (knowledge base: insert the snippet; tickets: go to its conversation)";
-    Cancel => "cancel", "Close the palette, help or prompt";
+    Cancel => "cancel", "Close the palette, help or prompt (the article editor asks first when there are unsaved changes)";
 }
 
 #[cfg(test)]

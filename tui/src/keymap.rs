@@ -32,11 +32,14 @@ pub enum Mode {
     Insert,
     /// The palette, help or a prompt is open; keys not bound here are typed into it.
     Overlay,
+    /// The knowledge base's article editor is open; keys not bound here are typed into
+    /// its focused field.
+    Editor,
 }
 
 impl Mode {
     /// Every mode, in the order help shows them.
-    pub const ALL: [Mode; 3] = [Mode::Normal, Mode::Insert, Mode::Overlay];
+    pub const ALL: [Mode; 4] = [Mode::Normal, Mode::Insert, Mode::Overlay, Mode::Editor];
 
     /// The table name in key files.
     pub fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Mode {
             Mode::Normal => "normal",
             Mode::Insert => "insert",
             Mode::Overlay => "overlay",
+            Mode::Editor => "editor",
         }
     }
 
@@ -268,8 +272,9 @@ impl Keymap {
         let file: BTreeMap<String, BTreeMap<String, String>> =
             toml::from_str(text).map_err(|e| err(format!("not a key map (mode → key → action): {e}")))?;
         for (mode_name, bindings) in &file {
-            let mode = Mode::from_name(mode_name)
-                .ok_or_else(|| err(format!("[{mode_name}]: unknown mode (expected normal, insert or overlay)")))?;
+            let mode = Mode::from_name(mode_name).ok_or_else(|| {
+                err(format!("[{mode_name}]: unknown mode (expected normal, insert, overlay or editor)"))
+            })?;
             // Sequences bound in this file, to catch a key that is both bound and a prefix.
             let mut in_file: Vec<Vec<KeyPress>> = Vec::new();
             for (key_text, action) in bindings {
@@ -383,6 +388,18 @@ mod tests {
                 assert!(bound, "{name} binds nothing to {}", essential.name());
             }
             assert!(!map.keys_for(Mode::Overlay, Command::Cancel).is_empty(), "{name}: overlays must close");
+            assert!(!map.keys_for(Mode::Editor, Command::Cancel).is_empty(), "{name}: the editor must close");
+            // Writing the knowledge base is reachable by key in every shipped map.
+            for (mode, command) in [
+                (Mode::Overlay, Command::KbNewArticle),
+                (Mode::Overlay, Command::KbEditArticle),
+                (Mode::Overlay, Command::KbDeleteArticle),
+                (Mode::Editor, Command::KbSaveArticle),
+                (Mode::Editor, Command::NextField),
+                (Mode::Editor, Command::PrevField),
+            ] {
+                assert!(!map.keys_for(mode, command).is_empty(), "{name} binds nothing to {}", command.name());
+            }
         }
         // The files on disk are the ones compiled in; check each parses on its own too.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../keymaps");

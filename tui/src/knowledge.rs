@@ -39,6 +39,8 @@ pub struct KnowledgePane {
     pub articles: HashMap<i64, Fetched<Article>>,
     /// Rows the preview is scrolled down.
     pub preview_scroll: usize,
+    /// The article to highlight when the next results come (one just saved).
+    select_when_found: Option<i64>,
 }
 
 /// What to put into the composer from the selected result.
@@ -108,8 +110,29 @@ impl KnowledgePane {
             Err(why) => Fetched::Failed(why),
         });
         self.selected = 0;
+        if let Some(id) = self.select_when_found.take() {
+            self.selected = self.hits().iter().position(|h| h.id == id).unwrap_or(0);
+        }
         self.preview_scroll = 0;
         self.article_wanted()
+    }
+
+    /// The knowledge base changed (an article saved or deleted): searches the query again
+    /// now, without waiting for it to rest, and highlights `select` when it is found.
+    pub fn research(&mut self, select: Option<i64>) -> Option<ApiRequest> {
+        self.edited_at = None;
+        let query = self.query.trim().to_string();
+        if query.is_empty() {
+            self.searched = None;
+            self.results = None;
+            self.in_flight = false;
+            self.selected = 0;
+            return None;
+        }
+        self.searched = Some(query.clone());
+        self.in_flight = true;
+        self.select_when_found = select;
+        Some(ApiRequest::KbSearch { query })
     }
 
     /// The results shown (none while loading or failed).
@@ -246,6 +269,19 @@ mod tests {
         assert_eq!(pane.select(1), Some(ApiRequest::KbArticle(3)));
         assert_eq!(pane.select(1), None, "already asked for");
         assert_eq!(pane.selected, 0);
+    }
+
+    #[test]
+    fn a_change_searches_again_at_once_and_highlights_the_saved_article() {
+        let mut pane = KnowledgePane::default();
+        assert_eq!(pane.research(Some(7)), None, "nothing to search");
+        typed(&mut pane, "退货", T0);
+        pane.on_tick(T0 + SEARCH_DEBOUNCE_MS);
+        pane.on_results("退货", Ok(vec![hit(1, "退货政策", "a")]));
+        assert_eq!(pane.research(Some(7)), Some(ApiRequest::KbSearch { query: "退货".into() }));
+        assert!(pane.searching());
+        pane.on_results("退货", Ok(vec![hit(1, "退货政策", "a"), hit(7, "退货运费", "b")]));
+        assert_eq!(pane.selected_hit().map(|h| h.id), Some(7));
     }
 
     #[test]

@@ -15,11 +15,14 @@
 //!   queue, transfers, notes, canned replies, customer panel, history, attachments,
 //!   knowledge base, tickets).
 //! - [`api`] — the relay's HTTP API: directory, canned replies, customer panel, history
-//!   pages, uploads, knowledge base, tickets; each request on its own task, answered as
+//!   pages, uploads, knowledge base (search, articles, writing them), tickets; each request on its own task, answered as
 //!   an action.
 //! - [`canned`] — canned replies: `/shortcut` detection, fuzzy matching, variables.
 //! - [`knowledge`] — the knowledge-base pane: debounced search, results, previews, what
 //!   goes into the composer.
+//! - [`article_editor`] — writing and changing articles from the pane (supervisors and
+//!   admins): the fields, the Markdown body in the composer's text area, the relay's
+//!   checks made before sending, unsaved changes.
 //! - [`tickets`] — the tickets view: mine or all open, details, my open count, what a
 //!   ticket made from a conversation starts with.
 //! - [`command`] — the named commands with their doc strings (help and palette use them).
@@ -39,6 +42,7 @@
 
 pub mod api;
 pub mod app;
+pub mod article_editor;
 pub mod canned;
 pub mod command;
 pub mod config;

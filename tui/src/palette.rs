@@ -26,7 +26,7 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
         }
         PaletteEntry { command, keys }
     };
-    // Overlay-only commands make no sense from the palette itself.
+    // Overlay- and editor-only commands make no sense from the palette itself.
     let runnable = Command::ALL.iter().copied().filter(|c| {
         !matches!(
             c,
@@ -36,6 +36,9 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
                 | Command::Cancel
                 | Command::Palette
                 | Command::DeleteCanned
+                | Command::KbSaveArticle
+                | Command::NextField
+                | Command::PrevField
         )
     });
     if query.trim().is_empty() {

@@ -21,7 +21,9 @@
 //! canned-reply suggestions), composer. Right (toggled): the customer panel.
 //!
 //! The knowledge base and the tickets are boards over the screen: a query (or filter)
-//! line, a list on the left, the selected entry on the right, the keys at the bottom.
+//! line, a list on the left, the selected entry on the right, the keys at the bottom. The
+//! article editor takes the knowledge base's place: four one-line fields above the
+//! Markdown text, a message row and the keys.
 
 use kefu_proto::UnixMillis;
 use kefu_proto::api::{CannedScope, TicketDetails};
@@ -35,6 +37,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use crate::api::TicketScope;
 use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
+use crate::article_editor::Field;
 use crate::command::Command;
 use crate::keymap::Mode;
 use crate::palette;
@@ -115,7 +118,20 @@ pub fn caret(app: &App, area: Rect) -> Option<Position> {
                     .min(Position::new(rect.right() - 2, rect.y + 1)),
             )
         }
-        Some(Overlay::Prompt { kind: PromptKind::DeleteCanned(_), .. }) => None,
+        Some(Overlay::Prompt {
+            kind: PromptKind::DeleteCanned(_) | PromptKind::DeleteArticle { .. } | PromptKind::DiscardArticle,
+            ..
+        }) => None,
+        Some(Overlay::ArticleEditor) => {
+            let editor = app.article_editor.as_ref()?;
+            let rect = editor_areas(area).field(editor.focus);
+            let textarea = editor.area(editor.focus);
+            let cursor = textarea.screen_cursor();
+            let (top_row, top_col) = textarea.scroll_offset();
+            let x = rect.x + (cursor.col as u16).saturating_sub(top_col);
+            let y = rect.y + (cursor.row as u16).saturating_sub(top_row);
+            Some(Position::new(x.min(rect.right().saturating_sub(1)), y.min(rect.bottom().saturating_sub(1))))
+        }
         Some(Overlay::Prompt { input, .. }) => {
             let rect = prompt_rect(area);
             Some(Position::new((rect.x + 3 + width(input) as u16).min(rect.right() - 2), rect.y + 2))
@@ -160,9 +176,13 @@ impl Widget for &Workstation<'_> {
             Some(Overlay::Help { scroll }) => render_help(app, *scroll, area, buf),
             Some(Overlay::Palette { query, selected }) => render_palette(app, query, *selected, area, buf),
             Some(Overlay::Prompt { kind, input }) => {
-                // A question about a ticket keeps the tickets in view behind it.
-                if kind.from_tickets() {
-                    render_tickets(app, area, buf);
+                // A question about a ticket or an article keeps what it is about in view
+                // behind it.
+                match kind.opened_from() {
+                    Some(Overlay::Tickets) => render_tickets(app, area, buf),
+                    Some(Overlay::Knowledge) => render_knowledge(app, area, buf),
+                    Some(Overlay::ArticleEditor) => render_article_editor(app, area, buf),
+                    _ => {}
                 }
                 render_prompt(app, kind, input, area, buf)
             }
@@ -171,6 +191,7 @@ impl Widget for &Workstation<'_> {
                 render_transfer(app, *conversation, query, *selected, area, buf)
             }
             Some(Overlay::Knowledge) => render_knowledge(app, area, buf),
+            Some(Overlay::ArticleEditor) => render_article_editor(app, area, buf),
             Some(Overlay::Tickets) => render_tickets(app, area, buf),
             None => {}
         }
@@ -541,6 +562,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         Mode::Normal => "NORMAL",
         Mode::Insert => "INSERT",
         Mode::Overlay => "MENU",
+        Mode::Editor => "EDIT",
     };
     let sep = Span::styled(" │ ", theme.status_bar);
     let mut left = vec![presence, sep.clone(), connection, sep.clone(), Span::styled(load, theme.status_bar)];
@@ -750,6 +772,16 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
             format!("{}: the ticket's subject", conversation(*id)),
             format!("优先级 priority: {} (↑↓) · enter: create · esc: cancel", priority.as_str()),
         ),
+        PromptKind::DeleteArticle { title, .. } => (
+            " 删除文章 Delete article ",
+            format!("delete 《{title}》 from the knowledge base?"),
+            "enter: delete it for good · esc: keep it".to_string(),
+        ),
+        PromptKind::DiscardArticle => (
+            " 放弃修改 Discard changes ",
+            "the article has unsaved changes: leave without saving them?".to_string(),
+            "enter: discard them · esc: keep editing".to_string(),
+        ),
         PromptKind::DeleteCanned(id) => {
             let shortcut =
                 app.canned.iter().flatten().find(|r| r.id == *id).map(|r| r.shortcut.clone()).unwrap_or_default();
@@ -764,7 +796,7 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
     let inner = block.inner(rect);
     block.render(rect, buf);
     buf.set_line(inner.x, inner.y, &Line::from(question), inner.width);
-    if !matches!(kind, PromptKind::DeleteCanned(_)) {
+    if !matches!(kind, PromptKind::DeleteCanned(_) | PromptKind::DeleteArticle { .. } | PromptKind::DiscardArticle) {
         buf.set_line(
             inner.x,
             inner.y + 1,
@@ -1107,7 +1139,17 @@ fn render_knowledge(app: &App, area: Rect, buf: &mut Buffer) {
         ),
         theme.dim,
     );
-    let title = Line::from(" 知识库 Knowledge base — 中文或英文搜索 search in Chinese or English ");
+    // Writing is offered in the title to those who may; agents are told why if they try.
+    let title = if app.can_write_kb() {
+        Line::from(format!(
+            " 知识库 Knowledge base — {} 新建 new · {} 编辑 edit · {} 删除 delete ",
+            overlay_key(app, Command::KbNewArticle),
+            overlay_key(app, Command::KbEditArticle),
+            overlay_key(app, Command::KbDeleteArticle),
+        ))
+    } else {
+        Line::from(" 知识库 Knowledge base — 中文或英文搜索 search in Chinese or English ")
+    };
     let board = Board {
         title,
         query: &kb.query,
@@ -1120,6 +1162,123 @@ fn render_knowledge(app: &App, area: Rect, buf: &mut Buffer) {
         hints,
     };
     render_board(app, board, area, buf);
+}
+
+/// Where the article editor's parts go.
+struct EditorAreas {
+    /// The whole box.
+    rect: Rect,
+    /// The one-line fields' labels and inputs, in [`Field::ALL`] order (body excluded).
+    lines: [(Rect, Rect); 4],
+    /// The body's label row.
+    body_label: Rect,
+    /// The body's text.
+    body: Rect,
+    /// A row for the error or the save in progress.
+    message: Rect,
+    /// The keys.
+    hints: Rect,
+}
+
+impl EditorAreas {
+    /// Where `field`'s text goes.
+    fn field(&self, field: Field) -> Rect {
+        match Field::ALL.iter().position(|f| *f == field) {
+            Some(i) if i < self.lines.len() => self.lines[i].1,
+            _ => self.body,
+        }
+    }
+}
+
+/// Width of the editor's field labels.
+const EDITOR_LABEL_WIDTH: u16 = 16;
+
+fn editor_areas(area: Rect) -> EditorAreas {
+    let rect = board_rect(area);
+    let inner = Block::default().borders(Borders::ALL).inner(rect);
+    let row = |y: u16| Rect::new(inner.x, y.min(inner.bottom().saturating_sub(1)), inner.width, 1);
+    let input_x = inner.x + EDITOR_LABEL_WIDTH.min(inner.width);
+    let lines = std::array::from_fn(|i| {
+        let y = (inner.y + i as u16).min(inner.bottom().saturating_sub(1));
+        (
+            Rect::new(inner.x, y, EDITOR_LABEL_WIDTH.min(inner.width), 1),
+            Rect::new(input_x, y, inner.right().saturating_sub(input_x + 1), 1),
+        )
+    });
+    let body_top = inner.y + 5;
+    let body_height = inner.bottom().saturating_sub(body_top + 2);
+    EditorAreas {
+        rect,
+        lines,
+        body_label: row(inner.y + 4),
+        body: Rect::new(inner.x + 1, body_top.min(inner.bottom()), inner.width.saturating_sub(2), body_height),
+        message: row(inner.bottom().saturating_sub(2)),
+        hints: row(inner.bottom().saturating_sub(1)),
+    }
+}
+
+fn render_article_editor(app: &App, area: Rect, buf: &mut Buffer) {
+    let Some(editor) = &app.article_editor else { return };
+    let theme = &app.theme;
+    let a = editor_areas(area);
+    clear(a.rect, buf);
+    let mut title = match &editor.editing {
+        Some(editing) => format!(" 编辑文章 Edit article kb:{} ", editing.slug),
+        None => " 新建文章 New article ".to_string(),
+    };
+    if editor.is_dirty() {
+        title.push_str("— 未保存 unsaved ");
+    }
+    let block = Block::default().borders(Borders::ALL).border_style(theme.focus).title(title);
+    let inner = block.inner(a.rect);
+    block.render(a.rect, buf);
+    if inner.height < 8 {
+        return;
+    }
+    let label_style = |field: Field| {
+        if editor.focus == field { theme.focus.add_modifier(Modifier::BOLD) } else { theme.dim }
+    };
+    let marker = |field: Field| if editor.focus == field { "▶" } else { " " };
+    for (i, (label, input)) in a.lines.iter().enumerate() {
+        let field = Field::ALL[i];
+        let line = Line::styled(format!("{}{}", marker(field), field.label()), label_style(field));
+        buf.set_line(label.x, label.y, &line, label.width);
+        editor.area(field).render(*input, buf);
+    }
+    let body_label = Line::from(vec![
+        Span::styled(format!("{}{}", marker(Field::Body), Field::Body.label()), label_style(Field::Body)),
+        Span::styled(format!(" {}", "─".repeat(a.body_label.width as usize)), theme.dim),
+    ]);
+    buf.set_line(a.body_label.x, a.body_label.y, &body_label, a.body_label.width);
+    editor.area(Field::Body).render(a.body, buf);
+    let message = match (&editor.error, editor.saving) {
+        (Some(error), _) => {
+            let about = error.field.map(|f| format!("{}: ", f.label())).unwrap_or_default();
+            Line::styled(format!(" ⚠ {about}{}", error.message), theme.alert)
+        }
+        (None, true) => Line::styled(" 保存中 saving…", theme.pending),
+        (None, false) => match &editor.editing {
+            Some(_) => Line::styled(" saving replaces the article; its link (kb:…) stays the same", theme.dim),
+            None => Line::styled(" the link name (kb:…) is made from the title when saved", theme.dim),
+        },
+    };
+    buf.set_line(a.message.x, a.message.y, &message, a.message.width);
+    // Named keys first (esc before C-c).
+    let key = |command: Command| {
+        let keys = app.keymap.keys_for(Mode::Editor, command);
+        keys.iter().find(|k| k.len() > 1 && !k.contains('-')).or(keys.first()).cloned().unwrap_or_else(|| ":".into())
+    };
+    let hints = Line::styled(
+        format!(
+            " {} 保存 save · {}/{} 切换 field · {} 取消 cancel · 正文 text: enter 换行 new line",
+            key(Command::KbSaveArticle),
+            key(Command::NextField),
+            key(Command::PrevField),
+            key(Command::Cancel),
+        ),
+        theme.dim,
+    );
+    buf.set_line(a.hints.x, a.hints.y, &hints, a.hints.width);
 }
 
 fn status_style(app: &App, status: TicketStatus) -> Style {

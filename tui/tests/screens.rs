@@ -2,7 +2,7 @@
 //! brought into shape by the same actions the real loop feeds it (frames as JSON, keys).
 //! Snapshots live in `tests/snapshots/`; with `CI=true` a missing one fails.
 
-use kefu_tui::api::{ApiAnswer, ApiRequest};
+use kefu_tui::api::{ApiAnswer, ApiFailure, ApiRequest};
 use kefu_tui::app::{Action, App, NetEvent};
 use kefu_tui::keymap::{KeyPress, Keymap};
 use kefu_tui::theme::Theme;
@@ -118,6 +118,11 @@ fn key(app: &mut App, key: &str) {
 
 /// 小王 online with three conversations, a history in the first, the customer typing.
 fn busy_app() -> App {
+    busy_app_as("agent")
+}
+
+/// [`busy_app`] with 小王 in `role` (agent, supervisor or admin).
+fn busy_app_as(role: &str) -> App {
     let mut app = App::new(Keymap::default_bindings(), Theme::default(), "kefu-test".into(), NOW - 10 * 60_000);
     app.utc_offset_secs = 8 * 3600;
     app.update(Action::Net(NetEvent::Opened));
@@ -127,7 +132,7 @@ fn busy_app() -> App {
             "type": "welcome", "protocol": 1,
             "session": {
                 "kind": "agent",
-                "agent": {"id": 7, "name": "小王", "email": "wang@shop.example", "role": "agent", "max_concurrent": 5},
+                "agent": {"id": 7, "name": "小王", "email": "wang@shop.example", "role": role, "max_concurrent": 5},
                 "presence": "online",
                 "conversations": [
                     conversation(1, "李女士", true, "web"),
@@ -450,4 +455,67 @@ fn a_conversation_handed_over_by_the_bot() {
         ]}),
     );
     insta::assert_snapshot!(draw(&app, 140, 30).backend());
+}
+
+/// A supervisor with the knowledge base open on 退货运费, the first article loaded.
+fn supervisor_in_the_knowledge_base() -> App {
+    let mut app = busy_app_as("supervisor");
+    key(&mut app, "s");
+    search(&mut app, "退货运费");
+    answer(&mut app, ApiRequest::KbSearch { query: "退货运费".into() }, return_hits());
+    answer(
+        &mut app,
+        ApiRequest::KbArticle(4),
+        json!({
+            "id": 4, "slug": "return-shipping-zh", "title": "退货运费谁承担",
+            "body": "# 退货运费谁承担\n\n- **质量问题**：运费由我们承担。\n- **无理由退货**：运费由您承担。",
+            "tags": ["退货", "运费"], "intents": ["return_shipping"], "language": "zh", "updated_at": NOW - 86_400_000,
+        }),
+    );
+    app
+}
+
+#[test]
+fn article_editor_writing_a_new_article_in_chinese() {
+    let mut app = supervisor_in_the_knowledge_base();
+    key(&mut app, "A-c");
+    keys(&mut app, "发票抬头怎么改");
+    key(&mut app, "enter");
+    keys(&mut app, "发票，抬头");
+    key(&mut app, "enter");
+    keys(&mut app, "invoice_title");
+    key(&mut app, "tab");
+    key(&mut app, "tab");
+    app.update(Action::Paste(
+        "## 开票前\n在「我的订单」里点**修改发票**，改抬头和税号。\n\n## 开票后\n联系客服作废重开，一般 1-3 个工作日。"
+            .into(),
+    ));
+    insta::assert_snapshot!(draw(&app, 120, 30).backend());
+}
+
+#[test]
+fn article_editor_refused_by_the_relay() {
+    let mut app = supervisor_in_the_knowledge_base();
+    key(&mut app, "A-e");
+    keys(&mut app, "（2025 版）");
+    key(&mut app, "C-s");
+    let Some(ApiRequest::KbReplaceArticle { id, article }) = app
+        .article_editor
+        .as_ref()
+        .and_then(|e| e.saving.then(|| ApiRequest::KbReplaceArticle { id: 4, article: e.to_new_article().unwrap() }))
+    else {
+        panic!("the save was sent")
+    };
+    app.update(Action::Api {
+        request: ApiRequest::KbReplaceArticle { id, article },
+        result: Err(ApiFailure { status: Some(400), code: None, message: "at most 20 tags of 1 to 32 bytes".into() }),
+    });
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+#[test]
+fn deleting_an_article_is_confirmed_by_name() {
+    let mut app = supervisor_in_the_knowledge_base();
+    key(&mut app, "A-d");
+    insta::assert_snapshot!(draw(&app, 100, 24).backend());
 }

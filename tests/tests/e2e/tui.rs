@@ -399,3 +399,74 @@ async fn an_agent_answers_from_the_knowledge_base_and_works_a_ticket() -> Result
     relay.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_writes_an_article_from_the_workstation_and_agents_find_it() -> Result<()> {
+    let kefu = kefu_binary().await?;
+    let relay = TestRelay::start().await?;
+    relay.agent_with("chen@shop.example", "陈主管", Role::Supervisor, 5, "").await?;
+    let agent_token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
+
+    let home = tempfile::tempdir()?;
+    let config_home = home.path().join("config");
+    let data_home = home.path().join("data");
+    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+    kefu_login(&kefu, &env, &relay, "chen@shop.example").await?;
+    let tmux = Tmux::start(&kefu, &env).await?;
+    tmux.wait_for("已连接 connected").await?;
+
+    // The knowledge base offers writing to a supervisor; alt-c opens the editor.
+    tmux.keys(&["s"]).await?;
+    tmux.wait_for("新建 new").await?;
+    tmux.keys(&["M-c"]).await?;
+    tmux.wait_for("新建文章 New article").await?;
+    // Title, tags and intents, enter going from field to field; the language follows
+    // the title (zh); tab goes on to the text, where enter starts a new line.
+    tmux.type_text("发票抬头怎么修改").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.type_text("发票，抬头").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.type_text("invoice_title").await?;
+    tmux.keys(&["Enter", "Tab"]).await?;
+    tmux.wait_for("▶正文 Body").await?;
+    tmux.type_text("## 开票前").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.type_text("在订单页点修改发票，填写新的抬头和税号。").await?;
+    tmux.wait_for("填写新的抬头和税号").await?;
+    tmux.keys(&["C-s"]).await?;
+    tmux.wait_for("已创建 created 《发票抬头怎么修改》").await?;
+
+    // The relay's search finds it for any agent, with what was typed.
+    let path = format!("/api/v1/kb/search?q={}&limit=10", percent_encoded("发票抬头"));
+    let (status, hits) = relay.api(Method::GET, &path, &agent_token, None).await?;
+    assert_eq!(status, 200, "{hits}");
+    let hit = hits
+        .as_array()
+        .context("a list")?
+        .iter()
+        .find(|h| h["title"] == "发票抬头怎么修改")
+        .with_context(|| format!("the new article is found: {hits}"))?
+        .clone();
+    assert_eq!(hit["language"], "zh");
+    let id = hit["id"].as_i64().context("an id")?;
+    let (_, article) = relay.api(Method::GET, &format!("/api/v1/kb/articles/{id}"), &agent_token, None).await?;
+    assert_eq!(article["body"], "## 开票前\n在订单页点修改发票，填写新的抬头和税号。");
+    assert_eq!(article["tags"], serde_json::json!(["发票", "抬头"]));
+    assert_eq!(article["intents"], serde_json::json!(["invoice_title"]));
+
+    // The pane searched for it: delete it from there, confirming by name.
+    tmux.wait_for("> 发票抬头怎么修改").await?;
+    tmux.keys(&["M-d"]).await?;
+    tmux.wait_for("delete 《发票抬头怎么修改》").await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.wait_for("已删除 deleted").await?;
+    let (status, _) = relay.api(Method::GET, &format!("/api/v1/kb/articles/{id}"), &agent_token, None).await?;
+    assert_eq!(status, 404);
+
+    tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
+    tmux.keys(&["q"]).await?;
+    tmux.wait_exit().await?;
+    relay.stop().await?;
+    Ok(())
+}
