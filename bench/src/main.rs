@@ -248,7 +248,8 @@ fn message_row(name: &str, o: &MessageOutcome) -> Vec<String> {
     row.push(format!("{:.0}", o.send_lag.p99_us));
     match &o.server {
         Some(s) => {
-            row.push(format!("{:.2}", s.cpu_us_per_item));
+            let user = if s.cpu_ms > 0.0 { s.user_ms / s.cpu_ms * 100.0 } else { 0.0 };
+            row.push(format!("{:.2} ({user:.0}% user)", s.cpu_us_per_item));
             row.push(format!("{:.1}", s.rss_after_kib as f64 / 1024.0));
         }
         None => row.extend(["-".to_string(), "-".to_string()]),

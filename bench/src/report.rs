@@ -54,6 +54,8 @@ pub struct ServerCost {
     pub pid: u32,
     /// User + system CPU time during the measured interval, in milliseconds.
     pub cpu_ms: f64,
+    /// Of it, in user space (the rest is the kernel: syscalls, fsync, TCP).
+    pub user_ms: f64,
     /// CPU time per delivered message (or per connection), in microseconds.
     pub cpu_us_per_item: f64,
     /// Resident memory before the load, KiB.
@@ -67,6 +69,8 @@ pub struct ServerCost {
 pub struct ProcSample {
     /// utime + stime, in clock ticks.
     pub ticks: u64,
+    /// utime alone, in clock ticks.
+    pub user_ticks: u64,
     /// VmRSS in KiB.
     pub rss_kib: u64,
 }
@@ -86,7 +90,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Some(ProcSample { ticks: utime + stime, rss_kib })
+    Some(ProcSample { ticks: utime + stime, user_ticks: utime, rss_kib })
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on Linux).
@@ -102,10 +106,12 @@ pub fn ticks_per_second() -> u64 {
 
 /// The cost between two samples, spread over `items`.
 pub fn cost(pid: u32, before: ProcSample, after: ProcSample, items: u64) -> ServerCost {
-    let cpu_ms = after.ticks.saturating_sub(before.ticks) as f64 * 1000.0 / ticks_per_second() as f64;
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_second() as f64;
+    let cpu_ms = ms(after.ticks.saturating_sub(before.ticks));
     ServerCost {
         pid,
         cpu_ms,
+        user_ms: ms(after.user_ticks.saturating_sub(before.user_ticks)),
         cpu_us_per_item: if items == 0 { 0.0 } else { (cpu_ms * 1000.0 / items as f64 * 100.0).round() / 100.0 },
         rss_before_kib: before.rss_kib,
         rss_after_kib: after.rss_kib,
