@@ -43,6 +43,7 @@ pub mod routing;
 pub mod session;
 pub mod store;
 pub mod tickets;
+pub mod widget;
 
 use std::collections::HashMap;
 use std::future::Future;

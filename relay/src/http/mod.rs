@@ -83,6 +83,7 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/tickets/{id}/notes", post(tickets::add_note))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
+        .merge(crate::widget::routes())
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
         .with_state(relay)

@@ -10,3 +10,4 @@ mod knowledge;
 mod routing;
 mod tickets;
 mod tui;
+mod widget;
