@@ -8,6 +8,7 @@
 //! - [`tickets`]: tickets, their notes and history.
 
 pub mod kb;
+pub mod reports;
 pub mod tickets;
 pub mod workstation;
 
@@ -81,6 +82,9 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/tickets", get(tickets::list).post(tickets::create))
         .route("/api/v1/tickets/{id}", get(tickets::get).patch(tickets::update))
         .route("/api/v1/tickets/{id}/notes", post(tickets::add_note))
+        .route("/api/v1/reports/summary", get(reports::summary))
+        .route("/api/v1/reports/agents", get(reports::agents))
+        .route("/api/v1/reports/arrivals", get(reports::arrivals))
         .route("/ws/customer", get(ws_customer))
         .route("/ws/agent", get(ws_agent))
         .merge(crate::widget::routes())

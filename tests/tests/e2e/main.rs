@@ -7,6 +7,7 @@ mod channels;
 mod crash;
 mod foundation;
 mod knowledge;
+mod reports;
 mod routing;
 mod tickets;
 mod tui;
