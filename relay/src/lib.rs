@@ -16,7 +16,14 @@
 //! - [`conversation`]: the pure conversation lifecycle state machine.
 //! - [`store`]: the SQLite database, its migrations and non-hot-path queries.
 //! - [`auth`]: passwords, tokens, widget keys, login rate limiting.
-//! - [`admin`]: operations behind the `agent` and `workspace` CLI commands.
+//! - [`admin`]: operations behind the `agent`, `group` and `workspace` CLI commands.
+//! - [`kb`], [`knowledge`]: the knowledge-base search index and the articles it is built
+//!   from; [`intent`]: the intent classifier; [`evaluation`]: measuring both.
+//! - [`bot`]: the bot's pure decisions (its I/O shell is `hub::bot_worker`);
+//!   [`outside`]: the optional language model and the shops' automations.
+//! - [`tickets`]: tickets; [`attachments`]: files; [`widget`]: the web widget's assets.
+//! - [`metrics`]: the pure report figures; [`reports`]: the facts they are computed from.
+//! - [`clock`]: the system clock or a manual one for tests.
 //! - [`error`]: the crate's error type.
 //!
 //! ## Data flow of a message

@@ -5,7 +5,8 @@
 //!   agents, groups, contacts' VIP mark, routing history, WebSocket upgrades;
 //! - [`workstation`]: history pages, the customer panel, canned replies, attachments;
 //! - [`kb`]: knowledge-base articles and search;
-//! - [`tickets`]: tickets, their notes and history.
+//! - [`tickets`]: tickets, their notes and history;
+//! - [`reports`]: the supervisors' reports (JSON or CSV).
 
 pub mod kb;
 pub mod reports;
