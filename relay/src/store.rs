@@ -255,26 +255,10 @@ impl Store {
         .bind(now_ms())
         .execute(&self.writer)
         .await;
-        match result {
-            Ok(done) => {
-                let id = AgentId(done.last_insert_rowid());
-                self.append_event(
-                    workspace,
-                    "agent.created",
-                    "admin",
-                    None,
-                    None,
-                    &serde_json::json!({"agent_id": id, "email": email, "role": role.as_str()}),
-                )
-                .await?;
-                Ok(id)
-            }
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::refused(
-                kefu_proto::ErrorCode::Conflict,
-                format!("an agent with e-mail {email} already exists"),
-            )),
-            Err(e) => Err(e.into()),
-        }
+        let id = AgentId(inserted_id(result, || format!("an agent with e-mail {email} already exists"))?);
+        let data = serde_json::json!({"agent_id": id, "email": email, "role": role.as_str()});
+        self.append_event(workspace, "agent.created", "admin", None, None, &data).await?;
+        Ok(id)
     }
 
     /// Agents of a workspace, by id.
@@ -492,16 +476,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        let id = match inserted {
-            Ok(done) => done.last_insert_rowid(),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(Error::refused(
-                    kefu_proto::ErrorCode::Conflict,
-                    format!("a group '{}' already exists", group.slug),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let id = inserted_id(inserted, || format!("a group '{}' already exists", group.slug))?;
         let data = serde_json::json!({"group_id": id, "slug": group.slug});
         insert_event(&mut tx, workspace, "group.created", "admin", None, None, &data).await?;
         tx.commit().await?;
@@ -879,16 +854,7 @@ impl Store {
         .bind(now_ms())
         .execute(&self.writer)
         .await;
-        let id = match done {
-            Ok(done) => done.last_insert_rowid(),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(Error::refused(
-                    kefu_proto::ErrorCode::Conflict,
-                    format!("a canned reply /{} already exists", new.shortcut),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let id = inserted_id(done, || format!("a canned reply /{} already exists", new.shortcut))?;
         let data = serde_json::json!({"canned_reply_id": id, "shortcut": new.shortcut, "shared": owner.is_none()});
         self.append_event(workspace, "canned.created", "agent", owner.map(|a| a.0), None, &data).await?;
         Ok(CannedReply {
@@ -1192,6 +1158,21 @@ fn article_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Article> {
         language: r.get("language"),
         updated_at: r.get("updated_at"),
     })
+}
+
+/// The id of an inserted row, or `conflict` with `taken()` as the message when a unique
+/// constraint refused it.
+fn inserted_id(
+    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    taken: impl FnOnce() -> String,
+) -> Result<i64> {
+    match result {
+        Ok(done) => Ok(done.last_insert_rowid()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(Error::refused(kefu_proto::ErrorCode::Conflict, taken()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn canned_from_row(r: &sqlx::sqlite::SqliteRow) -> CannedReply {
