@@ -315,6 +315,8 @@ struct Journal {
     hubs: Arc<Hubs>,
     max_batch: usize,
     cursors: HashMap<ConversationId, Cursor>,
+    /// The cursors the batch being written changed, as they were before it.
+    before: HashMap<ConversationId, Option<Cursor>>,
 }
 
 /// Starts the journal task.
@@ -322,7 +324,7 @@ pub fn spawn(pool: SqlitePool, clock: Clock, hubs: Arc<Hubs>, max_batch: usize, 
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
-    let journal = Journal { pool, clock, hubs, max_batch, cursors: HashMap::new() };
+    let journal = Journal { pool, clock, hubs, max_batch, cursors: HashMap::new(), before: HashMap::new() };
     tokio::spawn(journal.run(ops, hub_ops, stop));
     JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
 }
@@ -369,13 +371,30 @@ impl Journal {
         }
     }
 
+    /// Notes a cursor's value before the batch changes it (once per batch), so that a
+    /// failed transaction can put back just what it touched; returns the cursor.
+    fn remember(&mut self, conversation: ConversationId) -> Option<&mut Cursor> {
+        let old = self.cursors.get(&conversation).copied();
+        self.before.entry(conversation).or_insert(old);
+        self.cursors.get_mut(&conversation)
+    }
+
+    /// Puts back the cursors a failed transaction changed.
+    fn undo(&mut self) {
+        for (conversation, old) in self.before.drain() {
+            match old {
+                Some(cursor) => self.cursors.insert(conversation, cursor),
+                None => self.cursors.remove(&conversation),
+            };
+        }
+    }
+
     /// Writes a batch in one transaction and reports the outcomes. If the transaction
     /// fails, each operation is retried alone so that one bad operation cannot sink the
     /// others; what still fails is reported as rejected.
     async fn commit(&mut self, batch: Vec<JournalOp>) {
         let started = std::time::Instant::now();
         let size = batch.len();
-        let saved = self.cursors.clone();
         match self.write(&batch).await {
             Ok(outcomes) => {
                 self.report(batch, outcomes);
@@ -383,15 +402,14 @@ impl Journal {
             }
             Err(e) => {
                 tracing::error!(error = %e, size, "batch failed; retrying one by one");
-                self.cursors = saved;
+                self.undo();
                 for op in batch {
-                    let saved = self.cursors.clone();
                     let single = vec![op];
                     match self.write(&single).await {
                         Ok(outcomes) => self.report(single, outcomes),
                         Err(e) => {
                             tracing::error!(error = %e, "operation failed");
-                            self.cursors = saved;
+                            self.undo();
                             self.report_failure(single.into_iter().next().expect("one op"));
                         }
                     }
@@ -403,6 +421,7 @@ impl Journal {
     /// Runs the batch in one transaction and returns one outcome per operation.
     async fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
         let now = self.clock.now_ms();
+        self.before.clear();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
@@ -413,6 +432,7 @@ impl Journal {
                 JournalOp::OpenConversation { workspace, contact, channel, lifecycle, route, request } => {
                     let id =
                         insert_conversation(&mut tx, *workspace, *contact, *channel, lifecycle, *route, now).await?;
+                    self.remember(id);
                     self.cursors.insert(id, Cursor { workspace: *workspace, last_seq: 0, closed: false });
                     Outcome::Hub(Committed::Opened {
                         request: *request,
@@ -432,7 +452,7 @@ impl Journal {
                     // A closed conversation takes no more messages. (A cursor not loaded
                     // yet is read from the database, which says closed from now on.)
                     if lifecycle.state == ConversationState::Closed
-                        && let Some(cursor) = self.cursors.get_mut(conversation)
+                        && let Some(cursor) = self.remember(*conversation)
                     {
                         cursor.closed = true;
                     }
@@ -529,6 +549,7 @@ impl Journal {
             last_seq: row.get::<i64, _>("last_seq") as Seq,
             closed: row.get::<&str, _>("state") == "closed",
         };
+        self.remember(conversation);
         self.cursors.insert(conversation, cursor);
         Ok((cursor.workspace == workspace).then_some(cursor))
     }
@@ -574,7 +595,7 @@ impl Journal {
             .rows_affected()
         };
         if inserted == 1 {
-            self.cursors.get_mut(&m.conversation).expect("cursor loaded").last_seq = seq;
+            self.remember(m.conversation).expect("cursor loaded").last_seq = seq;
             // A reply is an agent's message the customer sees, not a private note.
             *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
             return Ok(Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now })));

@@ -417,7 +417,7 @@ impl Connection {
             }
             Outbound::Frame(frame) => {
                 let mut catch_up = None;
-                match &frame {
+                match frame.as_ref() {
                     ServerFrame::Ack(ack) => {
                         let delivered = self.delivered.entry(ack.conversation_id).or_insert(0);
                         *delivered = (*delivered).max(ack.seq);

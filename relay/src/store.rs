@@ -678,29 +678,34 @@ impl Store {
         limit: u32,
         with_notes: bool,
     ) -> Result<Vec<MessageFrame>> {
-        let query = match range {
-            MessageRange::After(_) => sqlx::query(
-                "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
-                        m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
-                 FROM messages m
-                 LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
-                 LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
-                 WHERE m.conversation_id = ? AND m.seq > ? AND (? OR m.internal = 0) ORDER BY m.seq LIMIT ?",
-            ),
-            MessageRange::Before(_) => sqlx::query(
-                "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
-                        m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
-                 FROM messages m
-                 LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
-                 LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
-                 WHERE m.conversation_id = ? AND m.seq < ? AND (? OR m.internal = 0) ORDER BY m.seq DESC LIMIT ?",
-            ),
+        // One fixed statement per case: a flag bound as a parameter ("? OR internal = 0")
+        // made SQLite re-prepare the statement on every call.
+        macro_rules! select {
+            ($condition:literal, $order:literal) => {
+                concat!(
+                    "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
+                            m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
+                     FROM messages m
+                     LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
+                     LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
+                     WHERE m.conversation_id = ? AND ",
+                    $condition,
+                    " ORDER BY m.seq ",
+                    $order,
+                    " LIMIT ?"
+                )
+            };
+        }
+        let sql: &'static str = match (range, with_notes) {
+            (MessageRange::After(_), true) => select!("m.seq > ?", "ASC"),
+            (MessageRange::After(_), false) => select!("m.seq > ? AND m.internal = 0", "ASC"),
+            (MessageRange::Before(_), true) => select!("m.seq < ?", "DESC"),
+            (MessageRange::Before(_), false) => select!("m.seq < ? AND m.internal = 0", "DESC"),
         };
         let bound = match range {
             MessageRange::After(seq) | MessageRange::Before(seq) => seq.min(i64::MAX as u64) as i64,
         };
-        let rows =
-            query.bind(conversation.0).bind(bound).bind(with_notes).bind(limit as i64).fetch_all(&self.reader).await?;
+        let rows = sqlx::query(sql).bind(conversation.0).bind(bound).bind(limit as i64).fetch_all(&self.reader).await?;
         let mut messages = rows
             .iter()
             .map(|r| {

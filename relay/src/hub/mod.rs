@@ -61,8 +61,9 @@ const QUEUE_LIST_LIMIT: usize = 50;
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A frame to forward (the connection task also reads acks and conversation changes
-    /// to keep its own view current).
-    Frame(ServerFrame),
+    /// to keep its own view current). Boxed: every connection's queue allocates its first
+    /// block of slots up front, so the size of `Outbound` is memory per idle connection.
+    Frame(Box<ServerFrame>),
     /// A stored message, serialised once for every recipient.
     Message {
         /// Its conversation.
@@ -79,6 +80,13 @@ pub enum Outbound {
         /// Why.
         reason: String,
     },
+}
+
+impl Outbound {
+    /// A frame to forward.
+    pub fn frame(frame: ServerFrame) -> Outbound {
+        Outbound::Frame(Box::new(frame))
+    }
 }
 
 /// An agent's identity on a connection.
@@ -735,11 +743,11 @@ impl Hub {
                 if let Some(previous) = previous.filter(|p| ticket.assignee.as_ref().map(|a| a.id) != Some(*p)) {
                     let frame =
                         ServerFrame::Ticket(TicketFrame { change: TicketChange::Updated, ticket: ticket.clone() });
-                    self.deliver_to_agent(previous, Outbound::Frame(frame));
+                    self.deliver_to_agent(previous, Outbound::frame(frame));
                 }
                 if let Some(agent) = ticket.assignee.as_ref().map(|a| a.id) {
                     let frame = ServerFrame::Ticket(TicketFrame { change, ticket });
-                    self.deliver_to_agent(agent, Outbound::Frame(frame));
+                    self.deliver_to_agent(agent, Outbound::frame(frame));
                 }
             }
         }
@@ -817,7 +825,7 @@ impl Hub {
                 for group in queues {
                     if self.agents[&id].serves(group) {
                         let frame = self.queue_list(group);
-                        self.send(conn, Outbound::Frame(frame));
+                        self.send(conn, Outbound::frame(frame));
                     }
                 }
                 Registered { conversations, presence }
@@ -892,7 +900,7 @@ impl Hub {
             _ => return,
         };
         let frame = ServerFrame::Typing(TypingFrame { conversation_id: conversation, author, active });
-        self.deliver_to_other_side(conversation, author, Outbound::Frame(frame));
+        self.deliver_to_other_side(conversation, author, Outbound::frame(frame));
     }
 
     fn set_presence(&mut self, conn: ConnId, status: Presence) {
@@ -901,7 +909,7 @@ impl Hub {
         entry.presence = status;
         let conns = entry.conns.clone();
         for c in conns {
-            self.send(c, Outbound::Frame(ServerFrame::Presence(PresenceFrame { status })));
+            self.send(c, Outbound::frame(ServerFrame::Presence(PresenceFrame { status })));
         }
         let availability = if status == Presence::Online { Availability::Online } else { Availability::Away };
         self.route(Event::Presence { agent, availability }, None);
@@ -916,7 +924,7 @@ impl Hub {
     }
 
     fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str) {
-        self.send(conn, Outbound::Frame(error_frame(code, message, None)));
+        self.send(conn, Outbound::frame(error_frame(code, message, None)));
     }
 
     /// Checks that `agent` holds `conversation` (as decided); refuses to `conn` otherwise.
@@ -1055,14 +1063,14 @@ impl Hub {
     fn ticket_made(&mut self, ticket: TicketView, conversation: Option<ConversationId>) {
         if let Some(agent) = ticket.assignee.as_ref().map(|a| a.id) {
             let frame = ServerFrame::Ticket(TicketFrame { change: TicketChange::Assigned, ticket: ticket.clone() });
-            self.deliver_to_agent(agent, Outbound::Frame(frame));
+            self.deliver_to_agent(agent, Outbound::frame(frame));
         }
         let Some(conversation) = conversation else { return };
         let Some(conv) = self.conversations.get(&conversation) else { return };
         let contact = conv.contact.id;
         let decided = conv.decided.clone();
         let frame = ServerFrame::Ticket(TicketFrame { change: TicketChange::Created, ticket });
-        self.deliver_to_contact(contact, Outbound::Frame(frame));
+        self.deliver_to_contact(contact, Outbound::frame(frame));
         // Nobody has it yet: it is settled by the ticket, not left in the queue or with
         // the bot (the customer writing again reopens it).
         if matches!(decided.state, ConversationState::Queued | ConversationState::Bot) {
@@ -1428,7 +1436,7 @@ impl Hub {
             let watchers: Vec<ConnId> =
                 self.agents.values().filter(|a| a.serves(group)).flat_map(|a| a.conns.iter().copied()).collect();
             for conn in watchers {
-                self.send(conn, Outbound::Frame(frame.clone()));
+                self.send(conn, Outbound::frame(frame.clone()));
             }
         }
         self.told_positions.retain(|c, _| self.router.queue_of(*c).is_some());
@@ -1462,7 +1470,7 @@ impl Hub {
         }
         self.told_positions.insert(conversation, frame);
         if let Some(contact) = self.conversations.get(&conversation).map(|c| c.contact.id) {
-            self.deliver_to_contact(contact, Outbound::Frame(ServerFrame::Queue(frame)));
+            self.deliver_to_contact(contact, Outbound::frame(ServerFrame::Queue(frame)));
         }
     }
 
@@ -1506,7 +1514,7 @@ impl Hub {
                 }
                 self.deliver_to_contact(
                     contact,
-                    Outbound::Frame(conversation_frame(ConversationChange::Opened, view, None)),
+                    Outbound::frame(conversation_frame(ConversationChange::Opened, view, None)),
                 );
                 if lifecycle.state == ConversationState::Queued {
                     let routable = Routable {
@@ -1533,12 +1541,12 @@ impl Hub {
             Committed::Duplicate { origin, client_msg_id, conversation, seq, at } => {
                 if let Some(origin) = origin {
                     let ack = Ack { client_msg_id, conversation_id: conversation, seq, at, duplicate: true };
-                    self.send(origin, Outbound::Frame(ServerFrame::Ack(ack)));
+                    self.send(origin, Outbound::frame(ServerFrame::Ack(ack)));
                 }
             }
             Committed::Rejected { origin, client_msg_id, error } => {
                 if let Some(origin) = origin {
-                    self.send(origin, Outbound::Frame(error_frame(error.code, &error.message, client_msg_id)));
+                    self.send(origin, Outbound::frame(error_frame(error.code, &error.message, client_msg_id)));
                 }
             }
             Committed::Transitioned { conversation, lifecycle, transfer } => {
@@ -1576,7 +1584,7 @@ impl Hub {
             }
             Committed::Read { conversation, reader, seq } => {
                 let frame = ServerFrame::Read(ReadFrame { conversation_id: conversation, reader, seq });
-                self.deliver_to_other_side(conversation, reader, Outbound::Frame(frame));
+                self.deliver_to_other_side(conversation, reader, Outbound::frame(frame));
             }
         }
     }
@@ -1615,7 +1623,7 @@ impl Hub {
                 at: stored.at,
                 duplicate: false,
             };
-            self.send(origin, Outbound::Frame(ServerFrame::Ack(ack)));
+            self.send(origin, Outbound::frame(ServerFrame::Ack(ack)));
         }
         let conversation = m.conversation;
         let author = m.author;
@@ -1698,17 +1706,17 @@ impl Hub {
             if let Some(old) = before.assignee {
                 self.deliver_to_agent(
                     old,
-                    Outbound::Frame(conversation_frame(ConversationChange::Unassigned, view.clone(), None)),
+                    Outbound::frame(conversation_frame(ConversationChange::Unassigned, view.clone(), None)),
                 );
             }
             if let Some(new) = lifecycle.assignee {
                 let frame = conversation_frame(ConversationChange::Assigned, view.clone(), transfer);
-                self.deliver_to_agent(new, Outbound::Frame(frame));
+                self.deliver_to_agent(new, Outbound::frame(frame));
             }
         } else if let Some(agent) = lifecycle.assignee {
-            self.deliver_to_agent(agent, Outbound::Frame(conversation_frame(change, view.clone(), None)));
+            self.deliver_to_agent(agent, Outbound::frame(conversation_frame(change, view.clone(), None)));
         }
-        self.deliver_to_contact(contact, Outbound::Frame(conversation_frame(change, view, None)));
+        self.deliver_to_contact(contact, Outbound::frame(conversation_frame(change, view, None)));
         // Who served the contact, for sticky routing; how long it took, for estimates.
         if matches!(lifecycle.state, ConversationState::Resolved | ConversationState::Closed)
             && let Some(agent) = lifecycle.assignee
