@@ -564,8 +564,14 @@ fn check_invariants(
     // FIFO within priority: a conversation drained from a queue had nobody ahead of it in
     // that queue whom the same agent could have taken.
     for d in made {
+        // (A conversation that escalated in this same step was drained from its new
+        // queue, not the one it was in before.)
+        let escalated = |c: &ConversationId| {
+            made.iter().any(|m| matches!(m, Decision::Escalated { conversation, .. } if conversation == c))
+        };
         if let Decision::Assigned { conversation, agent, why, .. } = d
             && why.rule == Rule::Drained
+            && !escalated(conversation)
             && let Some(w) = before.get(conversation)
         {
             let key = (w.routable.priority, w.routable.queued_at, *conversation);
