@@ -111,12 +111,24 @@ pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: 
         if let Err(closing) = result {
             tracing::debug!(code = closing.code, reason = %closing.reason, "closing connection");
             let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            // A peer that is not reading may never take the close frame; give up on it
+            // rather than keep the task alive.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
         }
     }
     .instrument(span)
     .await;
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+}
+
+/// How long one batch of outbound frames may take to reach the socket before the client
+/// is treated as a slow consumer.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the close handshake may take on the way out.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn slow_consumer() -> Closing {
+    Closing::new(close_code::SLOW_CONSUMER, "outbound queue full; reconnect and resume")
 }
 
 /// Runs the connection; `Err` carries the close to send.
@@ -354,18 +366,32 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
-                _ = kick.cancelled() => return Err(Closing::new(close_code::SLOW_CONSUMER, "outbound queue full; reconnect and resume")),
+                _ = kick.cancelled() => return Err(slow_consumer()),
                 out = outbound.recv() => {
                     let Some(out) = out else { return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")) };
-                    self.forward(sink, out).await?;
-                    // Write what else is ready, then flush once.
-                    for _ in 1..WRITE_BATCH {
-                        match outbound.try_recv() {
-                            Ok(out) => self.forward(sink, out).await?,
-                            Err(_) => break,
+                    let write = async {
+                        self.forward(sink, out).await?;
+                        // Write what else is ready, then flush once.
+                        for _ in 1..WRITE_BATCH {
+                            match outbound.try_recv() {
+                                Ok(out) => self.forward(sink, out).await?,
+                                Err(_) => break,
+                            }
                         }
+                        sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))
+                    };
+                    // A client that stops reading fills its TCP window and the write above
+                    // blocks; without these arms the connection would sit pinned there,
+                    // deaf to the hub's kick and to shutdown.
+                    tokio::select! {
+                        biased;
+                        _ = kick.cancelled() => return Err(slow_consumer()),
+                        _ = shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
+                        written = tokio::time::timeout(WRITE_TIMEOUT, write) => match written {
+                            Ok(result) => result?,
+                            Err(_) => return Err(slow_consumer()),
+                        },
                     }
-                    sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))?;
                 }
                 inbound = stream.next() => match inbound {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
