@@ -223,6 +223,8 @@ pub enum Committed {
         origin: Option<ConnId>,
         /// The client's id.
         client_msg_id: Option<String>,
+        /// The conversation the message was for.
+        conversation: ConversationId,
         /// Why.
         error: ProtocolError,
     },
@@ -565,6 +567,7 @@ impl Journal {
         let reject = |code, text: &str| Committed::Rejected {
             origin: m.origin,
             client_msg_id: m.client_msg_id.clone(),
+            conversation: m.conversation,
             error: ProtocolError::new(code, text),
         };
         let Some(cursor) = self.cursor(tx, m.workspace, m.conversation).await? else {
@@ -662,7 +665,8 @@ impl Journal {
                 return;
             }
             JournalOp::Append(m) => {
-                Committed::Rejected { origin: m.origin, client_msg_id: m.client_msg_id, error: internal() }
+                let (origin, client_msg_id, conversation) = (m.origin, m.client_msg_id, m.conversation);
+                Committed::Rejected { origin, client_msg_id, conversation, error: internal() }
             }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
             JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },

@@ -218,7 +218,7 @@ async fn refuse_hello(sink: &mut Sink, error: ProtocolError) -> Closing {
         ErrorCode::Internal => close_code::INTERNAL,
         _ => close_code::BAD_HELLO,
     };
-    let _ = send_frame(sink, &error_frame(error.code, &error.message, None)).await;
+    let _ = send_frame(sink, &error_frame(error.code, &error.message, None, None)).await;
     Closing::new(code, error.message)
 }
 
@@ -494,21 +494,22 @@ impl Connection {
                 ErrorCode::RateLimited,
                 format!("more than {limit} frames per second; frame dropped"),
             );
-            return self.refuse(sink, error, text.and_then(client_msg_id_of)).await;
+            return self.refuse(sink, error, text.and_then(client_msg_id_of), None).await;
         }
         self.rate_violations = 0;
         let Some(text) = text else {
             let error = ProtocolError::bad_request("binary frames are not accepted; send JSON text");
-            return self.refuse(sink, error, None).await;
+            return self.refuse(sink, error, None, None).await;
         };
         let frame = match decode_client_frame(text) {
             Ok(frame) => frame,
-            Err(e) => return self.refuse(sink, e, client_msg_id_of(text)).await,
+            Err(e) => return self.refuse(sink, e, client_msg_id_of(text), None).await,
         };
+        let about = frame.conversation_id();
         match self.handle(frame).await {
             Ok(Some(reply)) => send_frame(sink, &reply).await,
             Ok(None) => Ok(()),
-            Err((e, client_msg_id)) => self.refuse(sink, e, client_msg_id).await,
+            Err((e, client_msg_id)) => self.refuse(sink, e, client_msg_id, about).await,
         }
     }
 
@@ -780,8 +781,9 @@ impl Connection {
         sink: &mut Sink,
         error: ProtocolError,
         client_msg_id: Option<String>,
+        conversation: Option<ConversationId>,
     ) -> Result<(), Closing> {
-        send_frame(sink, &error_frame(error.code, &error.message, client_msg_id)).await
+        send_frame(sink, &error_frame(error.code, &error.message, client_msg_id, conversation)).await
     }
 }
 

@@ -91,6 +91,23 @@ impl ClientFrame {
             ClientFrame::Ping(_) => "ping",
         }
     }
+    /// The conversation the frame names, when it names one; a refusal echoes it so a
+    /// client with many conversations knows which one the error is about.
+    pub fn conversation_id(&self) -> Option<ConversationId> {
+        match self {
+            ClientFrame::Send(f) => f.conversation_id,
+            ClientFrame::Typing(f) => f.conversation_id,
+            ClientFrame::Read(f) => f.conversation_id,
+            ClientFrame::Rate(f) => f.conversation_id,
+            ClientFrame::Resolve(f) => Some(f.conversation_id),
+            ClientFrame::Close(f) => Some(f.conversation_id),
+            ClientFrame::Transfer(f) => Some(f.conversation_id),
+            ClientFrame::Pick(f) => Some(f.conversation_id),
+            ClientFrame::Hello(_) | ClientFrame::Presence(_) | ClientFrame::LeaveMessage(_) | ClientFrame::Ping(_) => {
+                None
+            }
+        }
+    }
 }
 
 /// The first frame of every connection.
@@ -816,6 +833,9 @@ pub struct ErrorFrame {
     /// The `client_msg_id` of the refused `send`, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// The conversation the refused frame named, when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
 }
 
 /// WebSocket close codes the relay uses, beyond the standard ones.

@@ -390,6 +390,7 @@ mod tests {
                 code: crate::ErrorCode::TooLarge,
                 message: "m".into(),
                 client_msg_id: Some("c".into()),
+                conversation_id: Some(ConversationId(7)),
             }),
         ];
         for frame in frames {

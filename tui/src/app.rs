@@ -2732,6 +2732,7 @@ mod tests {
                 code,
                 message: "nope".into(),
                 client_msg_id: Some(id.into()),
+                conversation_id: None,
             }))
         };
         app.update(error("k-1", ErrorCode::RateLimited));

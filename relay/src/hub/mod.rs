@@ -923,19 +923,20 @@ impl Hub {
         }
     }
 
-    fn refuse(&mut self, conn: ConnId, code: ErrorCode, message: &str) {
-        self.send(conn, Outbound::frame(error_frame(code, message, None)));
+    /// Refuses a request about `conversation` to the connection that made it.
+    fn refuse(&mut self, conn: ConnId, conversation: ConversationId, code: ErrorCode, message: &str) {
+        self.send(conn, Outbound::frame(error_frame(code, message, None, Some(conversation))));
     }
 
     /// Checks that `agent` holds `conversation` (as decided); refuses to `conn` otherwise.
     fn held_by(&mut self, conn: ConnId, agent: AgentId, conversation: ConversationId) -> bool {
         match self.conversations.get(&conversation) {
             None => {
-                self.refuse(conn, ErrorCode::NotFound, "no such open conversation");
+                self.refuse(conn, conversation, ErrorCode::NotFound, "no such open conversation");
                 false
             }
             Some(conv) if conv.decided.assignee != Some(agent) => {
-                self.refuse(conn, ErrorCode::Forbidden, "the conversation is not assigned to you");
+                self.refuse(conn, conversation, ErrorCode::Forbidden, "the conversation is not assigned to you");
                 false
             }
             Some(_) => true,
@@ -957,7 +958,7 @@ impl Hub {
         let conv = &self.conversations[&conversation];
         let next = match conv.decided.apply(transition, now) {
             Ok(next) => next,
-            Err(e) => return self.refuse(conn, ErrorCode::Conflict, &e.to_string()),
+            Err(e) => return self.refuse(conn, conversation, ErrorCode::Conflict, &e.to_string()),
         };
         let kind = if transition == Transition::Close { "conversation.closed" } else { "conversation.resolved" };
         let event = EventRecord {
@@ -972,7 +973,7 @@ impl Hub {
 
     fn transfer(&mut self, conn: ConnId, conversation: ConversationId, to: TransferTarget, note: Option<String>) {
         let Some(agent) = self.requesting_agent(conn) else {
-            return self.refuse(conn, ErrorCode::Forbidden, "transfer is for agents");
+            return self.refuse(conn, conversation, ErrorCode::Forbidden, "transfer is for agents");
         };
         if !self.held_by(conn, agent, conversation) {
             return;
@@ -983,7 +984,7 @@ impl Hub {
             TransferTarget::Group { group: None } => Event::TransferToGroup { conversation, group: None },
             TransferTarget::Group { group: Some(slug) } => match self.group_by_slug(&slug) {
                 Some(group) => Event::TransferToGroup { conversation, group: Some(group) },
-                None => return self.refuse(conn, ErrorCode::NotFound, &format!("no group '{slug}'")),
+                None => return self.refuse(conn, conversation, ErrorCode::NotFound, &format!("no group '{slug}'")),
             },
         };
         self.pending_transfers.insert(conversation, TransferInfo { from, note });
@@ -1001,12 +1002,13 @@ impl Hub {
 
     fn pick(&mut self, conn: ConnId, conversation: ConversationId) {
         let Some(agent) = self.requesting_agent(conn) else {
-            return self.refuse(conn, ErrorCode::Forbidden, "pick is for agents");
+            return self.refuse(conn, conversation, ErrorCode::Forbidden, "pick is for agents");
         };
         let role = self.agents.get(&agent).map(|a| a.view.role);
         if role == Some(Role::Agent) && !self.settings.agents_may_pick {
             return self.refuse(
                 conn,
+                conversation,
                 ErrorCode::Forbidden,
                 "in this workspace only supervisors take conversations by hand",
             );
@@ -1014,7 +1016,12 @@ impl Hub {
         if let Some(group) = self.router.queue_of(conversation)
             && !self.agents.get(&agent).is_some_and(|a| a.serves(group))
         {
-            return self.refuse(conn, ErrorCode::Forbidden, "that conversation waits in a queue you do not serve");
+            return self.refuse(
+                conn,
+                conversation,
+                ErrorCode::Forbidden,
+                "that conversation waits in a queue you do not serve",
+            );
         }
         self.route(Event::Pick { conversation, agent }, Some(conn));
     }
@@ -1398,7 +1405,7 @@ impl Hub {
                         routing::Refusal::UnknownAgent => ErrorCode::NotFound,
                         _ => ErrorCode::Conflict,
                     };
-                    self.refuse(conn, code, &message);
+                    self.refuse(conn, conversation, code, &message);
                 }
             }
         }
@@ -1544,9 +1551,10 @@ impl Hub {
                     self.send(origin, Outbound::frame(ServerFrame::Ack(ack)));
                 }
             }
-            Committed::Rejected { origin, client_msg_id, error } => {
+            Committed::Rejected { origin, client_msg_id, conversation, error } => {
                 if let Some(origin) = origin {
-                    self.send(origin, Outbound::frame(error_frame(error.code, &error.message, client_msg_id)));
+                    let refusal = error_frame(error.code, &error.message, client_msg_id, Some(conversation));
+                    self.send(origin, Outbound::frame(refusal));
                 }
             }
             Committed::Transitioned { conversation, lifecycle, transfer } => {
@@ -1813,6 +1821,11 @@ fn conversation_frame(
 }
 
 /// An error frame.
-pub fn error_frame(code: ErrorCode, message: &str, client_msg_id: Option<String>) -> ServerFrame {
-    ServerFrame::Error(ErrorFrame { code, message: message.to_string(), client_msg_id })
+pub fn error_frame(
+    code: ErrorCode,
+    message: &str,
+    client_msg_id: Option<String>,
+    conversation_id: Option<ConversationId>,
+) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame { code, message: message.to_string(), client_msg_id, conversation_id })
 }

@@ -27,7 +27,9 @@ async fn customers_rate_resolved_conversations_once_each() -> Result {
         })
     };
     customer.send(&rate(5, "too early")).await?;
-    assert_eq!(customer.expect_error().await?.code, ErrorCode::Conflict, "not before it is resolved");
+    let refused = customer.expect_error().await?;
+    assert_eq!(refused.code, ErrorCode::Conflict, "not before it is resolved");
+    assert_eq!(refused.conversation_id, Some(conversation), "the refusal names the conversation rated");
 
     agent
         .expect(|f| match f {

@@ -230,7 +230,9 @@ async fn transfers_to_an_agent_and_to_a_group_keep_the_history_and_the_note() ->
 
     // X no longer holds it.
     x.say(Some(conversation), "x2", "still here?").await?;
-    assert_eq!(x.expect_error().await?.code, ErrorCode::NotFound);
+    let refused = x.expect_error().await?;
+    assert_eq!(refused.code, ErrorCode::NotFound);
+    assert_eq!(refused.conversation_id, Some(conversation), "the refusal names its conversation");
 
     // Y hands it to the refunds group; Z, who has the skill, gets it.
     let mut z = relay.agent(&third, vec![]).await?;
@@ -257,6 +259,7 @@ async fn transfers_to_an_agent_and_to_a_group_keep_the_history_and_the_note() ->
     .await?;
     let refused = z.expect_error().await?;
     assert_eq!(refused.code, ErrorCode::Conflict);
+    assert_eq!(refused.conversation_id, Some(conversation));
     assert!(refused.message.contains("no room"), "{}", refused.message);
     z.say_acked(Some(conversation), "z1", "退款已提交").await?;
 
@@ -319,7 +322,8 @@ async fn a_supervisor_picks_a_queued_conversation_and_agents_see_the_queue() -> 
     assert_eq!(listed, conversation);
 
     plain.send(&ClientFrame::Pick(PickConversation { conversation_id: conversation })).await?;
-    assert_eq!(plain.expect_error().await?.code, ErrorCode::Forbidden);
+    let refused = plain.expect_error().await?;
+    assert_eq!((refused.code, refused.conversation_id), (ErrorCode::Forbidden, Some(conversation)));
     lead.send(&ClientFrame::Pick(PickConversation { conversation_id: conversation })).await?;
     gets(&mut lead, conversation).await?;
     assert_eq!(served_by(&mut customer).await?, "Lead");
