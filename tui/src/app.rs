@@ -2389,7 +2389,13 @@ impl App {
                 },
                 _ => "relay".to_string(),
             };
-            self.set_status(format!("{what}: {} ({})", error.message, error.code), true);
+            // The relay names the conversation a refusal is about; say whose it is.
+            let about = error.conversation_id.map(|id| match self.conversation(id) {
+                Some(c) => format!(" [{}]", c.customer_name()),
+                None => format!(" [#{}]", id.0),
+            });
+            let about = about.unwrap_or_default();
+            self.set_status(format!("{what}{about}: {} ({})", error.message, error.code), true);
             return;
         };
         let now = self.now;
@@ -2741,6 +2747,21 @@ mod tests {
         assert_eq!(sent_ids(&app.update(Action::Tick(NOW + RETRY_MS))), vec!["k-1"]);
         let entries = app.conversation(ConversationId(1)).unwrap().scrollback.entries();
         assert_eq!(entries[1].delivery, Delivery::Failed("nope".into()));
+    }
+
+    #[test]
+    fn a_refusal_about_a_conversation_names_its_customer() {
+        let mut app = online();
+        let name = app.conversation(ConversationId(1)).unwrap().customer_name();
+        app.update(Action::Server(ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Forbidden,
+            message: "the conversation is not assigned to you".into(),
+            client_msg_id: None,
+            conversation_id: Some(ConversationId(1)),
+        })));
+        let status = app.status.as_ref().unwrap().text.clone();
+        assert!(status.contains(&format!("[{name}]")), "{status}");
+        assert!(status.contains("not assigned to you"), "{status}");
     }
 
     #[test]
