@@ -152,6 +152,26 @@ impl Drop for Tmux {
     }
 }
 
+/// A home of its own for one workstation: config, credentials and the log go there.
+struct Home {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Home {
+    fn new() -> Result<Home> {
+        let dir = tempfile::tempdir()?;
+        let (config, data) = (dir.path().join("config"), dir.path().join("data"));
+        Ok(Home { dir, config, data })
+    }
+
+    /// The environment that points `kefu` at this home.
+    fn env(&self) -> [(&'static str, &Path); 2] {
+        [("XDG_CONFIG_HOME", self.config.as_path()), ("XDG_DATA_HOME", self.data.as_path())]
+    }
+}
+
 /// `kefu login` as `email` with [`PASSWORD`] from standard input, into `env`'s home.
 async fn kefu_login(kefu: &Path, env: &[(&str, &Path)], relay: &TestRelay, email: &str) -> Result<()> {
     let mut login = Command::new(kefu);
@@ -187,15 +207,12 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     store.add_canned_reply(workspace.id, None, &thanks).await?;
     store.close().await;
 
-    // A home of its own: config, credentials and the log go there.
-    let home = tempfile::tempdir()?;
-    let config_home = home.path().join("config");
-    let data_home = home.path().join("data");
-    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+    let home = Home::new()?;
+    let env = home.env();
 
     // `kefu login`, the password from standard input.
     kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
-    let credentials = config_home.join("kefu").join("credentials.toml");
+    let credentials = home.config.join("kefu").join("credentials.toml");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -231,7 +248,7 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     assert_eq!(customer.expect_message().await?.body, "感谢您的耐心，客户！我是小王。");
 
     // A file: uploaded through the relay, then sent as an attachment.
-    let file = home.path().join("运单.txt");
+    let file = home.dir.path().join("运单.txt");
     std::fs::write(&file, "运单号 SF1234567890\n")?;
     // Escape alone (with "f" in the same write the terminal would read Alt-f).
     tmux.keys(&["Escape"]).await?;
@@ -261,7 +278,7 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     tmux.wait_for("NORMAL").await?;
     tmux.keys(&["q"]).await?;
     tmux.wait_exit().await?;
-    let log = std::fs::read_to_string(data_home.join("kefu").join("kefu.log"))?;
+    let log = std::fs::read_to_string(home.data.join("kefu").join("kefu.log"))?;
     assert!(log.contains("workstation starting"), "{log}");
     relay.stop().await?;
     Ok(())
@@ -305,10 +322,8 @@ async fn an_agent_answers_from_the_knowledge_base_and_works_a_ticket() -> Result
     }
     let token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
 
-    let home = tempfile::tempdir()?;
-    let config_home = home.path().join("config");
-    let data_home = home.path().join("data");
-    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+    let home = Home::new()?;
+    let env = home.env();
     kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
     let tmux = Tmux::start(&kefu, &env).await?;
     tmux.wait_for("已连接 connected").await?;
@@ -407,10 +422,8 @@ async fn a_supervisor_writes_an_article_from_the_workstation_and_agents_find_it(
     relay.agent_with("chen@shop.example", "陈主管", Role::Supervisor, 5, "").await?;
     let agent_token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
 
-    let home = tempfile::tempdir()?;
-    let config_home = home.path().join("config");
-    let data_home = home.path().join("data");
-    let env = [("XDG_CONFIG_HOME", config_home.as_path()), ("XDG_DATA_HOME", data_home.as_path())];
+    let home = Home::new()?;
+    let env = home.env();
     kefu_login(&kefu, &env, &relay, "chen@shop.example").await?;
     let tmux = Tmux::start(&kefu, &env).await?;
     tmux.wait_for("已连接 connected").await?;
