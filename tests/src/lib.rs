@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use kefu_proto::frame::{
-    Ack, BodyFormat, ClientFrame, ConversationFrame, Hello, HelloAuth, MessageFrame, ResumePoint, Role, SendMessage,
-    ServerFrame, Session, Welcome,
+    Ack, BodyFormat, ClientFrame, ConversationChange, ConversationFrame, Hello, HelloAuth, MessageFrame, ResumePoint,
+    Role, SendMessage, ServerFrame, Session, Welcome,
 };
 use kefu_proto::{ConversationId, PROTOCOL_VERSION, Seq};
 use kefu_relay::{Clock, Config, ManualClock, Store, admin};
@@ -373,6 +373,29 @@ impl Client {
     pub async fn expect_message(&mut self) -> Result<MessageFrame> {
         self.expect(|f| match f {
             ServerFrame::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for a conversation to be assigned (to this agent, or, seen by a customer, to
+    /// someone).
+    pub async fn expect_assigned(&mut self) -> Result<ConversationFrame> {
+        self.expect(|f| match f {
+            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for `conversation` to be assigned, passing over other conversations' changes.
+    pub async fn expect_assignment_of(&mut self, conversation: ConversationId) -> Result<ConversationFrame> {
+        self.expect(|f| match f {
+            ServerFrame::Conversation(c)
+                if c.change == ConversationChange::Assigned && c.conversation.id == conversation =>
+            {
+                Some(c.clone())
+            }
             _ => None,
         })
         .await

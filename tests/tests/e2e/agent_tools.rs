@@ -3,20 +3,11 @@
 
 use kefu_proto::ErrorCode;
 use kefu_proto::frame::{ClientFrame, CloseConversation, ConversationChange, Role, SendMessage, ServerFrame, Session};
-use kefu_tests::{Client, TestRelay, http_client};
+use kefu_tests::{TestRelay, http_client};
 use reqwest::Method;
 use serde_json::json;
 
 type Result = anyhow::Result<()>;
-
-async fn assigned(agent: &mut Client) -> anyhow::Result<kefu_proto::ConversationId> {
-    agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.id),
-            _ => None,
-        })
-        .await
-}
 
 fn note(conversation: kefu_proto::ConversationId, id: &str, body: &str) -> ClientFrame {
     ClientFrame::Send(SendMessage {
@@ -37,8 +28,8 @@ async fn private_notes_reach_agents_only() -> Result {
     let mut second_screen = relay.agent(&token, vec![]).await?;
     let mut customer = relay.customer().await?;
     let conversation = customer.say_acked(None, "c1", "我要换货").await?.conversation_id;
-    assigned(&mut agent).await?;
-    assigned(&mut second_screen).await?;
+    agent.expect_assigned().await?;
+    second_screen.expect_assigned().await?;
 
     agent.send(&note(conversation, "n1", "老客户，上次换过一次")).await?;
     let ack = agent.expect(|f| match f {
@@ -125,7 +116,7 @@ async fn the_customer_panel_lists_every_conversation_with_its_outcome() -> Resul
     let mut customer = relay.customer().await?;
     let Session::Customer { contact_id, .. } = customer.welcome.clone().unwrap().session else { unreachable!() };
     let first = customer.say_acked(None, "c1", "第一次咨询").await?.conversation_id;
-    assigned(&mut agent).await?;
+    agent.expect_assigned().await?;
     agent
         .send(&ClientFrame::Close(CloseConversation { conversation_id: first, resolution: Some("answered".into()) }))
         .await?;
@@ -208,7 +199,7 @@ async fn files_are_checked_stored_and_served_only_to_who_may_see_them() -> Resul
     assert_eq!((photo["name"].as_str(), photo["content_type"].as_str()), (Some("破损照片.png"), Some("image/png")));
     let photo_id = photo["id"].as_str().unwrap().to_string();
     customer.send(&ClientFrame::Send(SendMessage { attachments: vec![photo_id.clone()], ..text("c1", "") })).await?;
-    let conversation = assigned(&mut agent).await?;
+    let conversation = agent.expect_assigned().await?.conversation.id;
     let m = agent.expect_message().await?;
     assert_eq!(m.attachments.len(), 1);
     assert_eq!(m.attachments[0].id, photo_id);

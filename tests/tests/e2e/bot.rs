@@ -51,12 +51,7 @@ async fn the_bot_answers_then_hands_over_with_the_whole_exchange() -> Result {
     customer.say_acked(None, "c2", "转人工").await?;
     let handover = bot_says(&mut customer).await?;
     assert!(handover.contains("转接"), "{handover}");
-    let assigned = agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.clone()),
-            _ => None,
-        })
-        .await?;
+    let assigned = agent.expect_assigned().await?.conversation;
     assert_eq!(assigned.id, conversation);
     assert_eq!(assigned.intent.as_deref(), Some("order_status"), "the agent sees what it is about");
     let history = agent.messages_until("转人工").await?;
@@ -100,12 +95,7 @@ async fn a_helpful_answer_resolves_and_three_unhelpful_ones_reach_a_person() -> 
     }
     let last = bot_says(&mut unhappy).await?;
     assert!(last.contains("转接"), "{last}");
-    let assigned = agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.id),
-            _ => None,
-        })
-        .await?;
+    let assigned = agent.expect_assigned().await?.conversation.id;
     assert_eq!(assigned, conversation);
     relay.stop().await?;
     Ok(())
@@ -255,12 +245,7 @@ async fn an_automation_answers_its_intent_with_signed_requests_or_hands_over() -
     let conversation = other.say_acked(None, "o1", "快递三天没动了 到哪了").await?.conversation_id;
     let handover = bot_says(&mut other).await?;
     assert!(handover.contains("转接"), "{handover}");
-    let assigned = agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.id),
-            _ => None,
-        })
-        .await?;
+    let assigned = agent.expect_assigned().await?.conversation.id;
     assert_eq!(assigned, conversation);
     relay.stop().await?;
     Ok(())

@@ -31,12 +31,7 @@ async fn customers_rate_resolved_conversations_once_each() -> Result {
     assert_eq!(refused.code, ErrorCode::Conflict, "not before it is resolved");
     assert_eq!(refused.conversation_id, Some(conversation), "the refusal names the conversation rated");
 
-    agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(()),
-            _ => None,
-        })
-        .await?;
+    agent.expect_assigned().await?;
     agent.send(&ClientFrame::Resolve(ResolveConversation { conversation_id: conversation, resolution: None })).await?;
     customer
         .expect(|f| match f {

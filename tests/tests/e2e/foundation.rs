@@ -18,26 +18,12 @@ async fn customer_opens(customer: &mut Client, body: &str) -> anyhow::Result<Con
     Ok(ack.conversation_id)
 }
 
-/// The agent waits until `conversation` is assigned to it.
-async fn agent_gets(agent: &mut Client, conversation: ConversationId) -> Result {
-    agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c)
-                if c.change == ConversationChange::Assigned && c.conversation.id == conversation =>
-            {
-                Some(())
-            }
-            _ => None,
-        })
-        .await
-}
-
 /// The agent waits until `conversation` is assigned to it and reads its first message.
 async fn agent_takes(
     agent: &mut Client,
     conversation: ConversationId,
 ) -> anyhow::Result<kefu_proto::frame::MessageFrame> {
-    agent_gets(agent, conversation).await?;
+    agent.expect_assignment_of(conversation).await?;
     let first = agent.expect_message().await?;
     assert_eq!((first.conversation_id, first.seq), (conversation, 1));
     Ok(first)
@@ -64,18 +50,13 @@ async fn customer_and_agent_exchange_messages_both_ways() -> Result {
     let mut customer = relay.customer().await?;
 
     let conversation = customer_opens(&mut customer, "你好，我的快递到哪了？").await?;
-    agent_gets(&mut agent, conversation).await?;
+    agent.expect_assignment_of(conversation).await?;
     let first = agent.expect_message().await?;
     assert_eq!((first.seq, first.body.as_str()), (1, "你好，我的快递到哪了？"));
     assert_eq!(first.author.kind, AuthorKind::Customer);
 
     // The customer hears who took the conversation.
-    let assigned = customer
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.clone()),
-            _ => None,
-        })
-        .await?;
+    let assigned = customer.expect_assigned().await?;
     assert_eq!(assigned.conversation.assignee.map(|a| a.name), Some("小王".to_string()));
 
     let ack = agent.say_acked(Some(conversation), "a-1", "您好！订单已发货，预计明天送达。").await?;
@@ -106,7 +87,7 @@ async fn a_queued_conversation_is_delivered_when_an_agent_comes_online() -> Resu
     }
 
     let mut agent = relay.agent(&token, vec![]).await?;
-    agent_gets(&mut agent, conversation).await?;
+    agent.expect_assignment_of(conversation).await?;
     let history = agent.messages_until("Hello?").await?;
     assert_contiguous(&history, 1, 2);
     relay.stop().await?;
@@ -140,12 +121,7 @@ async fn capacity_is_never_exceeded() -> Result {
             resolution: Some("answered".into()),
         }))
         .await?;
-    let next = agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c) if c.change == ConversationChange::Assigned => Some(c.conversation.id),
-            _ => None,
-        })
-        .await?;
+    let next = agent.expect_assigned().await?.conversation.id;
     assert_eq!(next, conversations[5]);
     relay.stop().await?;
     Ok(())
@@ -192,8 +168,8 @@ async fn a_dropped_agent_resumes_every_conversation_from_its_last_seq() -> Resul
     let mut second = relay.customer().await?;
     let c1 = customer_opens(&mut first, "first customer").await?;
     let c2 = customer_opens(&mut second, "second customer").await?;
-    agent_gets(&mut agent, c1).await?;
-    agent_gets(&mut agent, c2).await?;
+    agent.expect_assignment_of(c1).await?;
+    agent.expect_assignment_of(c2).await?;
     agent.drop_connection();
 
     first.say_acked(None, "f-2", "first: are you there?").await?;
@@ -359,7 +335,7 @@ async fn resolving_then_writing_again_reopens_the_conversation() -> Result {
         .await?;
     assert_eq!(reopened.conversation.state, ConversationState::Queued);
     // The agent still online with room takes it straight back, and sees the new message.
-    agent_gets(&mut agent, conversation).await?;
+    agent.expect_assignment_of(conversation).await?;
     let m = agent.messages_until("one more thing").await?;
     assert_contiguous(&m, 2, 2);
     relay.stop().await?;

@@ -17,19 +17,6 @@ type Result = anyhow::Result<()>;
 /// The manual clock's start: Friday 2027-01-15 08:00 UTC.
 const T: i64 = 1_800_000_000_000;
 
-async fn gets(agent: &mut Client, conversation: ConversationId) -> anyhow::Result<()> {
-    agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c)
-                if c.change == ConversationChange::Assigned && c.conversation.id == conversation =>
-            {
-                Some(())
-            }
-            _ => None,
-        })
-        .await
-}
-
 async fn sees(customer: &mut Client, change: ConversationChange) -> anyhow::Result<()> {
     customer
         .expect(|f| match f {
@@ -58,7 +45,7 @@ async fn a_supervisor_reads_exact_figures_of_a_scripted_morning() -> Result {
     // 0 s: the first customer is answered in 10 s, resolved, and rates it 5.
     let mut first = relay.customer().await?;
     let c1 = first.say_acked(None, "c1", "发票开好了吗").await?.conversation_id;
-    gets(&mut amy, c1).await?;
+    amy.expect_assignment_of(c1).await?;
     relay.advance(10 * second);
     amy.say_acked(Some(c1), "a1", "开好了，已发到您的邮箱").await?;
     amy.send(&resolve(c1)).await?;
@@ -70,14 +57,14 @@ async fn a_supervisor_reads_exact_figures_of_a_scripted_morning() -> Result {
     // 10 s: the second waits 80 s for an answer and stays open.
     let mut second_customer = relay.customer().await?;
     let c2 = second_customer.say_acked(None, "c1", "退货地址是哪里").await?.conversation_id;
-    gets(&mut amy, c2).await?;
+    amy.expect_assignment_of(c2).await?;
     relay.advance(80 * second);
     amy.say_acked(Some(c2), "a2", "请寄到杭州仓").await?;
 
     // 90 s: the third is answered in 30 s, then transferred to Ben, who resolves it.
     let mut third = relay.customer().await?;
     let c3 = third.say_acked(None, "c1", "我要换货").await?.conversation_id;
-    gets(&mut amy, c3).await?;
+    amy.expect_assignment_of(c3).await?;
     relay.advance(30 * second);
     amy.say_acked(Some(c3), "a3", "我请同事帮您").await?;
     let mut ben = relay.agent(&ben_token, vec![]).await?;
@@ -90,7 +77,7 @@ async fn a_supervisor_reads_exact_figures_of_a_scripted_morning() -> Result {
         note: None,
     }))
     .await?;
-    gets(&mut ben, c3).await?;
+    ben.expect_assignment_of(c3).await?;
     relay.advance(10 * second);
     ben.send(&resolve(c3)).await?;
     sees(&mut third, ConversationChange::Resolved).await?;

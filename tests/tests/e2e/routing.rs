@@ -21,16 +21,7 @@ async fn opens(customer: &mut Client, body: &str) -> anyhow::Result<Conversation
 
 /// Waits until `conversation` is assigned to this agent; returns the transfer note, if any.
 async fn gets(agent: &mut Client, conversation: ConversationId) -> anyhow::Result<Option<String>> {
-    agent
-        .expect(|f| match f {
-            ServerFrame::Conversation(c)
-                if c.change == ConversationChange::Assigned && c.conversation.id == conversation =>
-            {
-                Some(c.transfer.as_ref().and_then(|t| t.note.clone()))
-            }
-            _ => None,
-        })
-        .await
+    Ok(agent.expect_assignment_of(conversation).await?.transfer.and_then(|t| t.note))
 }
 
 /// Waits for this customer's queue position.
