@@ -484,7 +484,14 @@ pub async fn hello(ws: &mut Ws, auth: HelloAuth) -> Result<Welcome> {
 /// A customer of the relay: says hello as a new contact.
 pub async fn customer(addr: SocketAddr, widget_key: &str) -> Result<Ws> {
     let mut ws = connect(addr, "/ws/customer", 4096).await?;
-    let auth = HelloAuth::Customer { widget_key: widget_key.into(), customer_token: None, name: None, group: None };
+    let auth = HelloAuth::Customer {
+        widget_key: widget_key.into(),
+        customer_token: None,
+        name: None,
+        group: None,
+        customer_id: None,
+        customer_signature: None,
+    };
     hello(&mut ws, auth).await?;
     Ok(ws)
 }

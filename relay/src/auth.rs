@@ -58,6 +58,11 @@ pub fn new_customer_token() -> String {
     random_secret("kfc_")
 }
 
+/// A new channel secret (the API bearer secret and HMAC key of an app or social channel).
+pub fn new_channel_secret() -> String {
+    random_secret("kfs_")
+}
+
 /// A new public widget key.
 pub fn new_widget_key() -> String {
     random_secret("wk_")

@@ -29,6 +29,39 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The bot that answers from the knowledge base before a person is needed.
     pub bot: BotConfig,
+    /// The app and social channels: webhook pushes and inbound signatures.
+    pub channels: ChannelsConfig,
+}
+
+/// Pushing replies to channels' webhooks, and checking what platforms post.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// Attempts at one delivery before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits twice as long.
+    pub retry_first_secs: u64,
+    /// The longest wait between two attempts.
+    pub retry_max_secs: u64,
+    /// How long one push may take.
+    pub request_timeout_secs: u64,
+    /// Pushes in flight at once, across channels.
+    pub concurrency: usize,
+    /// How far an inbound webhook's timestamp may be from now (either way).
+    pub signature_tolerance_secs: u64,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        ChannelsConfig {
+            max_attempts: 8,
+            retry_first_secs: 5,
+            retry_max_secs: 3600,
+            request_timeout_secs: 10,
+            concurrency: 8,
+            signature_tolerance_secs: 300,
+        }
+    }
 }
 
 /// The bot.
@@ -197,6 +230,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             routing: RoutingConfig::default(),
             bot: BotConfig::default(),
+            channels: ChannelsConfig::default(),
         }
     }
 }
@@ -258,6 +292,17 @@ impl Config {
         if !(0.0..=1.0).contains(&self.bot.min_confidence) || self.bot.max_unresolved_turns == 0 {
             return Err(Error::Config(
                 "bot.min_confidence must be 0 to 1 and bot.max_unresolved_turns at least 1".into(),
+            ));
+        }
+        let c = &self.channels;
+        if c.max_attempts == 0 || c.retry_first_secs == 0 || c.request_timeout_secs == 0 || c.concurrency == 0 {
+            return Err(Error::Config(
+                "channels.max_attempts, retry_first_secs, request_timeout_secs and concurrency must be positive".into(),
+            ));
+        }
+        if c.retry_max_secs < c.retry_first_secs || c.signature_tolerance_secs == 0 {
+            return Err(Error::Config(
+                "channels.retry_max_secs must be at least retry_first_secs; signature_tolerance_secs positive".into(),
             ));
         }
         let p = &self.routing.channel_priority;

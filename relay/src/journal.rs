@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kefu_proto::frame::{AttachmentRef, AuthorKind, BodyFormat, ChannelKind, ConversationState, TransferInfo};
+use kefu_proto::frame::{
+    AttachmentRef, AuthorKind, BodyFormat, ChannelKind, ConversationState, MessageVia, TransferInfo,
+};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, SqliteConnection};
@@ -50,6 +52,29 @@ pub struct NewMessage {
     pub internal: bool,
     /// Files attached (already uploaded and checked to belong to the conversation).
     pub attachments: Vec<AttachmentRef>,
+    /// The channel a customer's message came in by, when not the built-in widget.
+    pub via: Option<Via>,
+}
+
+/// The channel a customer's message came in by.
+#[derive(Debug, Clone)]
+pub struct Via {
+    /// The channel's id (stored with the message; replies leave through it).
+    pub channel_id: i64,
+    /// What clients are shown.
+    pub view: MessageVia,
+}
+
+/// Where an awaited message ended up: its conversation, sequence number, and whether it
+/// repeated an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// True when an earlier message had the same author and client id.
+    pub duplicate: bool,
 }
 
 /// A message as stored.
@@ -111,8 +136,10 @@ pub enum JournalOp {
         workspace: WorkspaceId,
         /// The contact.
         contact: ContactId,
-        /// The channel.
+        /// The channel kind.
         channel: ChannelKind,
+        /// The channel, when not the built-in widget.
+        channel_id: Option<i64>,
         /// Its starting lifecycle.
         lifecycle: Lifecycle,
         /// Its group and priority.
@@ -122,6 +149,9 @@ pub enum JournalOp {
     },
     /// Store a message; reported as appended, duplicate or rejected.
     Append(NewMessage),
+    /// Store a message for a caller that waits (the HTTP channels): the outcome goes to
+    /// `reply` as well as to the hub.
+    AppendAwaited(NewMessage, oneshot::Sender<std::result::Result<Receipt, ProtocolError>>),
     /// Record a conversation's new lifecycle and the event that moved it.
     Transition {
         /// Its workspace.
@@ -176,7 +206,7 @@ impl JournalOp {
             | JournalOp::Transition { workspace, .. }
             | JournalOp::Record { workspace, .. }
             | JournalOp::Read { workspace, .. } => *workspace,
-            JournalOp::Append(m) => m.workspace,
+            JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => m.workspace,
         }
     }
 }
@@ -308,6 +338,9 @@ struct Cursor {
     workspace: WorkspaceId,
     last_seq: Seq,
     closed: bool,
+    /// A customer wrote through an app or social channel here, so replies may have an
+    /// outbox row to push.
+    via_channel: bool,
 }
 
 /// The journal task's state.
@@ -319,14 +352,34 @@ struct Journal {
     cursors: HashMap<ConversationId, Cursor>,
     /// The cursors the batch being written changed, as they were before it.
     before: HashMap<ConversationId, Option<Cursor>>,
+    /// Poked after a commit that wrote a reply into a conversation with channel messages.
+    outbox: Arc<tokio::sync::Notify>,
+    /// Whether the batch being written did.
+    outbox_due: bool,
 }
 
 /// Starts the journal task.
-pub fn spawn(pool: SqlitePool, clock: Clock, hubs: Arc<Hubs>, max_batch: usize, queue: usize) -> JournalHandle {
+pub fn spawn(
+    pool: SqlitePool,
+    clock: Clock,
+    hubs: Arc<Hubs>,
+    outbox: Arc<tokio::sync::Notify>,
+    max_batch: usize,
+    queue: usize,
+) -> JournalHandle {
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
-    let journal = Journal { pool, clock, hubs, max_batch, cursors: HashMap::new(), before: HashMap::new() };
+    let journal = Journal {
+        pool,
+        clock,
+        hubs,
+        max_batch,
+        cursors: HashMap::new(),
+        before: HashMap::new(),
+        outbox,
+        outbox_due: false,
+    };
     tokio::spawn(journal.run(ops, hub_ops, stop));
     JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
 }
@@ -424,6 +477,7 @@ impl Journal {
     async fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
         let now = self.clock.now_ms();
         self.before.clear();
+        self.outbox_due = false;
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
@@ -431,11 +485,18 @@ impl Journal {
         for op in batch {
             let outcome = match op {
                 JournalOp::CreateContact(contact, _) => Outcome::Contact(insert_contact(&mut tx, contact, now).await?),
-                JournalOp::OpenConversation { workspace, contact, channel, lifecycle, route, request } => {
-                    let id =
-                        insert_conversation(&mut tx, *workspace, *contact, *channel, lifecycle, *route, now).await?;
+                JournalOp::OpenConversation { workspace, contact, channel, channel_id, lifecycle, route, request } => {
+                    let opening = Opening {
+                        workspace: *workspace,
+                        contact: *contact,
+                        channel: *channel,
+                        channel_id: *channel_id,
+                    };
+                    let id = insert_conversation(&mut tx, opening, lifecycle, *route, now).await?;
                     self.remember(id);
-                    self.cursors.insert(id, Cursor { workspace: *workspace, last_seq: 0, closed: false });
+                    let cursor =
+                        Cursor { workspace: *workspace, last_seq: 0, closed: false, via_channel: channel_id.is_some() };
+                    self.cursors.insert(id, cursor);
                     Outcome::Hub(Committed::Opened {
                         request: *request,
                         conversation: id,
@@ -445,6 +506,9 @@ impl Journal {
                     })
                 }
                 JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut touched).await?),
+                JournalOp::AppendAwaited(message, _) => {
+                    Outcome::Awaited(self.append(&mut tx, message, now, &mut touched).await?)
+                }
                 JournalOp::Transition { workspace, conversation, lifecycle, resolution, route, transfer, event } => {
                     update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
                     if let Some(route) = route {
@@ -527,6 +591,9 @@ impl Journal {
             .await?;
         }
         tx.commit().await?;
+        if self.outbox_due {
+            self.outbox.notify_one();
+        }
         Ok(outcomes)
     }
 
@@ -541,15 +608,22 @@ impl Journal {
         if let Some(cursor) = self.cursors.get(&conversation) {
             return Ok((cursor.workspace == workspace).then_some(*cursor));
         }
-        let row = sqlx::query("SELECT workspace_id, last_seq, state FROM conversations WHERE id = ?")
-            .bind(conversation.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT workspace_id, last_seq, state,
+                    channel_id IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.channel_id IS NOT NULL)
+                    AS via_channel
+             FROM conversations v WHERE id = ?",
+        )
+        .bind(conversation.0)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let cursor = Cursor {
             workspace: WorkspaceId(row.get("workspace_id")),
             last_seq: row.get::<i64, _>("last_seq") as Seq,
             closed: row.get::<&str, _>("state") == "closed",
+            via_channel: row.get::<i64, _>("via_channel") != 0,
         };
         self.remember(conversation);
         self.cursors.insert(conversation, cursor);
@@ -579,8 +653,8 @@ impl Journal {
         } else {
             sqlx::query(
                 "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id, body, format,
-                                       created_at, internal, attachments)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                       created_at, internal, attachments, channel_id, source)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(m.conversation.0)
             .bind(seq as i64)
@@ -593,12 +667,19 @@ impl Journal {
             .bind(now)
             .bind(m.internal)
             .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises")))
+            .bind(m.via.as_ref().map(|v| v.channel_id))
+            .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()))
             .execute(&mut *tx)
             .await?
             .rows_affected()
         };
         if inserted == 1 {
-            self.remember(m.conversation).expect("cursor loaded").last_seq = seq;
+            let cursor = self.remember(m.conversation).expect("cursor loaded");
+            cursor.last_seq = seq;
+            cursor.via_channel |= m.via.is_some();
+            let reply = matches!(m.author, AuthorKind::Agent | AuthorKind::Bot) && !m.internal;
+            let via_channel = cursor.via_channel;
+            self.outbox_due |= reply && via_channel;
             // A reply is an agent's message the customer sees, not a private note.
             *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
             return Ok(Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now })));
@@ -646,8 +727,15 @@ impl Journal {
                     Some((_, list)) => list.push(committed),
                     None => by_workspace.push((workspace, vec![committed])),
                 },
+                (JournalOp::AppendAwaited(_, reply), Outcome::Awaited(committed)) => {
+                    let _ = reply.send(receipt_of(&committed));
+                    match by_workspace.iter_mut().find(|(w, _)| *w == workspace) {
+                        Some((_, list)) => list.push(committed),
+                        None => by_workspace.push((workspace, vec![committed])),
+                    }
+                }
                 (_, Outcome::Skipped) => {}
-                (_, Outcome::Contact(_)) => unreachable!("only CreateContact yields a contact"),
+                (_, Outcome::Contact(_) | Outcome::Awaited(_)) => unreachable!("outcome of another operation"),
             }
         }
         for (workspace, list) in by_workspace {
@@ -668,6 +756,10 @@ impl Journal {
                 let (origin, client_msg_id, conversation) = (m.origin, m.client_msg_id, m.conversation);
                 Committed::Rejected { origin, client_msg_id, conversation, error: internal() }
             }
+            JournalOp::AppendAwaited(_, reply) => {
+                let _ = reply.send(Err(internal()));
+                return;
+            }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
             JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
             JournalOp::Read { .. } | JournalOp::Record { .. } => return,
@@ -684,6 +776,30 @@ enum Outcome {
     Contact(ContactId),
     /// Something for the hub.
     Hub(Committed),
+    /// Something for the hub that a caller also waits for.
+    Awaited(Committed),
+}
+
+/// What a waiting caller is told of its message.
+fn receipt_of(committed: &Committed) -> std::result::Result<Receipt, ProtocolError> {
+    match committed {
+        Committed::Appended(stored) => {
+            Ok(Receipt { conversation: stored.message.conversation, seq: stored.seq, duplicate: false })
+        }
+        Committed::Duplicate { conversation, seq, .. } => {
+            Ok(Receipt { conversation: *conversation, seq: *seq, duplicate: true })
+        }
+        Committed::Rejected { error, .. } => Err(error.clone()),
+        _ => Err(ProtocolError::new(ErrorCode::Internal, "unexpected outcome of a message")),
+    }
+}
+
+/// Who opens a conversation, through what.
+struct Opening {
+    workspace: WorkspaceId,
+    contact: ContactId,
+    channel: ChannelKind,
+    channel_id: Option<i64>,
 }
 
 async fn insert_contact(tx: &mut SqliteConnection, c: &NewContact, now: UnixMillis) -> Result<ContactId> {
@@ -716,16 +832,16 @@ async fn insert_contact(tx: &mut SqliteConnection, c: &NewContact, now: UnixMill
 
 async fn insert_conversation(
     tx: &mut SqliteConnection,
-    workspace: WorkspaceId,
-    contact: ContactId,
-    channel: ChannelKind,
+    opening: Opening,
     life: &Lifecycle,
     route: RouteFields,
     now: UnixMillis,
 ) -> Result<ConversationId> {
+    let Opening { workspace, contact, channel, channel_id } = opening;
     let id = sqlx::query(
-        "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at, group_id, priority)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at, group_id,
+                                    priority, channel_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(workspace.0)
     .bind(contact.0)
@@ -736,6 +852,7 @@ async fn insert_conversation(
     .bind(now)
     .bind(route.group)
     .bind(route.priority as i64)
+    .bind(channel_id)
     .execute(&mut *tx)
     .await?
     .last_insert_rowid();
@@ -743,7 +860,7 @@ async fn insert_conversation(
         kind: "conversation.opened",
         actor_kind: "customer",
         actor_id: Some(contact.0),
-        data: serde_json::json!({ "channel": channel.as_str(), "state": life.state.as_str() }),
+        data: serde_json::json!({ "channel": channel.as_str(), "channel_id": channel_id, "state": life.state.as_str() }),
     };
     insert_event(tx, workspace, Some(ConversationId(id)), &event, now).await?;
     Ok(ConversationId(id))

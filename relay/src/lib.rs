@@ -22,6 +22,8 @@
 //! - [`bot`]: the bot's pure decisions (its I/O shell is `hub::bot_worker`);
 //!   [`outside`]: the optional language model and the shops' automations.
 //! - [`tickets`]: tickets; [`attachments`]: files; [`widget`]: the web widget's assets.
+//! - [`channels`]: app and social channels, identities across channels, the outbox's
+//!   queries; [`outbox`]: the task that pushes replies to channels' webhooks.
 //! - [`metrics`]: the pure report figures; [`reports`]: the facts they are computed from.
 //! - [`clock`]: the system clock or a manual one for tests.
 //! - [`error`]: the crate's error type.
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod attachments;
 pub mod auth;
 pub mod bot;
+pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod conversation;
@@ -46,6 +49,7 @@ pub mod journal;
 pub mod kb;
 pub mod knowledge;
 pub mod metrics;
+pub mod outbox;
 pub mod outside;
 pub mod reports;
 pub mod routing;
@@ -85,8 +89,9 @@ pub struct RelayState {
     pub journal: journal::JournalHandle,
     /// One hub per workspace.
     pub hubs: Arc<hub::Hubs>,
-    /// Widget key → workspace, for customer hellos.
-    widget_keys: RwLock<HashMap<String, WorkspaceId>>,
+    /// Widget key → workspace (and web channel, for a channel's own key), for customer
+    /// hellos.
+    widget_keys: RwLock<HashMap<String, (WorkspaceId, Option<i64>)>>,
     /// Web origins allowed per workspace (empty: any), refreshed from the database.
     origins: RwLock<HashMap<WorkspaceId, Vec<String>>>,
     /// Login attempts per IP and per e-mail.
@@ -106,9 +111,22 @@ pub struct RelayState {
 }
 
 impl RelayState {
-    /// The workspace a widget key belongs to.
-    pub fn workspace_by_widget_key(&self, key: &str) -> Option<WorkspaceId> {
+    /// The workspace a widget key belongs to, and its web channel when it is a channel's
+    /// own key rather than the workspace's built-in one.
+    pub fn widget_key(&self, key: &str) -> Option<(WorkspaceId, Option<i64>)> {
         self.widget_keys.read().expect("widget keys lock").get(key).copied()
+    }
+
+    /// Reloads widget keys: the workspaces' and their web channels' (channels may have
+    /// been added or disabled, through the API or the CLI).
+    pub async fn refresh_widget_keys(&self) -> Result<()> {
+        let mut fresh: HashMap<String, (WorkspaceId, Option<i64>)> =
+            self.store.workspaces().await?.into_iter().map(|w| (w.widget_key, (w.id, None))).collect();
+        for (key, workspace, channel) in self.store.web_channel_keys().await? {
+            fresh.insert(key, (workspace, Some(channel)));
+        }
+        *self.widget_keys.write().expect("widget keys lock") = fresh;
+        Ok(())
     }
 
     /// Whether a browser page from `origin` may act for a customer of `workspace`.
@@ -159,10 +177,12 @@ pub async fn run_with_clock(
     let store = Store::open(&config.data_dir).await?;
     let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let journal = journal::spawn(
         store.writer.clone(),
         clock.clone(),
         hubs.clone(),
+        outbox_wake.clone(),
         config.journal.max_batch,
         config.journal.queue,
     );
@@ -199,7 +219,7 @@ pub async fn run_with_clock(
             hub::BotLink { enabled: config.bot.enabled, requests: bot_requests.clone(), knowledge: knowledge.clone() };
         let hub = hub::spawn(start, journal.clone(), bot, clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
         hubs.insert(workspace.id, hub);
-        widget_keys.insert(workspace.widget_key, workspace.id);
+        widget_keys.insert(workspace.widget_key, (workspace.id, None));
         origins.insert(workspace.id, workspace.allowed_origins);
     }
     let relay = Arc::new(RelayState {
@@ -220,7 +240,16 @@ pub async fn run_with_clock(
         clock,
         knowledge,
     });
+    relay.refresh_widget_keys().await?;
     let upkeep = tokio::spawn(upkeep(relay.clone()));
+    let outbox = outbox::Outbox {
+        store: store.clone(),
+        config: relay.config.channels.clone(),
+        clock: relay.clock.clone(),
+        wake: outbox_wake,
+    };
+    let outbox_stop = CancellationToken::new();
+    let outbox = tokio::spawn(outbox.run(outbox_stop.clone()));
     tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");
 
     let cancel = relay.shutdown.clone();
@@ -237,6 +266,10 @@ pub async fn run_with_clock(
     relay.tasks.close();
     relay.tasks.wait().await;
     upkeep.abort();
+    // Pushes in flight finish (each within its timeout) so an acknowledged delivery is
+    // recorded as such.
+    outbox_stop.cancel();
+    let _ = outbox.await;
     journal.shutdown().await;
     hubs.stop_all();
     store.close().await;
@@ -256,6 +289,9 @@ async fn upkeep(relay: Arc<RelayState>) {
         }
         if let Err(e) = relay.refresh_origins().await {
             tracing::warn!(error = %e, "allowed origins refresh failed");
+        }
+        if let Err(e) = relay.refresh_widget_keys().await {
+            tracing::warn!(error = %e, "widget keys refresh failed");
         }
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();

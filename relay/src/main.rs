@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: CannedCommand,
     },
+    /// Manage channels: more widget keys (web), the HTTP API (app), platforms' webhooks (social).
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Show workspaces.
     Workspace {
         #[command(subcommand)]
@@ -240,6 +245,47 @@ enum AgentCommand {
 }
 
 #[derive(Subcommand)]
+enum ChannelCommand {
+    /// Add a channel and print its secret (app, social) or widget key (web).
+    Add {
+        /// web, app or social.
+        kind: kefu_proto::frame::ChannelKind,
+        /// A name unique in the workspace.
+        #[arg(long)]
+        name: String,
+        /// Skill group its new conversations go to [default: the workspace's default group].
+        #[arg(long)]
+        group: Option<String>,
+        /// Queue priority of its new conversations, 0 to 99, lower first [default: by kind].
+        #[arg(long)]
+        priority: Option<u16>,
+        /// App and social: the URL replies are pushed to (signed); without one they are fetched.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// Social: a JSON file mapping the platform's fields (see docs/protocol.md).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// List channels.
+    List {
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Show one channel with its secret.
+    Show {
+        /// The channel's id (see `channel list`).
+        id: i64,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum WorkspaceCommand {
     /// Show a workspace and its public widget key.
     Show {
@@ -279,6 +325,7 @@ fn main() -> anyhow::Result<()> {
             Command::Group { command } => group(config, command).await,
             Command::Canned { command } => canned(config, command).await,
             Command::Kb { command } => kb(config, command).await,
+            Command::Channel { command } => channel(config, command).await,
             Command::Workspace { command: WorkspaceCommand::Origins { set, slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;
@@ -312,6 +359,8 @@ fn main() -> anyhow::Result<()> {
                 let workspace = admin::show_workspace(&store, &slug).await?;
                 println!("workspace:  {} ({})", workspace.slug, workspace.name);
                 println!("widget key: {}", workspace.widget_key);
+                println!("identity secret (signs customer ids for the widget; keep it on the shop's server):");
+                println!("            {}", store.identity_secret(workspace.id).await?);
                 store.close().await;
                 Ok(())
             }
@@ -526,6 +575,69 @@ async fn kb(config: Config, command: KbCommand) -> anyhow::Result<()> {
             }
         }
         KbCommand::Eval { .. } => unreachable!("handled above"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn channel(config: Config, command: ChannelCommand) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir).await?;
+    let print = |c: &kefu_relay::channels::ChannelRecord| {
+        println!("channel {}: {} ({})", c.id, c.name, c.kind.as_str());
+        if let Some(key) = &c.widget_key {
+            println!("widget key:  {key}");
+        }
+        if let Some(secret) = &c.secret {
+            println!("secret:      {secret}");
+        }
+        if let Some(url) = &c.webhook_url {
+            println!("webhook url: {url}");
+        }
+        match c.kind {
+            kefu_proto::frame::ChannelKind::App => println!("messages:    POST /api/v1/channels/{}/messages", c.id),
+            kefu_proto::frame::ChannelKind::Social => println!("webhook in:  POST /hooks/{}", c.id),
+            kefu_proto::frame::ChannelKind::Web => {}
+        }
+    };
+    match command {
+        ChannelCommand::Add { kind, name, group, priority, webhook_url, mapping, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let mapping = match mapping {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    Some(serde_json::from_str(&text).with_context(|| format!("mapping in {}", path.display()))?)
+                }
+                None => None,
+            };
+            let new = kefu_proto::api::NewChannel { kind, name, group, priority, webhook_url, mapping };
+            let group = kefu_relay::http::channels::check_new_channel(&store, ws, &new).await?;
+            let channel = store.add_channel(ws, &new, group, None).await?;
+            print(&channel);
+        }
+        ChannelCommand::List { workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let mut rows = Vec::new();
+            for c in store.channels(ws).await? {
+                let counts = store.outbox_counts(c.id).await?;
+                rows.push(vec![
+                    c.id.to_string(),
+                    c.kind.as_str().to_string(),
+                    c.name.clone(),
+                    c.group.map(|(_, slug)| slug).unwrap_or_else(|| "(default)".into()),
+                    c.webhook_url.clone().unwrap_or_else(|| "(fetched)".into()),
+                    format!("{} pending, {} dead", counts.pending, counts.dead),
+                    if c.disabled { "disabled".into() } else { "enabled".into() },
+                ]);
+            }
+            print_table(&["ID", "KIND", "NAME", "GROUP", "REPLIES", "OUTBOX", "STATE"], &rows);
+        }
+        ChannelCommand::Show { id, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            match store.channel(id).await? {
+                Some(c) if c.workspace == ws => print(&c),
+                _ => bail!("no channel {id} in workspace '{workspace}'"),
+            }
+        }
     }
     store.close().await;
     Ok(())

@@ -31,8 +31,9 @@ use tracing::Instrument;
 
 use crate::RelayState;
 use crate::auth;
+use crate::channels::SHOP_IDENTITY;
 use crate::conversation::Transition;
-use crate::hub::{AgentSession, ConnId, HubCommand, HubHandle, Outbound, Party, error_frame};
+use crate::hub::{AgentSession, ConnId, Entry, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
 use crate::store::MessageRange;
 use crate::tickets::{Actor, TicketDraft, subject_from};
@@ -72,8 +73,8 @@ enum Identity {
     Customer {
         contact: ContactView,
         customer_token: String,
-        /// The skill group chosen in the hello, for the conversation this connection opens.
-        group: Option<String>,
+        /// The channel and group for the conversation this connection opens.
+        entry: Entry,
     },
     Agent(Box<AgentSession>),
 }
@@ -236,20 +237,29 @@ async fn authenticate(
         ProtocolError::new(ErrorCode::Internal, "internal error; retry later")
     };
     let result = match (&hello.auth, side) {
-        (HelloAuth::Customer { widget_key, customer_token, name, group }, Side::Customer) => {
-            match relay.workspace_by_widget_key(widget_key) {
-                None => Err(unauthorized("unknown widget key")),
-                Some(workspace) if !relay.origin_allowed(workspace, origin) => {
-                    Err(ProtocolError::new(ErrorCode::Forbidden, "this page's origin may not use the widget key"))
-                }
-                Some(workspace) => {
-                    customer_identity(relay, workspace, customer_token.as_deref(), name.clone(), group.clone())
+        (
+            HelloAuth::Customer { widget_key, customer_token, name, group, customer_id, customer_signature },
+            Side::Customer,
+        ) => match relay.widget_key(widget_key) {
+            None => Err(unauthorized("unknown widget key")),
+            Some((workspace, _)) if !relay.origin_allowed(workspace, origin) => {
+                Err(ProtocolError::new(ErrorCode::Forbidden, "this page's origin may not use the widget key"))
+            }
+            Some((workspace, channel)) => {
+                let signed = customer_id.as_deref().zip(customer_signature.as_deref());
+                let hello = CustomerHello { token: customer_token.as_deref(), name: name.clone(), signed };
+                match widget_entry(relay, channel, group.clone()).await {
+                    Err(e) => Err(e.to_client()),
+                    Ok(entry) => customer_identity(relay, workspace, hello, entry)
                         .await
                         .map(|identity| (workspace, identity))
-                        .map_err(internal)
+                        .map_err(|e| match e {
+                            crate::Error::Refused(refusal) => refusal,
+                            other => internal(other),
+                        }),
                 }
             }
-        }
+        },
         (HelloAuth::Agent { token }, Side::Agent) => {
             let token_hash = auth::token_hash(token);
             match relay.store.agent_by_token(&token_hash).await {
@@ -274,18 +284,56 @@ async fn authenticate(
     }
 }
 
-/// The contact behind a customer token, or a new contact with a new token.
+/// Where a widget connection's conversations come in: the built-in key's widget, or a web
+/// channel with its own default group and priority (the customer's choice comes first).
+async fn widget_entry(relay: &RelayState, channel: Option<i64>, group: Option<String>) -> crate::Result<Entry> {
+    let Some(id) = channel else { return Ok(Entry::widget(group)) };
+    match relay.store.channel(id).await? {
+        Some(channel) if !channel.disabled => Ok(Entry {
+            channel: ChannelKind::Web,
+            channel_id: Some(channel.id),
+            group: group.or(channel.group.map(|(_, slug)| slug)),
+            priority: channel.priority,
+        }),
+        _ => Err(crate::Error::refused(ErrorCode::Unauthorized, "this widget key's channel is disabled")),
+    }
+}
+
+/// What a customer's hello says about who they are.
+struct CustomerHello<'a> {
+    /// The token from an earlier welcome.
+    token: Option<&'a str>,
+    /// A display name.
+    name: Option<String>,
+    /// The shop's customer id and its signature.
+    signed: Option<(&'a str, &'a str)>,
+}
+
+/// The contact behind a customer token, or a new contact with a new token. A signed shop
+/// customer id decides the contact: the same id on any channel is the same contact.
 async fn customer_identity(
     relay: &RelayState,
     workspace: WorkspaceId,
-    token: Option<&str>,
-    name: Option<String>,
-    group: Option<String>,
+    hello: CustomerHello<'_>,
+    entry: Entry,
 ) -> crate::Result<Identity> {
-    if let Some(token) = token
-        && let Some(contact) = relay.store.contact_by_token(workspace, &auth::token_hash(token)).await?
-    {
-        return Ok(Identity::Customer { contact, customer_token: token.to_string(), group });
+    let CustomerHello { token, name, signed } = hello;
+    let by_token = match token {
+        Some(token) => relay.store.contact_by_token(workspace, &auth::token_hash(token)).await?,
+        None => None,
+    };
+    if let Some((customer_id, signature)) = signed {
+        let secret = relay.store.identity_secret(workspace).await?;
+        if !crate::channels::identity_signature_valid(&secret, customer_id, signature) {
+            return Err(crate::Error::refused(
+                ErrorCode::Unauthorized,
+                "customer_signature does not match customer_id",
+            ));
+        }
+        return signed_customer(relay, workspace, customer_id, by_token.zip(token), name, entry).await;
+    }
+    if let (Some(contact), Some(token)) = (by_token, token) {
+        return Ok(Identity::Customer { contact, customer_token: token.to_string(), entry });
     }
     let customer_token = auth::new_customer_token();
     let token_hash = auth::token_hash(&customer_token);
@@ -302,7 +350,50 @@ async fn customer_identity(
             token_hash,
         })
         .await?;
-    Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token, group })
+    Ok(Identity::Customer { contact: ContactView { id, name, vip: false }, customer_token, entry })
+}
+
+/// The contact of a signed-in shop customer. A visitor's token on this browser is kept
+/// when it can be: linked to the customer id when that id is new, or folded into the
+/// customer's contact when the visitor is anonymous and not mid-conversation. Otherwise
+/// (another customer's token, or a visitor in a live conversation) the customer's own
+/// contact is used with a new token.
+async fn signed_customer(
+    relay: &RelayState,
+    workspace: WorkspaceId,
+    customer_id: &str,
+    by_token: Option<(ContactView, &str)>,
+    name: Option<String>,
+    entry: Entry,
+) -> crate::Result<Identity> {
+    let store = &relay.store;
+    let known = store.contact_by_identity(workspace, SHOP_IDENTITY, customer_id).await?;
+    if let Some((visitor, token)) = by_token {
+        let anonymous = store.identity_of(visitor.id, SHOP_IDENTITY).await?.is_none();
+        let keep = match &known {
+            Some(customer) if customer.id == visitor.id => true,
+            None if anonymous => store.link_identity(workspace, visitor.id, SHOP_IDENTITY, customer_id).await?,
+            Some(customer) if anonymous && !store.has_open_conversation(visitor.id).await? => {
+                store.merge_contacts(workspace, customer.id, visitor.id, "customer", Some(visitor.id.0)).await?;
+                if let Some(hub) = relay.hubs.get(workspace) {
+                    let vip = store.contact_vip(customer.id).await?;
+                    let _ = hub.send(HubCommand::ContactsMerged { from: visitor.id, into: customer.id, vip }).await;
+                }
+                let contact = ContactView { vip: store.contact_vip(customer.id).await?, ..customer.clone() };
+                return Ok(Identity::Customer { contact, customer_token: token.to_string(), entry });
+            }
+            _ => false,
+        };
+        if keep {
+            return Ok(Identity::Customer { contact: visitor, customer_token: token.to_string(), entry });
+        }
+    }
+    let contact = match known {
+        Some(contact) => contact,
+        None => store.contact_for_identity(workspace, SHOP_IDENTITY, customer_id, name.as_deref()).await?,
+    };
+    let customer_token = store.issue_customer_token(workspace, contact.id).await?;
+    Ok(Identity::Customer { contact, customer_token, entry })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -540,6 +631,7 @@ impl Connection {
                     format: send.format,
                     internal: send.internal,
                     attachments,
+                    via: None,
                 };
                 self.relay
                     .journal
@@ -612,10 +704,10 @@ impl Connection {
                 Ok(None)
             }
             ClientFrame::LeaveMessage(leave) => {
-                let Identity::Customer { contact, group, .. } = &self.identity else {
+                let Identity::Customer { contact, entry, .. } = &self.identity else {
                     return Err((ProtocolError::new(ErrorCode::Forbidden, "leave_message is for customers"), None));
                 };
-                let (contact, group) = (contact.id, group.clone());
+                let (contact, group) = (contact.id, entry.group.clone());
                 // The ticket links the customer's conversation (opened now if there is none).
                 let conversation = self.target(None, true).await.map_err(|e| (e, None))?;
                 let ticket =
@@ -742,7 +834,7 @@ impl Connection {
                     ))
                 }
             }
-            Identity::Customer { contact, group, .. } => {
+            Identity::Customer { contact, entry, .. } => {
                 match (named, self.open) {
                     (Some(named), open) if open != Some(named) => {
                         return Err(ProtocolError::new(
@@ -760,12 +852,7 @@ impl Connection {
                     ));
                 }
                 let (reply_tx, reply) = oneshot::channel();
-                let command = HubCommand::Open {
-                    contact: contact.clone(),
-                    channel: ChannelKind::Web,
-                    group: group.clone(),
-                    reply: reply_tx,
-                };
+                let command = HubCommand::Open { contact: contact.clone(), entry: entry.clone(), reply: reply_tx };
                 let shutting = || ProtocolError::new(ErrorCode::Internal, "the relay is shutting down");
                 self.hub.send(command).await.map_err(|_| shutting())?;
                 let view: ConversationView = reply.await.map_err(|_| shutting())??;

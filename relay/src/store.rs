@@ -14,7 +14,7 @@ use kefu_proto::api::{
 };
 use kefu_proto::frame::{
     AgentRef, AgentView, AttachmentRef, Author, AuthorKind, BodyFormat, ContactView, ConversationView, MessageFrame,
-    Role, Skill, SkillLevel,
+    MessageVia, Role, Skill, SkillLevel,
 };
 use kefu_proto::{AgentId, ContactId, ConversationId, Seq, UnixMillis, WorkspaceId};
 use sqlx::Row;
@@ -136,6 +136,8 @@ pub struct OpenConversationRecord {
     pub group_id: Option<GroupId>,
     /// Whether an agent replied since it was last assigned.
     pub answered: bool,
+    /// Its channel's own queue priority, if it has one.
+    pub channel_priority: Option<u16>,
 }
 
 impl Store {
@@ -185,6 +187,10 @@ impl Store {
         .bind(now)
         .execute(&self.writer)
         .await?;
+        // Every workspace has a secret for signing customer ids (see `channels`).
+        sqlx::query("UPDATE workspaces SET identity_secret = lower(hex(randomblob(32))) WHERE identity_secret IS NULL")
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
@@ -626,9 +632,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.last_seq, v.created_at,
                     v.queued_at, v.assigned_at, v.resolved_at, v.group_id, v.priority, v.answered, v.intent,
-                    c.id AS contact_id, c.name AS contact_name, c.vip, a.name AS agent_name, g.slug AS group_slug
+                    c.id AS contact_id, c.name AS contact_name, c.vip, a.name AS agent_name, g.slug AS group_slug,
+                    ch.priority AS channel_priority
              FROM conversations v JOIN contacts c ON c.id = v.contact_id
              LEFT JOIN agents a ON a.id = v.assignee_agent_id
+             LEFT JOIN channels ch ON ch.id = v.channel_id
              LEFT JOIN groups g ON g.id = v.group_id
              WHERE v.workspace_id = ? AND v.state <> 'closed' ORDER BY v.id",
         )
@@ -663,6 +671,7 @@ impl Store {
                     resolved_at: r.get("resolved_at"),
                     group_id: r.get("group_id"),
                     answered: r.get::<i64, _>("answered") != 0,
+                    channel_priority: r.get::<Option<i64>, _>("channel_priority").map(|p| p.clamp(0, 99) as u16),
                 })
             })
             .collect()
@@ -684,10 +693,12 @@ impl Store {
             ($condition:literal, $order:literal) => {
                 concat!(
                     "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
-                            m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name
+                            m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name,
+                            m.source, ch.kind AS via_kind, ch.name AS via_name
                      FROM messages m
                      LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
                      LEFT JOIN contacts c ON m.author_kind = 'customer' AND c.id = m.author_id
+                     LEFT JOIN channels ch ON ch.id = m.channel_id
                      WHERE m.conversation_id = ? AND ",
                     $condition,
                     " ORDER BY m.seq ",
@@ -729,6 +740,14 @@ impl Store {
                     at: r.get("created_at"),
                     internal: r.get::<i64, _>("internal") != 0,
                     attachments,
+                    via: match r.get::<Option<&str>, _>("via_kind") {
+                        None => None,
+                        Some(kind) => Some(MessageVia {
+                            channel: kind.parse().map_err(|e| Error::Internal(format!("column kind: {e}")))?,
+                            name: r.get("via_name"),
+                            source: r.get::<Option<&str>, _>("source").and_then(|s| s.parse().ok()),
+                        }),
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -764,16 +783,24 @@ impl Store {
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let channels =
+        let identities =
             sqlx::query("SELECT channel_kind, external_id FROM contact_identities WHERE contact_id = ? ORDER BY id")
                 .bind(contact.0)
                 .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(ContactChannel { kind: parse_column(r, "channel_kind")?, external_id: r.get("external_id") })
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .await?;
+        // The shop's own customer id is the link between channels, not a channel itself;
+        // it is the customer's id on the app channels.
+        let mut customer_id = None;
+        let mut channels = Vec::new();
+        for r in &identities {
+            let kind: &str = r.get("channel_kind");
+            if kind == crate::channels::SHOP_IDENTITY {
+                customer_id = Some(r.get::<String, _>("external_id"));
+            } else {
+                channels
+                    .push(ContactChannel { kind: parse_column(r, "channel_kind")?, external_id: r.get("external_id") });
+            }
+        }
         let conversations = sqlx::query(
             "SELECT v.id, v.channel_kind, v.state, v.created_at, v.resolved_at, v.resolution, v.last_seq, a.name AS agent
              FROM conversations v LEFT JOIN agents a ON a.id = v.assignee_agent_id
@@ -796,10 +823,16 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+        if let Some(id) = &customer_id
+            && conversations.iter().any(|c| c.channel == kefu_proto::frame::ChannelKind::App)
+        {
+            channels.push(ContactChannel { kind: kefu_proto::frame::ChannelKind::App, external_id: id.clone() });
+        }
         Ok(Some(ContactDetails {
             id: contact,
             name: row.get("name"),
             vip: row.get::<i64, _>("vip") != 0,
+            customer_id,
             channels,
             conversations,
         }))

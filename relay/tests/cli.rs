@@ -72,6 +72,45 @@ fn agents_are_added_listed_and_duplicates_refused() {
 }
 
 #[test]
+fn channels_are_added_with_their_secret_listed_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = run_ok(with_data_dir(dir.path()).args([
+        "channel",
+        "add",
+        "app",
+        "--name",
+        "shop-app",
+        "--webhook-url",
+        "http://127.0.0.1:9/replies",
+    ]));
+    let secret = added.lines().find_map(|l| l.strip_prefix("secret:")).expect("the secret is printed").trim();
+    assert!(secret.starts_with("kfs_"), "{added}");
+    assert!(added.contains("POST /api/v1/channels/1/messages"), "{added}");
+    let mapping = dir.path().join("mapping.json");
+    std::fs::write(&mapping, r#"{"user_id": "sender.id", "text": "message.text"}"#).unwrap();
+    run_ok(with_data_dir(dir.path()).args(["channel", "add", "social", "--name", "douyin", "--mapping"]).arg(&mapping));
+
+    let list = run_ok(with_data_dir(dir.path()).args(["channel", "list"]));
+    assert!(list.contains("shop-app") && list.contains("douyin") && list.contains("0 pending, 0 dead"), "{list}");
+    assert!(!list.contains(secret), "list shows no secrets: {list}");
+    let show = run_ok(with_data_dir(dir.path()).args(["channel", "show", "1"]));
+    assert!(show.contains(secret), "{show}");
+
+    let refused = |args: &[&str]| {
+        let output = with_data_dir(dir.path()).args(args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    assert!(refused(&["channel", "add", "social", "--name", "nomap"]).contains("mapping"));
+    assert!(refused(&["channel", "add", "app", "--name", "shop-app"]).contains("exists"));
+    assert!(refused(&["channel", "add", "app", "--name", "x", "--webhook-url", "ftp://x"]).contains("webhook_url"));
+    assert!(refused(&["channel", "add", "app", "--name", "y", "--group", "nope"]).contains("no group"));
+
+    let show = run_ok(with_data_dir(dir.path()).args(["workspace", "show"]));
+    assert!(show.contains("identity secret"), "{show}");
+}
+
+#[test]
 fn a_bad_config_file_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");

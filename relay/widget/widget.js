@@ -1,10 +1,13 @@
 /* kefu web chat widget. A shop adds one tag:
  *   <script src="https://RELAY/widget.js" data-key="WIDGET_KEY" [data-group="presales"]
- *           [data-name="..."] [data-welcome="..."] [data-lang="en"]></script>
+ *           [data-name="..."] [data-welcome="..."] [data-lang="en"]
+ *           [data-customer-id="SHOP_ID" data-customer-signature="HMAC_HEX"]></script>
+ * A signed-in customer's id and its signature (made by the shop's server with the
+ * workspace's identity secret) make their conversations on every channel one contact's.
  * and gets a chat bubble and panel speaking the customer WebSocket protocol
  * (docs/protocol.md) with the relay the script came from.
  *
- * localStorage, per widget key, keeps the customer token, the last seq held per
+ * localStorage, per widget key (and signed-in customer), keeps the customer token, the last seq held per
  * conversation (resume points), the messages shown (a reload shows them, then resumes after
  * them), unacknowledged sends (re-sent with the same client_msg_id), receipts and ratings.
  * Untrusted text reaches the page only as text nodes: Markdown is parsed into elements made
@@ -21,6 +24,8 @@
   if (!KEY) return console.error("kefu widget: the script tag needs data-key");
   const GROUP = /^[a-z0-9_-]{1,32}$/.test(attr("group")) ? attr("group") : undefined;
   const NAME = attr("name").replace(/[\x00-\x1f\x7f]/g, "").slice(0, 40) || undefined;
+  const CUSTOMER_ID = attr("customer-id").slice(0, 128) || undefined;
+  const CUSTOMER_SIGNATURE = (CUSTOMER_ID && /^[0-9a-f]{64}$/.test(attr("customer-signature"))) ? attr("customer-signature") : undefined;
   const BASE = new URL(".", me.src).href.replace(/\/$/, "");
   const MAX_UPLOAD = 10 * 1024 * 1024;
   const zh = !/^en/i.test(attr("lang") || navigator.language || "zh");
@@ -58,8 +63,12 @@
   };
 
   // ---- state, kept per widget key so one shop's key never reads another's data
-  const load = (k, d) => { try { const v = localStorage.getItem("kefu:" + KEY + ":" + k); return v === null ? d : JSON.parse(v); } catch (e) { return d; } };
-  const save = (k) => { try { localStorage.setItem("kefu:" + KEY + ":" + k, JSON.stringify(S[k])); } catch (e) { /* full, private */ } };
+  // A signed-in customer's state is kept apart from a visitor's and from other customers' on
+  // the same browser; the visitor's token is offered once so their chat joins the account.
+  const PREFIX = "kefu:" + KEY + ":" + (CUSTOMER_SIGNATURE ? "c:" + CUSTOMER_ID + ":" : "");
+  const load = (k, d) => { try { const v = localStorage.getItem(PREFIX + k); return v === null ? d : JSON.parse(v); } catch (e) { return d; } };
+  const save = (k) => { try { localStorage.setItem(PREFIX + k, JSON.stringify(S[k])); } catch (e) { /* full, private */ } };
+  const visitorToken = () => { try { return JSON.parse(localStorage.getItem("kefu:" + KEY + ":token")) || undefined; } catch (e) { return undefined; } };
   const S = {
     token: load("token", null),
     seqs: load("seqs", {}), // conversation id → highest seq held: the resume points
@@ -568,7 +577,8 @@
     const ws = (S.ws = new WebSocket(BASE.replace(/^http/, "ws") + "/ws/customer"));
     updateHeader();
     ws.onopen = () => {
-      const auth = { kind: "customer", widget_key: KEY, customer_token: S.token || undefined, name: NAME, group: GROUP };
+      const auth = { kind: "customer", widget_key: KEY, customer_token: S.token || (CUSTOMER_SIGNATURE ? visitorToken() : undefined) || undefined,
+        name: NAME, group: GROUP, customer_id: CUSTOMER_SIGNATURE ? CUSTOMER_ID : undefined, customer_signature: CUSTOMER_SIGNATURE };
       const resume = Object.keys(S.seqs).map((id) => ({ conversation_id: +id, after_seq: S.seqs[id] }));
       ws.send(JSON.stringify({ type: "hello", protocol: 1, auth, resume }));
     };

@@ -205,6 +205,9 @@ pub struct ContactDetails {
     pub name: Option<String>,
     /// Served first.
     pub vip: bool,
+    /// The shop's own id for the customer, which links their channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     /// Where the contact is known: channel kind and the id there.
     pub channels: Vec<ContactChannel>,
     /// Their conversations on every channel, newest first (at most 50).
@@ -393,4 +396,338 @@ pub struct TicketEvent {
     pub actor_id: Option<i64>,
     /// What changed.
     pub data: serde_json::Value,
+}
+
+// ---- channels ------------------------------------------------------------------------------
+
+/// What a social platform calls a message, in our terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocialKind {
+    /// A public comment (under a post or a product).
+    Comment,
+    /// A direct (private) message.
+    Dm,
+    /// A message in a live stream's chat.
+    Live,
+}
+
+impl SocialKind {
+    /// The kind as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocialKind::Comment => "comment",
+            SocialKind::Dm => "dm",
+            SocialKind::Live => "live",
+        }
+    }
+}
+
+impl std::str::FromStr for SocialKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "comment" => Ok(SocialKind::Comment),
+            "dm" => Ok(SocialKind::Dm),
+            "live" => Ok(SocialKind::Live),
+            other => Err(format!("unknown social kind '{other}' (comment, dm, live)")),
+        }
+    }
+}
+
+fn dm() -> SocialKind {
+    SocialKind::Dm
+}
+
+/// How a social channel reads a platform's webhook JSON: dotted field paths
+/// (`sender.id`, `entry.0.text`) into the posted document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocialMapping {
+    /// The platform's user id (required in every event).
+    pub user_id: String,
+    /// The user's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The message text (required in every event).
+    pub text: String,
+    /// What kind of message it is, as the platform says it; read through `kinds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The platform's id of the event: a re-delivered event is stored once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The platform's kind values and what they mean (`{"direct_message": "dm"}`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub kinds: std::collections::BTreeMap<String, SocialKind>,
+    /// The kind when the event names none, or one not in `kinds`.
+    #[serde(default = "dm")]
+    pub default_kind: SocialKind,
+}
+
+/// A channel, as `GET /api/v1/channels` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    /// Its id: the `{channel_id}` of its URLs.
+    pub id: i64,
+    /// Web, app or social.
+    pub kind: crate::frame::ChannelKind,
+    /// A name unique in the workspace.
+    pub name: String,
+    /// The skill group its new conversations go to; absent: the workspace's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Queue priority of its new conversations (lower first); absent: the kind's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    /// Web: the widget key pages embed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_key: Option<String>,
+    /// App and social: the shared secret (shown to admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// App and social: where replies are pushed; absent: fetched with `GET .../messages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Social: how the platform's JSON is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<SocialMapping>,
+    /// Deliveries waiting to be pushed, and dead-lettered ones.
+    #[serde(default)]
+    pub outbox: OutboxCounts,
+    /// When it was added.
+    pub created_at: UnixMillis,
+    /// Disabled channels refuse inbound messages and push nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+/// How many of a channel's deliveries are in each state that needs attention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    /// Waiting for their (next) attempt.
+    pub pending: u64,
+    /// Given up after the last attempt.
+    pub dead: u64,
+}
+
+/// `POST /api/v1/channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannel {
+    /// Web, app or social.
+    pub kind: crate::frame::ChannelKind,
+    /// A name unique in the workspace.
+    pub name: String,
+    /// The skill group for its new conversations, by slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Queue priority of its new conversations, 0 to 99.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    /// App and social: an `http://` or `https://` URL replies are pushed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Social: required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<SocialMapping>,
+}
+
+/// `PATCH /api/v1/channels/{id}`: only the fields given change; `null` clears.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    /// New group (`null`: the workspace's default).
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub group: Option<Option<String>>,
+    /// New priority (`null`: the kind's default).
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Option<u16>>,
+    /// New webhook URL (`null`: replies are only fetched).
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<Option<String>>,
+    /// New mapping (social).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<SocialMapping>,
+    /// Disable or enable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// Issue a new secret (the old one stops working at once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_secret: bool,
+}
+
+/// Serde for `Option<Option<T>>`: absent → `None`, `null` → `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(value: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// `POST /api/v1/channels/{id}/messages` (app channels): a customer's message, sent by the
+/// shop's backend with the channel's secret. Retries carry the same `Idempotency-Key`
+/// header and are stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundMessage {
+    /// The shop's own id for the customer: the same id on every channel is one contact.
+    pub customer_id: String,
+    /// The customer's display name, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The text.
+    pub body: String,
+    /// Plain text or Markdown.
+    #[serde(default)]
+    pub format: crate::frame::BodyFormat,
+}
+
+/// The answer to an inbound message: where it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundReceipt {
+    /// The contact it was filed under.
+    pub contact_id: crate::ContactId,
+    /// The conversation.
+    pub conversation_id: crate::ConversationId,
+    /// Its position there.
+    pub seq: crate::Seq,
+    /// True when this repeats an earlier request (same idempotency key or event id).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// A reply leaving through a channel: the body of a webhook push, and an item of
+/// `GET /api/v1/channels/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// The delivery's id: unique, increasing per channel; receivers de-duplicate by it and
+    /// fetch with `after` it.
+    pub id: i64,
+    /// The channel.
+    pub channel_id: i64,
+    /// The customer it is for: the shop's customer id (app) or the platform's user id
+    /// (social).
+    pub customer_id: String,
+    /// The conversation.
+    pub conversation_id: crate::ConversationId,
+    /// The message's position in it.
+    pub seq: crate::Seq,
+    /// Who wrote it (agent or bot).
+    pub author: crate::frame::Author,
+    /// The text.
+    pub body: String,
+    /// How to read it.
+    pub format: crate::frame::BodyFormat,
+    /// Files attached; fetch with the customer's credentials through the widget, or show
+    /// their names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::frame::AttachmentRef>,
+    /// When it was stored.
+    pub at: UnixMillis,
+    /// Social: how to answer (as a comment, a direct message or in the live chat) and to
+    /// which platform event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// What a social reply answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    /// The kind of the customer's latest message.
+    pub kind: SocialKind,
+    /// The platform's id of that message, when the mapping reads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// `GET /api/v1/channels/{id}/messages?after=ID&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundPage {
+    /// Replies after the cursor, oldest first.
+    pub messages: Vec<OutboundMessage>,
+    /// The cursor to pass as `after` next time.
+    pub next_after: i64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up after the last attempt (dead-lettered); can be retried by hand.
+    Dead,
+    /// Kept for fetching (the channel has no webhook).
+    Stored,
+}
+
+impl DeliveryState {
+    /// The state as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Stored => "stored",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "delivered" => Ok(DeliveryState::Delivered),
+            "dead" => Ok(DeliveryState::Dead),
+            "stored" => Ok(DeliveryState::Stored),
+            other => Err(format!("unknown delivery state '{other}'")),
+        }
+    }
+}
+
+/// `GET /api/v1/channels/{id}/deliveries`: one push of a reply to the channel's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    /// The delivery's id (the `id` of the pushed message).
+    pub id: i64,
+    /// The conversation.
+    pub conversation_id: crate::ConversationId,
+    /// The message's position in it.
+    pub seq: crate::Seq,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending).
+    pub next_attempt_at: UnixMillis,
+    /// What the last failed attempt got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the reply was stored.
+    pub created_at: UnixMillis,
+    /// When the receiver acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<UnixMillis>,
+}
+
+/// `POST /api/v1/contacts/{id}/merge`: fold another contact into this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactMerge {
+    /// The contact that disappears into this one.
+    pub from: crate::ContactId,
 }

@@ -143,6 +143,14 @@ pub enum HelloAuth {
         /// on this connection; absent or unknown: the workspace's default group.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        /// The shop's own id for a signed-in customer, so their conversations on every
+        /// channel are one contact's. Needs `customer_signature`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_id: Option<String>,
+        /// Hex HMAC-SHA256 of `customer_id` under the workspace's identity secret, made by
+        /// the shop's backend (never in the page's own code).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_signature: Option<String>,
     },
     /// An agent, with the bearer token from `POST /api/v1/login`.
     Agent {
@@ -625,6 +633,21 @@ pub struct MessageFrame {
     /// Files attached to the message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
+    /// The channel a customer's message came in by, when not the built-in widget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<MessageVia>,
+}
+
+/// The channel a customer's message came in by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageVia {
+    /// Its kind.
+    pub channel: ChannelKind,
+    /// Its name.
+    pub name: String,
+    /// Social: comment, direct message or live chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::api::SocialKind>,
 }
 
 /// A file attached to a message. Fetch it with `GET /api/v1/attachments/{id}` and the

@@ -43,6 +43,10 @@ pub const MAX_SLUG_BYTES: usize = 32;
 /// Most resume points in one `hello`.
 pub const MAX_RESUME_POINTS: usize = 1000;
 
+/// Longest id of a customer on another system (the shop's customer id, a platform's
+/// user id, an event id).
+pub const MAX_EXTERNAL_ID_BYTES: usize = 128;
+
 /// Decodes and validates one text frame from a client.
 ///
 /// Size is checked before parsing so that an oversized frame costs nothing to refuse.
@@ -110,7 +114,17 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
                 )));
             }
             match &hello.auth {
-                HelloAuth::Customer { widget_key, customer_token, name, group } => {
+                HelloAuth::Customer { widget_key, customer_token, name, group, customer_id, customer_signature } => {
+                    match (customer_id, customer_signature) {
+                        (Some(id), Some(signature)) => {
+                            check_external_id("customer_id", id)?;
+                            check_credential("customer_signature", signature)?;
+                        }
+                        (None, None) => {}
+                        _ => {
+                            return Err(ProtocolError::bad_request("customer_id and customer_signature come together"));
+                        }
+                    }
                     if let Some(group) = group {
                         check_slug(group)?;
                     }
@@ -232,6 +246,24 @@ pub fn check_name(name: &str) -> Result<(), ProtocolError> {
     }
     if name.chars().any(char::is_control) {
         return Err(ProtocolError::bad_request("name contains control characters"));
+    }
+    Ok(())
+}
+
+/// An id on another system (`what` names it in the error): 1 to
+/// [`MAX_EXTERNAL_ID_BYTES`] bytes, no control characters, not blank.
+pub fn check_external_id(what: &str, id: &str) -> Result<(), ProtocolError> {
+    if id.trim().is_empty() {
+        return Err(ProtocolError::bad_request(format!("{what} is blank")));
+    }
+    if id.len() > MAX_EXTERNAL_ID_BYTES {
+        return Err(ProtocolError::too_large(format!(
+            "{what} is {} bytes; the limit is {MAX_EXTERNAL_ID_BYTES}",
+            id.len()
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ProtocolError::bad_request(format!("{what} contains control characters")));
     }
     Ok(())
 }
@@ -385,6 +417,11 @@ mod tests {
                     size: 1024,
                     content_type: "application/pdf".into(),
                 }],
+                via: Some(crate::frame::MessageVia {
+                    channel: ChannelKind::Social,
+                    name: "抖音".into(),
+                    source: Some(crate::api::SocialKind::Live),
+                }),
             }),
             ServerFrame::Error(ErrorFrame {
                 code: crate::ErrorCode::TooLarge,

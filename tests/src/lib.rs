@@ -119,9 +119,14 @@ impl TestRelay {
 
     /// Stops the relay and starts a new one on the same data dir.
     pub async fn restart(self) -> Result<TestRelay> {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the relay and starts a new one on the same data dir with adjusted settings.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> Result<TestRelay> {
         let data_dir = self.data_dir.clone();
         let temp = self.stop().await?;
-        let mut relay = Self::start_in(data_dir, |_| {}).await?;
+        let mut relay = Self::start_in(data_dir, adjust).await?;
         relay._temp = temp;
         Ok(relay)
     }
@@ -207,6 +212,8 @@ impl TestRelay {
             customer_token: None,
             name: None,
             group: Some(group.into()),
+            customer_id: None,
+            customer_signature: None,
         };
         client.hello(auth, vec![]).await?;
         Ok(client)
@@ -215,8 +222,14 @@ impl TestRelay {
     /// A customer with a token from an earlier welcome, resuming from `resume`.
     pub async fn customer_resuming(&self, token: Option<String>, resume: Vec<ResumePoint>) -> Result<Client> {
         let mut client = self.connect("/ws/customer").await?;
-        let auth =
-            HelloAuth::Customer { widget_key: self.widget_key.clone(), customer_token: token, name: None, group: None };
+        let auth = HelloAuth::Customer {
+            widget_key: self.widget_key.clone(),
+            customer_token: token,
+            name: None,
+            group: None,
+            customer_id: None,
+            customer_signature: None,
+        };
         client.hello(auth, resume).await?;
         Ok(client)
     }

@@ -2539,6 +2539,7 @@ mod tests {
             at: NOW + seq as i64 * 1000,
             internal: false,
             attachments: Vec::new(),
+            via: None,
         }))
     }
 

@@ -305,6 +305,7 @@ mod tests {
             at: 0,
             internal: false,
             attachments: vec![],
+            via: None,
         };
         Entry::from_message(message, "")
     }

@@ -6,8 +6,11 @@
 //! - [`workstation`]: history pages, the customer panel, canned replies, attachments;
 //! - [`kb`]: knowledge-base articles and search;
 //! - [`tickets`]: tickets, their notes and history;
-//! - [`reports`]: the supervisors' reports (JSON or CSV).
+//! - [`reports`]: the supervisors' reports (JSON or CSV);
+//! - [`channels`]: channels, inbound app messages and social webhooks, the replies feed,
+//!   deliveries and dead letters, contact merges.
 
+pub mod channels;
 pub mod kb;
 pub mod reports;
 pub mod tickets;
@@ -75,6 +78,13 @@ pub fn router(relay: Arc<RelayState>) -> Router {
             get(workstation::download).layer::<_, std::convert::Infallible>(customer_cors()),
         )
         .route("/api/v1/contacts/{id}", get(workstation::contact).patch(patch_contact))
+        .route("/api/v1/contacts/{id}/merge", post(channels::merge))
+        .route("/api/v1/channels", get(channels::list).post(channels::create))
+        .route("/api/v1/channels/{id}", get(channels::get).patch(channels::update))
+        .route("/api/v1/channels/{id}/messages", get(channels::feed).post(channels::inbound))
+        .route("/api/v1/channels/{id}/deliveries", get(channels::deliveries))
+        .route("/api/v1/channels/{id}/deliveries/{delivery}/retry", post(channels::retry))
+        .route("/hooks/{id}", post(channels::hook))
         .route("/api/v1/canned", get(workstation::list_canned).post(workstation::create_canned))
         .route("/api/v1/canned/{id}", delete(workstation::delete_canned))
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))

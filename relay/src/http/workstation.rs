@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kefu_proto::api::{CannedReply, CannedScope, ContactDetails, MessagesPage, NewCannedReply};
-use kefu_proto::frame::{AttachmentRef, AuthorKind, ChannelKind, Role};
+use kefu_proto::frame::{AttachmentRef, AuthorKind, Role};
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_CREDENTIAL_BYTES, check_body, check_slug};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, WorkspaceId};
 use serde::Deserialize;
@@ -225,7 +225,7 @@ pub async fn upload_as_customer(
         .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "invalid customer token"))?;
     let hub = relay.hubs.get(workspace).ok_or_else(|| Error::Internal("workspace hub not running".into()))?;
     let (reply_tx, reply) = oneshot::channel();
-    hub.send(HubCommand::Open { contact: view, channel: ChannelKind::Web, group: None, reply: reply_tx }).await?;
+    hub.send(HubCommand::Open { contact: view, entry: crate::hub::Entry::widget(None), reply: reply_tx }).await?;
     let conversation = reply.await.map_err(|_| Error::Internal("hub stopped".into()))??.id;
     save(&relay, workspace, conversation, (AuthorKind::Customer, contact.0), query.name, &body).await
 }

@@ -118,6 +118,27 @@ pub struct Registered {
     pub presence: Presence,
 }
 
+/// How a new conversation comes in: its channel and where the customer or the channel
+/// wants it routed.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The channel's kind.
+    pub channel: ChannelKind,
+    /// The channel, when not the built-in widget.
+    pub channel_id: Option<i64>,
+    /// The group chosen (by the customer, else the channel), by slug.
+    pub group: Option<String>,
+    /// The channel's queue priority, overriding the kind's default.
+    pub priority: Option<u16>,
+}
+
+impl Entry {
+    /// The built-in widget, to the group the customer chose.
+    pub fn widget(group: Option<String>) -> Entry {
+        Entry { channel: ChannelKind::Web, channel_id: None, group, priority: None }
+    }
+}
+
 /// Requests from connection tasks and the HTTP API.
 #[derive(Debug)]
 pub enum HubCommand {
@@ -148,10 +169,8 @@ pub enum HubCommand {
     Open {
         /// The customer.
         contact: ContactView,
-        /// Through which channel.
-        channel: ChannelKind,
-        /// The group the customer chose, by slug.
-        group: Option<String>,
+        /// Through which channel, to which group.
+        entry: Entry,
         /// The answer.
         reply: oneshot::Sender<Result<ConversationView, ProtocolError>>,
     },
@@ -239,6 +258,15 @@ pub enum HubCommand {
         /// The contact.
         contact: ContactId,
         /// VIP or not.
+        vip: bool,
+    },
+    /// A contact was folded into another (it had no conversation open).
+    ContactsMerged {
+        /// The contact that is gone.
+        from: ContactId,
+        /// The one it became.
+        into: ContactId,
+        /// The merged contact's VIP mark.
         vip: bool,
     },
 }
@@ -380,6 +408,8 @@ struct BotSeat {
 struct OpenConversation {
     contact: ContactView,
     channel: ChannelKind,
+    /// Its channel's own queue priority, if it has one.
+    channel_priority: Option<u16>,
     /// What the bot found it to be about.
     intent: Option<String>,
     /// The bot, while the conversation is with it.
@@ -398,6 +428,8 @@ struct PendingOpen {
     contact: ContactView,
     /// Where it is routed (the group chosen when it was asked for).
     route: RouteFields,
+    /// Its channel's own queue priority, if it has one.
+    channel_priority: Option<u16>,
     waiters: Vec<oneshot::Sender<Result<ConversationView, ProtocolError>>>,
 }
 
@@ -585,6 +617,7 @@ impl Hub {
                 OpenConversation {
                     contact: view.contact,
                     channel: view.channel,
+                    channel_priority: record.channel_priority,
                     intent: view.intent,
                     // After a restart the bot starts its memory afresh.
                     bot: (life.state == ConversationState::Bot).then(BotSeat::default),
@@ -683,8 +716,9 @@ impl Hub {
     }
 
     /// Queue priority: VIPs before everyone else, then by channel.
-    fn priority(&self, vip: bool, channel: ChannelKind) -> Priority {
-        let by_channel = self.settings.channel_priority.of(channel).min(99);
+    /// Queue priority: VIPs first, then by the channel (its own setting, else its kind's).
+    fn priority(&self, vip: bool, channel: ChannelKind, channel_priority: Option<u16>) -> Priority {
+        let by_channel = channel_priority.unwrap_or_else(|| self.settings.channel_priority.of(channel)).min(99);
         if vip { 100 + by_channel } else { 200 + by_channel }
     }
 
@@ -708,7 +742,7 @@ impl Hub {
                     self.send(conn, Outbound::Close { code: close_code::SUPERSEDED, reason: "logged out".into() });
                 }
             }
-            HubCommand::Open { contact, channel, group, reply } => self.open(contact, channel, group, reply),
+            HubCommand::Open { contact, entry, reply } => self.open(contact, entry, reply),
             HubCommand::Typing { conn, conversation, active } => self.typing(conn, conversation, active),
             HubCommand::Presence { conn, status } => self.set_presence(conn, status),
             HubCommand::Settle { conn, conversation, transition, resolution } => {
@@ -736,6 +770,7 @@ impl Hub {
             HubCommand::GroupChanged { group } => self.learn_group(&group),
             HubCommand::GroupRemoved { group } => self.forget_group(group),
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
+            HubCommand::ContactsMerged { from, into, vip } => self.contacts_merged(from, into, vip),
             HubCommand::BotDone(outcome) => self.bot_done(*outcome),
             HubCommand::TicketMade { ticket, conversation } => self.ticket_made(ticket, conversation),
             HubCommand::TicketChanged { ticket, previous, assigned } => {
@@ -860,10 +895,10 @@ impl Hub {
     fn open(
         &mut self,
         mut contact: ContactView,
-        channel: ChannelKind,
-        group: Option<String>,
+        entry: Entry,
         reply: oneshot::Sender<Result<ConversationView, ProtocolError>>,
     ) {
+        let Entry { channel, channel_id, group, priority } = entry;
         if let Some(vip) = self.vip_marks.get(&contact.id) {
             contact.vip = *vip;
         }
@@ -876,7 +911,7 @@ impl Hub {
             return;
         }
         let group = group.and_then(|slug| self.group_by_slug(&slug)).or(self.default_group);
-        let route = RouteFields { group, priority: self.priority(contact.vip, channel) };
+        let route = RouteFields { group, priority: self.priority(contact.vip, channel, priority) };
         let request = self.next_request;
         self.next_request += 1;
         self.pending_by_contact.insert(contact.id, request);
@@ -884,11 +919,13 @@ impl Hub {
             workspace: self.workspace,
             contact: contact.id,
             channel,
+            channel_id,
             lifecycle: Lifecycle::open(self.now(), self.bot_answers()),
             route,
             request,
         });
-        self.pending_opens.insert(request, PendingOpen { contact, route, waiters: vec![reply] });
+        self.pending_opens
+            .insert(request, PendingOpen { contact, route, channel_priority: priority, waiters: vec![reply] });
     }
 
     fn typing(&mut self, conn: ConnId, conversation: ConversationId, active: bool) {
@@ -1026,14 +1063,33 @@ impl Hub {
         self.route(Event::Pick { conversation, agent }, Some(conn));
     }
 
+    /// The customer's connections as the old contact end (they reconnect with their token,
+    /// which now names the merged contact); sticky routing carries over.
+    fn contacts_merged(&mut self, from: ContactId, into: ContactId, vip: bool) {
+        for conn in self.contact_conns.remove(&from).unwrap_or_default() {
+            self.send(
+                conn,
+                Outbound::Close { code: close_code::SUPERSEDED, reason: "contact merged; reconnect".into() },
+            );
+        }
+        if let Some(served) = self.last_served.remove(&from) {
+            let newer = self.last_served.get(&into).is_none_or(|(_, at)| *at < served.1);
+            if newer {
+                self.last_served.insert(into, served);
+            }
+        }
+        self.vip_marks.remove(&from);
+        self.contact_changed(into, vip);
+    }
+
     fn contact_changed(&mut self, contact: ContactId, vip: bool) {
         self.vip_marks.insert(contact, vip);
         let Some(conversation) = self.contact_open.get(&contact).copied() else { return };
         let now = self.now();
         let Some(conv) = self.conversations.get_mut(&conversation) else { return };
         conv.contact.vip = vip;
-        let channel = conv.channel;
-        let priority = self.priority(vip, channel);
+        let (channel, channel_priority) = (conv.channel, conv.channel_priority);
+        let priority = self.priority(vip, channel, channel_priority);
         let conv = self.conversations.get_mut(&conversation).expect("present");
         if conv.route.priority != PRIORITY_RETURNED {
             conv.route.priority = priority;
@@ -1157,6 +1213,7 @@ impl Hub {
             format: kefu_proto::frame::BodyFormat::Markdown,
             internal: false,
             attachments: Vec::new(),
+            via: None,
         }));
         self.journal.submit_from_hub(JournalOp::Record {
             workspace: self.workspace,
@@ -1507,6 +1564,7 @@ impl Hub {
                     OpenConversation {
                         contact: pending.contact,
                         channel,
+                        channel_priority: pending.channel_priority,
                         intent: None,
                         bot: with_bot.then(BotSeat::default),
                         route,
@@ -1620,6 +1678,7 @@ impl Hub {
             at: stored.at,
             internal: m.internal,
             attachments: m.attachments.clone(),
+            via: m.via.as_ref().map(|v| v.view.clone()),
         });
         let text: Utf8Bytes = serde_json::to_string(&frame).expect("frames serialise").into();
         let message = Outbound::Message { conversation: m.conversation, seq: stored.seq, text };
@@ -1674,7 +1733,8 @@ impl Hub {
         let Ok(next) = conv.decided.apply(Transition::Reopen, now) else { return };
         let vip = conv.contact.vip;
         // A new start in the queue: its own priority again (not that of a return).
-        let route = RouteFields { group: conv.route.group, priority: self.priority(vip, conv.channel) };
+        let route =
+            RouteFields { group: conv.route.group, priority: self.priority(vip, conv.channel, conv.channel_priority) };
         let event = EventRecord {
             kind: "conversation.reopened",
             actor_kind: "customer",

@@ -152,7 +152,14 @@ fn send_frame(conversation: Option<ConversationId>, id: String, body: String) ->
 }
 
 fn customer_auth(widget_key: &str, token: Option<String>) -> HelloAuth {
-    HelloAuth::Customer { widget_key: widget_key.into(), customer_token: token, name: None, group: None }
+    HelloAuth::Customer {
+        widget_key: widget_key.into(),
+        customer_token: token,
+        name: None,
+        group: None,
+        customer_id: None,
+        customer_signature: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -410,8 +410,14 @@ async fn bad_hellos_are_refused_with_a_reason() -> Result {
 
     // Another relay's (another workspace's) widget key.
     let mut client = relay.connect("/ws/customer").await?;
-    let auth =
-        HelloAuth::Customer { widget_key: other.widget_key.clone(), customer_token: None, name: None, group: None };
+    let auth = HelloAuth::Customer {
+        widget_key: other.widget_key.clone(),
+        customer_token: None,
+        name: None,
+        group: None,
+        customer_id: None,
+        customer_signature: None,
+    };
     assert!(client.hello(auth, vec![]).await.is_err());
     assert!(matches!(client.expect_end().await?, Ending::Closed(close_code::UNAUTHORIZED, _)));
 
@@ -517,7 +523,14 @@ async fn a_flooding_client_is_rate_limited_without_hurting_others() -> Result {
     let mut flood = relay.connect("/ws/customer").await?;
     flood
         .hello(
-            HelloAuth::Customer { widget_key: relay.widget_key.clone(), customer_token: None, name: None, group: None },
+            HelloAuth::Customer {
+                widget_key: relay.widget_key.clone(),
+                customer_token: None,
+                name: None,
+                group: None,
+                customer_id: None,
+                customer_signature: None,
+            },
             vec![],
         )
         .await?;

@@ -3,6 +3,7 @@
 
 mod agent_tools;
 mod bot;
+mod channel_api;
 mod channels;
 mod crash;
 mod foundation;
