@@ -68,11 +68,23 @@ pub struct Entry {
     pub internal: bool,
     /// Files attached.
     pub attachments: Vec<Attachment>,
+    /// The channel a customer's message came through, when not the widget: its name, and
+    /// for social platforms whether it was a comment, a direct message or live chat.
+    pub via: Option<String>,
     /// Not a message but a line of the workstation's own (a transfer, a move away),
     /// placed after the message `seq` names; never sent, never counted.
     pub notice: bool,
     /// The body's wrapped lines for the width they were made for.
     wrapped: RefCell<Option<(u16, Rc<Vec<Line<'static>>>)>>,
+}
+
+/// How a social message is named on screen.
+fn source_label(source: kefu_proto::api::SocialKind) -> &'static str {
+    match source {
+        kefu_proto::api::SocialKind::Comment => "评论 comment",
+        kefu_proto::api::SocialKind::Dm => "私信 DM",
+        kefu_proto::api::SocialKind::Live => "直播 live",
+    }
 }
 
 impl Entry {
@@ -86,6 +98,10 @@ impl Entry {
         let mut entry = Entry::received(m.seq, m.author, m.body, m.format, m.at);
         entry.internal = m.internal;
         entry.attachments = m.attachments.into_iter().map(|a| Attachment::at(relay_url, a)).collect();
+        entry.via = m.via.map(|via| match via.source {
+            Some(source) => format!("{} · {}", via.name, source_label(source)),
+            None => via.name,
+        });
         entry
     }
 
@@ -122,6 +138,7 @@ impl Entry {
             retry_at: None,
             internal: false,
             attachments: Vec::new(),
+            via: None,
             notice: false,
             wrapped: RefCell::new(None),
         }

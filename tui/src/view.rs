@@ -409,6 +409,9 @@ fn header_line(app: &App, conversation: &Conversation, entry: &Entry) -> Line<'s
         spans.push(Span::raw(" "));
         spans.push(Span::styled(" 内部备注 note ", app.theme.note.add_modifier(Modifier::REVERSED)));
     }
+    if let Some(via) = &entry.via {
+        spans.push(Span::styled(format!(" via {via}"), app.theme.dim));
+    }
     spans.push(delivery_mark(app, conversation, entry));
     Line::from(spans)
 }
@@ -937,6 +940,9 @@ fn render_panel(app: &App, area: Rect, buf: &mut Buffer) {
             }
             first.push(Span::styled(format!(" #{}", contact.id), theme.dim));
             lines.push(Line::from(first));
+            if let Some(id) = &contact.customer_id {
+                lines.push(Line::styled(format!("客户号 customer id: {id}"), theme.dim));
+            }
             for channel in &contact.channels {
                 lines.push(Line::styled(format!("{}: {}", channel.kind.as_str(), channel.external_id), theme.dim));
             }

@@ -242,6 +242,33 @@ fn queue_note_attachment_and_customer_panel() {
 }
 
 #[test]
+fn messages_from_app_and_social_channels_say_where_they_came_from() {
+    let mut app = full_app();
+    server(
+        &mut app,
+        json!({"type": "conversation", "change": "assigned", "conversation": conversation(5, "小李", false, "social")}),
+    );
+    let mut live = message(5, 1, true, "主播，这款有优惠券吗？", 3);
+    live["via"] = json!({"channel": "social", "name": "抖音直播", "source": "live"});
+    server(&mut app, live);
+    let mut app_message = message(5, 2, true, "我在 App 里下单了，订单 8812", 1);
+    app_message["via"] = json!({"channel": "app", "name": "shop-app"});
+    server(&mut app, app_message);
+    key(&mut app, "4");
+    key(&mut app, "v");
+    answer(
+        &mut app,
+        ApiRequest::Contact(kefu_proto::ContactId(105)),
+        json!({
+            "id": 105, "name": "小李", "vip": false, "customer_id": "c-8812",
+            "channels": [{"kind": "social", "external_id": "3:88001"}, {"kind": "app", "external_id": "c-8812"}],
+            "conversations": [{"id": 5, "channel": "social", "state": "assigned", "created_at": NOW - 300_000, "agent": "小王", "messages": 2}],
+        }),
+    );
+    insta::assert_snapshot!(draw(&app, 140, 24).backend());
+}
+
+#[test]
 fn note_mode_and_a_received_transfer() {
     let mut app = full_app();
     server(
