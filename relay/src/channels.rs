@@ -184,7 +184,7 @@ pub fn client_msg_id_of_event(event_id: &str) -> String {
     } else {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(event_id.as_bytes());
-        format!("ev-{}", digest.iter().take(24).map(|b| format!("{b:02x}")).collect::<String>())
+        format!("ev-{}", hex::encode(&digest[..24]))
     }
 }
 
@@ -244,19 +244,13 @@ pub fn identity_signature(identity_secret: &str, customer_id: &str) -> String {
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(identity_secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(customer_id.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Whether `signature` is the identity signature of `customer_id` (constant time).
 pub fn identity_signature_valid(identity_secret: &str, customer_id: &str, signature: &str) -> bool {
     use hmac::Mac;
-    let Some(given) = (0..signature.len())
-        .step_by(2)
-        .map(|i| signature.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect::<Option<Vec<u8>>>()
-    else {
-        return false;
-    };
+    let Ok(given) = hex::decode(signature) else { return false };
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(identity_secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(customer_id.as_bytes());

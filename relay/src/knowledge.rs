@@ -168,7 +168,7 @@ fn slug_from(title: &str, language: &str) -> String {
     if words.is_empty() {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(title.as_bytes());
-        let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..5]);
         format!("article-{hex}-{language}")
     } else {
         format!("{}-{language}", words.join("-"))

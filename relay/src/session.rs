@@ -339,7 +339,7 @@ async fn customer_identity(
     let token_hash = auth::token_hash(&customer_token);
     // The visitor id on the web channel: derived from the token, so it is stable for the
     // contact and reveals nothing of the token itself.
-    let external_id = format!("visitor-{}", &hex(&token_hash)[..24]);
+    let external_id = format!("visitor-{}", &hex::encode(&token_hash)[..24]);
     let id = relay
         .journal
         .create_contact(NewContact {
@@ -394,10 +394,6 @@ async fn signed_customer(
     };
     let customer_token = store.issue_customer_token(workspace, contact.id).await?;
     Ok(Identity::Customer { contact, customer_token, entry })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Connection {

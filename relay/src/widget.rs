@@ -52,7 +52,7 @@ struct Asset {
 impl Asset {
     fn new(body: &'static str, content_type: &'static str) -> Asset {
         let digest = Sha256::digest(body.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..16]);
         Asset { body, content_type, etag: format!("\"{hex}\"") }
     }
 
