@@ -117,15 +117,21 @@ impl RelayState {
         self.widget_keys.read().expect("widget keys lock").get(key).copied()
     }
 
-    /// Reloads widget keys: the workspaces' and their web channels' (channels may have
-    /// been added or disabled, through the API or the CLI).
-    pub async fn refresh_widget_keys(&self) -> Result<()> {
-        let mut fresh: HashMap<String, (WorkspaceId, Option<i64>)> =
-            self.store.workspaces().await?.into_iter().map(|w| (w.widget_key, (w.id, None))).collect();
-        for (key, workspace, channel) in self.store.web_channel_keys().await? {
-            fresh.insert(key, (workspace, Some(channel)));
+    /// Reloads what customer hellos are checked against: widget keys (the workspaces' and
+    /// their web channels') and allowed origins. Channels and origins may change through
+    /// the API or the CLI.
+    pub async fn refresh_customer_access(&self) -> Result<()> {
+        let mut keys: HashMap<String, (WorkspaceId, Option<i64>)> = HashMap::new();
+        let mut origins: HashMap<WorkspaceId, Vec<String>> = HashMap::new();
+        for workspace in self.store.workspaces().await? {
+            keys.insert(workspace.widget_key, (workspace.id, None));
+            origins.insert(workspace.id, workspace.allowed_origins);
         }
-        *self.widget_keys.write().expect("widget keys lock") = fresh;
+        for (key, workspace, channel) in self.store.web_channel_keys().await? {
+            keys.insert(key, (workspace, Some(channel)));
+        }
+        *self.widget_keys.write().expect("widget keys lock") = keys;
+        *self.origins.write().expect("origins lock") = origins;
         Ok(())
     }
 
@@ -139,14 +145,6 @@ impl RelayState {
             }
             _ => true,
         }
-    }
-
-    /// Reloads the allowed origins (the CLI may have changed them).
-    async fn refresh_origins(&self) -> Result<()> {
-        let fresh: HashMap<WorkspaceId, Vec<String>> =
-            self.store.workspaces().await?.into_iter().map(|w| (w.id, w.allowed_origins)).collect();
-        *self.origins.write().expect("origins lock") = fresh;
-        Ok(())
     }
 
     /// A fresh connection id.
@@ -197,8 +195,6 @@ pub async fn run_with_clock(
         rules,
     };
     let bot_requests = hub::bot_worker::spawn(Arc::new(services), hubs.clone());
-    let mut widget_keys = HashMap::new();
-    let mut origins = HashMap::new();
     for workspace in store.workspaces().await? {
         let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();
         let start = hub::HubStart {
@@ -219,8 +215,6 @@ pub async fn run_with_clock(
             hub::BotLink { enabled: config.bot.enabled, requests: bot_requests.clone(), knowledge: knowledge.clone() };
         let hub = hub::spawn(start, journal.clone(), bot, clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
         hubs.insert(workspace.id, hub);
-        widget_keys.insert(workspace.widget_key, (workspace.id, None));
-        origins.insert(workspace.id, workspace.allowed_origins);
     }
     let relay = Arc::new(RelayState {
         login_limiter: auth::LoginLimiter::new(
@@ -232,15 +226,15 @@ pub async fn run_with_clock(
         store: store.clone(),
         journal: journal.clone(),
         hubs: hubs.clone(),
-        widget_keys: RwLock::new(widget_keys),
-        origins: RwLock::new(origins),
+        widget_keys: RwLock::new(HashMap::new()),
+        origins: RwLock::new(HashMap::new()),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
         next_conn: AtomicU64::new(1),
         clock,
         knowledge,
     });
-    relay.refresh_widget_keys().await?;
+    relay.refresh_customer_access().await?;
     let upkeep = tokio::spawn(upkeep(relay.clone()));
     let outbox = outbox::Outbox {
         store: store.clone(),
@@ -287,11 +281,8 @@ async fn upkeep(relay: Arc<RelayState>) {
         if let Err(e) = relay.knowledge.refresh_if_changed(&relay.store).await {
             tracing::warn!(error = %e, "knowledge base refresh failed");
         }
-        if let Err(e) = relay.refresh_origins().await {
-            tracing::warn!(error = %e, "allowed origins refresh failed");
-        }
-        if let Err(e) = relay.refresh_widget_keys().await {
-            tracing::warn!(error = %e, "widget keys refresh failed");
+        if let Err(e) = relay.refresh_customer_access().await {
+            tracing::warn!(error = %e, "widget keys and allowed origins refresh failed");
         }
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();

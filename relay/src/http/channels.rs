@@ -78,7 +78,7 @@ pub async fn create(
     let group = check_new_channel(&relay.store, workspace, &new).await?;
     let channel = relay.store.add_channel(workspace, &new, group, Some(authed.agent.view.id.0)).await?;
     if channel.kind == ChannelKind::Web {
-        relay.refresh_widget_keys().await?;
+        relay.refresh_customer_access().await?;
     }
     Ok((StatusCode::CREATED, Json(channel.view(Default::default(), true))))
 }
@@ -171,7 +171,7 @@ pub async fn update(
     };
     let updated = relay.store.update_channel(&channel, &patch, group, Some(authed.agent.view.id.0)).await?;
     if channel.kind == ChannelKind::Web {
-        relay.refresh_widget_keys().await?;
+        relay.refresh_customer_access().await?;
     }
     let counts = relay.store.outbox_counts(id).await?;
     Ok(Json(updated.view(counts, true)))
