@@ -288,6 +288,9 @@ pub struct DueDelivery {
     pub secret: String,
 }
 
+/// A contact's conversation that is not closed, if any (its id).
+const OPEN_CONVERSATION_OF: &str = "SELECT id FROM conversations WHERE contact_id = ? AND state <> 'closed' LIMIT 1";
+
 /// `SELECT` of a channel with its group's slug, followed by the given conditions.
 macro_rules! select_channel {
     ($rest:literal) => {
@@ -692,16 +695,14 @@ impl Store {
     /// Whether the contact has a conversation that is not closed.
     pub async fn has_open_conversation(&self, contact: ContactId) -> Result<bool> {
         let open: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM conversations WHERE contact_id = ? AND state <> 'closed' LIMIT 1")
-                .bind(contact.0)
-                .fetch_optional(&self.writer)
-                .await?;
+            sqlx::query_scalar(OPEN_CONVERSATION_OF).bind(contact.0).fetch_optional(&self.writer).await?;
         Ok(open.is_some())
     }
 
     /// Folds contact `from` into `into`: identities, tokens, conversations, tickets and
     /// ratings move; `from` is marked merged; the event log says who did it. Refused while
     /// `from` has a conversation that is not closed (it belongs to a live exchange).
+    /// Returns the merged contact's VIP mark.
     pub async fn merge_contacts(
         &self,
         workspace: WorkspaceId,
@@ -709,7 +710,7 @@ impl Store {
         from: ContactId,
         actor_kind: &str,
         actor: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if into == from {
             return Err(Error::refused(ErrorCode::BadRequest, "a contact cannot be merged into itself"));
         }
@@ -727,11 +728,7 @@ impl Store {
         if found.iter().any(|(_, merged)| merged.is_some()) {
             return Err(Error::refused(ErrorCode::Conflict, "that contact was already merged into another"));
         }
-        let open: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = ? AND state <> 'closed' LIMIT 1")
-                .bind(from.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let open: Option<i64> = sqlx::query_scalar(OPEN_CONVERSATION_OF).bind(from.0).fetch_optional(&mut *tx).await?;
         if let Some(open) = open {
             return Err(Error::refused(
                 ErrorCode::Conflict,
@@ -747,15 +744,15 @@ impl Store {
         ] {
             sqlx::query(sql).bind(into.0).bind(from.0).execute(&mut *tx).await?;
         }
-        sqlx::query(
+        let vip: i64 = sqlx::query_scalar(
             "UPDATE contacts SET vip = max(vip, (SELECT vip FROM contacts WHERE id = ?)),
                     name = COALESCE(name, (SELECT name FROM contacts WHERE id = ?))
-             WHERE id = ?",
+             WHERE id = ? RETURNING vip",
         )
         .bind(from.0)
         .bind(from.0)
         .bind(into.0)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         sqlx::query("UPDATE contacts SET merged_into = ? WHERE id = ?")
             .bind(into.0)
@@ -764,7 +761,8 @@ impl Store {
             .await?;
         tx.commit().await?;
         let data = serde_json::json!({"into": into, "from": from});
-        self.append_event(workspace, "contact.merged", actor_kind, actor, None, &data).await
+        self.append_event(workspace, "contact.merged", actor_kind, actor, None, &data).await?;
+        Ok(vip != 0)
     }
 
     /// Where a customer's message with this client id was stored, if it was.
@@ -784,15 +782,6 @@ impl Store {
         .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(|r| (ConversationId(r.get("conversation_id")), r.get::<i64, _>("seq") as Seq)))
-    }
-
-    /// A contact's VIP mark.
-    pub async fn contact_vip(&self, contact: ContactId) -> Result<bool> {
-        let vip: Option<i64> = sqlx::query_scalar("SELECT vip FROM contacts WHERE id = ?")
-            .bind(contact.0)
-            .fetch_optional(&self.writer)
-            .await?;
-        Ok(vip.unwrap_or(0) != 0)
     }
 
     // ---- the outbox --------------------------------------------------------------------------

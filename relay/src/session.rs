@@ -374,12 +374,12 @@ async fn signed_customer(
             Some(customer) if customer.id == visitor.id => true,
             None if anonymous => store.link_identity(workspace, visitor.id, SHOP_IDENTITY, customer_id).await?,
             Some(customer) if anonymous && !store.has_open_conversation(visitor.id).await? => {
-                store.merge_contacts(workspace, customer.id, visitor.id, "customer", Some(visitor.id.0)).await?;
+                let vip =
+                    store.merge_contacts(workspace, customer.id, visitor.id, "customer", Some(visitor.id.0)).await?;
                 if let Some(hub) = relay.hubs.get(workspace) {
-                    let vip = store.contact_vip(customer.id).await?;
                     let _ = hub.send(HubCommand::ContactsMerged { from: visitor.id, into: customer.id, vip }).await;
                 }
-                let contact = ContactView { vip: store.contact_vip(customer.id).await?, ..customer.clone() };
+                let contact = ContactView { vip, ..customer.clone() };
                 return Ok(Identity::Customer { contact, customer_token: token.to_string(), entry });
             }
             _ => false,

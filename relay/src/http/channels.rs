@@ -449,8 +449,7 @@ pub async fn merge(
     authed.require(&[Role::Supervisor, Role::Admin], "merging contacts")?;
     let workspace = authed.workspace();
     let into = ContactId(id);
-    relay.store.merge_contacts(workspace, into, merge.from, "agent", Some(authed.agent.view.id.0)).await?;
-    let vip = relay.store.contact_vip(into).await?;
+    let vip = relay.store.merge_contacts(workspace, into, merge.from, "agent", Some(authed.agent.view.id.0)).await?;
     tell_hub(&relay, workspace, HubCommand::ContactsMerged { from: merge.from, into, vip }).await;
     Ok(StatusCode::NO_CONTENT)
 }
