@@ -393,15 +393,15 @@ async fn receive(
     let hub = relay.hubs.get(workspace).ok_or_else(|| Error::Internal("workspace has no hub".into()))?;
     let shutting = || Error::refused(ErrorCode::Internal, "the relay is shutting down; retry");
     // The conversation may close between finding it and writing to it; then a new one opens.
+    let entry = Entry {
+        channel: channel.kind,
+        channel_id: Some(channel.id),
+        group: channel.group.as_ref().map(|(_, slug)| slug.clone()),
+        priority: channel.priority,
+    };
     for _ in 0..3 {
-        let entry = Entry {
-            channel: channel.kind,
-            channel_id: Some(channel.id),
-            group: channel.group.as_ref().map(|(_, slug)| slug.clone()),
-            priority: channel.priority,
-        };
         let (reply_tx, reply) = oneshot::channel();
-        hub.send(HubCommand::Open { contact: contact.clone(), entry, reply: reply_tx })
+        hub.send(HubCommand::Open { contact: contact.clone(), entry: entry.clone(), reply: reply_tx })
             .await
             .map_err(|_| shutting())?;
         let conversation = reply.await.map_err(|_| shutting())?.map_err(Error::Refused)?;
