@@ -4,22 +4,20 @@
 //!
 //! Pure: no I/O, no clock. [`crate::reports`] gathers the facts of a workspace's
 //! conversations from the database; [`report`] turns them into a [`Report`], which the
-//! API serves as JSON or, with [`Report::to_csv`], as CSV. Every figure is defined in
+//! API serves as JSON or, with `Report::to_csv`, as CSV (the report types are
+//! `kefu_proto::report`, shared with the workstation). Every figure is defined in
 //! `docs/metrics.md`; the definitions there and the code here change together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kefu_proto::frame::{ChannelKind, ConversationState};
+pub use kefu_proto::report::*;
 use kefu_proto::{AgentId, ConversationId, UnixMillis};
-use serde::Serialize;
 
 /// A first response within this long counts towards the 15-second service level.
 pub const SERVICE_LEVEL_SHORT_MS: i64 = 15_000;
 /// A first response within this long counts towards the 60-second service level.
 pub const SERVICE_LEVEL_LONG_MS: i64 = 60_000;
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Who wrote a message that counts for reply times (bots, the system and private notes
 /// do not).
@@ -176,47 +174,16 @@ pub fn replies(messages: &[MessageFact], entered_queue_at: Option<UnixMillis>) -
     (first, gaps)
 }
 
-/// What a report covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReportQuery {
-    /// Conversations opened at or after this instant…
-    pub from: UnixMillis,
-    /// …and before this one.
-    pub to: UnixMillis,
-    /// The shop's offset from UTC in minutes, for arrivals by weekday and hour.
-    pub tz_offset_minutes: i32,
-    /// Only this group (by slug).
-    pub group: Option<String>,
-    /// Only what is attributed to this agent.
-    pub agent: Option<AgentId>,
-    /// Only this channel.
-    pub channel: Option<ChannelKind>,
-}
-
-/// A set of durations: how many, their mean and percentiles (nearest rank).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Durations {
-    /// How many.
-    pub count: u64,
-    /// Arithmetic mean, in milliseconds; `None` when there are none.
-    pub mean_ms: Option<f64>,
-    /// The median (nearest rank).
-    pub p50_ms: Option<i64>,
-    /// The 90th percentile (nearest rank).
-    pub p90_ms: Option<i64>,
-}
-
-impl Durations {
-    fn of(mut values: Vec<i64>) -> Durations {
-        values.sort_unstable();
-        let count = values.len() as u64;
-        let sum: i128 = values.iter().map(|v| *v as i128).sum();
-        Durations {
-            count,
-            mean_ms: (count > 0).then(|| sum as f64 / count as f64),
-            p50_ms: percentile(&values, 50),
-            p90_ms: percentile(&values, 90),
-        }
+/// The count, mean and percentiles of `values`.
+fn durations(mut values: Vec<i64>) -> Durations {
+    values.sort_unstable();
+    let count = values.len() as u64;
+    let sum: i128 = values.iter().map(|v| *v as i128).sum();
+    Durations {
+        count,
+        mean_ms: (count > 0).then(|| sum as f64 / count as f64),
+        p50_ms: percentile(&values, 50),
+        p90_ms: percentile(&values, 90),
     }
 }
 
@@ -228,196 +195,6 @@ pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
     }
     let rank = (p as usize * sorted.len()).div_ceil(100).max(1);
     Some(sorted[rank - 1])
-}
-
-/// Share of first responses within the service-level thresholds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceLevel {
-    /// First responses.
-    pub answered: u64,
-    /// Of them, within 15 s.
-    pub within_15s: u64,
-    /// Of them, within 60 s.
-    pub within_60s: u64,
-    /// `within_15s / answered`.
-    pub share_15s: Option<f64>,
-    /// `within_60s / answered`.
-    pub share_60s: Option<f64>,
-}
-
-/// Customer satisfaction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Csat {
-    /// Ratings.
-    pub ratings: u64,
-    /// Their mean score.
-    pub average: Option<f64>,
-    /// How many of each score, 1 to 5.
-    pub distribution: [u64; 5],
-}
-
-/// Every figure of one scope (overall, a group, an agent, a channel).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Figures {
-    /// Conversations opened in the range.
-    pub conversations: u64,
-    /// Of them, those that entered the queue (people were asked).
-    pub queued: u64,
-    /// Settled, not abandoned: by an agent or by the bot.
-    pub resolved: u64,
-    /// Settled by the bot without people.
-    pub bot_resolved: u64,
-    /// Entered the queue and settled without ever being assigned.
-    pub abandoned: u64,
-    /// Still open when the report was made.
-    pub still_open: u64,
-    /// `resolved / conversations`.
-    pub resolution_rate: Option<f64>,
-    /// `abandoned / queued`.
-    pub abandonment_rate: Option<f64>,
-    /// From entering the queue to the first agent reply.
-    pub first_response: Durations,
-    /// First responses within 15 s and 60 s.
-    pub service_level: ServiceLevel,
-    /// Every reply gap, the first response included.
-    pub reply_time: Durations,
-    /// From the first assignment to being settled.
-    pub handle_time: Durations,
-    /// From opening to being settled.
-    pub resolution_time: Durations,
-    /// Transfers by agents.
-    pub transfers: u64,
-    /// Conversations transferred at least once.
-    pub transferred_conversations: u64,
-    /// Times customers reopened conversations.
-    pub reopens: u64,
-    /// Conversations reopened at least once.
-    pub reopened_conversations: u64,
-    /// Ratings.
-    pub csat: Csat,
-}
-
-/// The figures of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupFigures {
-    /// Its slug; `None`: conversations in the any-agent queue.
-    pub group: Option<String>,
-    /// Its figures.
-    pub figures: Figures,
-}
-
-/// The figures of one agent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AgentFigures {
-    /// The agent.
-    pub agent_id: AgentId,
-    /// Their display name.
-    pub name: String,
-    /// Their figures.
-    pub figures: Figures,
-}
-
-/// The figures of one channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChannelFigures {
-    /// The channel.
-    pub channel: ChannelKind,
-    /// Its figures.
-    pub figures: Figures,
-}
-
-/// Conversations opened per weekday and hour of the shop's day.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Arrivals {
-    /// The offset from UTC applied, in minutes.
-    pub tz_offset_minutes: i32,
-    /// The rows' names, Monday first.
-    pub weekdays: [&'static str; 7],
-    /// `counts[weekday][hour]`, Monday = 0, hour 0 to 23.
-    pub counts: [[u64; 24]; 7],
-}
-
-/// Weekday names, Monday first.
-pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-impl Arrivals {
-    fn new(tz_offset_minutes: i32) -> Arrivals {
-        Arrivals { tz_offset_minutes, weekdays: WEEKDAYS, counts: [[0; 24]; 7] }
-    }
-
-    /// The weekday (Monday = 0) and hour of `at` in the shop's time.
-    pub fn slot(at: UnixMillis, tz_offset_minutes: i32) -> (usize, usize) {
-        let local = at + tz_offset_minutes as i64 * 60_000;
-        let days = local.div_euclid(DAY_MS);
-        // 1970-01-01 was a Thursday (3 with Monday = 0).
-        let weekday = (days + 3).rem_euclid(7) as usize;
-        let hour = (local.rem_euclid(DAY_MS) / HOUR_MS) as usize;
-        (weekday, hour)
-    }
-
-    /// The matrix as CSV: `weekday,h00,…,h23`, one row per weekday.
-    pub fn to_csv(&self) -> String {
-        let mut out = String::from("weekday");
-        for hour in 0..24 {
-            out.push_str(&format!(",h{hour:02}"));
-        }
-        out.push('\n');
-        for (name, row) in self.weekdays.iter().zip(&self.counts) {
-            out.push_str(name);
-            for count in row {
-                out.push_str(&format!(",{count}"));
-            }
-            out.push('\n');
-        }
-        out
-    }
-}
-
-/// The metrics of a range, overall and broken down.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// What it covers.
-    pub query: ReportQuery,
-    /// Everything that passes the filters.
-    pub overall: Figures,
-    /// Per group, by slug (the any-agent queue first).
-    pub by_group: Vec<GroupFigures>,
-    /// Per agent, by id.
-    pub by_agent: Vec<AgentFigures>,
-    /// Per channel.
-    pub by_channel: Vec<ChannelFigures>,
-    /// Arrivals by weekday × hour.
-    pub arrivals: Arrivals,
-}
-
-/// `GET /api/v1/reports/agents`: the per-agent rows alone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AgentsReport {
-    /// What it covers.
-    pub query: ReportQuery,
-    /// Per agent, by id.
-    pub agents: Vec<AgentFigures>,
-}
-
-/// `GET /api/v1/reports/arrivals`: the weekday × hour matrix alone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ArrivalsReport {
-    /// What it covers.
-    pub query: ReportQuery,
-    /// Arrivals by weekday × hour.
-    pub arrivals: Arrivals,
-}
-
-impl From<Report> for AgentsReport {
-    fn from(report: Report) -> Self {
-        AgentsReport { query: report.query, agents: report.by_agent }
-    }
-}
-
-impl From<Report> for ArrivalsReport {
-    fn from(report: Report) -> Self {
-        ArrivalsReport { query: report.query, arrivals: report.arrivals }
-    }
 }
 
 /// Figures being added up.
@@ -504,10 +281,10 @@ impl Tally {
                 share_15s: share(within_15s, answered),
                 share_60s: share(within_60s, answered),
             },
-            first_response: Durations::of(self.first_responses),
-            reply_time: Durations::of(self.reply_gaps),
-            handle_time: Durations::of(self.handle_times),
-            resolution_time: Durations::of(self.resolution_times),
+            first_response: durations(self.first_responses),
+            reply_time: durations(self.reply_gaps),
+            handle_time: durations(self.handle_times),
+            resolution_time: durations(self.resolution_times),
             transfers: self.transfers,
             transferred_conversations: self.transferred,
             reopens: self.reopens,
@@ -573,104 +350,12 @@ pub fn report(facts: &[ConversationFacts], names: &HashMap<AgentId, String>, que
     }
 }
 
-/// The CSV columns after `scope,key,name`.
-const CSV_COLUMNS: &str = "conversations,queued,resolved,bot_resolved,abandoned,still_open,resolution_rate,\
-abandonment_rate,first_response_count,first_response_mean_ms,first_response_p50_ms,first_response_p90_ms,\
-service_level_answered,service_level_within_15s,service_level_within_60s,service_level_15s,service_level_60s,\
-reply_time_count,reply_time_mean_ms,reply_time_p50_ms,reply_time_p90_ms,handle_time_count,handle_time_mean_ms,\
-handle_time_p50_ms,handle_time_p90_ms,resolution_time_count,resolution_time_mean_ms,resolution_time_p50_ms,\
-resolution_time_p90_ms,transfers,transferred_conversations,reopens,reopened_conversations,csat_ratings,\
-csat_average,csat_1,csat_2,csat_3,csat_4,csat_5";
-
-impl Report {
-    /// One CSV row per scope: `overall`, then each group, agent and channel.
-    pub fn to_csv(&self) -> String {
-        let mut out = csv_header();
-        csv_row(&mut out, "overall", "", "", &self.overall);
-        for g in &self.by_group {
-            let slug = g.group.as_deref().unwrap_or("");
-            csv_row(&mut out, "group", slug, slug, &g.figures);
-        }
-        self.agents_csv_rows(&mut out);
-        for c in &self.by_channel {
-            csv_row(&mut out, "channel", c.channel.as_str(), c.channel.as_str(), &c.figures);
-        }
-        out
-    }
-
-    /// One CSV row per agent.
-    pub fn agents_csv(&self) -> String {
-        let mut out = csv_header();
-        self.agents_csv_rows(&mut out);
-        out
-    }
-
-    fn agents_csv_rows(&self, out: &mut String) {
-        for a in &self.by_agent {
-            csv_row(out, "agent", &a.agent_id.to_string(), &a.name, &a.figures);
-        }
-    }
-}
-
-fn csv_header() -> String {
-    format!("scope,key,name,{CSV_COLUMNS}\n")
-}
-
-/// A CSV field, quoted when it needs to be; a leading formula character is defused so a
-/// spreadsheet shows an agent's name as text.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_string() };
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
-}
-
-fn csv_row(out: &mut String, scope: &str, key: &str, name: &str, f: &Figures) {
-    fn opt<T: ToString>(value: Option<T>) -> String {
-        value.map(|v| v.to_string()).unwrap_or_default()
-    }
-    fn durations(d: &Durations) -> [String; 4] {
-        [d.count.to_string(), opt(d.mean_ms), opt(d.p50_ms), opt(d.p90_ms)]
-    }
-    let sl = &f.service_level;
-    let mut fields = vec![
-        scope.to_string(),
-        csv_field(key),
-        csv_field(name),
-        f.conversations.to_string(),
-        f.queued.to_string(),
-        f.resolved.to_string(),
-        f.bot_resolved.to_string(),
-        f.abandoned.to_string(),
-        f.still_open.to_string(),
-        opt(f.resolution_rate),
-        opt(f.abandonment_rate),
-    ];
-    fields.extend(durations(&f.first_response));
-    fields.extend([
-        sl.answered.to_string(),
-        sl.within_15s.to_string(),
-        sl.within_60s.to_string(),
-        opt(sl.share_15s),
-        opt(sl.share_60s),
-    ]);
-    fields.extend(durations(&f.reply_time));
-    fields.extend(durations(&f.handle_time));
-    fields.extend(durations(&f.resolution_time));
-    fields.extend([
-        f.transfers.to_string(),
-        f.transferred_conversations.to_string(),
-        f.reopens.to_string(),
-        f.reopened_conversations.to_string(),
-        f.csat.ratings.to_string(),
-        opt(f.csat.average),
-    ]);
-    fields.extend(f.csat.distribution.iter().map(u64::to_string));
-    out.push_str(&fields.join(","));
-    out.push('\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOUR_MS: i64 = 3_600_000;
+    const DAY_MS: i64 = 24 * HOUR_MS;
     use serde_json::{Value, json};
 
     /// Monday 2024-01-01 09:00 UTC.

@@ -12,12 +12,14 @@
 //! - [`api`]: bodies of the HTTP API (`/api/v1/...`, `/healthz`).
 //! - [`error`]: the stable error codes ([`ErrorCode`]) and the protocol error type.
 //! - [`limits`]: the documented limits and the validation every inbound frame passes.
+//! - [`report`]: the service metrics of a range, as the reports API serves them.
 
 pub mod api;
 pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod limits;
+pub mod report;
 
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{ClientFrame, ServerFrame};
