@@ -479,6 +479,17 @@ impl Store {
         })
     }
 
+    /// Pending and dead deliveries across every channel (for `/metrics`).
+    pub async fn outbox_totals(&self) -> Result<OutboxCounts> {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_outbox WHERE state = 'pending'")
+            .fetch_one(&self.reader)
+            .await?;
+        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_outbox WHERE state = 'dead'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(OutboxCounts { pending: pending.max(0) as u64, dead: dead.max(0) as u64 })
+    }
+
     /// Changes a channel; `group` is the resolved group when the patch names one.
     pub async fn update_channel(
         &self,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{AlertRules, BusinessHours};
 use crate::error::{Error, Result};
 
 /// The documented default address: loopback only, so a fresh start exposes nothing.
@@ -31,6 +32,119 @@ pub struct Config {
     pub bot: BotConfig,
     /// The app and social channels: webhook pushes and inbound signatures.
     pub channels: ChannelsConfig,
+    /// Alerts for supervisors.
+    pub alerts: AlertsConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// Alerts: their thresholds, business hours, and where they are pushed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A customer waiting in a queue this long raises an alert.
+    pub wait_secs: u64,
+    /// An agent leaving a customer's message unanswered this long raises an alert.
+    pub reply_secs: u64,
+    /// When groups must have someone online, `HH:MM-HH:MM` in the shop's time (closing
+    /// before opening: over midnight); empty: never checked.
+    pub business_hours: String,
+    /// The days business hours apply: `mon` … `sun`.
+    pub business_days: Vec<String>,
+    /// The shop's offset from UTC in minutes; absent: this machine's.
+    pub utc_offset_minutes: Option<i32>,
+    /// How many of the latest ratings the CSAT alerts look at.
+    pub csat_window: usize,
+    /// Their average below this raises an alert.
+    pub csat_min: f64,
+    /// Bad ratings (1 or 2) among them, at least this many and twice as many as in the
+    /// window before, raise an alert.
+    pub bad_ratings_min: usize,
+    /// Alerts are also POSTed here (JSON, signed like channel webhooks when a secret is set).
+    pub webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of the webhook's `x-kefu-signature`.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            wait_secs: 120,
+            reply_secs: 300,
+            business_hours: "09:00-21:00".into(),
+            business_days: WEEKDAYS.iter().map(|d| d.to_string()).collect(),
+            utc_offset_minutes: None,
+            csat_window: 20,
+            csat_min: 3.5,
+            bad_ratings_min: 3,
+            webhook_url: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+/// Weekday names, Monday first.
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl AlertsConfig {
+    /// The rules, checked.
+    pub fn rules(&self) -> Result<AlertRules> {
+        let bad = |what: String| Error::Config(format!("alerts.{what}"));
+        if self.wait_secs == 0 || self.reply_secs == 0 || self.csat_window == 0 {
+            return Err(bad("wait_secs, reply_secs and csat_window must be positive".into()));
+        }
+        if !(1.0..=5.0).contains(&self.csat_min) {
+            return Err(bad("csat_min must be 1 to 5".into()));
+        }
+        let business_hours = match self.business_hours.trim() {
+            "" => None,
+            text => {
+                let (open, close) = text
+                    .split_once('-')
+                    .and_then(|(o, c)| Some((minute_of_day(o)?, minute_of_day(c)?)))
+                    .ok_or_else(|| bad(format!("business_hours '{text}' is not HH:MM-HH:MM")))?;
+                let mut days = [false; 7];
+                for day in &self.business_days {
+                    let index = WEEKDAYS
+                        .iter()
+                        .position(|d| d.eq_ignore_ascii_case(day.trim()))
+                        .ok_or_else(|| bad(format!("business_days: '{day}' is not one of {}", WEEKDAYS.join(", "))))?;
+                    days[index] = true;
+                }
+                let utc_offset_minutes =
+                    self.utc_offset_minutes.unwrap_or_else(|| chrono::Local::now().offset().local_minus_utc() / 60);
+                if utc_offset_minutes.abs() > 14 * 60 {
+                    return Err(bad("utc_offset_minutes must be within ±840".into()));
+                }
+                Some(BusinessHours { days, open_minute: open, close_minute: close, utc_offset_minutes })
+            }
+        };
+        Ok(AlertRules {
+            wait_ms: self.wait_secs as i64 * 1000,
+            reply_ms: self.reply_secs as i64 * 1000,
+            business_hours,
+            csat_window: self.csat_window,
+            csat_min: self.csat_min,
+            bad_ratings_min: self.bad_ratings_min,
+        })
+    }
+}
+
+/// `HH:MM` as minutes since midnight; `24:00` is the end of the day.
+fn minute_of_day(text: &str) -> Option<u32> {
+    let (h, m) = text.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+}
+
+/// The Prometheus endpoint, `GET /metrics`: off unless a token or a listen address is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Served on the main address to requests bearing this token.
+    pub token: Option<String>,
+    /// Served without a token on this separate address (keep it private).
+    pub listen: Option<SocketAddr>,
 }
 
 /// Pushing replies to channels' webhooks, and checking what platforms post.
@@ -231,6 +345,8 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             bot: BotConfig::default(),
             channels: ChannelsConfig::default(),
+            alerts: AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -315,6 +431,10 @@ impl Config {
         {
             return Err(Error::Config("auth settings must be positive".into()));
         }
+        self.alerts.rules()?;
+        if self.metrics.token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(Error::Config("metrics.token must be at least 16 characters".into()));
+        }
         Ok(())
     }
 
@@ -327,6 +447,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_rules_from_the_file() {
+        let alerts = |text: &str| -> Result<AlertRules> {
+            let config: Config =
+                toml::from_str(&format!("[alerts]\n{text}")).map_err(|e| Error::Config(e.to_string()))?;
+            config.alerts.rules()
+        };
+        let rules =
+            alerts("business_hours = \"08:30-22:00\"\nbusiness_days = [\"mon\", \"fri\"]\nutc_offset_minutes = 480")
+                .unwrap();
+        let hours = rules.business_hours.unwrap();
+        assert_eq!((hours.open_minute, hours.close_minute, hours.utc_offset_minutes), (510, 1320, 480));
+        assert_eq!(hours.days, [true, false, false, false, true, false, false]);
+        assert_eq!((rules.wait_ms, rules.reply_ms), (120_000, 300_000));
+        assert!(alerts("business_hours = \"\"").unwrap().business_hours.is_none());
+        for bad in ["business_hours = \"9-21\"", "business_days = [\"someday\"]", "wait_secs = 0", "csat_min = 9.0"] {
+            assert!(alerts(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_partial_file_overlays_the_defaults() {

@@ -183,6 +183,16 @@ pub enum JournalOp {
         /// The audit entry.
         event: EventRecord,
     },
+    /// Append an entry to the event log alone (alerts, supervisors' actions); nothing is
+    /// reported back.
+    Log {
+        /// Its workspace.
+        workspace: WorkspaceId,
+        /// The conversation it concerns, if one.
+        conversation: Option<ConversationId>,
+        /// The entry.
+        event: EventRecord,
+    },
     /// Record how far a reader has read.
     Read {
         /// Its workspace.
@@ -205,6 +215,7 @@ impl JournalOp {
             JournalOp::OpenConversation { workspace, .. }
             | JournalOp::Transition { workspace, .. }
             | JournalOp::Record { workspace, .. }
+            | JournalOp::Log { workspace, .. }
             | JournalOp::Read { workspace, .. } => *workspace,
             JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => m.workspace,
         }
@@ -356,6 +367,7 @@ struct Journal {
     outbox: Arc<tokio::sync::Notify>,
     /// Whether the batch being written did.
     outbox_due: bool,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Starts the journal task.
@@ -364,6 +376,7 @@ pub fn spawn(
     clock: Clock,
     hubs: Arc<Hubs>,
     outbox: Arc<tokio::sync::Notify>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     max_batch: usize,
     queue: usize,
 ) -> JournalHandle {
@@ -379,6 +392,7 @@ pub fn spawn(
         before: HashMap::new(),
         outbox,
         outbox_due: false,
+        telemetry,
     };
     tokio::spawn(journal.run(ops, hub_ops, stop));
     JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
@@ -452,6 +466,7 @@ impl Journal {
         let size = batch.len();
         match self.write(&batch).await {
             Ok(outcomes) => {
+                self.telemetry.committed(started.elapsed().as_secs_f64(), size);
                 self.report(batch, outcomes);
                 tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "committed");
             }
@@ -541,6 +556,10 @@ impl Journal {
                     }
                     insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
                     Outcome::Hub(Committed::Recorded { conversation: *conversation, kind: event.kind })
+                }
+                JournalOp::Log { workspace, conversation, event } => {
+                    insert_event(&mut tx, *workspace, *conversation, event, now).await?;
+                    Outcome::Skipped
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
                     let Some(cursor) = self.cursor(&mut tx, *workspace, *conversation).await? else {
@@ -762,7 +781,7 @@ impl Journal {
             }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
             JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
-            JournalOp::Read { .. } | JournalOp::Record { .. } => return,
+            JournalOp::Read { .. } | JournalOp::Record { .. } | JournalOp::Log { .. } => return,
         };
         self.hubs.committed(workspace, vec![committed]);
     }

@@ -33,6 +33,8 @@
 //! other side) → sessions (skip what the client already holds) → socket.
 
 pub mod admin;
+pub mod alert_hook;
+pub mod alerts;
 pub mod attachments;
 pub mod auth;
 pub mod bot;
@@ -55,6 +57,7 @@ pub mod reports;
 pub mod routing;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod tickets;
 pub mod widget;
 
@@ -108,6 +111,8 @@ pub struct RelayState {
     pub clock: Clock,
     /// Articles, their search index and the intent classifier.
     pub knowledge: Arc<knowledge::Knowledge>,
+    /// Operators' metrics.
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 impl RelayState {
@@ -176,11 +181,13 @@ pub async fn run_with_clock(
     let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let telemetry = Arc::new(telemetry::Telemetry::new());
     let journal = journal::spawn(
         store.writer.clone(),
         clock.clone(),
         hubs.clone(),
         outbox_wake.clone(),
+        telemetry.clone(),
         config.journal.max_batch,
         config.journal.queue,
     );
@@ -195,10 +202,17 @@ pub async fn run_with_clock(
         rules,
     };
     let bot_requests = hub::bot_worker::spawn(Arc::new(services), hubs.clone());
+    let alert_rules = config.alerts.rules()?;
+    let alert_webhook = config
+        .alerts
+        .webhook_url
+        .clone()
+        .map(|url| alert_hook::spawn(url, config.alerts.webhook_secret.clone(), clock.clone()));
     for workspace in store.workspaces().await? {
         let sticky_since = clock.now_ms() - config.routing.sticky_window_ms();
         let start = hub::HubStart {
             workspace: workspace.id,
+            workspace_slug: workspace.slug.clone(),
             agents: store.agents(workspace.id).await?,
             groups: store.groups(workspace.id).await?,
             open: store.open_conversations(workspace.id).await?,
@@ -213,7 +227,21 @@ pub async fn run_with_clock(
         );
         let bot =
             hub::BotLink { enabled: config.bot.enabled, requests: bot_requests.clone(), knowledge: knowledge.clone() };
-        let hub = hub::spawn(start, journal.clone(), bot, clock.clone(), config.routing.clone(), HUB_COMMAND_QUEUE);
+        let supervision = hub::SupervisionStart {
+            rules: alert_rules,
+            ratings: store.recent_ratings(workspace.id, 2 * alert_rules.csat_window).await?,
+            webhook: alert_webhook.clone(),
+            telemetry: telemetry.clone(),
+        };
+        let hub = hub::spawn(
+            start,
+            journal.clone(),
+            bot,
+            clock.clone(),
+            config.routing.clone(),
+            supervision,
+            HUB_COMMAND_QUEUE,
+        );
         hubs.insert(workspace.id, hub);
     }
     let relay = Arc::new(RelayState {
@@ -233,6 +261,7 @@ pub async fn run_with_clock(
         next_conn: AtomicU64::new(1),
         clock,
         knowledge,
+        telemetry,
     });
     relay.refresh_customer_access().await?;
     let upkeep = tokio::spawn(upkeep(relay.clone()));
@@ -246,6 +275,19 @@ pub async fn run_with_clock(
     let outbox = tokio::spawn(outbox.run(outbox_stop.clone()));
     tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");
 
+    // The metrics address, when set, serves `/metrics` alone, without a token.
+    let metrics_server = match relay.config.metrics.listen {
+        Some(address) => {
+            let metrics_listener = TcpListener::bind(address).await?;
+            tracing::info!(listen = %metrics_listener.local_addr()?, "metrics serving");
+            let stop = relay.shutdown.clone();
+            let app = http::telemetry::router(relay.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(metrics_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+            }))
+        }
+        None => None,
+    };
     let cancel = relay.shutdown.clone();
     axum::serve(listener, http::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -257,6 +299,9 @@ pub async fn run_with_clock(
     // Connections see the cancellation and close with "going away"; wait for them so that
     // no frame is half-handled when the journal stops.
     relay.shutdown.cancel();
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     relay.tasks.close();
     relay.tasks.wait().await;
     upkeep.abort();

@@ -183,6 +183,14 @@ pub enum Event {
         /// The agent taking it.
         agent: AgentId,
     },
+    /// A supervisor takes a conversation over, from its agent or from the queue, beyond
+    /// their capacity if need be (they asked for it by hand).
+    TakeOver {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The supervisor.
+        agent: AgentId,
+    },
     /// Time passed: escalations, re-routing and grace periods fall due.
     Tick,
 }
@@ -217,6 +225,8 @@ pub enum Rule {
     Transferred,
     /// Taken by hand.
     Picked,
+    /// Taken over by a supervisor.
+    TakenOver,
     /// Moved because nobody replied in time.
     Rerouted,
 }
@@ -476,6 +486,7 @@ impl Router {
                 self.fill(holding.agent, now, out);
             }
             Event::Pick { conversation, agent } => self.pick(conversation, agent, now, out),
+            Event::TakeOver { conversation, agent } => self.take_over(conversation, agent, now, out),
             Event::Tick => self.tick(now, out),
         }
     }
@@ -713,7 +724,21 @@ impl Router {
         out: &mut Vec<Decision>,
     ) {
         let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
-        let Some(holding) = self.holdings.get(&conversation).copied() else { return refuse(out, Refusal::NotRoutable) };
+        let waiter = self.waiting.get(&conversation).copied();
+        let Some(holding) = self.holdings.get(&conversation).copied() else {
+            // A supervisor may send a waiting conversation straight to an agent.
+            let Some(waiter) = waiter else { return refuse(out, Refusal::NotRoutable) };
+            let Some(target) = self.agents.get(&to) else { return refuse(out, Refusal::UnknownAgent) };
+            if target.availability != Availability::Online {
+                return refuse(out, Refusal::NotAvailable);
+            }
+            if target.load() >= target.capacity {
+                return refuse(out, Refusal::AtCapacity);
+            }
+            self.forget(conversation);
+            let why = self.why(Rule::Transferred, waiter.routable.group, to);
+            return self.assign(waiter.routable, to, None, why, now, out);
+        };
         let Some(target) = self.agents.get(&to) else { return refuse(out, Refusal::UnknownAgent) };
         if holding.agent == to {
             return refuse(out, Refusal::AlreadyHolds);
@@ -744,6 +769,29 @@ impl Router {
         self.forget(conversation);
         let why = self.why(Rule::Picked, waiter.routable.group, agent);
         self.assign(waiter.routable, agent, None, why, now, out);
+    }
+
+    fn take_over(&mut self, conversation: ConversationId, agent: AgentId, now: UnixMillis, out: &mut Vec<Decision>) {
+        let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
+        if !self.agents.contains_key(&agent) {
+            return refuse(out, Refusal::UnknownAgent);
+        }
+        let (routable, from) = if let Some(holding) = self.holdings.get(&conversation).copied() {
+            if holding.agent == agent {
+                return refuse(out, Refusal::AlreadyHolds);
+            }
+            (returned(conversation, &holding, now), Some(holding.agent))
+        } else if let Some(waiter) = self.waiting.get(&conversation).copied() {
+            (waiter.routable, None)
+        } else {
+            return refuse(out, Refusal::NotRoutable);
+        };
+        self.forget(conversation);
+        let why = self.why(Rule::TakenOver, routable.group, agent);
+        self.assign(routable, agent, from, why, now, out);
+        if let Some(previous) = from {
+            self.fill(previous, now, out);
+        }
     }
 
     fn tick(&mut self, now: UnixMillis, out: &mut Vec<Decision>) {
@@ -838,6 +886,11 @@ impl Router {
     /// The queue a waiting conversation is in.
     pub fn queue_of(&self, conversation: ConversationId) -> Option<Option<GroupId>> {
         self.waiting.get(&conversation).map(|w| w.routable.group)
+    }
+
+    /// Since when a waiting conversation has waited in its queue.
+    pub fn waiting_since(&self, conversation: ConversationId) -> Option<UnixMillis> {
+        self.waiting.get(&conversation).map(|w| w.routable.queued_at)
     }
 
     /// The waiting conversations of a queue, in line order.

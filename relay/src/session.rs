@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kefu_proto::frame::{AttachmentRef, AuthorKind, ClientFrame, ContactView};
 use kefu_proto::frame::{
-    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, ServerFrame,
+    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, Role, ServerFrame,
     Session, Welcome, close_code,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES, decode_client_frame};
@@ -90,6 +90,8 @@ struct Connection {
     delivered: HashMap<ConversationId, Seq>,
     /// Agents: the conversations they hold, as announced to this connection.
     held: HashSet<ConversationId>,
+    /// Supervisors: the conversations they follow read-only (they may whisper in them).
+    observing: HashSet<ConversationId>,
     /// Customers: their open conversation.
     open: Option<ConversationId>,
     /// Frames per second allowed from this client.
@@ -105,6 +107,10 @@ struct Connection {
 /// must be one its workspace allows.
 pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: SocketAddr, origin: Option<String>) {
     let conn = relay.next_conn_id();
+    let _counted = relay.telemetry.connection(match side {
+        Side::Customer => "customer",
+        Side::Agent => "agent",
+    });
     let (mut sink, mut stream) = socket.split();
     let span = tracing::debug_span!("conn", conn, ?side, %peer);
     async {
@@ -167,6 +173,7 @@ async fn run(
         identity,
         delivered: HashMap::new(),
         held: HashSet::new(),
+        observing: HashSet::new(),
         open: None,
         limiter: RateLimiter::direct(quota),
         rate_violations: 0,
@@ -538,13 +545,28 @@ impl Connection {
                     ServerFrame::Conversation(c) => {
                         let id = c.conversation.id;
                         match (&self.identity, c.change) {
-                            (Identity::Agent(_), ConversationChange::Assigned) if self.held.insert(id) => {
-                                catch_up = Some(id);
+                            // A conversation the client already follows (held or observed)
+                            // needs no second catch-up.
+                            (Identity::Agent(_), ConversationChange::Assigned) => {
+                                let new = self.held.insert(id);
+                                if new && !self.observing.contains(&id) {
+                                    catch_up = Some(id);
+                                }
                             }
-                            (Identity::Agent(_), ConversationChange::Unassigned | ConversationChange::Closed) => {
+                            (Identity::Agent(_), ConversationChange::Observed) => {
+                                let new = self.observing.insert(id);
+                                if new && !self.held.contains(&id) {
+                                    catch_up = Some(id);
+                                }
+                            }
+                            (Identity::Agent(_), ConversationChange::Unassigned) => {
                                 // `delivered` is kept: if the conversation comes back to this
                                 // agent, the client already holds what was sent.
                                 self.held.remove(&id);
+                            }
+                            (Identity::Agent(_), ConversationChange::Closed) => {
+                                self.held.remove(&id);
+                                self.observing.remove(&id);
                             }
                             (Identity::Customer { .. }, ConversationChange::Closed) if self.open == Some(id) => {
                                 self.open = None;
@@ -612,7 +634,11 @@ impl Connection {
                 if send.internal {
                     self.agent_only("a private note").map_err(|e| (e, id.clone()))?;
                 }
-                let conversation = self.target(send.conversation_id, true).await.map_err(|e| (e, id.clone()))?;
+                let conversation = match send.conversation_id {
+                    // A supervisor whispers: a note in a conversation they follow.
+                    Some(c) if send.internal && self.observing.contains(&c) => c,
+                    named => self.target(named, true).await.map_err(|e| (e, id.clone()))?,
+                };
                 let (author, author_id) = self.author();
                 let attachments =
                     self.attachments(conversation, &send.attachments).await.map_err(|e| (e, id.clone()))?;
@@ -726,6 +752,31 @@ impl Connection {
                     .rate(self.workspace, contact, conversation, rate.score, rate.comment.as_deref())
                     .await
                     .map_err(|e| (e.to_client(), None))?;
+                self.hub.send(HubCommand::Rated { score: rate.score }).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Supervise(supervise) => {
+                self.supervisor_only("the monitor").map_err(|e| (e, None))?;
+                let command = HubCommand::Supervise { conn: self.conn, active: supervise.active };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::Observe(observe) => {
+                self.supervisor_only("observing").map_err(|e| (e, None))?;
+                let conversation = observe.conversation_id;
+                if !observe.active {
+                    // Notes may no longer be whispered there from now on; live messages
+                    // stop once the hub hears of it.
+                    self.observing.remove(&conversation);
+                }
+                let command = HubCommand::Observe { conn: self.conn, conversation, active: observe.active };
+                self.hub.send(command).await.map_err(internal)?;
+                Ok(None)
+            }
+            ClientFrame::TakeOver(take) => {
+                self.supervisor_only("take over").map_err(|e| (e, None))?;
+                let command = HubCommand::TakeOver { conn: self.conn, conversation: take.conversation_id };
+                self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
             }
             ClientFrame::Pick(pick) => {
@@ -800,6 +851,13 @@ impl Connection {
         match &self.identity {
             Identity::Customer { contact, .. } => (AuthorKind::Customer, contact.id.0),
             Identity::Agent(session) => (AuthorKind::Agent, session.view.id.0),
+        }
+    }
+
+    fn supervisor_only(&self, what: &str) -> Result<(), ProtocolError> {
+        match &self.identity {
+            Identity::Agent(session) if matches!(session.view.role, Role::Supervisor | Role::Admin) => Ok(()),
+            _ => Err(ProtocolError::new(ErrorCode::Forbidden, format!("{what} is for supervisors and admins"))),
         }
     }
 

@@ -548,6 +548,56 @@ impl Store {
             .collect())
     }
 
+    /// Entries of the event log after `after` (by id), oldest first, optionally of one kind
+    /// (or kind prefix ending in `.`, like `alert.`) or one conversation.
+    pub async fn events(
+        &self,
+        workspace: WorkspaceId,
+        after: i64,
+        kind: Option<&str>,
+        conversation: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<kefu_proto::api::EventView>> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, actor_kind, actor_id, conversation_id, data FROM events
+             WHERE workspace_id = ? AND id > ?
+               AND (?3 IS NULL OR kind = ?3 OR (substr(?3, -1) = '.' AND substr(kind, 1, length(?3)) = ?3))
+               AND (?4 IS NULL OR conversation_id = ?4)
+             ORDER BY id LIMIT ?5",
+        )
+        .bind(workspace.0)
+        .bind(after)
+        .bind(kind)
+        .bind(conversation.map(|c| c.0))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(kefu_proto::api::EventView {
+                    id: r.get("id"),
+                    at: r.get("at"),
+                    kind: r.get("kind"),
+                    actor_kind: r.get("actor_kind"),
+                    actor_id: r.get("actor_id"),
+                    conversation_id: r.get::<Option<i64>, _>("conversation_id").map(ConversationId),
+                    data: serde_json::from_str(r.get::<&str, _>("data"))
+                        .map_err(|e| Error::Internal(format!("event data: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The workspace's latest `limit` ratings' scores, oldest first (for the CSAT alerts).
+    pub async fn recent_ratings(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<u8>> {
+        let rows = sqlx::query("SELECT score FROM ratings WHERE workspace_id = ? ORDER BY created_at DESC LIMIT ?")
+            .bind(workspace.0)
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().rev().map(|r| r.get::<i64, _>("score").clamp(1, 5) as u8).collect())
+    }
+
     /// The routing decisions recorded for a conversation of `workspace`, oldest first;
     /// `None` when the conversation is not in the workspace.
     pub async fn routing_history(

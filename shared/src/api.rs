@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
-use crate::frame::{AgentView, Skill};
+use crate::frame::{AgentView, Presence, Skill};
 use crate::ids::UnixMillis;
 
 /// `POST /api/v1/login`.
@@ -110,6 +110,9 @@ pub struct AgentPatch {
     /// New skills (replacing the old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<Vec<Skill>>,
+    /// Set the agent's presence while they are connected (`online` or `away`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Presence>,
 }
 
 /// `PATCH /api/v1/contacts/{id}`: what to change.
@@ -140,6 +143,27 @@ pub struct RoutingDecisionView {
     pub explanation: String,
     /// The details: rule, candidates considered with their load, group, …
     pub details: serde_json::Value,
+}
+
+/// `GET /api/v1/events`: the event log (audit trail), oldest first after a cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    /// Its id (the cursor for `after`).
+    pub id: i64,
+    /// When.
+    pub at: UnixMillis,
+    /// What: `alert.fired`, `supervisor.observed`, `routing.assigned`, `agent.changed`, …
+    pub kind: String,
+    /// Who: `agent`, `customer`, `system`, …
+    pub actor_kind: String,
+    /// Which one, when a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<i64>,
+    /// The conversation it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<crate::ConversationId>,
+    /// The details.
+    pub data: serde_json::Value,
 }
 
 /// Who a canned reply is for.

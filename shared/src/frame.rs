@@ -69,6 +69,15 @@ pub enum ClientFrame {
     LeaveMessage(LeaveMessage),
     /// Customers only: rate a resolved or closed conversation (1 to 5, and a comment).
     Rate(RateConversation),
+    /// Supervisors and admins: start or stop the live monitor (`monitor` and `alert`
+    /// frames).
+    Supervise(Supervise),
+    /// Supervisors and admins: follow any open conversation read-only (its messages,
+    /// notes included, arrive live), or stop.
+    Observe(ObserveConversation),
+    /// Supervisors and admins: become the conversation's agent, from its agent or from
+    /// the queue, whatever their capacity.
+    TakeOver(TakeOverConversation),
     /// Liveness check; answered with `pong`.
     Ping(Ping),
 }
@@ -88,6 +97,9 @@ impl ClientFrame {
             ClientFrame::Pick(_) => "pick",
             ClientFrame::LeaveMessage(_) => "leave_message",
             ClientFrame::Rate(_) => "rate",
+            ClientFrame::Supervise(_) => "supervise",
+            ClientFrame::Observe(_) => "observe",
+            ClientFrame::TakeOver(_) => "take_over",
             ClientFrame::Ping(_) => "ping",
         }
     }
@@ -103,9 +115,13 @@ impl ClientFrame {
             ClientFrame::Close(f) => Some(f.conversation_id),
             ClientFrame::Transfer(f) => Some(f.conversation_id),
             ClientFrame::Pick(f) => Some(f.conversation_id),
-            ClientFrame::Hello(_) | ClientFrame::Presence(_) | ClientFrame::LeaveMessage(_) | ClientFrame::Ping(_) => {
-                None
-            }
+            ClientFrame::Observe(f) => Some(f.conversation_id),
+            ClientFrame::TakeOver(f) => Some(f.conversation_id),
+            ClientFrame::Hello(_)
+            | ClientFrame::Presence(_)
+            | ClientFrame::LeaveMessage(_)
+            | ClientFrame::Supervise(_)
+            | ClientFrame::Ping(_) => None,
         }
     }
 }
@@ -339,6 +355,30 @@ pub struct PickConversation {
     pub conversation_id: ConversationId,
 }
 
+/// Starts or stops the live monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervise {
+    /// True to start (a `monitor` frame follows at once, then one whenever it changes).
+    pub active: bool,
+}
+
+/// Starts or stops following a conversation read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserveConversation {
+    /// The open conversation.
+    pub conversation_id: ConversationId,
+    /// True to start (a `conversation` frame with change `observed` follows, then its
+    /// history and live messages), false to stop.
+    pub active: bool,
+}
+
+/// Takes a conversation over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeOverConversation {
+    /// The open conversation, assigned or queued.
+    pub conversation_id: ConversationId,
+}
+
 /// A liveness check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
@@ -376,6 +416,11 @@ pub enum ServerFrame {
     /// A ticket was made or changed: agents hear of tickets assigned to them, customers
     /// of the ticket their message became.
     Ticket(TicketFrame),
+    /// Supervisors and admins who sent `supervise`: queues, agents and alerts as they
+    /// stand, sent when they change (at most once a second).
+    Monitor(MonitorFrame),
+    /// Supervisors and admins: an alert fired or resolved.
+    Alert(AlertFrame),
     /// A frame was refused. The connection stays open unless a close follows.
     Error(ErrorFrame),
     /// The answer to `ping`.
@@ -682,6 +727,8 @@ pub enum ConversationChange {
     Reopened,
     /// It was closed.
     Closed,
+    /// Supervisors: it is now followed read-only (its history follows).
+    Observed,
 }
 
 /// A conversation changed.
@@ -934,4 +981,131 @@ mod tests {
         let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();
         assert_eq!(kinds, crate::limits::CLIENT_FRAME_TYPES);
     }
+}
+
+/// The live monitor: every queue and agent of the workspace, and the alerts that are on.
+/// Ages are computed by the client from `at` (the relay's clock) and the timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorFrame {
+    /// The relay's time when the frame was made.
+    pub at: UnixMillis,
+    /// A customer waiting this long raises an alert: the queue's SLA limit (a client
+    /// colours a queue by its longest wait against it).
+    pub wait_alert_ms: i64,
+    /// Every group (the any-agent queue first, when someone waits in it).
+    pub groups: Vec<GroupMonitor>,
+    /// Every agent, online first, then by name.
+    pub agents: Vec<AgentMonitor>,
+    /// The alerts that are on, oldest first.
+    pub alerts: Vec<AlertView>,
+}
+
+/// One queue in the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMonitor {
+    /// The group's slug; absent: the any-agent queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Conversations waiting.
+    pub waiting: u32,
+    /// When the longest-waiting one entered the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_at: Option<UnixMillis>,
+    /// Agents online with the group's skill.
+    pub agents_online: u32,
+    /// Their capacity, in total.
+    pub capacity: u32,
+}
+
+/// One agent in the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMonitor {
+    /// The agent.
+    pub agent: AgentRef,
+    /// Their role.
+    pub role: Role,
+    /// Their presence.
+    pub presence: Presence,
+    /// Conversations they hold.
+    pub load: u32,
+    /// The most they take.
+    pub capacity: u32,
+    /// When they last replied to a customer (since the relay started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply_at: Option<UnixMillis>,
+    /// The conversations they hold.
+    pub conversations: Vec<MonitoredConversation>,
+}
+
+/// A conversation an agent holds, in the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoredConversation {
+    /// The conversation.
+    pub id: ConversationId,
+    /// The customer's display name.
+    pub contact: String,
+    /// A VIP customer.
+    pub vip: bool,
+    /// Since when the customer's latest message waits for a reply, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_reply_since: Option<UnixMillis>,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A customer has waited in a queue longer than the limit.
+    LongWait,
+    /// A group has no agent online during business hours.
+    NoAgentOnline,
+    /// The average of the latest ratings fell below the threshold.
+    CsatLow,
+    /// Bad ratings (1 or 2) rose sharply among the latest ones.
+    BadRatingsRising,
+    /// An agent has not answered a customer in a conversation they hold for too long.
+    AgentNotReplying,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// Stable while the alert is on: its kind and subject (`long_wait:42`).
+    pub id: String,
+    /// What it is about.
+    pub kind: AlertKind,
+    /// In words, for people.
+    pub message: String,
+    /// When it fired.
+    pub since: UnixMillis,
+    /// The conversation it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    /// The group it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The agent it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+}
+
+/// Whether an alert went on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    /// Its condition began.
+    Fired,
+    /// Its condition cleared.
+    Resolved,
+}
+
+/// An alert fired or resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFrame {
+    /// On or off.
+    pub change: AlertChange,
+    /// The alert.
+    pub alert: AlertView,
+    /// When it changed (the relay's clock).
+    pub at: UnixMillis,
 }

@@ -204,6 +204,9 @@ pub fn validate(frame: &ClientFrame) -> Result<(), ProtocolError> {
             }
         }
         ClientFrame::Pick(_)
+        | ClientFrame::Supervise(_)
+        | ClientFrame::Observe(_)
+        | ClientFrame::TakeOver(_)
         | ClientFrame::Typing(_)
         | ClientFrame::Read(_)
         | ClientFrame::Presence(_)

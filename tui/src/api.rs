@@ -1,6 +1,8 @@
 //! The relay's HTTP API as the workstation uses it: the directory for transfers, canned
 //! replies, the customer panel, history pages, file uploads, knowledge-base search and
-//! articles (read by everyone, written by supervisors and admins), and tickets.
+//! articles (read by everyone, written by supervisors and admins), tickets, and for
+//! supervisors and admins agents' capacity and presence and the service report (JSON, or
+//! CSV written to a file).
 //!
 //! The app asks with [`crate::app::Effect::Api`] carrying an [`ApiRequest`]; the shell
 //! hands it to [`ApiClient::perform`], which runs it on its own task and answers with
@@ -11,16 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kefu_proto::api::{
-    ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewArticle, NewCannedReply, NewTicket,
-    NewTicketNote, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
+    AgentPatch, ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewArticle,
+    NewCannedReply, NewTicket, NewTicketNote, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
 };
 use kefu_proto::frame::{AgentView, AttachmentRef, TicketView};
 use kefu_proto::limits::MAX_ATTACHMENT_BYTES;
-use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq};
+use kefu_proto::report::Report;
+use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, Seq};
 use tokio::sync::mpsc;
 
 use crate::app::Action;
 use crate::error::Result;
+use crate::reports::ReportWindow;
 
 /// Messages asked for per history page.
 pub const HISTORY_PAGE: u32 = 50;
@@ -100,6 +104,25 @@ pub enum ApiRequest {
     },
     /// `POST /api/v1/tickets`.
     CreateTicket(NewTicket),
+    /// `PATCH /api/v1/agents/{id}`: an agent's capacity or presence (supervisors and
+    /// admins).
+    PatchAgent {
+        /// The agent.
+        id: AgentId,
+        /// What changes.
+        patch: AgentPatch,
+    },
+    /// `GET /api/v1/reports/summary?from=…&to=…&tz_offset_minutes=…` (supervisors and
+    /// admins).
+    Report(ReportWindow),
+    /// The same report as CSV (`format=csv`, `Accept: text/csv`), written to `file` in the
+    /// current directory (a name already taken gets `-2`, `-3`, … before `.csv`).
+    ExportReport {
+        /// The window.
+        window: ReportWindow,
+        /// The file's name.
+        file: String,
+    },
 }
 
 /// Which tickets a list shows.
@@ -158,6 +181,17 @@ pub enum ApiAnswer {
     TicketSaved(TicketView),
     /// The note was added.
     TicketNoted,
+    /// The agent as they stand after a change.
+    AgentSaved(AgentView),
+    /// The report.
+    Report(Box<Report>),
+    /// The report's CSV was written.
+    ReportExported {
+        /// Where, in full.
+        path: String,
+        /// How many bytes.
+        bytes: usize,
+    },
 }
 
 /// A request that failed: refused by the relay, or never answered.
@@ -273,6 +307,24 @@ impl ApiClient {
                 let request = self.http.delete(url(format!("/api/v1/canned/{id}")));
                 self.send(request, REQUEST_TIMEOUT).await.map(|_| ApiAnswer::CannedDeleted)
             }
+            ApiRequest::PatchAgent { id, patch } => {
+                let request = self.http.patch(url(format!("/api/v1/agents/{id}"))).json(patch);
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::AgentSaved).map_err(decode)
+            }
+            ApiRequest::Report(window) => self
+                .get(url(format!("/api/v1/reports/summary?{}", window.query())))
+                .await
+                .map(|report| ApiAnswer::Report(Box::new(report))),
+            ApiRequest::ExportReport { window, file } => {
+                // Both ways of asking for CSV, so either the parameter or the header does.
+                let request = self
+                    .http
+                    .get(url(format!("/api/v1/reports/summary?{}&format=csv", window.query())))
+                    .header(reqwest::header::ACCEPT, "text/csv");
+                let csv = self.send(request, REQUEST_TIMEOUT).await?.bytes().await.map_err(decode)?;
+                let path = write_new_file(file, &csv).await?;
+                Ok(ApiAnswer::ReportExported { path: path.display().to_string(), bytes: csv.len() })
+            }
             ApiRequest::Upload { conversation, path } => {
                 let path = expand_home(path);
                 let (name, bytes) = read_upload(&path).await?;
@@ -351,6 +403,38 @@ async fn read_upload(path: &Path) -> Result<(String, Vec<u8>), ApiFailure> {
     Ok((name, bytes))
 }
 
+/// Writes `bytes` to a new file named `name` in the current directory, never over an
+/// existing one: `report.csv` taken, it tries `report-2.csv`, `report-3.csv`, … Returns
+/// the full path written.
+async fn write_new_file(name: &str, bytes: &[u8]) -> Result<PathBuf, ApiFailure> {
+    let dir = std::env::current_dir().map_err(|e| ApiFailure::local(format!("no current directory: {e}")))?;
+    write_new_file_in(&dir, name, bytes).await
+}
+
+async fn write_new_file_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, ApiFailure> {
+    use tokio::io::AsyncWriteExt;
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, extension)) => (stem, format!(".{extension}")),
+        None => (name, String::new()),
+    };
+    for attempt in 1..=100 {
+        let candidate = if attempt == 1 { name.to_string() } else { format!("{stem}-{attempt}{extension}") };
+        let path = dir.join(candidate);
+        let mut file = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ApiFailure::local(format!("cannot write {}: {e}", path.display()))),
+        };
+        let written = async {
+            file.write_all(bytes).await?;
+            file.sync_all().await
+        };
+        written.await.map_err(|e| ApiFailure::local(format!("cannot write {}: {e}", path.display())))?;
+        return Ok(path);
+    }
+    Err(ApiFailure::local(format!("{name} and its numbered copies exist already in {}", dir.display())))
+}
+
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).
 pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -388,6 +472,17 @@ mod tests {
         assert_eq!(format_size(812), "812 B");
         assert_eq!(format_size(12_600), "12.3 KB");
         assert_eq!(format_size(4 * 1_048_576), "4.0 MB");
+    }
+
+    #[tokio::test]
+    async fn an_export_never_overwrites_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_new_file_in(dir.path(), "kefu-report-7d-2025-11-21.csv", b"a").await.unwrap();
+        let second = write_new_file_in(dir.path(), "kefu-report-7d-2025-11-21.csv", b"b").await.unwrap();
+        assert_eq!(first, dir.path().join("kefu-report-7d-2025-11-21.csv"));
+        assert_eq!(second, dir.path().join("kefu-report-7d-2025-11-21-2.csv"));
+        assert_eq!(std::fs::read(&first).unwrap(), b"a");
+        assert_eq!(std::fs::read(&second).unwrap(), b"b");
     }
 
     #[tokio::test]

@@ -4,21 +4,28 @@
 //!
 //! No terminal, no network, no clock: time arrives with [`Action::Tick`], frames with
 //! [`Action::Server`]. Views read the state through `&App`.
+//!
+//! Supervisors and admins also get the supervisor pane ([`SupervisorPane`]: the live
+//! monitor, alerts, and actions on other agents' conversations), conversations they
+//! observe read-only (tabs where the composer only whispers private notes), and the report
+//! view ([`ReportBoard`]).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kefu_proto::api::{
-    CannedReply, CannedScope, ContactDetails, GroupView, NewCannedReply, NewTicket, RoutingHistory, TicketPatch,
+    AgentPatch, CannedReply, CannedScope, ContactDetails, GroupView, NewCannedReply, NewTicket, RoutingHistory,
+    TicketPatch,
 };
 use kefu_proto::frame::{
-    AgentView, Author, AuthorKind, BodyFormat, ClientFrame, CloseConversation, ConversationChange, ConversationState,
-    ConversationView, ErrorFrame, MarkRead, PickConversation, Presence, QueueListFrame, ResolveConversation,
-    ResumePoint, Role, SendMessage, ServerFrame, Session, SetPresence, TicketChange, TicketPriority, TicketStatus,
-    TransferConversation, TransferInfo, TransferTarget, Typing,
+    AgentMonitor, AgentView, Author, AuthorKind, BodyFormat, ClientFrame, CloseConversation, ConversationChange,
+    ConversationState, ConversationView, ErrorFrame, MarkRead, ObserveConversation, PickConversation, Presence,
+    QueueListFrame, ResolveConversation, ResumePoint, Role, SendMessage, ServerFrame, Session, SetPresence, Supervise,
+    TakeOverConversation, TicketChange, TicketPriority, TicketStatus, TransferConversation, TransferInfo,
+    TransferTarget, Typing,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_NOTE_BYTES, MAX_RESOLUTION_BYTES};
-use kefu_proto::{ContactId, ConversationId, ErrorCode, Seq, UnixMillis};
+use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, Seq, UnixMillis};
 use ratatui_textarea::TextArea;
 
 use crate::api::{ApiAnswer, ApiFailure, ApiRequest, TicketScope};
@@ -28,7 +35,9 @@ use crate::command::Command;
 use crate::keymap::{KeyCode, KeyPress, Keymap, Lookup, Mode};
 use crate::knowledge::{Insert, KnowledgePane};
 use crate::palette;
+use crate::reports::ReportBoard;
 use crate::scrollback::{Attachment, Delivery, Entry, Scrollback};
+use crate::supervisor::{Section, SupervisorPane, alert_kind_label};
 use crate::theme::Theme;
 use crate::tickets::{self, TicketBoard};
 
@@ -191,6 +200,8 @@ pub enum Overlay {
     ArticleEditor,
     /// Tickets: mine or all open, with details (state in [`App::tickets`]).
     Tickets,
+    /// The service report: figures, charts, agents (state in [`App::report`]).
+    Report,
 }
 
 /// Questions the prompt asks.
@@ -228,6 +239,13 @@ pub enum PromptKind {
         conversation: ConversationId,
         /// How urgent.
         priority: TicketPriority,
+    },
+    /// An agent's new capacity (supervisors and admins, from the supervisor pane).
+    AgentCapacity {
+        /// The agent.
+        agent: AgentId,
+        /// Their name, to name them in the question.
+        name: String,
     },
 }
 
@@ -287,6 +305,10 @@ enum AwaitKind {
     Pick,
     /// To whom, for the status line.
     Transfer(String),
+    /// A supervisor asked to follow the conversation read-only.
+    Observe,
+    /// A supervisor asked to take the conversation over.
+    TakeOver,
 }
 
 /// A status-line message.
@@ -327,6 +349,9 @@ pub struct Conversation {
     /// Moved away from me by the relay or a supervisor (why): the tab stays, read-only,
     /// so the draft and context are not lost until I close it.
     pub detached: Option<String>,
+    /// Not mine: a supervisor follows it read-only. The composer only whispers (private
+    /// notes); closing the tab stops following it.
+    pub observed: bool,
     /// A page of older messages is being fetched.
     pub history_loading: bool,
     /// Nothing older than what is held exists.
@@ -348,6 +373,7 @@ impl Conversation {
             known_seq,
             note_mode: false,
             detached: None,
+            observed: false,
             history_loading: false,
             history_complete: false,
         }
@@ -403,7 +429,12 @@ impl Conversation {
 
     /// Whether I can still write and act here (it is mine and not closed).
     pub fn is_mine(&self) -> bool {
-        self.detached.is_none() && self.view.state != ConversationState::Closed
+        !self.observed && self.detached.is_none() && self.view.state != ConversationState::Closed
+    }
+
+    /// Whether the composer takes text here: mine, or observed (whispers only).
+    pub fn is_writable(&self) -> bool {
+        self.is_mine() || (self.observed && self.view.state != ConversationState::Closed)
     }
 
     /// The draft's text.
@@ -517,6 +548,11 @@ pub struct App {
     /// A ticket I asked to make from this conversation, not yet answered: its `created`
     /// frame needs no notification.
     creating_ticket: Option<ConversationId>,
+    /// The supervisor pane (supervisors and admins): the monitor, the alerts feed, the
+    /// selection.
+    pub supervisor: SupervisorPane,
+    /// The report view (supervisors and admins): its range and report.
+    pub report: ReportBoard,
 }
 
 impl App {
@@ -556,6 +592,8 @@ impl App {
             article_editor: None,
             tickets: TicketBoard::default(),
             creating_ticket: None,
+            supervisor: SupervisorPane::default(),
+            report: ReportBoard::default(),
         }
     }
 
@@ -565,11 +603,13 @@ impl App {
         self.kb.wake_at()
     }
 
-    /// The mode the keyboard is in (overlays take over; the article editor has its own).
+    /// The mode the keyboard is in (overlays take over; the article editor has its own;
+    /// the supervisor pane has its own while it has the focus).
     pub fn input_mode(&self) -> Mode {
         match self.overlay {
             Some(Overlay::ArticleEditor) => Mode::Editor,
             Some(_) => Mode::Overlay,
+            None if self.mode == Mode::Normal && self.supervisor.open && self.supervisor.focused => Mode::Supervisor,
             None => self.mode,
         }
     }
@@ -577,7 +617,27 @@ impl App {
     /// Whether I may write the knowledge base (supervisors and admins), as the welcome
     /// said.
     pub fn can_write_kb(&self) -> bool {
+        self.is_supervisor()
+    }
+
+    /// Whether I am a supervisor or an admin, as the welcome said: the supervisor pane,
+    /// observing, taking over and the report are mine to use.
+    pub fn is_supervisor(&self) -> bool {
         self.agent.as_ref().is_some_and(|a| matches!(a.role, Role::Supervisor | Role::Admin))
+    }
+
+    /// The customer of a conversation, by name, when known: one I have open, or one the
+    /// monitor lists.
+    pub fn customer_of(&self, id: ConversationId) -> Option<String> {
+        match self.conversation(id) {
+            Some(c) => Some(c.customer_name()),
+            None => self.supervisor.customer_of(id).map(str::to_string),
+        }
+    }
+
+    /// The customer of a conversation by name, else the conversation by number.
+    pub fn customer_label(&self, id: ConversationId) -> String {
+        self.customer_of(id).unwrap_or_else(|| format!("#{id}"))
     }
 
     /// Keys of an unfinished sequence, for the status bar.
@@ -663,11 +723,12 @@ impl App {
         self.conversation_mut(id)
     }
 
-    /// Where to resume each conversation I hold: the highest `seq` held.
+    /// Where to resume each conversation I hold: the highest `seq` held. Observed ones
+    /// are asked for again after the welcome.
     pub fn resume_points(&self) -> Vec<ResumePoint> {
         self.conversations
             .iter()
-            .filter(|c| c.detached.is_none())
+            .filter(|c| c.detached.is_none() && !c.observed)
             .map(|c| ResumePoint { conversation_id: c.id(), after_seq: c.last_seq() })
             .collect()
     }
@@ -738,7 +799,7 @@ impl App {
         match mode {
             Mode::Insert => {
                 let now = self.now;
-                let Some(conversation) = self.active_mut().filter(|c| c.is_mine()) else { return };
+                let Some(conversation) = self.active_mut().filter(|c| c.is_writable()) else { return };
                 if conversation.draft.input(to_textarea_input(key)) {
                     conversation.last_edit_at = now;
                     self.after_edit(effects);
@@ -776,7 +837,7 @@ impl App {
                     editor.input(key);
                 }
             }
-            Mode::Normal => {
+            Mode::Normal | Mode::Supervisor => {
                 self.set_status(format!("{key} is not bound; press ? for help"), false);
             }
         }
@@ -808,9 +869,11 @@ impl App {
                     }
                 }
             }
+            // A paste while the pane has the keyboard goes nowhere: the pane takes no text.
+            Mode::Supervisor => {}
             Mode::Normal | Mode::Insert => {
                 let now = self.now;
-                let Some(conversation) = self.active_mut().filter(|c| c.is_mine()) else { return };
+                let Some(conversation) = self.active_mut().filter(|c| c.is_writable()) else { return };
                 conversation.draft.insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
                 conversation.last_edit_at = now;
                 self.mode = Mode::Insert;
@@ -847,7 +910,10 @@ impl App {
             C::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             C::Palette => self.overlay = Some(Overlay::Palette { query: String::new(), selected: 0 }),
             C::Compose => match self.active() {
-                Some(c) if c.is_mine() => self.mode = Mode::Insert,
+                Some(c) if c.is_writable() => {
+                    self.mode = Mode::Insert;
+                    self.supervisor.focused = false;
+                }
                 Some(c) => {
                     let why = c.detached.clone().unwrap_or_else(|| "it is closed".into());
                     self.set_status(format!("read-only: {why}; x closes the tab"), false);
@@ -899,7 +965,15 @@ impl App {
             }
             C::CloseTab => {
                 if let Some(id) = self.active_id() {
-                    if self.conversation(id).is_some_and(|c| c.detached.is_some()) {
+                    if self.conversation(id).is_some_and(|c| c.observed) {
+                        // Closing what I observe stops following it.
+                        let name = self.customer_label(id);
+                        self.remove_conversation(id);
+                        if self.is_online() {
+                            effects.push(Effect::Frame(observe(id, false)));
+                        }
+                        self.set_status(format!("不再旁听 stopped observing {name}"), false);
+                    } else if self.conversation(id).is_some_and(|c| c.detached.is_some()) {
                         // Not mine any more: closing its tab lets it go.
                         self.remove_conversation(id);
                     } else {
@@ -920,6 +994,8 @@ impl App {
             C::PageDown if self.overlay == Some(Overlay::Knowledge) => self.kb.scroll_preview(10),
             C::PageUp if self.overlay == Some(Overlay::Tickets) => self.tickets.scroll_details(-10),
             C::PageDown if self.overlay == Some(Overlay::Tickets) => self.tickets.scroll_details(10),
+            C::PageUp if self.overlay == Some(Overlay::Report) => self.report.select(-10),
+            C::PageDown if self.overlay == Some(Overlay::Report) => self.report.select(10),
             C::PageUp => {
                 self.scroll(|sb, w, h, t| sb.scroll_up(h.saturating_sub(2).max(1), w, h, t));
                 self.history_at_top(effects);
@@ -958,18 +1034,29 @@ impl App {
                 Some(_) => self.set_status("this conversation is no longer yours to close", false),
                 None => self.set_status("no conversation open", false),
             },
+            // In the pane: reassign the selected conversation, whoever holds it.
+            C::Transfer if self.input_mode() == Mode::Supervisor => match self.supervisor.target_conversation() {
+                Some(conversation) => self.open_transfer(conversation, effects),
+                None => self.set_status("select a conversation (or an alert about one) to reassign it", false),
+            },
             C::Transfer => match self.active() {
                 Some(c) if c.view.state == ConversationState::Assigned && c.is_mine() => {
                     let conversation = c.id();
-                    self.overlay = Some(Overlay::Transfer { conversation, query: String::new(), selected: 0 });
-                    // Fresh lists each time: agents and groups change.
-                    effects.push(Effect::Api(ApiRequest::Agents));
-                    effects.push(Effect::Api(ApiRequest::Groups));
+                    self.open_transfer(conversation, effects);
+                }
+                // Supervisors reassign what they observe.
+                Some(c) if c.observed && c.view.state != ConversationState::Closed => {
+                    let conversation = c.id();
+                    self.open_transfer(conversation, effects);
                 }
                 Some(_) => self.set_status("only a conversation assigned to you can be transferred", false),
                 None => self.set_status("no conversation open", false),
             },
             C::ToggleNote => match self.active_mut() {
+                Some(c) if c.observed => self.set_status(
+                    "旁听 observing: you can only whisper private notes here; take it over to reply to the customer",
+                    false,
+                ),
                 Some(c) if c.is_mine() => {
                     let on = !c.note_mode;
                     c.set_note_mode(on);
@@ -994,7 +1081,7 @@ impl App {
             }
             C::Pick => self.pick(effects),
             C::Canned => match self.active() {
-                Some(c) if c.is_mine() => {
+                Some(c) if c.is_writable() => {
                     self.overlay = Some(Overlay::Canned { query: String::new(), selected: 0 });
                     if self.canned.is_none() {
                         effects.push(Effect::Api(ApiRequest::Canned));
@@ -1111,11 +1198,218 @@ impl App {
                 }
                 None => self.set_status("no conversation open: a ticket is made from the current conversation", false),
             },
+            C::Supervisor => self.toggle_supervisor(effects),
+            C::SupervisorFocus => {
+                if self.supervisor.open {
+                    self.supervisor.focused = !self.supervisor.focused;
+                    self.mode = Mode::Normal;
+                } else {
+                    let key = self.keymap.keys_for(Mode::Normal, C::Supervisor).into_iter().next();
+                    let hint = key.map(|k| format!(": {k} opens it")).unwrap_or_default();
+                    self.set_status(format!("the supervisor pane is closed{hint}"), false);
+                }
+            }
+            C::MonitorNextSection | C::MonitorPrevSection => {
+                if self.supervisor.open {
+                    self.supervisor.next_section(if command == C::MonitorNextSection { 1 } else { -1 });
+                }
+            }
+            C::Observe => self.observe_selected(effects),
+            C::TakeOver => self.take_over(effects),
+            C::AgentCapacity => {
+                if let Some(agent) = self.pane_agent() {
+                    let kind = PromptKind::AgentCapacity { agent: agent.agent.id, name: agent.agent.name.clone() };
+                    let input = agent.capacity.to_string();
+                    self.overlay = Some(Overlay::Prompt { kind, input });
+                }
+            }
+            C::AgentPresence => self.toggle_agent_presence(effects),
+            C::Report => {
+                if self.may_supervise("the report") {
+                    self.overlay = Some(Overlay::Report);
+                    effects.push(Effect::Api(self.report.refresh(self.now, self.utc_offset_secs)));
+                }
+            }
+            C::ReportNextRange | C::ReportPrevRange => {
+                if self.overlay == Some(Overlay::Report) {
+                    let delta = if command == C::ReportNextRange { 1 } else { -1 };
+                    effects.push(Effect::Api(self.report.shift(delta, self.now, self.utc_offset_secs)));
+                }
+            }
+            C::ReportExport => {
+                if self.overlay == Some(Overlay::Report)
+                    && let Some(request) = self.report.export(self.now, self.utc_offset_secs)
+                {
+                    effects.push(Effect::Api(request));
+                    self.set_status("导出中 exporting the report as CSV…", false);
+                }
+            }
+            C::SelectNext | C::SelectPrev if self.input_mode() == Mode::Supervisor => {
+                self.supervisor.select(if command == C::SelectNext { 1 } else { -1 });
+            }
             C::SelectNext => self.palette_move(1, effects),
             C::SelectPrev => self.palette_move(-1, effects),
+            C::Accept if self.input_mode() == Mode::Supervisor => self.accept_in_pane(effects),
             C::Accept => self.accept(effects),
             C::Cancel => self.cancel(),
         }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Supervising
+    // ---------------------------------------------------------------------------------
+
+    /// Whether I may use supervisors' tools; if not, the status line says why (agents are
+    /// told here rather than refused by the relay).
+    fn may_supervise(&mut self, what: &str) -> bool {
+        if self.is_supervisor() {
+            return true;
+        }
+        let why = match &self.agent {
+            Some(_) => format!("{what} is for supervisors and admins; you are signed in as an agent"),
+            None => format!("not signed in yet: {what} waits for the relay's welcome"),
+        };
+        self.set_status(why, true);
+        false
+    }
+
+    /// Opens the pane (asking the relay for the monitor) or closes it.
+    fn toggle_supervisor(&mut self, effects: &mut Vec<Effect>) {
+        if self.supervisor.open {
+            self.supervisor.close();
+            if self.is_online() {
+                effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: false })));
+            }
+            self.set_status("监控已关闭 supervisor pane closed", false);
+        } else if self.may_supervise("the supervisor pane") {
+            self.supervisor.open();
+            self.mode = Mode::Normal;
+            if self.is_online() {
+                effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: true })));
+            } else {
+                self.set_status("not connected: the monitor starts when the relay is back", false);
+            }
+        }
+    }
+
+    /// The agent highlighted in the open pane; if none, the status line says so.
+    fn pane_agent(&mut self) -> Option<AgentMonitor> {
+        if !self.may_supervise("changing an agent") {
+            return None;
+        }
+        let agent = self.supervisor.open.then(|| self.supervisor.selected_agent().cloned()).flatten();
+        if agent.is_none() {
+            self.set_status("select an agent in the supervisor pane first", false);
+        }
+        agent
+    }
+
+    /// Sets the highlighted agent away, or back online.
+    fn toggle_agent_presence(&mut self, effects: &mut Vec<Effect>) {
+        let Some(agent) = self.pane_agent() else { return };
+        let name = agent.agent.name;
+        let presence = match agent.presence {
+            Presence::Online => Presence::Away,
+            Presence::Away => Presence::Online,
+            Presence::Offline => {
+                return self
+                    .set_status(format!("{name} is offline: presence is set only while they are connected"), false);
+            }
+        };
+        let patch = AgentPatch { presence: Some(presence), ..AgentPatch::default() };
+        effects.push(Effect::Api(ApiRequest::PatchAgent { id: agent.agent.id, patch }));
+        self.set_status(format!("{name} → {}…", presence_word(presence)), false);
+    }
+
+    /// Opens the transfer picker for `conversation` (mine, or any, for supervisors).
+    fn open_transfer(&mut self, conversation: ConversationId, effects: &mut Vec<Effect>) {
+        self.overlay = Some(Overlay::Transfer { conversation, query: String::new(), selected: 0 });
+        // Fresh lists each time: agents and groups change.
+        effects.push(Effect::Api(ApiRequest::Agents));
+        effects.push(Effect::Api(ApiRequest::Groups));
+    }
+
+    /// Enter in the pane: an agent opens their conversations; a conversation, or an alert
+    /// about one, is observed.
+    fn accept_in_pane(&mut self, effects: &mut Vec<Effect>) {
+        match self.supervisor.section {
+            Section::Queues => self.set_status("queues list no conversations: tab goes to the agents", false),
+            Section::Agents => match self.supervisor.selected_agent() {
+                Some(agent) if agent.conversations.is_empty() => {
+                    let text = format!("{} holds no conversation", agent.agent.name);
+                    self.set_status(text, false);
+                }
+                Some(_) => self.supervisor.section = Section::Conversations,
+                None => {}
+            },
+            Section::Conversations | Section::Alerts => self.observe_selected(effects),
+        }
+    }
+
+    /// The conversation the pane's selection is about; if none, the status line says how
+    /// to choose one.
+    fn pane_conversation(&mut self, to: &str) -> Option<ConversationId> {
+        let chosen = self.supervisor.open.then(|| self.supervisor.target_conversation()).flatten();
+        if chosen.is_none() {
+            let why = match self.supervisor.section {
+                Section::Alerts if self.supervisor.selected_alert().is_some() => {
+                    format!("this alert is about no single conversation: select a conversation to {to}")
+                }
+                _ => format!("select a conversation (or an alert about one) in the supervisor pane to {to}"),
+            };
+            self.set_status(why, false);
+        }
+        chosen
+    }
+
+    /// Follows the selected conversation read-only (it opens as a tab when the relay
+    /// says `observed`).
+    fn observe_selected(&mut self, effects: &mut Vec<Effect>) {
+        if !self.may_supervise("observing") {
+            return;
+        }
+        let Some(id) = self.pane_conversation("observe it") else { return };
+        let name = self.customer_label(id);
+        if let Some(c) = self.conversation(id).filter(|c| c.is_mine() || c.observed) {
+            let what = if c.observed { "you observe it already" } else { "it is yours" };
+            self.set_status(format!("{name}: {what}"), false);
+            self.open_tab(id, true, effects);
+            return;
+        }
+        if !self.is_online() {
+            return self.set_status("not connected: observe it when the relay is back", true);
+        }
+        effects.push(Effect::Frame(observe(id, true)));
+        self.awaiting = Some(Awaiting { what: AwaitKind::Observe, conversation: id, at: self.now });
+        self.set_status(format!("旁听 opening {name} read-only…"), false);
+    }
+
+    /// Takes over the pane's selected conversation, or (from my own work) the observed
+    /// one in the active tab.
+    fn take_over(&mut self, effects: &mut Vec<Effect>) {
+        if !self.may_supervise("taking over") {
+            return;
+        }
+        let id = if self.input_mode() == Mode::Supervisor {
+            self.pane_conversation("take it over")
+        } else {
+            let observed = self.active().filter(|c| c.observed).map(Conversation::id);
+            if observed.is_none() {
+                self.set_status("observe a conversation, or select one in the supervisor pane, to take it over", false);
+            }
+            observed
+        };
+        let Some(id) = id else { return };
+        let name = self.customer_label(id);
+        if self.conversation(id).is_some_and(Conversation::is_mine) {
+            return self.set_status(format!("{name} is yours already"), false);
+        }
+        if !self.is_online() {
+            return self.set_status("not connected: take it over when the relay is back", true);
+        }
+        effects.push(Effect::Frame(ClientFrame::TakeOver(TakeOverConversation { conversation_id: id })));
+        self.awaiting = Some(Awaiting { what: AwaitKind::TakeOver, conversation: id, at: self.now });
+        self.set_status(format!("接管中 taking over {name}…"), false);
     }
 
     /// While the tickets view is open: fetch the highlighted ticket's details if missing.
@@ -1241,7 +1535,7 @@ impl App {
             Ok(text) => text,
             Err(why) => return self.set_status(why, false),
         };
-        if !self.active().is_some_and(Conversation::is_mine) {
+        if !self.active().is_some_and(Conversation::is_writable) {
             self.set_status("no conversation of yours open: knowledge-base text goes into its composer", true);
             return;
         }
@@ -1263,7 +1557,7 @@ impl App {
     /// Inserts `text` at the active composer's caret and starts writing.
     fn insert_text(&mut self, text: &str, effects: &mut Vec<Effect>) {
         let now = self.now;
-        let Some(c) = self.active_mut().filter(|c| c.is_mine()) else { return };
+        let Some(c) = self.active_mut().filter(|c| c.is_writable()) else { return };
         c.draft.insert_str(text);
         c.last_edit_at = now;
         self.mode = Mode::Insert;
@@ -1290,7 +1584,7 @@ impl App {
     /// Tab in the composer: a `/shortcut` expands (or opens the picker on it); anything
     /// else gets a tab.
     fn expand_canned(&mut self, effects: &mut Vec<Effect>) {
-        let Some(draft) = self.active().filter(|c| c.is_mine()).map(Conversation::draft_text) else { return };
+        let Some(draft) = self.active().filter(|c| c.is_writable()).map(Conversation::draft_text) else { return };
         match canned::shortcut_in(&draft) {
             Some(word) => {
                 let word = word.to_string();
@@ -1330,7 +1624,7 @@ impl App {
     fn insert_canned(&mut self, reply: &CannedReply, effects: &mut Vec<Effect>) {
         let now = self.now;
         let agent_name = self.agent.as_ref().map(|a| a.name.clone());
-        let Some(c) = self.active_mut().filter(|c| c.is_mine()) else { return };
+        let Some(c) = self.active_mut().filter(|c| c.is_writable()) else { return };
         let text = canned::expand(&reply.body, c.view.contact.name.as_deref(), agent_name.as_deref());
         if canned::shortcut_in(&c.draft_text()).is_some() {
             c.draft = new_composer(c.note_mode);
@@ -1423,6 +1717,10 @@ impl App {
         let wanted = match &self.overlay {
             Some(Overlay::Knowledge) => self.kb.select(delta),
             Some(Overlay::Tickets) => self.tickets.select(delta),
+            Some(Overlay::Report) => {
+                self.report.select(delta);
+                None
+            }
             _ => None,
         };
         if let Some(request) = wanted {
@@ -1503,6 +1801,8 @@ impl App {
                     self.set_status("not connected: transfer again when the relay is back", true);
                 } else {
                     let label = self.target_label(&to);
+                    let mine = self.conversation(id).is_some_and(Conversation::is_mine);
+                    let name = self.customer_label(id);
                     effects.push(Effect::Frame(ClientFrame::Transfer(TransferConversation {
                         conversation_id: id,
                         to,
@@ -1510,7 +1810,13 @@ impl App {
                     })));
                     self.awaiting =
                         Some(Awaiting { what: AwaitKind::Transfer(label.clone()), conversation: id, at: self.now });
-                    self.set_status(format!("转接中 transferring to {label}…"), false);
+                    if mine {
+                        self.set_status(format!("转接中 transferring to {label}…"), false);
+                    } else {
+                        // Not mine: no frame comes back when it goes through; the monitor
+                        // shows it with its new agent.
+                        self.set_status(format!("转接 reassigning {name} to {label}…"), false);
+                    }
                 }
             }
             Some(Overlay::Prompt { kind: PromptKind::AttachFile(id), input }) => {
@@ -1577,6 +1883,20 @@ impl App {
                 self.insert_from_kb(Insert::Snippet, effects);
             }
             Some(Overlay::ArticleEditor) => self.overlay = Some(Overlay::ArticleEditor),
+            Some(Overlay::Report) => self.overlay = Some(Overlay::Report),
+            Some(Overlay::Prompt { kind: PromptKind::AgentCapacity { agent, name }, input }) => {
+                match input.trim().parse::<u32>() {
+                    Ok(capacity) => {
+                        let patch = AgentPatch { max_concurrent: Some(capacity), ..AgentPatch::default() };
+                        effects.push(Effect::Api(ApiRequest::PatchAgent { id: agent, patch }));
+                        self.set_status(format!("{name}: capacity → {capacity}…"), false);
+                    }
+                    Err(_) => {
+                        self.set_status(format!("a capacity is a whole number of conversations, not '{input}'"), true);
+                        self.overlay = Some(Overlay::Prompt { kind: PromptKind::AgentCapacity { agent, name }, input });
+                    }
+                }
+            }
             Some(Overlay::Prompt { kind: PromptKind::DeleteArticle { id, title }, .. }) => {
                 effects.push(Effect::Api(ApiRequest::KbDeleteArticle(id)));
                 self.set_status(format!("删除中 deleting 《{title}》…"), false);
@@ -1670,12 +1990,12 @@ impl App {
     }
 
     /// Enter in the composer: a lone `/shortcut` expands; anything else is sent (as a
-    /// private note in note mode).
+    /// private note in note mode, and always in a conversation I observe: a whisper).
     fn send(&mut self, effects: &mut Vec<Effect>) {
         let Some(id) = self.active_id() else { return };
         let Some(conversation) = self.conversation(id) else { return };
         let body = conversation.draft_text();
-        let internal = conversation.note_mode;
+        let internal = conversation.note_mode || conversation.observed;
         if body.trim().is_empty() {
             return;
         }
@@ -1722,7 +2042,9 @@ impl App {
             return false;
         }
         let mut entry = Entry::outgoing(me, body, format, now, client_msg_id);
-        entry.internal = internal;
+        // Whatever the caller says, nothing I write where I only observe reaches the
+        // customer.
+        entry.internal = internal || conversation.observed;
         entry.attachments = attachments;
         if online {
             entry.delivery = Delivery::Sending;
@@ -1781,7 +2103,9 @@ impl App {
         let last = conversation.last_seq();
         if last > conversation.read_seq {
             conversation.read_seq = last;
-            if online {
+            // Read receipts are the assignee's: an observer reading must not tell the
+            // customer their message was read.
+            if online && !conversation.observed {
                 effects.push(Effect::Frame(ClientFrame::Read(MarkRead {
                     conversation_id: Some(conversation.id()),
                     seq: last,
@@ -1796,6 +2120,7 @@ impl App {
 
     fn on_tick(&mut self, now: UnixMillis, effects: &mut Vec<Effect>) {
         self.now = now;
+        self.supervisor.on_tick(now);
         if let Some(search) = self.kb.on_tick(now) {
             effects.push(Effect::Api(search));
         }
@@ -1840,13 +2165,18 @@ impl App {
             NetEvent::Lost { reason, retry_at, attempt } => {
                 self.connection = Connection::Retrying { reason, retry_at, attempt };
                 self.presence = Presence::Offline;
-                // Whatever was in flight is unacknowledged: it goes again, with the same id.
+                // Whatever was in flight is unacknowledged: it goes again, with the same id,
+                // after the welcome (or, where I observe, once observed again), not on a
+                // retry timer that could beat them.
                 for conversation in &mut self.conversations {
                     conversation.typing_sent_at = None;
                     conversation.customer_typing_until = None;
                     for entry in conversation.scrollback.outgoing_mut() {
                         if entry.delivery == Delivery::Sending {
                             entry.delivery = Delivery::Queued;
+                        }
+                        if entry.delivery == Delivery::Queued {
+                            entry.retry_at = None;
                         }
                     }
                 }
@@ -1875,6 +2205,7 @@ impl App {
                 // The relay lists the queues I serve again after every hello.
                 self.queues.clear();
                 self.on_welcome(conversations, effects);
+                self.resupervise(effects);
                 effects.push(Effect::Api(ApiRequest::Canned));
                 // My tickets, for the status bar's count.
                 effects.push(Effect::Api(ApiRequest::Tickets(TicketScope::Mine)));
@@ -1886,7 +2217,8 @@ impl App {
                     tracing::warn!(conversation = %m.conversation_id, seq = m.seq, "message for a conversation not held");
                     return;
                 };
-                let live = m.seq > conversation.known_seq;
+                // What I only observe is not mine to answer: no notification.
+                let live = m.seq > conversation.known_seq && !conversation.observed;
                 let from_customer = m.author.kind == AuthorKind::Customer;
                 let preview = match m.attachments.first() {
                     Some(file) if m.body.trim().is_empty() => format!("附件 file: {}", file.name),
@@ -1978,21 +2310,66 @@ impl App {
                 };
                 self.set_status(what, false);
             }
+            // A late monitor after the pane closed is dropped: the pane shows only live ones.
+            ServerFrame::Monitor(monitor) => {
+                if self.supervisor.open {
+                    self.supervisor.on_monitor(monitor, self.now);
+                }
+            }
+            ServerFrame::Alert(alert) => {
+                if let Some(fired) = self.supervisor.on_alert(alert, self.now) {
+                    effects.push(Effect::Notify(Notice {
+                        title: format!("告警 Alert: {}", alert_kind_label(fired.kind)),
+                        body: fired.message.clone(),
+                    }));
+                }
+            }
             ServerFrame::Pong(_) => {}
+        }
+    }
+
+    /// After a welcome: the monitor and the conversations I observed are asked for again
+    /// (the relay forgets both with the old connection).
+    fn resupervise(&mut self, effects: &mut Vec<Effect>) {
+        if !self.is_supervisor() {
+            // A role taken away meanwhile: nothing of it stays.
+            self.supervisor.close();
+            let observed: Vec<ConversationId> =
+                self.conversations.iter().filter(|c| c.observed).map(Conversation::id).collect();
+            for id in observed {
+                self.remove_conversation(id);
+            }
+            return;
+        }
+        if self.supervisor.open {
+            effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: true })));
+        }
+        for conversation in self.conversations.iter().filter(|c| c.observed) {
+            effects.push(Effect::Frame(observe(conversation.id(), true)));
         }
     }
 
     fn on_welcome(&mut self, views: Vec<ConversationView>, effects: &mut Vec<Effect>) {
         let held: HashSet<ConversationId> = views.iter().map(|v| v.id).collect();
-        // Conversations that left me while I was away.
-        let gone: Vec<ConversationId> =
-            self.conversations.iter().map(Conversation::id).filter(|id| !held.contains(id)).collect();
+        // Conversations that left me while I was away (those I observe are asked for
+        // again).
+        let gone: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|c| !c.observed && !held.contains(&c.id()))
+            .map(Conversation::id)
+            .collect();
         for id in gone {
             self.remove_conversation(id);
         }
         for view in views {
             match self.conversation_mut(view.id) {
-                Some(conversation) => conversation.view = view,
+                Some(conversation) => {
+                    // The relay says I hold it: mine again, whatever it was before.
+                    conversation.view = view;
+                    conversation.observed = false;
+                    conversation.detached = None;
+                }
                 None => {
                     let id = view.id;
                     self.conversations.push(Conversation::new(view));
@@ -2004,8 +2381,9 @@ impl App {
             self.active_tab = 0;
         }
         // Everything not acknowledged goes (again) with its own id: the relay stores it
-        // once and acks a repeat as a duplicate.
-        for conversation in &mut self.conversations {
+        // once and acks a repeat as a duplicate. Whispers where I observe wait until the
+        // relay says I observe it again: before that it would refuse them.
+        for conversation in self.conversations.iter_mut().filter(|c| !c.observed) {
             let id = conversation.id();
             for entry in conversation.scrollback.outgoing_mut() {
                 if matches!(entry.delivery, Delivery::Queued | Delivery::Sending) {
@@ -2030,7 +2408,8 @@ impl App {
         let now = self.now;
         match change {
             ConversationChange::Assigned => {
-                let picked = self.awaited(AwaitKind::Pick, id);
+                let took_over = self.awaited(AwaitKind::TakeOver, id);
+                let picked = self.awaited(AwaitKind::Pick, id) || took_over;
                 // It moved: the reasons the panel shows are out of date.
                 self.routing.remove(&id);
                 let name = customer_name(&view);
@@ -2039,10 +2418,14 @@ impl App {
                 let about = view.intent.as_deref().map(|i| format!(" · 意图 intent: {i}")).unwrap_or_default();
                 let after_seq = view.last_seq;
                 let notice = transfer.as_ref().map(|t| transfer_notice(t, after_seq, now));
+                let mut was_observed = false;
                 let known = match self.conversation_mut(id) {
                     Some(conversation) => {
                         conversation.view = view;
                         conversation.detached = None;
+                        // Observed until now: mine from here on. The composer stays on
+                        // notes (it never switches to the customer by itself).
+                        was_observed = std::mem::take(&mut conversation.observed);
                         if let Some(notice) = notice {
                             conversation.scrollback.insert_stored(notice);
                         }
@@ -2064,7 +2447,15 @@ impl App {
                 if was_empty && !known {
                     self.selected = self.conversations.len() - 1;
                 }
-                if picked {
+                if was_observed && self.is_online() {
+                    // Held now: following it as an observer too would only double it.
+                    effects.push(Effect::Frame(observe(id, false)));
+                }
+                if took_over {
+                    let hint =
+                        if was_observed { "; the composer stays on private notes until you switch it" } else { "" };
+                    self.set_status(format!("已接管 took over {name}: it is yours{hint}"), false);
+                } else if picked {
                     self.set_status(format!("已认领 {name} is yours"), false);
                 } else if let Some(t) = &transfer {
                     let from = t.from.as_ref().map_or("the relay", |a| a.name.as_str());
@@ -2082,6 +2473,12 @@ impl App {
                 if self.active_id() == Some(id) {
                     self.load_panel(false, effects);
                 }
+            }
+            ConversationChange::Observed => self.on_observed(view, effects),
+            // Observers hear of moves as `observed`; should an `unassigned` come, it is
+            // news of the conversation, not of me.
+            ConversationChange::Unassigned if self.conversation(id).is_some_and(|c| c.observed) => {
+                self.on_observed(view, effects)
             }
             ConversationChange::Unassigned => {
                 let Some(name) = self.conversation(id).map(Conversation::customer_name) else { return };
@@ -2139,6 +2536,59 @@ impl App {
                     if resolved {
                         self.set_status(format!("conversation with {name} resolved"), false);
                     }
+                }
+            }
+        }
+    }
+
+    /// The relay says I follow a conversation read-only: the first time it opens as a
+    /// tab; later, it moved or changed (a line in its scrollback says where it went).
+    fn on_observed(&mut self, view: ConversationView, effects: &mut Vec<Effect>) {
+        let id = view.id;
+        let now = self.now;
+        let asked = self.awaited(AwaitKind::Observe, id);
+        let name = customer_name(&view);
+        match self.conversation(id).map(|c| (c.is_mine(), c.observed)) {
+            // Mine (taken over just now, say): I hear of it as its agent.
+            Some((true, _)) => {}
+            Some((false, true)) => {
+                let online = self.is_online();
+                let Some(conversation) = self.conversation_mut(id) else { return };
+                // Observed again after a reconnect: the whispers written meanwhile go now.
+                for entry in conversation.scrollback.outgoing_mut() {
+                    if online && entry.delivery == Delivery::Queued && entry.retry_at.is_none() {
+                        entry.delivery = Delivery::Sending;
+                        effects.push(Effect::Frame(send_frame(id, entry)));
+                    }
+                }
+                let moved = conversation.view.assignee != view.assignee;
+                let after_seq = conversation.last_seq();
+                let whereto = match &view.assignee {
+                    Some(agent) => format!("now with {}", agent.name),
+                    None => format!("{} (no agent)", view.state.as_str()),
+                };
+                conversation.view = view;
+                if moved {
+                    conversation.scrollback.insert_stored(Entry::notice(after_seq, "移动 moved", whereto, now));
+                }
+            }
+            // Moved away from me earlier, or new to me: observed from now on.
+            Some((false, false)) | None => {
+                if self.conversation(id).is_none() {
+                    self.conversations.push(Conversation::new(view.clone()));
+                }
+                let Some(conversation) = self.conversation_mut(id) else { return };
+                conversation.view = view;
+                conversation.detached = None;
+                conversation.observed = true;
+                conversation.set_note_mode(true);
+                conversation.typing_sent_at = None;
+                self.open_tab(id, asked, effects);
+                if asked {
+                    self.set_status(
+                        format!("旁听 observing {name} read-only: what you write there is a whisper, a private note"),
+                        false,
+                    );
                 }
             }
         }
@@ -2265,6 +2715,20 @@ impl App {
                     false,
                 );
             }
+            (ApiRequest::PatchAgent { patch, .. }, ApiAnswer::AgentSaved(agent)) => {
+                let text = match (patch.max_concurrent, patch.presence) {
+                    (Some(capacity), _) => format!("已更新 {} takes up to {capacity} conversations now", agent.name),
+                    (None, Some(presence)) => format!("已更新 {} is {} now", agent.name, presence_word(presence)),
+                    (None, None) => format!("已更新 {} changed", agent.name),
+                };
+                self.set_status(text, false);
+            }
+            (ApiRequest::Report(window), ApiAnswer::Report(report)) => self.report.on_report(window, Ok(report)),
+            (ApiRequest::ExportReport { .. }, ApiAnswer::ReportExported { path, bytes }) => {
+                self.report.exporting = false;
+                let size = crate::api::format_size(bytes as u64);
+                self.set_status(format!("已导出 report saved: {path} ({size})"), false);
+            }
             (request, answer) => tracing::warn!(?request, ?answer, "an answer that does not fit its request"),
         }
     }
@@ -2362,6 +2826,25 @@ impl App {
                 self.creating_ticket = None;
                 self.set_status(format!("cannot create the ticket \"{}\": {message}", new.subject), true);
             }
+            ApiRequest::PatchAgent { id, .. } => {
+                let name = self
+                    .supervisor
+                    .agents()
+                    .iter()
+                    .find(|a| a.agent.id == id)
+                    .map_or_else(|| format!("agent {id}"), |a| a.agent.name.clone());
+                self.set_status(format!("cannot change {name}: {message}"), true);
+            }
+            ApiRequest::Report(window) => {
+                self.report.on_report(window, Err(message.clone()));
+                if self.overlay == Some(Overlay::Report) {
+                    self.set_status(format!("cannot load the report: {message}"), true);
+                }
+            }
+            ApiRequest::ExportReport { .. } => {
+                self.report.exporting = false;
+                self.set_status(format!("cannot export the report: {message}"), true);
+            }
         }
     }
 
@@ -2386,13 +2869,18 @@ impl App {
                 Some(a) if self.now - a.at <= AWAIT_MS => match a.what {
                     AwaitKind::Pick => "认领失败 pick refused".to_string(),
                     AwaitKind::Transfer(to) => format!("转接失败 transfer to {to} refused"),
+                    AwaitKind::Observe => "旁听失败 observe refused".to_string(),
+                    AwaitKind::TakeOver => "接管失败 take over refused".to_string(),
                 },
                 _ => "relay".to_string(),
             };
             // The relay names the conversation a refusal is about; say whose it is.
             let about = error.conversation_id.map(|id| match self.conversation(id) {
                 Some(c) => format!(" [{}]", c.customer_name()),
-                None => format!(" [#{}]", id.0),
+                None => match self.supervisor.customer_of(id) {
+                    Some(name) => format!(" [{name}]"),
+                    None => format!(" [#{}]", id.0),
+                },
             });
             let about = about.unwrap_or_default();
             self.set_status(format!("{what}{about}: {} ({})", error.message, error.code), true);
@@ -2427,6 +2915,19 @@ fn transfer_notice(transfer: &TransferInfo, after_seq: Seq, at: UnixMillis) -> E
         None => from,
     };
     Entry::notice(after_seq, "转接 transfer", body, at)
+}
+
+fn observe(id: ConversationId, active: bool) -> ClientFrame {
+    ClientFrame::Observe(ObserveConversation { conversation_id: id, active })
+}
+
+/// A presence in words.
+fn presence_word(presence: Presence) -> &'static str {
+    match presence {
+        Presence::Online => "在线 online",
+        Presence::Away => "离开 away",
+        Presence::Offline => "离线 offline",
+    }
 }
 
 fn typing(id: ConversationId, active: bool) -> ClientFrame {
@@ -3655,5 +4156,413 @@ mod tests {
             matches!(&effects[..], [Effect::Notify(n)] if n.body.contains("意图 intent: order_status")),
             "{effects:?}"
         );
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Supervising
+    // ---------------------------------------------------------------------------------
+
+    /// An app welcomed as 陈主管 (id 9), a supervisor holding conversation 1 (李女士).
+    fn supervisor() -> App {
+        let mut app = App::new(Keymap::default_bindings(), Theme::default(), "k".into(), NOW);
+        app.update(Action::Net(NetEvent::Opened));
+        app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        app
+    }
+
+    fn supervisor_welcome(views: Vec<ConversationView>) -> Action {
+        server(json!({
+            "type": "welcome", "protocol": 1,
+            "session": {
+                "kind": "agent",
+                "agent": {"id": 9, "name": "陈主管", "email": "chen@shop.example", "role": "supervisor", "max_concurrent": 5},
+                "presence": "online", "conversations": views,
+            },
+            "limits": {"max_frame_bytes": 65536, "max_body_bytes": 32768, "frames_per_second": 50, "frame_burst": 200},
+        }))
+    }
+
+    /// The monitor at `NOW`: presales waiting 90 s (limit 120 s); 小王 (7) holds 李女士 (1)
+    /// and Tom (2), 李娜 (8) holds 赵先生 (21) waiting 40 s for a reply, 张伟 (10) is
+    /// offline; one alert on.
+    fn monitor() -> Action {
+        server(json!({
+            "type": "monitor", "at": NOW, "wait_alert_ms": 120_000,
+            "groups": [{"group": "presales", "waiting": 1, "oldest_queued_at": NOW - 90_000, "agents_online": 2, "capacity": 8}],
+            "agents": [
+                {"agent": {"id": 7, "name": "小王"}, "role": "agent", "presence": "online", "load": 2, "capacity": 5,
+                 "last_reply_at": NOW - 20_000,
+                 "conversations": [{"id": 1, "contact": "李女士", "vip": false}, {"id": 2, "contact": "Tom", "vip": false}]},
+                {"agent": {"id": 8, "name": "李娜"}, "role": "agent", "presence": "online", "load": 1, "capacity": 3,
+                 "conversations": [{"id": 21, "contact": "赵先生", "vip": true, "awaiting_reply_since": NOW - 40_000}]},
+                {"agent": {"id": 10, "name": "张伟"}, "role": "agent", "presence": "offline", "load": 0, "capacity": 4,
+                 "conversations": []},
+            ],
+            "alerts": [{"id": "long_wait:30", "kind": "long_wait", "message": "a customer has waited 2m in presales",
+                        "since": NOW - 10_000, "conversation_id": 30, "group": "presales"}],
+        }))
+    }
+
+    /// 赵先生's conversation (21) as observers see it: 李娜 holds it, three messages so far.
+    fn observed_view() -> ConversationView {
+        let mut view = view(21, "赵先生");
+        view.assignee = Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(8), name: "李娜".into() });
+        view.last_seq = 3;
+        view
+    }
+
+    /// A supervisor with the pane open on the monitor, 李娜's conversation 21 selected.
+    fn supervising() -> App {
+        let mut app = supervisor();
+        keys(&mut app, "M");
+        app.update(monitor());
+        keys(&mut app, "j tab");
+        assert_eq!(app.supervisor.target_conversation(), Some(ConversationId(21)));
+        app
+    }
+
+    /// `supervising`, then observing conversation 21.
+    fn observing() -> App {
+        let mut app = supervising();
+        keys(&mut app, "o");
+        app.update(changed("observed", observed_view()));
+        app
+    }
+
+    fn observe_frame(id: i64, active: bool) -> ClientFrame {
+        ClientFrame::Observe(ObserveConversation { conversation_id: ConversationId(id), active })
+    }
+
+    #[test]
+    fn agents_are_told_the_supervisor_tools_are_not_theirs() {
+        let mut app = online();
+        for key in ["M", "R"] {
+            app.status = None;
+            let effects = keys(&mut app, key);
+            assert!(effects.is_empty(), "{key}: nothing is asked of the relay");
+            let status = app.status.clone().unwrap();
+            assert!(status.is_error && status.text.contains("for supervisors and admins"), "{key}: {status:?}");
+        }
+        assert!(!app.supervisor.open);
+        assert_eq!(app.overlay, None);
+        assert_eq!(app.input_mode(), Mode::Normal);
+    }
+
+    #[test]
+    fn the_pane_asks_for_the_monitor_again_after_a_reconnect_and_stops_when_closed() {
+        let mut app = supervisor();
+        let effects = keys(&mut app, "M");
+        assert_eq!(frames(&effects), vec![&ClientFrame::Supervise(Supervise { active: true })]);
+        assert_eq!(app.input_mode(), Mode::Supervisor, "the keyboard goes to the pane");
+        app.update(monitor());
+        assert_eq!(app.supervisor.agents().len(), 3);
+        // w goes back to my own work and returns.
+        keys(&mut app, "w");
+        assert_eq!(app.input_mode(), Mode::Normal);
+        keys(&mut app, "w");
+        assert_eq!(app.input_mode(), Mode::Supervisor);
+        // Reconnected: the relay forgot the monitor with the old connection.
+        app.update(Action::Net(NetEvent::Lost { reason: "closed".into(), retry_at: NOW, attempt: 1 }));
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        assert!(frames(&effects).contains(&&ClientFrame::Supervise(Supervise { active: true })));
+        let effects = keys(&mut app, "M");
+        assert_eq!(frames(&effects), vec![&ClientFrame::Supervise(Supervise { active: false })]);
+        assert!(app.supervisor.monitor.is_none());
+        assert_eq!(app.input_mode(), Mode::Normal);
+        // A late monitor after closing is not shown.
+        app.update(monitor());
+        assert!(app.supervisor.monitor.is_none());
+        // Closed, nothing is asked again on the next welcome.
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        assert!(!frames(&effects).iter().any(|f| matches!(f, ClientFrame::Supervise(_))));
+    }
+
+    #[test]
+    fn waits_grow_with_local_time_between_monitors() {
+        let mut app = supervising();
+        let queue = app.supervisor.queues()[0].clone();
+        assert_eq!(app.supervisor.sla_band(&queue, app.now), Some(crate::supervisor::SlaBand::Near));
+        app.update(Action::Tick(NOW + 30_000));
+        assert_eq!(app.supervisor.longest_wait(&queue, app.now), Some(120_000));
+        assert_eq!(app.supervisor.sla_band(&queue, app.now), Some(crate::supervisor::SlaBand::Breached));
+    }
+
+    #[test]
+    fn a_fired_alert_notifies_and_a_resolved_one_is_marked() {
+        // Alerts reach supervisors whether the pane is open or not.
+        let mut app = supervisor();
+        let alert = json!({"id": "agent_not_replying:21", "kind": "agent_not_replying",
+                           "message": "李娜 has not answered 赵先生 for 5m", "since": NOW, "conversation_id": 21, "agent_id": 8});
+        let effects = app.update(server(json!({"type": "alert", "change": "fired", "alert": alert, "at": NOW})));
+        let [Effect::Notify(notice)] = &effects[..] else { panic!("one notification: {effects:?}") };
+        assert!(notice.title.contains("agent not replying"), "{notice:?}");
+        assert!(notice.body.contains("李娜 has not answered"), "{notice:?}");
+        assert!(app.status.as_ref().unwrap().text.contains("李娜 has not answered"), "the status line says it too");
+        assert_eq!(app.supervisor.alerts_on(), 1);
+        // The same firing again is not news.
+        let effects =
+            app.update(server(json!({"type": "alert", "change": "fired", "alert": alert, "at": NOW + 1_000})));
+        assert!(effects.is_empty());
+        let effects =
+            app.update(server(json!({"type": "alert", "change": "resolved", "alert": alert, "at": NOW + 60_000})));
+        assert!(effects.is_empty(), "a resolved alert is not notified");
+        assert_eq!(app.supervisor.alerts_on(), 0);
+        assert!(!app.supervisor.alerts[0].is_on(), "kept in the feed, marked resolved");
+        app.update(Action::Tick(NOW + crate::supervisor::RESOLVED_SHOWN_MS));
+        assert!(app.supervisor.alerts.is_empty(), "then it goes");
+    }
+
+    #[test]
+    fn observing_opens_a_read_only_tab_where_only_whispers_go() {
+        let mut app = supervising();
+        let effects = keys(&mut app, "o");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, true)]);
+        assert!(app.conversation(ConversationId(21)).is_none(), "the tab opens when the relay says so");
+        app.update(changed("observed", observed_view()));
+        let c = app.conversation(ConversationId(21)).unwrap();
+        assert!(c.observed && !c.is_mine() && c.is_writable());
+        assert_eq!(app.active_id(), Some(ConversationId(21)), "it opens as the active tab");
+        assert_eq!(app.load(), 1, "an observed conversation is not my load");
+        assert!(app.status.as_ref().unwrap().text.contains("observing 赵先生"));
+        // Its history and live messages follow, notes included: no notification, and
+        // no read receipt to the customer from an observer.
+        let effects = app.update(customer_says(21, 1, "我的退款呢？"));
+        assert!(effects.is_empty(), "{effects:?}");
+        let effects = app.update(customer_says(21, 4, "还在吗？"));
+        assert!(effects.is_empty(), "{effects:?}");
+        // Back to my own work: the composer only whispers.
+        keys(&mut app, "w");
+        let effects = keys(&mut app, "i \"退款已批，提醒客户查收\" enter");
+        let sends: Vec<&SendMessage> = frames(&effects)
+            .into_iter()
+            .filter_map(|f| if let ClientFrame::Send(s) = f { Some(s) } else { None })
+            .collect();
+        assert_eq!(sends.len(), 1);
+        assert!(sends[0].internal, "a whisper is a private note");
+        assert_eq!(sends[0].conversation_id, Some(ConversationId(21)));
+        assert!(
+            !frames(&effects).iter().any(|f| matches!(f, ClientFrame::Typing(_))),
+            "no typing shown to the customer"
+        );
+        // Nor can it be switched to a reply, resolved or closed.
+        keys(&mut app, "esc");
+        app.status = None;
+        keys(&mut app, "n");
+        assert!(app.status.as_ref().unwrap().text.contains("only whisper"));
+        assert!(app.active().unwrap().note_mode);
+        assert!(frames(&keys(&mut app, "r")).is_empty());
+        assert_eq!(app.overlay, None);
+        // It is asked for again after a reconnect, never resumed as mine.
+        assert_eq!(app.resume_points().len(), 1);
+        app.update(Action::Net(NetEvent::Lost { reason: "closed".into(), retry_at: NOW, attempt: 1 }));
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        assert!(frames(&effects).contains(&&observe_frame(21, true)));
+        assert!(app.conversation(ConversationId(21)).is_some(), "kept across the welcome");
+        assert!(!frames(&effects).iter().any(|f| matches!(f, ClientFrame::Send(_))), "whispers wait for `observed`");
+        // Observed again, and it moved meanwhile: the whisper goes again, a line says where.
+        let mut moved = observed_view();
+        moved.assignee = Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(7), name: "小王".into() });
+        let effects = app.update(changed("observed", moved));
+        assert_eq!(sent_ids(&effects), vec!["k-1"]);
+        let entries = app.conversation(ConversationId(21)).unwrap().scrollback.entries();
+        assert!(entries.iter().any(|e| e.notice && e.body.contains("now with 小王")));
+        // Closing the tab stops following it.
+        let effects = keys(&mut app, "x");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, false)]);
+        assert!(app.conversation(ConversationId(21)).is_none());
+    }
+
+    #[test]
+    fn a_refused_observe_names_the_customer() {
+        let mut app = supervising();
+        keys(&mut app, "o");
+        app.update(Action::Server(ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::NotFound,
+            message: "no such open conversation".into(),
+            client_msg_id: None,
+            conversation_id: Some(ConversationId(21)),
+        })));
+        let status = app.status.clone().unwrap();
+        assert!(
+            status.is_error && status.text.contains("observe refused") && status.text.contains("赵先生"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn taking_over_an_observed_conversation_makes_it_mine() {
+        let mut app = observing();
+        keys(&mut app, "w i \"草稿\" esc w");
+        let effects = keys(&mut app, "c");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::TakeOver(TakeOverConversation { conversation_id: ConversationId(21) })]
+        );
+        let mut mine = observed_view();
+        mine.assignee = Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(9), name: "陈主管".into() });
+        let effects = app.update(changed("assigned", mine));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Notify(_))), "what I took needs no notification");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, false)], "held now, not observed");
+        let c = app.conversation(ConversationId(21)).unwrap();
+        assert!(c.is_mine() && !c.observed);
+        assert_eq!(c.draft_text(), "草稿", "the draft survives");
+        assert!(c.note_mode, "still on notes: it never switches to the customer by itself");
+        assert_eq!(app.load(), 2);
+        assert!(app.status.as_ref().unwrap().text.contains("took over 赵先生"));
+        // Mine: resolving works, and the next welcome resumes it.
+        assert!(app.resume_points().iter().any(|p| p.conversation_id == ConversationId(21)));
+        // Taking over what is mine already is refused here.
+        keys(&mut app, "k tab tab tab");
+        app.supervisor.section = Section::Conversations;
+        app.supervisor.agent_selected = Some(kefu_proto::AgentId(7));
+        app.supervisor.conversation_selected = Some(ConversationId(1));
+        let effects = keys(&mut app, "c");
+        assert!(frames(&effects).is_empty());
+        assert!(app.status.as_ref().unwrap().text.contains("yours already"));
+    }
+
+    #[test]
+    fn a_supervisor_takes_over_straight_from_the_pane() {
+        let mut app = supervising();
+        keys(&mut app, "c");
+        let mut mine = observed_view();
+        mine.assignee = Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(9), name: "陈主管".into() });
+        app.update(changed("assigned", mine));
+        let c = app.conversation(ConversationId(21)).unwrap();
+        assert!(c.is_mine() && !c.note_mode, "never observed: a reply composer");
+        assert_eq!(app.active_id(), Some(ConversationId(21)));
+        // Refused: the status line names it.
+        keys(&mut app, "k");
+        app.supervisor.section = Section::Alerts;
+        keys(&mut app, "c");
+        app.update(Action::Server(ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Conflict,
+            message: "the bot is answering".into(),
+            client_msg_id: None,
+            conversation_id: Some(ConversationId(30)),
+        })));
+        let status = app.status.clone().unwrap();
+        assert!(status.text.contains("take over refused") && status.text.contains("#30"), "{status:?}");
+    }
+
+    #[test]
+    fn reassigning_from_the_pane_transfers_a_conversation_not_held() {
+        let mut app = supervising();
+        let effects = keys(&mut app, "t");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Agents, &ApiRequest::Groups]);
+        let groups: Vec<GroupView> =
+            serde_json::from_value(json!([{"id": 1, "slug": "presales", "name": "售前"}])).unwrap();
+        answer(&mut app, ApiRequest::Groups, ApiAnswer::Groups(groups));
+        answer(&mut app, ApiRequest::Agents, ApiAnswer::Agents(Vec::new()));
+        let effects = keys(&mut app, "\"售前\" enter \"VIP客户，请优先\" enter");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::Transfer(TransferConversation {
+                conversation_id: ConversationId(21),
+                to: TransferTarget::Group { group: Some("presales".into()) },
+                note: Some("VIP客户，请优先".into()),
+            })]
+        );
+        assert!(app.status.as_ref().unwrap().text.contains("reassigning 赵先生"));
+        assert_eq!(app.input_mode(), Mode::Supervisor, "back in the pane");
+        // Nothing selected to reassign: said so.
+        app.supervisor.section = Section::Agents;
+        assert!(apis(&keys(&mut app, "t")).is_empty());
+        assert!(app.status.as_ref().unwrap().text.contains("select a conversation"));
+    }
+
+    #[test]
+    fn capacity_and_presence_change_through_the_api() {
+        let mut app = supervising();
+        keys(&mut app, "S-tab");
+        assert_eq!(app.supervisor.selected_agent().unwrap().agent.name, "李娜");
+        keys(&mut app, "m");
+        assert!(
+            matches!(&app.overlay, Some(Overlay::Prompt { kind: PromptKind::AgentCapacity { .. }, input }) if input == "3")
+        );
+        keys(&mut app, "C-u \"four\" enter");
+        assert!(app.status.as_ref().unwrap().is_error, "not a number: said so");
+        let effects = keys(&mut app, "C-u \"4\" enter");
+        let patch = AgentPatch { max_concurrent: Some(4), ..AgentPatch::default() };
+        assert_eq!(apis(&effects), vec![&ApiRequest::PatchAgent { id: kefu_proto::AgentId(8), patch: patch.clone() }]);
+        let saved: AgentView = serde_json::from_value(
+            json!({"id": 8, "name": "李娜", "email": "lina@shop.example", "role": "agent", "max_concurrent": 4}),
+        )
+        .unwrap();
+        answer(&mut app, ApiRequest::PatchAgent { id: kefu_proto::AgentId(8), patch }, ApiAnswer::AgentSaved(saved));
+        assert!(app.status.as_ref().unwrap().text.contains("李娜 takes up to 4"));
+        // Presence: online → away.
+        let effects = keys(&mut app, "p");
+        let away = AgentPatch { presence: Some(Presence::Away), ..AgentPatch::default() };
+        assert_eq!(apis(&effects), vec![&ApiRequest::PatchAgent { id: kefu_proto::AgentId(8), patch: away.clone() }]);
+        app.update(Action::Api {
+            request: ApiRequest::PatchAgent { id: kefu_proto::AgentId(8), patch: away },
+            result: Err(ApiFailure { status: Some(409), code: None, message: "李娜 is not connected".into() }),
+        });
+        let status = app.status.clone().unwrap();
+        assert!(status.is_error && status.text.contains("cannot change 李娜"), "{status:?}");
+        // An offline agent's presence is not the supervisor's to set.
+        keys(&mut app, "j");
+        assert!(apis(&keys(&mut app, "p")).is_empty());
+        assert!(app.status.as_ref().unwrap().text.contains("张伟 is offline"));
+    }
+
+    #[test]
+    fn the_report_is_fetched_in_local_time_switched_by_key_and_exported() {
+        let mut app = supervisor();
+        app.utc_offset_secs = 8 * 3600;
+        let effects = keys(&mut app, "R");
+        assert_eq!(app.overlay, Some(Overlay::Report));
+        let [ApiRequest::Report(week)] = apis(&effects)[..] else { panic!("a report request: {effects:?}") };
+        assert_eq!(week.range, crate::reports::ReportRange::Week);
+        assert_eq!(week.tz_offset_minutes, 480);
+        assert_eq!((week.to - week.from + 8 * 3_600_000 - 1) / 86_400_000, 7, "today and six days before");
+        let week = *week;
+        let effects = keys(&mut app, "right");
+        let [ApiRequest::Report(month)] = apis(&effects)[..] else { panic!("a report request: {effects:?}") };
+        assert_eq!(month.range, crate::reports::ReportRange::Month);
+        let month = *month;
+        // The late answer for the week is not shown for the month.
+        let report: kefu_proto::report::Report = serde_json::from_value(sample_report()).unwrap();
+        answer(&mut app, ApiRequest::Report(week), ApiAnswer::Report(Box::new(report.clone())));
+        assert!(app.report.shown().is_none());
+        answer(&mut app, ApiRequest::Report(month), ApiAnswer::Report(Box::new(report)));
+        assert_eq!(app.report.shown().map(|(w, _)| w.range), Some(crate::reports::ReportRange::Month));
+        let effects = keys(&mut app, "C-s");
+        let [ApiRequest::ExportReport { window, file }] = apis(&effects)[..] else { panic!("an export: {effects:?}") };
+        assert_eq!(*window, month);
+        assert_eq!(file, "kefu-report-30d-2025-11-21.csv");
+        assert!(apis(&keys(&mut app, "C-s")).is_empty(), "one export at a time");
+        let request = ApiRequest::ExportReport { window: month, file: file.clone() };
+        let path = "/home/chen/kefu-report-30d-2025-11-21.csv".to_string();
+        answer(&mut app, request, ApiAnswer::ReportExported { path, bytes: 2048 });
+        assert!(app.status.as_ref().unwrap().text.contains("/home/chen/kefu-report-30d-2025-11-21.csv"));
+        assert!(!app.report.exporting);
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, None);
+    }
+
+    /// A small report as the relay serves it.
+    fn sample_report() -> serde_json::Value {
+        let durations = json!({"count": 0, "mean_ms": null, "p50_ms": null, "p90_ms": null});
+        let figures = json!({
+            "conversations": 12, "queued": 10, "resolved": 9, "bot_resolved": 2, "abandoned": 1, "still_open": 2,
+            "resolution_rate": 0.75, "abandonment_rate": 0.1,
+            "first_response": {"count": 9, "mean_ms": 30000.0, "p50_ms": 21000, "p90_ms": 95000},
+            "service_level": {"answered": 9, "within_15s": 3, "within_60s": 7, "share_15s": 0.333, "share_60s": 0.778},
+            "reply_time": durations, "handle_time": durations, "resolution_time": durations,
+            "transfers": 2, "transferred_conversations": 2, "reopens": 1, "reopened_conversations": 1,
+            "csat": {"ratings": 5, "average": 4.2, "distribution": [0, 1, 0, 1, 3]},
+        });
+        let counts: Vec<Vec<u64>> = (0..7).map(|_| vec![0; 24]).collect();
+        json!({
+            "query": {"from": NOW - 86_400_000, "to": NOW, "tz_offset_minutes": 480, "group": null, "agent": null, "channel": null},
+            "overall": figures,
+            "by_group": [], "by_agent": [{"agent_id": 7, "name": "小王", "figures": figures}], "by_channel": [],
+            "arrivals": {"tz_offset_minutes": 480, "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "counts": counts},
+        })
     }
 }

@@ -65,7 +65,7 @@ commands! {
     TogglePresence => "toggle_presence", "Switch between online (take new conversations) and away";
     Resolve => "resolve", "Resolve the current conversation with a resolution code";
     CloseConversation => "close_conversation", "Close the current conversation for good, with a resolution code";
-    Transfer => "transfer", "Transfer the current conversation to an agent or a group, with a note for them";
+    Transfer => "transfer", "Transfer the current conversation (in the supervisor pane: the selected one) to an agent or a group, with a note for them";
     ToggleNote => "toggle_note", "Switch the composer between a reply to the customer and a private note for agents";
     QueueNext => "queue_next", "Select the next conversation waiting in the queue";
     QueuePrev => "queue_prev", "Select the previous conversation waiting in the queue";
@@ -92,6 +92,18 @@ commands! {
     TicketStatus => "ticket_status", "In the tickets view: change the selected ticket's status (open, pending, solved, closed)";
     TicketNote => "ticket_note", "In the tickets view: add a note to the selected ticket";
     NewTicket => "new_ticket", "Make a ticket from the current conversation (the subject starts as the customer's last message)";
+    Supervisor => "supervisor", "Open or close the supervisor pane beside your work: queues, agents and alerts, live (supervisors and admins)";
+    SupervisorFocus => "supervisor_focus", "Move the keyboard between your own conversations and the supervisor pane";
+    MonitorNextSection => "monitor_next_section", "In the supervisor pane: go to the next table (queues, agents, the agent's conversations, alerts)";
+    MonitorPrevSection => "monitor_prev_section", "In the supervisor pane: go to the previous table";
+    Observe => "observe", "In the supervisor pane: open the selected conversation read-only in a tab, where you can whisper private notes";
+    TakeOver => "take_over", "Take over the conversation selected in the supervisor pane (or the one you observe): it becomes yours";
+    AgentCapacity => "agent_capacity", "In the supervisor pane: change the selected agent's capacity (conversations at once)";
+    AgentPresence => "agent_presence", "In the supervisor pane: set the selected agent away, or back online";
+    Report => "report", "Show the service report of today, 7 or 30 days: figures, charts, agents, CSV export (supervisors and admins)";
+    ReportNextRange => "report_next_range", "In the report: show the next range (today → 7 days → 30 days)";
+    ReportPrevRange => "report_prev_range", "In the report: show the previous range";
+    ReportExport => "report_export", "In the report: save it as CSV in the current directory (kefu-report-<range>-<date>.csv)";
     SelectNext => "select_next", "In a list or palette: select the next entry";
     SelectPrev => "select_prev", "In a list or palette: select the previous entry";
     Accept => "accept", "In the palette or a prompt: run or confirm the selection (knowledge base: insert the snippet; tickets: go to its conversation)";

@@ -35,11 +35,14 @@ pub enum Mode {
     /// The knowledge base's article editor is open; keys not bound here are typed into
     /// its focused field.
     Editor,
+    /// The keyboard is in the supervisor pane: its tables and the actions on the selected
+    /// agent or conversation. Keys not bound here do nothing.
+    Supervisor,
 }
 
 impl Mode {
     /// Every mode, in the order help shows them.
-    pub const ALL: [Mode; 4] = [Mode::Normal, Mode::Insert, Mode::Overlay, Mode::Editor];
+    pub const ALL: [Mode; 5] = [Mode::Normal, Mode::Insert, Mode::Overlay, Mode::Editor, Mode::Supervisor];
 
     /// The table name in key files.
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Mode {
             Mode::Insert => "insert",
             Mode::Overlay => "overlay",
             Mode::Editor => "editor",
+            Mode::Supervisor => "supervisor",
         }
     }
 
@@ -273,7 +277,7 @@ impl Keymap {
             toml::from_str(text).map_err(|e| err(format!("not a key map (mode → key → action): {e}")))?;
         for (mode_name, bindings) in &file {
             let mode = Mode::from_name(mode_name).ok_or_else(|| {
-                err(format!("[{mode_name}]: unknown mode (expected normal, insert, overlay or editor)"))
+                err(format!("[{mode_name}]: unknown mode (expected normal, insert, overlay, editor or supervisor)"))
             })?;
             // Sequences bound in this file, to catch a key that is both bound and a prefix.
             let mut in_file: Vec<Vec<KeyPress>> = Vec::new();
@@ -389,8 +393,22 @@ mod tests {
             }
             assert!(!map.keys_for(Mode::Overlay, Command::Cancel).is_empty(), "{name}: overlays must close");
             assert!(!map.keys_for(Mode::Editor, Command::Cancel).is_empty(), "{name}: the editor must close");
-            // Writing the knowledge base is reachable by key in every shipped map.
+            // Writing the knowledge base, supervising and the report are reachable by key in
+            // every shipped map.
             for (mode, command) in [
+                (Mode::Normal, Command::Supervisor),
+                (Mode::Normal, Command::Report),
+                (Mode::Supervisor, Command::SupervisorFocus),
+                (Mode::Supervisor, Command::Supervisor),
+                (Mode::Supervisor, Command::SelectNext),
+                (Mode::Supervisor, Command::MonitorNextSection),
+                (Mode::Supervisor, Command::Observe),
+                (Mode::Supervisor, Command::TakeOver),
+                (Mode::Supervisor, Command::Transfer),
+                (Mode::Supervisor, Command::AgentCapacity),
+                (Mode::Supervisor, Command::AgentPresence),
+                (Mode::Overlay, Command::ReportNextRange),
+                (Mode::Overlay, Command::ReportExport),
                 (Mode::Overlay, Command::KbNewArticle),
                 (Mode::Overlay, Command::KbEditArticle),
                 (Mode::Overlay, Command::KbDeleteArticle),

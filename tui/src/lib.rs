@@ -13,10 +13,11 @@
 //! ## Layout
 //! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update` (conversations,
 //!   queue, transfers, notes, canned replies, customer panel, history, attachments,
-//!   knowledge base, tickets).
+//!   knowledge base, tickets, supervising: observe, whisper, take over, reassign).
 //! - [`api`] — the relay's HTTP API: directory, canned replies, customer panel, history
-//!   pages, uploads, knowledge base (search, articles, writing them), tickets; each request on its own task, answered as
-//!   an action.
+//!   pages, uploads, knowledge base (search, articles, writing them), tickets, agents'
+//!   capacity and presence, reports (JSON, or CSV to a file); each request on its own
+//!   task, answered as an action.
 //! - [`canned`] — canned replies: `/shortcut` detection, fuzzy matching, variables.
 //! - [`knowledge`] — the knowledge-base pane: debounced search, results, previews, what
 //!   goes into the composer.
@@ -25,6 +26,10 @@
 //!   checks made before sending, unsaved changes.
 //! - [`tickets`] — the tickets view: mine or all open, details, my open count, what a
 //!   ticket made from a conversation starts with.
+//! - [`supervisor`] — the supervisor pane (supervisors and admins): the live monitor with
+//!   ages counted from the relay's clock, SLA bands, the alerts feed, the selection.
+//! - [`reports`] — the report view (supervisors and admins): today, 7 or 30 days in the
+//!   local time zone, the report fetched, the CSV file's name.
 //! - [`command`] — the named commands with their doc strings (help and palette use them).
 //! - [`keymap`] — key notation, the per-mode trie, the shipped `keymaps/*.toml`.
 //! - [`palette`] — fuzzy matching of commands (nucleo).
@@ -55,7 +60,9 @@ pub mod knowledge;
 pub mod login;
 pub mod notify;
 pub mod palette;
+pub mod reports;
 pub mod scrollback;
+pub mod supervisor;
 pub mod text;
 pub mod theme;
 pub mod tickets;

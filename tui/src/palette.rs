@@ -13,7 +13,8 @@ use crate::keymap::{Keymap, Mode};
 pub struct PaletteEntry {
     /// The command.
     pub command: Command,
-    /// Its keys in normal mode (or insert mode if none), for learning them.
+    /// Its keys in normal mode (or insert mode if none), for learning them. Keys of the
+    /// supervisor pane are not shown: there they mean something else than in normal mode.
     pub keys: Vec<String>,
 }
 
@@ -26,7 +27,8 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
         }
         PaletteEntry { command, keys }
     };
-    // Overlay- and editor-only commands make no sense from the palette itself.
+    // Overlay-, editor- and pane-navigation commands make no sense from the palette
+    // itself.
     let runnable = Command::ALL.iter().copied().filter(|c| {
         !matches!(
             c,
@@ -39,6 +41,11 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
                 | Command::KbSaveArticle
                 | Command::NextField
                 | Command::PrevField
+                | Command::MonitorNextSection
+                | Command::MonitorPrevSection
+                | Command::ReportNextRange
+                | Command::ReportPrevRange
+                | Command::ReportExport
         )
     });
     if query.trim().is_empty() {

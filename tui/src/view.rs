@@ -20,20 +20,41 @@
 //! Left: my conversations above the queues I serve. Centre: tabs, scrollback, typing (or
 //! canned-reply suggestions), composer. Right (toggled): the customer panel.
 //!
-//! The knowledge base and the tickets are boards over the screen: a query (or filter)
-//! line, a list on the left, the selected entry on the right, the keys at the bottom. The
-//! article editor takes the knowledge base's place: four one-line fields above the
-//! Markdown text, a message row and the keys.
+//! Supervisors and admins may open the supervisor pane beside all of that (a split):
+//! queues with their longest wait coloured against the alert limit, agents, the selected
+//! agent's conversations, the alerts feed, and the pane's keys. My own work keeps the rest
+//! of the width.
+//!
+//! ```text
+//! ┌ 监控 Supervisor ─────────────────────────────┐
+//! │队列 Queues       waiting   longest online cap│
+//! │▶ presales              3  ■ 2m05s      1   3 │
+//! │坐席 Agents       presence  load  reply convs │
+//! │▶ 小王              online   2/3    41s     2 │
+//! │会话 小王          #id         waiting       │
+//! │▶ 李女士 VIP        #1            1m10s       │
+//! │告警 Alerts (1 on)                            │
+//! │▶  2m05s ■ 排队过久 long wait: …              │
+//! │tab table · o observe · c take over · …       │
+//! └──────────────────────────────────────────────┘
+//! ```
+//!
+//! The knowledge base, the tickets and the report are boards over the screen: a query (or
+//! filter) line, a list on the left, the selected entry on the right, the keys at the
+//! bottom (the report: key figures beside its charts, the agents below). The article
+//! editor takes the knowledge base's place: four one-line fields above the Markdown text,
+//! a message row and the keys.
 
 use kefu_proto::UnixMillis;
 use kefu_proto::api::{CannedScope, TicketDetails};
 use kefu_proto::frame::{AuthorKind, ConversationState, Presence, TicketPriority, TicketStatus, TicketView};
+use kefu_proto::report::Report;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Clear, Paragraph, Sparkline, Widget};
 
 use crate::api::TicketScope;
 use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
@@ -41,7 +62,9 @@ use crate::article_editor::Field;
 use crate::command::Command;
 use crate::keymap::Mode;
 use crate::palette;
+use crate::reports::{self, ReportRange, ReportWindow};
 use crate::scrollback::{Delivery, Entry};
+use crate::supervisor::{Section, SlaBand, alert_kind_label};
 use crate::text::{self, truncate, width};
 
 /// Width of the conversation list.
@@ -52,6 +75,12 @@ const COMPOSER_MAX_ROWS: u16 = 6;
 const PANEL_WIDTH: u16 = 38;
 /// Routing explanations the customer panel shows, newest first.
 const PANEL_DECISIONS: usize = 3;
+/// Width of the supervisor pane: this share of the screen (in twentieths)…
+const SUPERVISOR_SHARE: u16 = 9;
+/// …but at least this wide (if half the screen allows)…
+const SUPERVISOR_MIN_WIDTH: u16 = 46;
+/// …and at most this.
+const SUPERVISOR_MAX_WIDTH: u16 = 72;
 
 /// The whole screen, drawn from the app's state.
 pub struct Workstation<'a> {
@@ -68,11 +97,21 @@ struct Areas {
     typing: Rect,
     composer: Rect,
     panel: Option<Rect>,
+    supervisor: Option<Rect>,
     status: Rect,
 }
 
 fn areas(app: &App, area: Rect) -> Areas {
     let [main, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
+    // The supervisor pane splits the screen; my own work keeps the rest, laid out as ever.
+    let (main, supervisor) = if app.supervisor.open {
+        let width =
+            (main.width * SUPERVISOR_SHARE / 20).clamp(SUPERVISOR_MIN_WIDTH, SUPERVISOR_MAX_WIDTH).min(main.width / 2);
+        let [work, pane] = Layout::horizontal([Constraint::Min(10), Constraint::Length(width)]).areas(main);
+        (work, Some(pane))
+    } else {
+        (main, None)
+    };
     let sidebar_width = SIDEBAR_WIDTH.min(main.width / 3);
     let [left, rest] = Layout::horizontal([Constraint::Length(sidebar_width), Constraint::Min(10)]).areas(main);
     // The queue pane grows with the line, up to two fifths of the column.
@@ -95,7 +134,7 @@ fn areas(app: &App, area: Rect) -> Areas {
         Constraint::Length(draft_rows + 2),
     ])
     .areas(centre);
-    Areas { sidebar, queue, tabs, scrollback, typing, composer, panel, status }
+    Areas { sidebar, queue, tabs, scrollback, typing, composer, panel, supervisor, status }
 }
 
 /// Draws the workstation and places the terminal cursor at the caret (the composer's,
@@ -144,9 +183,9 @@ pub fn caret(app: &App, area: Rect) -> Option<Position> {
                     .min(Position::new(rect.right() - 2, rect.y + 1)),
             )
         }
-        Some(Overlay::Help { .. }) => None,
+        Some(Overlay::Help { .. } | Overlay::Report) => None,
         None if app.mode == Mode::Insert => {
-            let conversation = app.active().filter(|c| c.is_mine())?;
+            let conversation = app.active().filter(|c| c.is_writable())?;
             let inner = Block::default().borders(Borders::ALL).inner(areas(app, area).composer);
             let cursor = conversation.draft.screen_cursor();
             let (top_row, top_col) = conversation.draft.scroll_offset();
@@ -171,6 +210,9 @@ impl Widget for &Workstation<'_> {
         if let Some(panel) = a.panel {
             render_panel(app, panel, buf);
         }
+        if let Some(pane) = a.supervisor {
+            render_supervisor(app, pane, buf);
+        }
         render_status(app, a.status, buf);
         match &app.overlay {
             Some(Overlay::Help { scroll }) => render_help(app, *scroll, area, buf),
@@ -193,6 +235,7 @@ impl Widget for &Workstation<'_> {
             Some(Overlay::Knowledge) => render_knowledge(app, area, buf),
             Some(Overlay::ArticleEditor) => render_article_editor(app, area, buf),
             Some(Overlay::Tickets) => render_tickets(app, area, buf),
+            Some(Overlay::Report) => render_report(app, area, buf),
             None => {}
         }
     }
@@ -236,7 +279,7 @@ fn pane<'a>(title: Line<'a>, focused: bool, app: &App) -> Block<'a> {
 }
 
 fn render_sidebar(app: &App, area: Rect, buf: &mut Buffer) {
-    let focused = app.mode == Mode::Normal && app.overlay.is_none();
+    let focused = app.input_mode() == Mode::Normal;
     let title = Line::from(format!(" 我的会话 Mine ({}) ", app.conversations.len()));
     let block = pane(title, focused, app);
     let inner = block.inner(area);
@@ -291,7 +334,9 @@ fn render_sidebar(app: &App, area: Rect, buf: &mut Buffer) {
                 detail.push(Span::styled(" · 输入中", app.theme.pending));
             }
             let state = conversation.view.state;
-            if conversation.detached.is_some() {
+            if conversation.observed {
+                detail.push(Span::styled(" · 旁听 observing", app.theme.note));
+            } else if conversation.detached.is_some() {
                 detail.push(Span::styled(" · 已移走 moved away", app.theme.dim));
             } else if state != ConversationState::Assigned {
                 detail.push(Span::styled(format!(" · {}", state.as_str()), app.theme.dim));
@@ -362,7 +407,9 @@ fn render_tabs(app: &App, area: Rect, buf: &mut Buffer) {
         let Some(conversation) = app.conversation(*id) else { continue };
         let unread = conversation.unread();
         let mark = if unread > 0 { format!("({unread})") } else { String::new() };
-        let label = format!(" {}:{}{mark} ", i + 1, truncate(&conversation.customer_name(), 12));
+        // What I only observe says so on its tab.
+        let observing = if conversation.observed { "旁听 " } else { "" };
+        let label = format!(" {}:{observing}{}{mark} ", i + 1, truncate(&conversation.customer_name(), 12));
         let style = if i == app.active_tab { app.theme.selected.add_modifier(Modifier::BOLD) } else { app.theme.body };
         spans.push(Span::styled(label, style));
         spans.push(Span::raw("│"));
@@ -433,7 +480,16 @@ fn render_scrollback(app: &App, area: Rect, buf: &mut Buffer) {
     let view = &conversation.view;
     let vip = if view.contact.vip { " · VIP" } else { "" };
     let group = view.group.as_deref().map(|g| format!(" · {g}")).unwrap_or_default();
-    let state = if conversation.detached.is_some() { "已移走 moved away" } else { view.state.as_str() };
+    let observed_state;
+    let state = if conversation.observed {
+        let holder = view.assignee.as_ref().map_or_else(|| view.state.as_str().to_string(), |a| a.name.clone());
+        observed_state = format!("旁听 observing · {holder}");
+        observed_state.as_str()
+    } else if conversation.detached.is_some() {
+        "已移走 moved away"
+    } else {
+        view.state.as_str()
+    };
     let mut title = vec![
         Span::styled(format!(" {}", conversation.customer_name()), app.theme.customer),
         Span::raw(format!("{vip} · {}{group} · #{} · {state} ", view.channel.as_str(), view.id)),
@@ -506,6 +562,10 @@ fn render_composer(app: &App, area: Rect, buf: &mut Buffer) {
     let active = app.active();
     let note = active.is_some_and(|c| c.note_mode);
     let block = match active {
+        Some(c) if c.observed => Block::default()
+            .borders(Borders::ALL)
+            .border_style(app.theme.note)
+            .title(Line::styled(" 悄悄话 Whisper — only agents see it ", app.theme.note)),
         Some(c) if !c.is_mine() => pane(Line::from(" 只读 Read-only — not yours any more "), false, app),
         _ if note => Block::default()
             .borders(Borders::ALL)
@@ -516,7 +576,7 @@ fn render_composer(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     match active {
-        Some(conversation) if !conversation.is_mine() => {
+        Some(conversation) if !conversation.is_writable() => {
             let why = conversation.detached.clone().unwrap_or_else(|| "closed".into());
             buf.set_line(
                 inner.x,
@@ -566,6 +626,7 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
         Mode::Insert => "INSERT",
         Mode::Overlay => "MENU",
         Mode::Editor => "EDIT",
+        Mode::Supervisor => "MONITOR",
     };
     let sep = Span::styled(" │ ", theme.status_bar);
     let mut left = vec![presence, sep.clone(), connection, sep.clone(), Span::styled(load, theme.status_bar)];
@@ -573,6 +634,11 @@ fn render_status(app: &App, area: Rect, buf: &mut Buffer) {
     if waiting > 0 {
         left.push(sep.clone());
         left.push(Span::styled(format!("排队 queue {waiting}"), theme.status_bar.patch(theme.pending)));
+    }
+    let alerts = app.supervisor.alerts_on();
+    if alerts > 0 {
+        left.push(sep.clone());
+        left.push(Span::styled(format!("告警 alerts {alerts}"), theme.status_bar.patch(theme.alert)));
     }
     if let Some(open) = app.tickets.open_count() {
         left.push(sep.clone());
@@ -728,9 +794,9 @@ fn prompt_rect(area: Rect) -> Rect {
 fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mut Buffer) {
     let rect = prompt_rect(area);
     clear(rect, buf);
-    let conversation = |id| {
-        let name = app.conversation(id).map(Conversation::customer_name).unwrap_or_default();
-        format!("{name} #{id}")
+    let conversation = |id| match app.customer_of(id) {
+        Some(name) => format!("{name} #{id}"),
+        None => format!("#{id}"),
     };
     // The codes' list is long: up and down walk it (the first is the default).
     let codes = format!("↑↓ {} codes", RESOLUTION_CODES.len());
@@ -775,6 +841,15 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
             format!("{}: the ticket's subject", conversation(*id)),
             format!("优先级 priority: {} (↑↓) · enter: create · esc: cancel", priority.as_str()),
         ),
+        PromptKind::AgentCapacity { agent, name } => {
+            let now = app.supervisor.agents().iter().find(|a| a.agent.id == *agent).map(|a| (a.load, a.capacity));
+            let now = now.map(|(load, capacity)| format!(" (now {capacity}, holding {load})")).unwrap_or_default();
+            (
+                " 容量 Capacity ",
+                format!("{name}: conversations at once{now}"),
+                "a whole number; 0 takes no new ones · enter: change · esc: cancel".to_string(),
+            )
+        }
         PromptKind::DeleteArticle { title, .. } => (
             " 删除文章 Delete article ",
             format!("delete 《{title}》 from the knowledge base?"),
@@ -905,7 +980,7 @@ fn render_transfer(
             ])
         })
         .collect();
-    let name = app.conversation(conversation).map(Conversation::customer_name).unwrap_or_default();
+    let name = app.customer_label(conversation);
     let mut footer = Vec::new();
     if app.agents.is_none() || app.groups.is_none() {
         footer.push(Line::styled(" 加载中 loading agents and groups…", app.theme.dim));
@@ -1505,4 +1580,575 @@ fn render_tickets(app: &App, area: Rect, buf: &mut Buffer) {
     let board =
         Board { title, query: &board.filter, query_note, rows, empty, selected, detail, scroll: board.scroll, hints };
     render_board(app, board, area, buf);
+}
+
+/// `text` cut or padded to exactly `columns` display columns, on the left or the right.
+fn cell(text: &str, columns: usize, right: bool) -> String {
+    let text = truncate(text, columns);
+    let pad = " ".repeat(columns.saturating_sub(width(&text)));
+    if right { format!("{pad}{text}") } else { format!("{text}{pad}") }
+}
+
+/// The first key bound to `command` in the supervisor pane.
+fn pane_key(app: &App, command: Command) -> String {
+    app.keymap.keys_for(Mode::Supervisor, command).into_iter().next().unwrap_or_else(|| ":".into())
+}
+
+/// One table of the supervisor pane: a heading row (its title and column names) and rows,
+/// the highlighted one kept in view.
+struct PaneTable<'a> {
+    /// The heading row.
+    heading: Line<'a>,
+    /// One line per row.
+    rows: Vec<Line<'a>>,
+    /// Shown when there are no rows.
+    empty: Line<'a>,
+    /// The highlighted row.
+    selected: usize,
+    /// The selection is in this table and the pane has the keyboard.
+    active: bool,
+}
+
+fn render_pane_table(app: &App, table: PaneTable<'_>, area: Rect, buf: &mut Buffer) {
+    if area.height == 0 {
+        return;
+    }
+    buf.set_line(area.x, area.y, &table.heading, area.width);
+    let rows = (area.height - 1) as usize;
+    if table.rows.is_empty() {
+        if rows > 0 {
+            buf.set_line(area.x, area.y + 1, &table.empty, area.width);
+        }
+        return;
+    }
+    let first = table.selected.saturating_sub(rows.saturating_sub(1));
+    for (row, (i, line)) in table.rows.iter().enumerate().skip(first).take(rows).enumerate() {
+        let y = area.y + 1 + row as u16;
+        buf.set_line(area.x, y, line, area.width);
+        if i == table.selected && table.active {
+            buf.set_style(Rect::new(area.x, y, area.width, 1), app.theme.selected);
+        }
+    }
+}
+
+/// The heading of a pane table: its title, then column names, in the table's columns.
+fn pane_heading<'a>(app: &App, title: String, section: Section, columns: Vec<String>) -> Line<'a> {
+    let here = app.supervisor.section == section;
+    let style = if here { app.theme.focus.add_modifier(Modifier::BOLD) } else { app.theme.focus };
+    let mut spans = vec![Span::styled(title, style)];
+    spans.extend(columns.into_iter().map(|c| Span::styled(c, app.theme.dim)));
+    Line::from(spans)
+}
+
+/// "▶ " on the highlighted row.
+fn marker(selected: bool) -> &'static str {
+    if selected { "▶ " } else { "  " }
+}
+
+/// Whether a pane table shows its highlighted row: the table with the selection does,
+/// and the agents while their conversations have it (whose they are).
+fn marks(app: &App, table: Section) -> bool {
+    let here = app.supervisor.section;
+    here == table || (table == Section::Agents && here == Section::Conversations)
+}
+
+fn sla_style(app: &App, band: SlaBand) -> Style {
+    match band {
+        SlaBand::Calm => app.theme.ok,
+        SlaBand::Near => app.theme.pending,
+        SlaBand::Breached => app.theme.alert,
+    }
+}
+
+fn presence_span(app: &App, presence: Presence, columns: usize) -> Span<'static> {
+    match presence {
+        Presence::Online => Span::styled(cell("● online", columns, true), app.theme.ok),
+        Presence::Away => Span::styled(cell("◐ away", columns, true), app.theme.pending),
+        Presence::Offline => Span::styled(cell("○ offline", columns, true), app.theme.dim),
+    }
+}
+
+fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let pane_state = &app.supervisor;
+    let focused = app.input_mode() == Mode::Supervisor;
+    let mut title = vec![Span::raw(" 监控 Supervisor ")];
+    if !app.is_online() && pane_state.monitor.is_some() {
+        title.push(Span::styled("— 断开 disconnected: figures may be stale ", theme.alert));
+    }
+    let block = pane(Line::from(title), focused, app);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height < 3 || inner.width < 20 {
+        return;
+    }
+    let w = inner.width as usize;
+    let now = app.now;
+    let at = |section: Section| focused && pane_state.section == section;
+
+    // Queues: the longest wait coloured against the alert limit.
+    let q_cols = [8, 10, 7, 5];
+    let q_name = w.saturating_sub(2 + q_cols.iter().sum::<usize>()).max(4);
+    let queue_rows: Vec<Line<'_>> = pane_state
+        .queues()
+        .iter()
+        .enumerate()
+        .map(|(i, queue)| {
+            let name = queue.group.as_deref().unwrap_or("any");
+            let (wait, style) = match (pane_state.longest_wait(queue, now), pane_state.sla_band(queue, now)) {
+                (Some(wait), Some(band)) => {
+                    (format!("{} {}", band.mark(), reports::duration(Some(wait))), sla_style(app, band))
+                }
+                _ => ("—".to_string(), theme.dim),
+            };
+            Line::from(vec![
+                Span::raw(marker(i == pane_state.queue_selected && marks(app, Section::Queues))),
+                Span::raw(cell(name, q_name, false)),
+                Span::raw(cell(&queue.waiting.to_string(), q_cols[0], true)),
+                Span::styled(cell(&wait, q_cols[1], true), style),
+                Span::raw(cell(&queue.agents_online.to_string(), q_cols[2], true)),
+                Span::raw(cell(&queue.capacity.to_string(), q_cols[3], true)),
+            ])
+        })
+        .collect();
+    let queues = PaneTable {
+        heading: pane_heading(
+            app,
+            cell("队列 Queues", 2 + q_name, false),
+            Section::Queues,
+            vec![
+                cell("waiting", q_cols[0], true),
+                cell("longest", q_cols[1], true),
+                cell("online", q_cols[2], true),
+                cell("cap", q_cols[3], true),
+            ],
+        ),
+        rows: queue_rows,
+        empty: Line::styled("  没有队列 no queues", theme.dim),
+        selected: pane_state.queue_selected,
+        active: at(Section::Queues),
+    };
+
+    // Agents: presence, load against capacity, time since their last reply.
+    let a_cols = [10, 6, 8, 6];
+    let a_name = w.saturating_sub(2 + a_cols.iter().sum::<usize>()).max(4);
+    let agent_index = pane_state.agent_index();
+    let agent_rows: Vec<Line<'_>> = pane_state
+        .agents()
+        .iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let full = agent.capacity > 0 && agent.load >= agent.capacity;
+            let load_style = if full { theme.pending } else { theme.body };
+            let reply = pane_state.since_last_reply(agent, now).map_or_else(|| "—".to_string(), format_wait);
+            Line::from(vec![
+                Span::raw(marker(i == agent_index && marks(app, Section::Agents))),
+                Span::styled(cell(&agent.agent.name, a_name, false), theme.me),
+                presence_span(app, agent.presence, a_cols[0]),
+                Span::styled(cell(&format!("{}/{}", agent.load, agent.capacity), a_cols[1], true), load_style),
+                Span::raw(cell(&reply, a_cols[2], true)),
+                Span::raw(cell(&agent.conversations.len().to_string(), a_cols[3], true)),
+            ])
+        })
+        .collect();
+    let agents = PaneTable {
+        heading: pane_heading(
+            app,
+            cell("坐席 Agents", 2 + a_name, false),
+            Section::Agents,
+            vec![
+                cell("presence", a_cols[0], true),
+                cell("load", a_cols[1], true),
+                cell("reply", a_cols[2], true),
+                cell("convs", a_cols[3], true),
+            ],
+        ),
+        rows: agent_rows,
+        empty: Line::styled(
+            if pane_state.monitor.is_some() {
+                "  没有坐席 no agents"
+            } else {
+                "  等待监控 waiting for the monitor…"
+            },
+            theme.dim,
+        ),
+        selected: agent_index,
+        active: at(Section::Agents),
+    };
+
+    // The selected agent's conversations: choosable, to observe, take over or reassign.
+    let c_cols = [8, 10];
+    let c_name = w.saturating_sub(2 + c_cols.iter().sum::<usize>()).max(4);
+    let selected_agent = pane_state.selected_agent();
+    let conversation_index = pane_state.conversation_index();
+    let conversation_rows: Vec<Line<'_>> = selected_agent
+        .map(|agent| agent.conversations.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let vip = if c.vip { " VIP" } else { "" };
+            let name = truncate(&c.contact, c_name.saturating_sub(vip.len()));
+            let pad = " ".repeat(c_name.saturating_sub(width(&name) + vip.len()));
+            let waiting = pane_state.awaiting_reply(c, now);
+            let (waited, style) = match (waiting, pane_state.monitor.as_ref()) {
+                (Some(ms), Some(monitor)) => {
+                    (format!("等 {}", format_wait(ms)), sla_style(app, SlaBand::of(ms, monitor.wait_alert_ms)))
+                }
+                _ => ("—".to_string(), theme.dim),
+            };
+            let observed = if app.conversation(c.id).is_some_and(|held| held.observed) { "旁听" } else { "" };
+            Line::from(vec![
+                Span::raw(marker(i == conversation_index && marks(app, Section::Conversations))),
+                Span::styled(name, theme.customer),
+                Span::styled(vip, theme.alert),
+                Span::raw(pad),
+                Span::styled(cell(&format!("{observed} #{}", c.id), c_cols[0], true), theme.dim),
+                Span::styled(cell(&waited, c_cols[1], true), style),
+            ])
+        })
+        .collect();
+    let whose = selected_agent.map_or_else(|| "会话 Conversations".to_string(), |a| format!("会话 {}", a.agent.name));
+    let conversations = PaneTable {
+        heading: pane_heading(
+            app,
+            cell(&whose, 2 + c_name, false),
+            Section::Conversations,
+            vec![cell("#id", c_cols[0], true), cell("waiting", c_cols[1], true)],
+        ),
+        rows: conversation_rows,
+        empty: Line::styled("  没有会话 holds no conversation", theme.dim),
+        selected: conversation_index,
+        active: at(Section::Conversations),
+    };
+
+    // Alerts, newest first, with their age; resolved ones marked until they go.
+    let alert_rows: Vec<Line<'_>> = pane_state
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| {
+            let selected = i == pane_state.alert_selected.min(pane_state.alerts.len().saturating_sub(1))
+                && marks(app, Section::Alerts);
+            let (mark, style) = if alert.is_on() { ("■ ", theme.alert) } else { ("✓ ", theme.dim) };
+            let what = if alert.is_on() { "" } else { "已解除 resolved · " };
+            Line::from(vec![
+                Span::raw(marker(selected)),
+                Span::styled(cell(&format_wait(alert.age(now)), 6, true), theme.dim),
+                Span::raw(" "),
+                Span::styled(mark, style),
+                Span::styled(format!("{what}{}", alert_kind_label(alert.alert.kind)), style),
+                Span::styled(format!(": {}", alert.alert.message), if alert.is_on() { theme.body } else { theme.dim }),
+            ])
+        })
+        .collect();
+    let alerts = PaneTable {
+        heading: pane_heading(app, format!("告警 Alerts ({} on)", pane_state.alerts_on()), Section::Alerts, Vec::new()),
+        rows: alert_rows,
+        empty: Line::styled("  没有告警 no alerts", theme.dim),
+        selected: pane_state.alert_selected,
+        active: at(Section::Alerts),
+    };
+
+    // The keys, from the key map in force, on up to two rows at the bottom.
+    let hints = if focused {
+        format!(
+            "{} 表 table · {} 旁听 observe · {} 接管 take over · {} 转接 reassign · {} 容量 capacity · {} 在线/离开 presence · {} 返回 back",
+            pane_key(app, Command::MonitorNextSection),
+            pane_key(app, Command::Observe),
+            pane_key(app, Command::TakeOver),
+            pane_key(app, Command::Transfer),
+            pane_key(app, Command::AgentCapacity),
+            pane_key(app, Command::AgentPresence),
+            pane_key(app, Command::SupervisorFocus),
+        )
+    } else {
+        let key = |command| app.keymap.keys_for(Mode::Normal, command).into_iter().next().unwrap_or_else(|| ":".into());
+        format!(
+            "{} 进入 focus the pane · {} 关闭 close · {} 报表 report",
+            key(Command::SupervisorFocus),
+            key(Command::Supervisor),
+            key(Command::Report)
+        )
+    };
+    let hint_lines = text::wrap(&[vec![(hints, theme.dim)]], inner.width, "");
+    let hint_rows = hint_lines.len().clamp(1, 2) as u16;
+    for (i, line) in hint_lines.iter().take(hint_rows as usize).enumerate() {
+        buf.set_line(inner.x, inner.bottom() - hint_rows + i as u16, line, inner.width);
+    }
+
+    // Each table gets a heading and a row at least; then rows as they need, agents
+    // first; the alerts take what is left.
+    let tables = [queues, agents, conversations, alerts];
+    let body = inner.height.saturating_sub(hint_rows) as usize;
+    let wanted: Vec<usize> = tables.iter().map(|t| 1 + t.rows.len().max(1)).collect();
+    let mut heights = [2usize; 4];
+    let mut left = body.saturating_sub(8);
+    for i in [1, 0, 2, 3] {
+        let more = wanted[i].saturating_sub(heights[i]).min(left);
+        heights[i] += more;
+        left -= more;
+    }
+    heights[3] += left;
+    let mut y = inner.y;
+    let bottom = inner.bottom().saturating_sub(hint_rows);
+    for (table, height) in tables.into_iter().zip(heights) {
+        let height = (height as u16).min(bottom.saturating_sub(y));
+        render_pane_table(app, table, Rect::new(inner.x, y, inner.width, height), buf);
+        y += height;
+    }
+}
+
+/// "2025-11-15 00:00 → 2025-11-21 08:00 (UTC+08:00)".
+fn window_label(window: &ReportWindow) -> String {
+    let offset = window.tz_offset_minutes * 60;
+    let at = |ms: UnixMillis| format!("{} {}", format_date(ms, offset), format_clock(ms, offset));
+    let sign = if window.tz_offset_minutes < 0 { '-' } else { '+' };
+    let minutes = window.tz_offset_minutes.abs();
+    format!("{} → {} (UTC{sign}{:02}:{:02})", at(window.from), at(window.to - 1), minutes / 60, minutes % 60)
+}
+
+/// The report's key figures, one per line: a label and its value.
+fn key_figures(app: &App, report: &Report) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let f = &report.overall;
+    let sl = &f.service_level;
+    let line = |label: &str, value: String, detail: String| {
+        Line::from(vec![
+            Span::styled(cell(label, 24, false), theme.dim),
+            Span::styled(value, Style::default().add_modifier(Modifier::BOLD)),
+            Span::styled(detail, theme.dim),
+        ])
+    };
+    let csat = match f.csat.average {
+        Some(avg) => format!("{avg:.2} / 5"),
+        None => "—".to_string(),
+    };
+    let distribution =
+        f.csat.distribution.iter().enumerate().map(|(i, n)| format!("{}★ {n}", i + 1)).collect::<Vec<_>>().join(" · ");
+    vec![
+        Line::styled("关键指标 Key figures", theme.focus.add_modifier(Modifier::BOLD)),
+        line(
+            "会话 conversations",
+            f.conversations.to_string(),
+            format!("  {} queued · {} still open", f.queued, f.still_open),
+        ),
+        line(
+            "解决率 resolution",
+            reports::percent(f.resolution_rate),
+            format!("  {} resolved · {} by the bot", f.resolved, f.bot_resolved),
+        ),
+        line(
+            "放弃率 abandonment",
+            reports::percent(f.abandonment_rate),
+            format!("  {} of {} queued", f.abandoned, f.queued),
+        ),
+        line(
+            "首响 first response",
+            format!("p50 {}", reports::duration(f.first_response.p50_ms)),
+            format!("  · p90 {}", reports::duration(f.first_response.p90_ms)),
+        ),
+        line(
+            "服务水平 service level",
+            format!("15s {}", reports::percent(sl.share_15s)),
+            format!("  · 60s {} of {} answered", reports::percent(sl.share_60s), sl.answered),
+        ),
+        line("满意度 CSAT", csat, format!("  {} ratings", f.csat.ratings)),
+        Line::styled(format!("  {distribution}"), theme.dim),
+        line("转接 transfers", f.transfers.to_string(), format!("  in {} conversations", f.transferred_conversations)),
+        line("重开 reopens", f.reopens.to_string(), format!("  in {} conversations", f.reopened_conversations)),
+        line(
+            "处理 handle time",
+            format!("p50 {}", reports::duration(f.handle_time.p50_ms)),
+            format!("  · resolution p50 {}", reports::duration(f.resolution_time.p50_ms)),
+        ),
+    ]
+}
+
+/// Arrivals by hour of the local day (all days of the range summed): a sparkline, each
+/// hour as wide as the area allows, with the hours beneath.
+fn render_arrivals(app: &App, report: &Report, area: Rect, buf: &mut Buffer) {
+    if area.height < 3 || area.width < 24 {
+        return;
+    }
+    let hours = reports::arrivals_by_hour(&report.arrivals);
+    let (peak_hour, peak) =
+        hours.iter().enumerate().max_by_key(|(h, n)| (**n, std::cmp::Reverse(*h))).unwrap_or((0, &0));
+    let title = if *peak > 0 {
+        format!("到达 Arrivals by hour · peak {peak} at {peak_hour:02}:00")
+    } else {
+        "到达 Arrivals by hour · none".to_string()
+    };
+    buf.set_line(area.x, area.y, &Line::styled(title, app.theme.focus.add_modifier(Modifier::BOLD)), area.width);
+    let per_hour = (area.width as usize / 24).max(1);
+    let wide: Vec<u64> = hours.iter().flat_map(|n| std::iter::repeat_n(*n, per_hour)).collect();
+    let chart = Rect::new(area.x, area.y + 1, (24 * per_hour) as u16, area.height - 2);
+    Sparkline::default().data(&wide).max((*peak).max(1)).style(app.theme.focus).render(chart, buf);
+    let mut axis = String::new();
+    for hour in (0..24).step_by(6) {
+        axis.push_str(&cell(&format!("{hour:02}"), 6 * per_hour, false));
+    }
+    buf.set_line(area.x, area.bottom() - 1, &Line::styled(axis, app.theme.dim), area.width);
+}
+
+/// The CSAT distribution as bars, 1★ to 5★.
+fn render_csat_chart(app: &App, report: &Report, area: Rect, buf: &mut Buffer) {
+    if area.height < 3 {
+        return;
+    }
+    buf.set_line(
+        area.x,
+        area.y,
+        &Line::styled("满意度 CSAT", app.theme.focus.add_modifier(Modifier::BOLD)),
+        area.width,
+    );
+    let bars: Vec<Bar<'_>> = report
+        .overall
+        .csat
+        .distribution
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let style = if i < 2 { app.theme.alert } else { app.theme.ok };
+            Bar::default().value(*n).label(Line::from(format!("{}★", i + 1))).style(style)
+        })
+        .collect();
+    BarChart::default()
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(3)
+        .bar_gap(1)
+        .value_style(app.theme.selected)
+        .render(Rect::new(area.x, area.y + 1, area.width, area.height - 1), buf);
+}
+
+/// Conversations per agent, most first, as horizontal bars.
+fn render_agent_chart(app: &App, report: &Report, area: Rect, buf: &mut Buffer) {
+    if area.height < 2 {
+        return;
+    }
+    let title = Line::styled("坐席会话 Conversations per agent", app.theme.focus.add_modifier(Modifier::BOLD));
+    buf.set_line(area.x, area.y, &title, area.width);
+    let mut agents: Vec<(&str, u64)> =
+        report.by_agent.iter().map(|a| (a.name.as_str(), a.figures.conversations)).collect();
+    agents.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let rows = (area.height - 1) as usize;
+    let bars: Vec<Bar<'_>> = agents
+        .iter()
+        .take(rows)
+        .map(|(name, n)| Bar::default().value(*n).label(Line::from(truncate(name, 10))).style(app.theme.me))
+        .collect();
+    if bars.is_empty() {
+        buf.set_line(area.x, area.y + 1, &Line::styled("没有坐席 no agents", app.theme.dim), area.width);
+        return;
+    }
+    BarChart::default()
+        .direction(ratatui::layout::Direction::Horizontal)
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(1)
+        .bar_gap(0)
+        .render(Rect::new(area.x, area.y + 1, area.width, area.height - 1), buf);
+}
+
+/// The per-agent table, the highlighted row kept in view.
+fn render_agent_table(app: &App, report: &Report, selected: usize, area: Rect, buf: &mut Buffer) {
+    if area.height < 2 {
+        return;
+    }
+    let theme = &app.theme;
+    let cols = [7, 10, 10, 10, 9, 7, 11];
+    let name_width = (area.width as usize).saturating_sub(2 + cols.iter().sum::<usize>()).max(6);
+    let headings = ["convs", "resolved", "1st p50", "1st p90", "SL 60s", "CSAT", "transfers"];
+    let mut heading = vec![Span::styled(cell("坐席 Agent", 2 + name_width, false), theme.focus)];
+    heading.extend(headings.iter().zip(cols).map(|(h, c)| Span::styled(cell(h, c, true), theme.dim)));
+    buf.set_line(area.x, area.y, &Line::from(heading), area.width);
+    if report.by_agent.is_empty() {
+        buf.set_line(area.x, area.y + 1, &Line::styled("  没有坐席 no agent in this range", theme.dim), area.width);
+        return;
+    }
+    let rows = (area.height - 1) as usize;
+    let first = selected.saturating_sub(rows.saturating_sub(1));
+    for (row, (i, agent)) in report.by_agent.iter().enumerate().skip(first).take(rows).enumerate() {
+        let f = &agent.figures;
+        let csat = f.csat.average.map_or_else(|| "—".to_string(), |a| format!("{a:.2}"));
+        let values = [
+            f.conversations.to_string(),
+            f.resolved.to_string(),
+            reports::duration(f.first_response.p50_ms),
+            reports::duration(f.first_response.p90_ms),
+            reports::percent(f.service_level.share_60s),
+            csat,
+            f.transfers.to_string(),
+        ];
+        let mut spans =
+            vec![Span::raw(marker(i == selected)), Span::styled(cell(&agent.name, name_width, false), theme.me)];
+        spans.extend(values.iter().zip(cols).map(|(v, c)| Span::raw(cell(v, c, true))));
+        let y = area.y + 1 + row as u16;
+        buf.set_line(area.x, y, &Line::from(spans), area.width);
+        if i == selected {
+            buf.set_style(Rect::new(area.x, y, area.width, 1), theme.selected);
+        }
+    }
+}
+
+fn render_report(app: &App, area: Rect, buf: &mut Buffer) {
+    let theme = &app.theme;
+    let board = &app.report;
+    let rect = board_rect(area);
+    clear(rect, buf);
+    let mut title = vec![Span::raw(" 报表 Report — ")];
+    for range in ReportRange::ALL {
+        let style = if range == board.range { theme.selected } else { theme.dim };
+        title.push(Span::styled(format!(" {} ", range.label()), style));
+        title.push(Span::raw(" "));
+    }
+    let block = Block::default().borders(Borders::ALL).border_style(theme.focus).title(Line::from(title));
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    if inner.height < 6 || inner.width < 40 {
+        return;
+    }
+    let hints = Line::styled(
+        format!(
+            " {}/{} 范围 range · {} 导出 CSV export · ↑↓ 坐席 agents · esc",
+            overlay_key(app, Command::ReportPrevRange),
+            overlay_key(app, Command::ReportNextRange),
+            overlay_key(app, Command::ReportExport),
+        ),
+        theme.dim,
+    );
+    buf.set_line(inner.x, inner.bottom() - 1, &hints, inner.width);
+    let (window, fetched) = match &board.report {
+        Some((window, fetched)) => (window, fetched),
+        None => return,
+    };
+    let mut heading = vec![Span::styled(window_label(window), theme.dim)];
+    match fetched {
+        Fetched::Loading => heading.push(Span::styled("  加载中 loading…", theme.pending)),
+        Fetched::Failed(why) => heading.push(Span::styled(format!("  ⚠ {why}"), theme.alert)),
+        Fetched::Ready(_) if board.exporting => heading.push(Span::styled("  导出中 exporting…", theme.pending)),
+        Fetched::Ready(_) => {}
+    }
+    buf.set_line(inner.x, inner.y, &Line::from(heading), inner.width);
+    let Fetched::Ready(report) = fetched else { return };
+    let body = Rect::new(inner.x, inner.y + 2, inner.width, inner.height.saturating_sub(3));
+    let figures = key_figures(app, report);
+    let top_height = (figures.len() as u16 + 1).min(body.height);
+    let [top, agents] = Layout::vertical([Constraint::Length(top_height), Constraint::Min(0)]).areas(body);
+    let [left, _, right] =
+        Layout::horizontal([Constraint::Length(62.min(top.width / 2)), Constraint::Length(2), Constraint::Min(10)])
+            .areas(top);
+    for (i, line) in figures.iter().enumerate().take(left.height as usize) {
+        buf.set_line(left.x, left.y + i as u16, line, left.width);
+    }
+    let [arrivals, charts] = Layout::vertical([Constraint::Length(6), Constraint::Min(0)]).areas(right);
+    render_arrivals(app, report, arrivals, buf);
+    let [csat, per_agent] = Layout::horizontal([Constraint::Length(21), Constraint::Min(10)]).areas(charts);
+    render_csat_chart(app, report, csat, buf);
+    render_agent_chart(
+        app,
+        report,
+        Rect::new(per_agent.x + 1, per_agent.y, per_agent.width.saturating_sub(1), per_agent.height),
+        buf,
+    );
+    render_agent_table(app, report, board.agent_selected, agents, buf);
 }

@@ -10,6 +10,7 @@ use kefu_tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Position;
+use ratatui::style::{Color, Modifier};
 use serde_json::json;
 
 /// 2025-11-21 08:00 in Beijing.
@@ -545,4 +546,229 @@ fn deleting_an_article_is_confirmed_by_name() {
     let mut app = supervisor_in_the_knowledge_base();
     key(&mut app, "A-d");
     insta::assert_snapshot!(draw(&app, 100, 24).backend());
+}
+
+/// The monitor as the relay sends it at `NOW` (the alert limit is 3 minutes): a queue in
+/// each band (any: 20 s, aftersales: 100 s, presales: 200 s) and one with nobody waiting;
+/// four agents; one alert on.
+fn monitor() -> serde_json::Value {
+    let held = |id: i64, contact: &str, vip: bool, waiting_s: Option<i64>| {
+        let mut c = json!({"id": id, "contact": contact, "vip": vip});
+        if let Some(s) = waiting_s {
+            c["awaiting_reply_since"] = json!(NOW - s * 1000);
+        }
+        c
+    };
+    json!({
+        "type": "monitor", "at": NOW, "wait_alert_ms": 180_000,
+        "groups": [
+            {"waiting": 1, "oldest_queued_at": NOW - 20_000, "agents_online": 3, "capacity": 12},
+            {"group": "aftersales", "waiting": 2, "oldest_queued_at": NOW - 100_000, "agents_online": 1, "capacity": 3},
+            {"group": "presales", "waiting": 4, "oldest_queued_at": NOW - 200_000, "agents_online": 2, "capacity": 8},
+            {"group": "vip", "waiting": 0, "agents_online": 1, "capacity": 5},
+        ],
+        "agents": [
+            {"agent": {"id": 7, "name": "小王"}, "role": "supervisor", "presence": "online", "load": 3, "capacity": 5,
+             "last_reply_at": NOW - 50_000,
+             "conversations": [held(1, "李女士", true, Some(180)), held(2, "Tom Becker", false, Some(240)), held(3, "王先生", false, Some(60))]},
+            {"agent": {"id": 8, "name": "李娜"}, "role": "agent", "presence": "online", "load": 3, "capacity": 3,
+             "last_reply_at": NOW - 240_000,
+             "conversations": [held(41, "赵先生", true, Some(120)), held(42, "孙先生", false, None), held(43, "Anna Schmidt", false, Some(15))]},
+            {"agent": {"id": 10, "name": "张伟"}, "role": "agent", "presence": "away", "load": 1, "capacity": 4,
+             "conversations": [held(44, "周女士", false, None)]},
+            {"agent": {"id": 11, "name": "陈静"}, "role": "agent", "presence": "offline", "load": 0, "capacity": 5,
+             "conversations": []},
+        ],
+        "alerts": [
+            {"id": "long_wait:31", "kind": "long_wait", "message": "a customer has waited 3m in presales",
+             "since": NOW - 30_000, "conversation_id": 31, "group": "presales"},
+        ],
+    })
+}
+
+/// 小王, a supervisor, with the pane open on [`monitor`] ten seconds after it came, 李娜
+/// selected; two alerts fired since, one of them resolved.
+fn supervising_app() -> App {
+    let mut app = busy_app_as("supervisor");
+    key(&mut app, "M");
+    server(&mut app, monitor());
+    let alert = |id: &str, kind: &str, message: &str, since: i64| json!({"id": id, "kind": kind, "message": message, "since": since, "conversation_id": 41, "agent_id": 8});
+    server(
+        &mut app,
+        json!({"type": "alert", "change": "fired", "at": NOW,
+               "alert": alert("agent_not_replying:41", "agent_not_replying", "李娜 has not answered 赵先生 for 2m", NOW)}),
+    );
+    let csat = json!({"id": "csat_low", "kind": "csat_low", "message": "CSAT of the last 20 ratings: 3.1", "since": NOW - 600_000});
+    server(&mut app, json!({"type": "alert", "change": "fired", "at": NOW - 600_000, "alert": csat}));
+    server(&mut app, json!({"type": "alert", "change": "resolved", "at": NOW, "alert": csat}));
+    app.update(Action::Tick(NOW + 10_000));
+    key(&mut app, "j");
+    app
+}
+
+/// The row of the screen that holds `text`, and the column where it starts.
+fn find(terminal: &Terminal<TestBackend>, text: &str) -> (u16, u16) {
+    let buffer = terminal.backend().buffer();
+    for y in 0..buffer.area.height {
+        let mut row = String::new();
+        let mut columns = Vec::new();
+        let mut x = 0;
+        while x < buffer.area.width {
+            let symbol = buffer[(x, y)].symbol();
+            for _ in symbol.chars() {
+                columns.push(x);
+            }
+            row.push_str(symbol);
+            // A wide character covers the next cell too.
+            x += (unicode_width::UnicodeWidthStr::width(symbol) as u16).max(1);
+        }
+        if let Some(at) = row.find(text) {
+            return (columns[row[..at].chars().count()], y);
+        }
+    }
+    panic!("{text:?} is not on the screen");
+}
+
+/// The colour `text` is drawn in (its first cell).
+fn colour_of(terminal: &Terminal<TestBackend>, text: &str) -> Color {
+    let (x, y) = find(terminal, text);
+    terminal.backend().buffer()[(x, y)].fg
+}
+
+#[test]
+fn supervisor_pane_with_queues_in_each_band_agents_and_alerts() {
+    let app = supervising_app();
+    let terminal = draw(&app, 140, 30);
+    insta::assert_snapshot!(terminal.backend());
+    // The longest waits, counted from the relay's clock plus the 10 s since the monitor
+    // came, in their SLA colours: under half the limit, under it, past it.
+    assert_eq!(colour_of(&terminal, "● 30s"), Color::Green);
+    assert_eq!(colour_of(&terminal, "▲ 1m50s"), Color::Yellow);
+    assert_eq!(colour_of(&terminal, "■ 3m30s"), Color::Red);
+    // Nobody waits in vip: no colour to give.
+    let (_, vip) = find(&terminal, "vip ");
+    let (dash, row) = find(&terminal, "—");
+    assert_eq!((row, terminal.backend().buffer()[(dash, row)].fg), (vip, Color::DarkGray));
+    // 李娜 is full and selected; her conversations are listed with their waits.
+    let (x, lina) = find(&terminal, "李娜");
+    let (_, full) = find(&terminal, "3/3");
+    assert_eq!(lina, full);
+    assert!(terminal.backend().buffer()[(x, lina)].modifier.contains(Modifier::REVERSED), "highlighted");
+    find(&terminal, "会话 李娜");
+    find(&terminal, "赵先生 VIP");
+    // Alerts newest first, the resolved one marked; the status bar counts those on.
+    let (_, newest) = find(&terminal, "坐席未回复 agent not replying");
+    let (_, older) = find(&terminal, "排队过久 long wait");
+    let (_, resolved) = find(&terminal, "已解除 resolved · 满意度低 CSAT low");
+    assert!(newest < older && older < resolved);
+    find(&terminal, "告警 alerts 2");
+    find(&terminal, "MONITOR");
+}
+
+#[test]
+fn an_agent_pressing_the_supervisor_key_is_told_why_nothing_opens() {
+    let mut app = busy_app();
+    key(&mut app, "M");
+    let terminal = draw(&app, 140, 24);
+    find(&terminal, "the supervisor pane is for supervisors and admins");
+    assert!(!app.supervisor.open);
+}
+
+#[test]
+fn observing_a_conversation_in_a_read_only_tab_with_a_whisper() {
+    let mut app = supervising_app();
+    key(&mut app, "tab");
+    key(&mut app, "o");
+    let mut observed = conversation(41, "赵先生", true, "app");
+    observed["assignee"] = json!({"id": 8, "name": "李娜"});
+    observed["last_seq"] = json!(3);
+    server(&mut app, json!({"type": "conversation", "change": "observed", "conversation": observed}));
+    server(&mut app, message(41, 1, true, "退款什么时候到账？", 4));
+    server(
+        &mut app,
+        json!({"type": "message", "conversation_id": 41, "seq": 2, "author": {"kind": "agent", "id": 8, "name": "李娜"},
+               "body": "您好，我帮您查一下。", "format": "text", "at": NOW - 180_000}),
+    );
+    server(&mut app, message(41, 3, true, "已经等了一周了", 2));
+    key(&mut app, "w");
+    key(&mut app, "i");
+    keys(&mut app, "先道歉，再确认退款单号");
+    let terminal = draw(&app, 140, 30);
+    insta::assert_snapshot!(terminal.backend());
+    find(&terminal, "4:旁听");
+    find(&terminal, "旁听 observing · 李娜");
+    find(&terminal, "悄悄话 Whisper");
+}
+
+/// A report of the last 7 days as the relay serves it.
+fn sample_report() -> serde_json::Value {
+    let durations = |p50: Option<i64>, p90: Option<i64>| json!({"count": 40, "mean_ms": p50.map(|p| p as f64 * 1.2), "p50_ms": p50, "p90_ms": p90});
+    let figures = |conversations: u64, resolved: u64, p50: i64, csat: [u64; 5], transfers: u64| {
+        let ratings: u64 = csat.iter().sum();
+        let average = (ratings > 0)
+            .then(|| csat.iter().enumerate().map(|(i, n)| (i as u64 + 1) * n).sum::<u64>() as f64 / ratings as f64);
+        json!({
+            "conversations": conversations, "queued": conversations - 4, "resolved": resolved, "bot_resolved": 4,
+            "abandoned": 3, "still_open": 2,
+            "resolution_rate": resolved as f64 / conversations as f64,
+            "abandonment_rate": 3.0 / (conversations - 4) as f64,
+            "first_response": durations(Some(p50), Some(p50 * 4)),
+            "service_level": {"answered": 100, "within_15s": 41, "within_60s": 88, "share_15s": 0.41, "share_60s": 0.88},
+            "reply_time": durations(Some(30_000), Some(90_000)),
+            "handle_time": durations(Some(420_000), Some(1_500_000)),
+            "resolution_time": durations(Some(610_000), Some(3_000_000)),
+            "transfers": transfers, "transferred_conversations": transfers, "reopens": 2, "reopened_conversations": 2,
+            "csat": {"ratings": ratings, "average": average, "distribution": csat},
+        })
+    };
+    // Busy mornings and evenings, a quiet night.
+    let day: Vec<u64> = (0..24)
+        .map(|h| match h {
+            0..=7 => 0,
+            8..=11 => 3 + h % 3,
+            12..=17 => 2,
+            18..=21 => 4,
+            _ => 1,
+        })
+        .collect();
+    let counts: Vec<Vec<u64>> = (0..7).map(|d| day.iter().map(|n| n + u64::from(d < 5)).collect()).collect();
+    json!({
+        "query": {"from": NOW - 7 * 86_400_000, "to": NOW, "tz_offset_minutes": 480, "group": null, "agent": null, "channel": null},
+        "overall": figures(120, 96, 21_000, [2, 3, 10, 40, 65], 12),
+        "by_group": [],
+        "by_agent": [
+            {"agent_id": 7, "name": "小王", "figures": figures(52, 45, 18_000, [0, 1, 4, 20, 30], 3)},
+            {"agent_id": 8, "name": "李娜", "figures": figures(41, 33, 25_000, [2, 2, 5, 15, 25], 6)},
+            {"agent_id": 10, "name": "张伟", "figures": figures(23, 14, 52_000, [0, 0, 1, 5, 10], 3)},
+        ],
+        "by_channel": [],
+        "arrivals": {"tz_offset_minutes": 480, "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "counts": counts},
+    })
+}
+
+#[test]
+fn report_of_seven_days_with_charts_and_agents() {
+    let mut app = busy_app_as("supervisor");
+    key(&mut app, "R");
+    let window = app.report.report.as_ref().map(|(w, _)| *w).expect("the report was asked for");
+    assert_eq!(window.tz_offset_minutes, 480, "in the local time zone");
+    app.update(Action::Api {
+        request: ApiRequest::Report(window),
+        result: Ok(ApiAnswer::Report(Box::new(serde_json::from_value(sample_report()).unwrap()))),
+    });
+    key(&mut app, "down");
+    let terminal = draw(&app, 140, 34);
+    insta::assert_snapshot!(terminal.backend());
+    // The range, and the figures a supervisor reads first.
+    let (selected, row) = find(&terminal, " 7 天 7 days ");
+    assert_eq!(terminal.backend().buffer()[(selected, row)].modifier, Modifier::REVERSED);
+    find(&terminal, "2025-11-15 00:00 → 2025-11-21 08:00 (UTC+08:00)");
+    for figure in ["120", "80.0%", "2.6%", "p50 21s", "· p90 1m24s", "15s 41.0%", "60s 88.0%", "4.36 / 5", "5★ 65"] {
+        find(&terminal, figure);
+    }
+    find(&terminal, "peak");
+    // The agents' table, 李娜 highlighted.
+    let (_, lina) = find(&terminal, "李娜   ");
+    let (x, _) = find(&terminal, "坐席 Agent");
+    assert_eq!(terminal.backend().buffer()[(x, lina)].modifier, Modifier::REVERSED);
 }

@@ -13,6 +13,7 @@
 pub mod channels;
 pub mod kb;
 pub mod reports;
+pub mod telemetry;
 pub mod tickets;
 pub mod workstation;
 
@@ -54,6 +55,7 @@ const WS_BUFFER_BYTES: usize = 4 * 1024;
 pub fn router(relay: Arc<RelayState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(telemetry::scrape))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -62,6 +64,7 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/groups", get(list_groups).post(create_group))
         .route("/api/v1/groups/{slug}", delete(delete_group))
         .route("/api/v1/conversations/{id}/routing", get(routing_history))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/conversations/{id}/messages", get(workstation::messages))
         .route(
             "/api/v1/conversations/{id}/attachments",
@@ -307,11 +310,31 @@ async fn patch_agent(
         authed.require(&[Role::Admin], "changing skills")?;
     }
     let workspace = authed.workspace();
+    let by = authed.agent.view.id;
+    if patch.presence == Some(kefu_proto::frame::Presence::Offline) {
+        return Err(Error::refused(
+            ErrorCode::BadRequest,
+            "presence is online or away; offline is not being connected",
+        ));
+    }
     let agent =
         admin::update_agent(&relay.store, workspace, AgentId(id), patch.max_concurrent, patch.skills.as_deref())
             .await?;
     let view = agent.view.clone();
-    tell_hub(&relay, workspace, HubCommand::AgentChanged { agent: Box::new(agent) }).await;
+    if patch.max_concurrent.is_some() || patch.skills.is_some() {
+        let data =
+            serde_json::json!({ "agent_id": id, "max_concurrent": patch.max_concurrent, "skills": patch.skills });
+        relay.store.append_event(workspace, "agent.changed", "agent", Some(by.0), None, &data).await?;
+        tell_hub(&relay, workspace, HubCommand::AgentChanged { agent: Box::new(agent) }).await;
+    }
+    if let Some(status) = patch.presence {
+        // Presence lives in the hub (it is about connections); the hub records the change.
+        let hub =
+            relay.hubs.get(workspace).ok_or_else(|| Error::refused(ErrorCode::Internal, "workspace unavailable"))?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        hub.send(HubCommand::SetAgentPresence { agent: AgentId(id), status, by, reply }).await?;
+        answer.await.map_err(|_| Error::refused(ErrorCode::Internal, "the relay is shutting down"))??;
+    }
     Ok(Json(view))
 }
 
@@ -385,6 +408,36 @@ async fn routing_history(
         })
         .collect();
     Ok(Json(RoutingHistory { conversation_id: conversation, decisions }))
+}
+
+/// `GET /api/v1/events` parameters.
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    kind: Option<String>,
+    conversation: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Most entries in one page of the event log.
+const EVENTS_PAGE_MAX: u32 = 1000;
+
+/// The event log, for admins: oldest first after a cursor, by kind or conversation.
+async fn events(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    query: std::result::Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<kefu_proto::api::EventView>>> {
+    authed.require(&[Role::Admin], "reading the event log")?;
+    let axum::extract::Query(q) = query.map_err(|e| Error::refused(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > EVENTS_PAGE_MAX {
+        return Err(Error::refused(ErrorCode::BadRequest, format!("limit is 1 to {EVENTS_PAGE_MAX}")));
+    }
+    let conversation = q.conversation.map(ConversationId);
+    let page = relay.store.events(authed.workspace(), q.after, q.kind.as_deref(), conversation, limit).await?;
+    Ok(Json(page))
 }
 
 async fn ws_customer(

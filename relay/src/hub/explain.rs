@@ -5,7 +5,7 @@
 use kefu_proto::{AgentId, UnixMillis};
 use serde_json::{Value, json};
 
-use crate::routing::{Candidate, GroupId, Refusal, Returned, Rule, Waiting, Why};
+use crate::routing::{Candidate, Decision, GroupId, Refusal, Returned, Rule, Waiting, Why};
 
 /// Names the explanations need, looked up by the hub.
 pub struct Names<'a> {
@@ -49,6 +49,10 @@ pub fn assigned(
             None => format!("transferred to {name}"),
         },
         Rule::Picked => format!("{name} took it from the queue"),
+        Rule::TakenOver => match from {
+            Some(from) => format!("{name} took it over from {}", (names.agent)(from)),
+            None => format!("{name} took it over from the queue"),
+        },
         Rule::Rerouted => {
             let secs = reroute_after_ms.unwrap_or(0) / 1000;
             match from {
@@ -143,6 +147,19 @@ fn candidate(names: &Names, c: &Candidate) -> Value {
     })
 }
 
+/// A decision's outcome and rule (or reason), as metrics label them.
+pub fn outcome_and_rule(decision: &Decision) -> (&'static str, &'static str) {
+    match decision {
+        Decision::Assigned { why, .. } => ("assigned", rule_name(why.rule)),
+        Decision::Queued { why: Waiting::NobodyOnline, .. } => ("queued", "nobody_online"),
+        Decision::Queued { why: Waiting::AllBusy { .. }, .. } => ("queued", "all_busy"),
+        Decision::Returned { why: Returned::AgentGone, .. } => ("returned", "agent_gone"),
+        Decision::Returned { why: Returned::Transferred, .. } => ("returned", "transferred"),
+        Decision::Escalated { .. } => ("escalated", "deadline"),
+        Decision::Refused { .. } => ("refused", "refused"),
+    }
+}
+
 fn rule_name(rule: Rule) -> &'static str {
     match rule {
         Rule::Sticky => "sticky",
@@ -151,6 +168,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::Drained => "drained",
         Rule::Transferred => "transferred",
         Rule::Picked => "picked",
+        Rule::TakenOver => "taken_over",
         Rule::Rerouted => "rerouted",
     }
 }

@@ -20,10 +20,14 @@
 //! ## Layout
 //! - this file: the handle, commands, the run loop, decisions and deliveries;
 //! - [`explain`]: routing decisions in words;
-//! - [`bot_worker`]: the bot's lookups, off the hub's task.
+//! - [`bot_worker`]: the bot's lookups, off the hub's task;
+//! - [`supervision`]: the live monitor, observers, take-overs and alerts.
 
 pub mod bot_worker;
 pub mod explain;
+pub mod supervision;
+
+pub use supervision::{AlertNotice, SupervisionStart};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -253,6 +257,50 @@ pub enum HubCommand {
     },
     /// The bot decided what to do with a customer's message.
     BotDone(Box<bot_worker::BotOutcome>),
+    /// A supervisor starts or stops the live monitor.
+    Supervise {
+        /// The supervisor's connection.
+        conn: ConnId,
+        /// Start or stop.
+        active: bool,
+    },
+    /// A supervisor starts or stops following a conversation read-only.
+    Observe {
+        /// The supervisor's connection.
+        conn: ConnId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// Start or stop.
+        active: bool,
+    },
+    /// A supervisor takes a conversation over.
+    TakeOver {
+        /// The supervisor's connection.
+        conn: ConnId,
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// A supervisor sets an agent's presence (API).
+    SetAgentPresence {
+        /// The agent.
+        agent: AgentId,
+        /// Online or away.
+        status: Presence,
+        /// The supervisor.
+        by: AgentId,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), ProtocolError>>,
+    },
+    /// A customer rated a conversation (for the CSAT alerts).
+    Rated {
+        /// 1 to 5.
+        score: u8,
+    },
+    /// `/metrics` is being scraped: the workspace's queues and agents.
+    Gauges {
+        /// Where the answer goes.
+        reply: oneshot::Sender<crate::telemetry::HubGauges>,
+    },
     /// A contact's VIP mark changed.
     ContactChanged {
         /// The contact.
@@ -321,6 +369,11 @@ impl Hubs {
         }
     }
 
+    /// Every hub.
+    pub fn all(&self) -> Vec<HubHandle> {
+        self.map.read().expect("hubs lock").values().cloned().collect()
+    }
+
     /// Stops every hub.
     pub fn stop_all(&self) {
         for hub in self.map.read().expect("hubs lock").values() {
@@ -333,6 +386,8 @@ impl Hubs {
 pub struct HubStart {
     /// The workspace.
     pub workspace: WorkspaceId,
+    /// Its slug (to name it in metrics).
+    pub workspace_slug: String,
     /// Its agents.
     pub agents: Vec<AgentRecord>,
     /// Its skill groups.
@@ -370,6 +425,8 @@ struct AgentEntry {
     presence: Presence,
     /// The agent's connections.
     conns: Vec<ConnId>,
+    /// When they last replied to a customer (since the relay started).
+    last_reply_at: Option<UnixMillis>,
 }
 
 impl AgentEntry {
@@ -421,6 +478,8 @@ struct OpenConversation {
     /// Moves when the journal reports the change durable; decides delivery.
     announced: Lifecycle,
     last_seq: Seq,
+    /// Since when the customer's latest message waits for an agent's reply.
+    awaiting_reply_since: Option<UnixMillis>,
 }
 
 /// A conversation being opened for a contact, waiting for the journal.
@@ -466,6 +525,7 @@ pub struct BotLink {
 /// The hub's state.
 struct Hub {
     workspace: WorkspaceId,
+    workspace_slug: String,
     journal: JournalHandle,
     bot: BotLink,
     clock: Clock,
@@ -501,6 +561,8 @@ struct Hub {
     /// VIP marks changed while the hub runs (connections keep the contact as it was at
     /// their hello; the hub's word is the current one).
     vip_marks: HashMap<ContactId, bool>,
+    /// The monitor, observers and alerts.
+    supervision: supervision::Supervision,
 }
 
 /// Starts a workspace hub from the state in the database.
@@ -510,6 +572,7 @@ pub fn spawn(
     bot: BotLink,
     clock: Clock,
     settings: RoutingConfig,
+    supervision: SupervisionStart,
     command_queue: usize,
 ) -> HubHandle {
     let (commands_tx, commands) = mpsc::channel(command_queue);
@@ -518,6 +581,7 @@ pub fn spawn(
     let timing = Timing { grace_ms: settings.grace_secs as i64 * 1000, reroute_unanswered_ms: settings.reroute_ms() };
     let mut hub = Hub {
         workspace: start.workspace,
+        workspace_slug: start.workspace_slug.clone(),
         journal,
         bot,
         clock,
@@ -541,6 +605,7 @@ pub fn spawn(
         told_positions: HashMap::new(),
         vip_marks: HashMap::new(),
         refusal_target: None,
+        supervision: supervision::Supervision::new(supervision),
     };
     hub.rebuild(start);
     tokio::spawn(hub.run(commands, commits, stop.clone()));
@@ -562,6 +627,7 @@ impl Hub {
                 skill_ids: agent.skill_ids,
                 presence: Presence::Offline,
                 conns: Vec::new(),
+                last_reply_at: None,
             };
             let event = Event::Agent {
                 agent: entry.view.id,
@@ -622,6 +688,8 @@ impl Hub {
                     // After a restart the bot starts its memory afresh.
                     bot: (life.state == ConversationState::Bot).then(BotSeat::default),
                     route,
+                    // After a restart an unanswered conversation counts from its assignment.
+                    awaiting_reply_since: (!record.answered).then_some(life.assigned_at).flatten(),
                     decided: life.clone(),
                     announced: life,
                     last_seq: view.last_seq,
@@ -757,6 +825,7 @@ impl Hub {
                     skill_ids: Vec::new(),
                     presence: Presence::Offline,
                     conns: Vec::new(),
+                    last_reply_at: None,
                 });
                 entry.view = agent.view;
                 entry.skill_ids = agent.skill_ids;
@@ -772,6 +841,14 @@ impl Hub {
             HubCommand::ContactChanged { contact, vip } => self.contact_changed(contact, vip),
             HubCommand::ContactsMerged { from, into, vip } => self.contacts_merged(from, into, vip),
             HubCommand::BotDone(outcome) => self.bot_done(*outcome),
+            HubCommand::Supervise { conn, active } => self.supervise(conn, active),
+            HubCommand::Observe { conn, conversation, active } => self.observe(conn, conversation, active),
+            HubCommand::TakeOver { conn, conversation } => self.take_over(conn, conversation),
+            HubCommand::SetAgentPresence { agent, status, by, reply } => {
+                self.set_agent_presence(agent, status, by, reply)
+            }
+            HubCommand::Rated { score } => self.rated(score),
+            HubCommand::Gauges { reply } => self.gauges(reply),
             HubCommand::TicketMade { ticket, conversation } => self.ticket_made(ticket, conversation),
             HubCommand::TicketChanged { ticket, previous, assigned } => {
                 let change = if assigned { TicketChange::Assigned } else { TicketChange::Updated };
@@ -827,6 +904,7 @@ impl Hub {
                     skill_ids: Vec::new(),
                     presence: Presence::Offline,
                     conns: Vec::new(),
+                    last_reply_at: None,
                 });
                 entry.view = session.view;
                 entry.skill_ids = session.skill_ids;
@@ -870,6 +948,7 @@ impl Hub {
 
     fn unregister(&mut self, conn: ConnId) {
         let Some(entry) = self.conns.remove(&conn) else { return };
+        self.forget_watcher(conn);
         match entry.who {
             Who::Customer(contact) => {
                 if let Some(list) = self.contact_conns.get_mut(&contact) {
@@ -1012,7 +1091,13 @@ impl Hub {
         let Some(agent) = self.requesting_agent(conn) else {
             return self.refuse(conn, conversation, ErrorCode::Forbidden, "transfer is for agents");
         };
-        if !self.held_by(conn, agent, conversation) {
+        // Supervisors reassign any open conversation; agents hand on what they hold.
+        let reassigning = self.is_supervisor(conn)
+            && self.conversations.get(&conversation).is_some_and(|c| c.decided.assignee != Some(agent));
+        if reassigning {
+            let data = serde_json::json!({ "to": to });
+            self.audit(agent, "supervisor.reassigned", Some(conversation), data);
+        } else if !self.held_by(conn, agent, conversation) {
             return;
         }
         let from = Some(AgentRef { id: agent, name: self.agent_name(agent) });
@@ -1338,6 +1423,8 @@ impl Hub {
     }
 
     fn apply(&mut self, decision: Decision, requester: Option<ConnId>, now: UnixMillis) {
+        let (outcome, rule) = explain::outcome_and_rule(&decision);
+        self.supervision.telemetry.routed(outcome, rule);
         match decision {
             Decision::Assigned { conversation, agent, from, why } => {
                 let Some(conv) = self.conversations.get(&conversation) else { return };
@@ -1365,7 +1452,7 @@ impl Hub {
                 };
                 let (actor_kind, actor_id) = match (why.rule, requester.and_then(|c| self.conns.get(&c)).map(|c| c.who))
                 {
-                    (Rule::Transferred | Rule::Picked, Some(Who::Agent(a))) => ("agent", Some(a.0)),
+                    (Rule::Transferred | Rule::Picked | Rule::TakenOver, Some(Who::Agent(a))) => ("agent", Some(a.0)),
                     _ => ("system", None),
                 };
                 let mut data = serde_json::json!({ "explanation": explanation, "details": details });
@@ -1482,6 +1569,7 @@ impl Hub {
     fn on_tick(&mut self) {
         self.route(Event::Tick, None);
         self.publish_queues();
+        self.supervise_tick();
     }
 
     // ---- queue positions ------------------------------------------------------------------
@@ -1571,6 +1659,7 @@ impl Hub {
                         decided: lifecycle.clone(),
                         announced: lifecycle.clone(),
                         last_seq: 0,
+                        awaiting_reply_since: None,
                     },
                 );
                 let view = self.view(conversation).expect("just inserted");
@@ -1707,6 +1796,28 @@ impl Hub {
         if let Some(agent) = assignee.and_then(|a| self.agents.get(&a)) {
             recipients.extend(agent.conns.iter().copied());
         }
+        // Supervisors following it see everything, notes included.
+        for conn in self.supervision.observers(conversation) {
+            if !recipients.contains(conn) {
+                recipients.push(*conn);
+            }
+        }
+        let conv = self.conversations.get_mut(&conversation).expect("looked up above");
+        match author {
+            AuthorKind::Customer => {
+                conv.awaiting_reply_since.get_or_insert(stored.at);
+            }
+            AuthorKind::Agent if !internal => {
+                conv.awaiting_reply_since = None;
+                if let Some(agent) = m.author_id.and_then(|id| self.agents.get_mut(&AgentId(id))) {
+                    agent.last_reply_at = Some(stored.at);
+                }
+            }
+            _ => {}
+        }
+        let telemetry = &self.supervision.telemetry;
+        telemetry.stored(author);
+        telemetry.delivered(recipients.iter().filter(|c| Some(**c) != origin).count() as u64);
         for conn in recipients {
             if Some(conn) != origin {
                 self.send(conn, message.clone());
@@ -1784,6 +1895,11 @@ impl Hub {
         } else if let Some(agent) = lifecycle.assignee {
             self.deliver_to_agent(agent, Outbound::frame(conversation_frame(change, view.clone(), None)));
         }
+        // Observers see it move (as `observed`, so they do not take it for theirs), or close.
+        let observed = if change == ConversationChange::Closed { change } else { ConversationChange::Observed };
+        for conn in self.supervision.observers(conversation).to_vec() {
+            self.send(conn, Outbound::frame(conversation_frame(observed, view.clone(), None)));
+        }
         self.deliver_to_contact(contact, Outbound::frame(conversation_frame(change, view, None)));
         // Who served the contact, for sticky routing; how long it took, for estimates.
         if matches!(lifecycle.state, ConversationState::Resolved | ConversationState::Closed)
@@ -1798,6 +1914,7 @@ impl Hub {
             }
         }
         if lifecycle.state == ConversationState::Closed {
+            self.forget_observed(conversation);
             self.conversations.remove(&conversation);
             self.pending_transfers.remove(&conversation);
             self.told_positions.remove(&conversation);

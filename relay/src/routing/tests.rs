@@ -226,7 +226,59 @@ fn assignment_rules() {
 
 #[test]
 fn transfers_and_picks() {
+    let take = |c: i64, a: i64| Event::TakeOver { conversation: ConversationId(c), agent: AgentId(a) };
     let table: Vec<(&str, Vec<Event>, Vec<&str>)> = vec![
+        (
+            "a supervisor sends a waiting conversation straight to an agent with room; a full one refuses",
+            vec![
+                agent(1, 1, &[]),
+                agent(2, 5, &[(G1, Level::Junior)]),
+                online(1),
+                conv(10, None, 1),
+                conv(11, Some(G1), 2),
+                online(2),
+                conv(12, Some(G2), 3),
+                Event::TransferToAgent { conversation: ConversationId(12), to: AgentId(2) },
+                Event::TransferToAgent { conversation: ConversationId(12), to: AgentId(1) },
+            ],
+            vec![
+                "c10 -> a1 (LeastLoaded)",
+                "c11 waits in g1 (NobodyOnline)",
+                "c11 -> a2 (Drained)",
+                "c12 waits in g2 (NobodyOnline)",
+                "c12 -> a2 (Transferred)",
+                "c12 refused (AtCapacity)",
+            ],
+        ),
+        (
+            "take over from an agent, beyond the supervisor's capacity; the agent refills",
+            vec![
+                agent(1, 1, &[]),
+                agent(9, 0, &[]),
+                online(1),
+                conv(10, None, 1),
+                conv(11, None, 2),
+                take(10, 9),
+                take(10, 9),
+            ],
+            vec![
+                "c10 -> a1 (LeastLoaded)",
+                "c11 waits in any (AllBusy { online: 1 })",
+                "c10 -> a9 from a1 (TakenOver)",
+                "c11 -> a1 (Drained)",
+                "c10 refused (AlreadyHolds)",
+            ],
+        ),
+        (
+            "take over from the queue, even while away; unknown conversations are refused",
+            vec![agent(9, 1, &[]), away(9), conv(10, Some(G1), 1), take(10, 9), take(77, 9), take(10, 5)],
+            vec![
+                "c10 waits in g1 (NobodyOnline)",
+                "c10 -> a9 (TakenOver)",
+                "c77 refused (NotRoutable)",
+                "c10 refused (UnknownAgent)",
+            ],
+        ),
         (
             "to an agent with room",
             vec![

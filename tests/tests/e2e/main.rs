@@ -10,6 +10,7 @@ mod foundation;
 mod knowledge;
 mod reports;
 mod routing;
+mod supervision;
 mod tickets;
 mod tui;
 mod widget;
