@@ -483,3 +483,83 @@ async fn a_supervisor_writes_an_article_from_the_workstation_and_agents_find_it(
     relay.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_takes_over() -> Result<()> {
+    let kefu = kefu_binary().await?;
+    // A one-second wait limit, so the long-wait alert comes while the test looks.
+    let relay = TestRelay::start_with(|c| {
+        c.alerts.wait_secs = 1;
+        c.alerts.business_hours = String::new();
+    })
+    .await?;
+    let admin = relay.agent_with("admin@shop.example", "Admin", Role::Admin, 0, "").await?;
+    let (status, body) =
+        relay.api(Method::POST, "/api/v1/groups", &admin, Some(serde_json::json!({"slug": "after_sales"}))).await?;
+    assert_eq!(status, 201, "{body}");
+    relay.agent_with("li@shop.example", "李主管", Role::Supervisor, 0, "").await?;
+    let wang = relay.agent_with("wang@shop.example", "小王", Role::Agent, 1, "after_sales").await?;
+    let mut agent = relay.agent(&wang, vec![]).await?;
+    let mut served = relay.customer_in("after_sales").await?;
+    let conversation = served.say_acked(None, "a1", "我的退款到哪了？").await?.conversation_id;
+    agent.expect_assignment_of(conversation).await?;
+    let mut waiting = relay.customer_in("after_sales").await?;
+    waiting.say_acked(None, "b1", "有人吗？").await?;
+
+    let home = Home::new()?;
+    let env = home.env();
+    kefu_login(&kefu, &env, &relay, "li@shop.example").await?;
+    let tmux = Tmux::start(&kefu, &env).await?;
+    tmux.wait_for("已连接 connected").await?;
+
+    // The pane: the queue with its waiting customer, the agent at capacity, the alert.
+    tmux.keys(&["M"]).await?;
+    tmux.wait_for("监控 Supervisor").await?;
+    tmux.wait_for("after_sales").await?;
+    tmux.wait_for("1/1").await?;
+    tmux.wait_for("排队过久 long wait").await?;
+
+    // The pane has the keyboard: to the agents, to 小王's conversation; observe it.
+    tmux.wait_for("MONITOR").await?;
+    tmux.keys(&["Tab"]).await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.keys(&["o"]).await?;
+    tmux.wait_for("旁听").await?;
+    tmux.wait_for("我的退款到哪了？").await?;
+
+    // A whisper: 小王 sees it as a note; the customer never does.
+    tmux.keys(&["Escape"]).await?;
+    tmux.keys(&["Enter"]).await?;
+    tmux.type_text("先核实订单号").await?;
+    tmux.keys(&["Enter"]).await?;
+    let note = agent
+        .expect(|f| match f {
+            ServerFrame::Message(m) if m.internal => Some(m.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(note.body, "先核实订单号");
+    assert_eq!(note.author.name.as_deref(), Some("李主管"));
+
+    // Take over from the palette; the customer's next message reaches the supervisor.
+    tmux.keys(&["Escape"]).await?;
+    tmux.keys(&[":"]).await?;
+    tmux.type_text("take over").await?;
+    tmux.keys(&["Enter"]).await?;
+    agent
+        .expect(|f| match f {
+            ServerFrame::Conversation(c) if c.conversation.id == conversation => {
+                (c.change == kefu_proto::frame::ConversationChange::Unassigned).then_some(())
+            }
+            _ => None,
+        })
+        .await?;
+    served.say_acked(None, "a2", "订单号是 20251120-8841").await?;
+    tmux.wait_for("订单号是 20251120-8841").await?;
+
+    // Today's report: both customers' conversations, both queued, still open.
+    tmux.keys(&["R"]).await?;
+    tmux.wait_for("2 queued · 2 still open").await?;
+    relay.stop().await?;
+    Ok(())
+}
