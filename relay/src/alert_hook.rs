@@ -1,7 +1,8 @@
 //! Pushes alerts to the webhook configured in `[alerts]`: one JSON POST per change,
 //! signed like the channels' webhooks when a secret is set, retried a few times. Alerts
 //! are in the event log and on supervisors' screens whatever becomes of the push, so a
-//! push that keeps failing is logged and dropped rather than queued on disk.
+//! push that keeps failing is logged and dropped rather than queued on disk, and while the
+//! endpoint is down at most [`QUEUE`] alerts wait; later ones are dropped (and logged).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use crate::hub::AlertNotice;
 const ATTEMPTS: u32 = 3;
 /// Wait before the second attempt; the third waits twice as long.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// Alert changes waiting for the webhook, at most.
+pub const QUEUE: usize = 1024;
 
 /// The body of a push.
 #[derive(Serialize)]
@@ -25,8 +28,8 @@ struct Body<'a> {
 }
 
 /// Starts the pusher; alerts sent to the returned channel are pushed in order.
-pub fn spawn(url: String, secret: Option<String>, clock: Clock) -> mpsc::UnboundedSender<AlertNotice> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<AlertNotice>();
+pub fn spawn(url: String, secret: Option<String>, clock: Clock) -> mpsc::Sender<AlertNotice> {
+    let (tx, mut rx) = mpsc::channel::<AlertNotice>(QUEUE);
     let http =
         reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client builds");
     tokio::spawn(async move {

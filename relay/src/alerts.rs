@@ -142,16 +142,17 @@ impl Alerts {
     /// Compares the conditions that hold now with the alerts that are on: new ones fire,
     /// cleared ones resolve. An alert that stays on is not reported again.
     pub fn evaluate(&mut self, facts: &Facts<'_>, rules: &AlertRules) -> Vec<(AlertChange, AlertView)> {
-        let now_on = conditions(facts, rules);
+        let now_on = conditions(facts, rules, &self.active);
         let mut changes = Vec::new();
         let cleared: Vec<String> = self.active.keys().filter(|id| !now_on.contains_key(*id)).cloned().collect();
         for id in cleared {
             let alert = self.active.remove(&id).expect("listed");
             changes.push((AlertChange::Resolved, alert));
         }
+        // Those already on came back as `None`; the new ones carry their view.
         for (id, alert) in now_on {
-            if let std::collections::btree_map::Entry::Vacant(slot) = self.active.entry(id) {
-                slot.insert(alert.clone());
+            if let Some(alert) = alert {
+                self.active.insert(id, alert.clone());
                 changes.push((AlertChange::Fired, alert));
             }
         }
@@ -166,14 +167,34 @@ impl Alerts {
     }
 }
 
-/// The alerts whose conditions hold at `facts.now`, by id.
-fn conditions(facts: &Facts<'_>, rules: &AlertRules) -> BTreeMap<String, AlertView> {
-    let now = facts.now;
-    let mut on = BTreeMap::new();
-    let mut add = |kind: AlertKind, subject: String, message: String, view: AlertView| {
+/// The alerts whose conditions hold, by id, as they are collected: a new one with its
+/// words, one already on (in `active`) without (it keeps the words it fired with, and
+/// nothing is formatted for it on every tick).
+struct Holding<'a> {
+    now: UnixMillis,
+    active: &'a BTreeMap<String, AlertView>,
+    on: BTreeMap<String, Option<AlertView>>,
+}
+
+impl Holding<'_> {
+    fn add(&mut self, kind: AlertKind, subject: &str, describe: impl FnOnce() -> (String, AlertView)) {
         let id = format!("{}:{subject}", kind_name(kind));
-        on.insert(id.clone(), AlertView { id, kind, message, since: now, ..view });
-    };
+        let view = (!self.active.contains_key(&id)).then(|| {
+            let (message, view) = describe();
+            AlertView { id: id.clone(), kind, message, since: self.now, ..view }
+        });
+        self.on.insert(id, view);
+    }
+}
+
+/// The alerts whose conditions hold at `facts.now`, by id; `None` for those in `active`.
+fn conditions(
+    facts: &Facts<'_>,
+    rules: &AlertRules,
+    active: &BTreeMap<String, AlertView>,
+) -> BTreeMap<String, Option<AlertView>> {
+    let now = facts.now;
+    let mut holding = Holding { now, active, on: BTreeMap::new() };
     let blank = AlertView {
         id: String::new(),
         kind: AlertKind::LongWait,
@@ -187,37 +208,37 @@ fn conditions(facts: &Facts<'_>, rules: &AlertRules) -> BTreeMap<String, AlertVi
         let waited = now - w.since;
         if waited >= rules.wait_ms {
             let queue = w.group.unwrap_or("the any-agent queue");
-            add(
-                AlertKind::LongWait,
-                w.conversation.to_string(),
-                format!("{} has waited {} in {queue}", w.contact, minutes(waited)),
-                AlertView {
-                    conversation_id: Some(w.conversation),
-                    group: w.group.map(str::to_string),
-                    ..blank.clone()
-                },
-            );
+            holding.add(AlertKind::LongWait, &w.conversation.to_string(), || {
+                (
+                    format!("{} has waited {} in {queue}", w.contact, minutes(waited)),
+                    AlertView {
+                        conversation_id: Some(w.conversation),
+                        group: w.group.map(str::to_string),
+                        ..blank.clone()
+                    },
+                )
+            });
         }
     }
     if rules.business_hours.is_some_and(|hours| hours.contains(now)) {
         for g in facts.groups.iter().filter(|g| g.agents_online == 0) {
-            add(
-                AlertKind::NoAgentOnline,
-                g.slug.to_string(),
-                format!("nobody is online in {} during business hours", g.slug),
-                AlertView { group: Some(g.slug.to_string()), ..blank.clone() },
-            );
+            holding.add(AlertKind::NoAgentOnline, g.slug, || {
+                (
+                    format!("nobody is online in {} during business hours", g.slug),
+                    AlertView { group: Some(g.slug.to_string()), ..blank.clone() },
+                )
+            });
         }
     }
     for u in &facts.unanswered {
         let waited = now - u.since;
         if waited >= rules.reply_ms {
-            add(
-                AlertKind::AgentNotReplying,
-                u.conversation.to_string(),
-                format!("{} has not answered {} for {}", u.agent_name, u.contact, minutes(waited)),
-                AlertView { conversation_id: Some(u.conversation), agent_id: Some(u.agent), ..blank.clone() },
-            );
+            holding.add(AlertKind::AgentNotReplying, &u.conversation.to_string(), || {
+                (
+                    format!("{} has not answered {} for {}", u.agent_name, u.contact, minutes(waited)),
+                    AlertView { conversation_id: Some(u.conversation), agent_id: Some(u.agent), ..blank.clone() },
+                )
+            });
         }
     }
     let window = rules.csat_window.max(1);
@@ -225,29 +246,21 @@ fn conditions(facts: &Facts<'_>, rules: &AlertRules) -> BTreeMap<String, AlertVi
         let latest = &facts.ratings[facts.ratings.len() - window..];
         let average = latest.iter().map(|r| *r as f64).sum::<f64>() / window as f64;
         if average < rules.csat_min {
-            add(
-                AlertKind::CsatLow,
-                "workspace".into(),
-                format!("the last {window} ratings average {average:.1}, below {:.1}", rules.csat_min),
-                blank.clone(),
-            );
+            holding.add(AlertKind::CsatLow, "workspace", || {
+                (format!("the last {window} ratings average {average:.1}, below {:.1}", rules.csat_min), blank.clone())
+            });
         }
         let bad = |scores: &[u8]| scores.iter().filter(|s| **s <= 2).count();
         let before_start = facts.ratings.len().saturating_sub(2 * window);
         let before = bad(&facts.ratings[before_start..facts.ratings.len() - window]);
         let recent = bad(latest);
         if recent >= rules.bad_ratings_min.max(1) && recent >= 2 * before {
-            add(
-                AlertKind::BadRatingsRising,
-                "workspace".into(),
-                format!(
+            holding.add(AlertKind::BadRatingsRising, "workspace", || (format!(
                     "{recent} of the last {window} ratings are bad (1 or 2), against {before} in the {window} before"
-                ),
-                blank.clone(),
-            );
+                ), blank.clone()));
         }
     }
-    on
+    holding.on
 }
 
 /// The kind as it appears in ids and the event log.
@@ -394,7 +407,7 @@ mod tests {
         ];
         for (ratings, expected) in cases {
             let facts = Facts { now: 1, ratings: ratings.to_vec(), ..Facts::default() };
-            let on = conditions(&facts, &rules);
+            let on = conditions(&facts, &rules, &BTreeMap::new());
             assert_eq!(on.keys().map(String::as_str).collect::<Vec<_>>(), expected, "ratings {ratings:?}");
         }
     }

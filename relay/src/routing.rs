@@ -788,7 +788,9 @@ impl Router {
         };
         self.forget(conversation);
         let why = self.why(Rule::TakenOver, routable.group, agent);
-        self.assign(routable, agent, from, why, now, out);
+        // Held without a re-routing deadline: a supervisor who took it over keeps it.
+        self.hold(conversation, agent, routable.group, routable.vip, None, now);
+        out.push(Decision::Assigned { conversation, agent, from, why });
         if let Some(previous) = from {
             self.fill(previous, now, out);
         }
@@ -896,6 +898,11 @@ impl Router {
     /// The waiting conversations of a queue, in line order.
     pub fn queue(&self, group: Option<GroupId>) -> impl Iterator<Item = ConversationId> + '_ {
         self.queues.get(&group).into_iter().flatten().map(|k| k.2)
+    }
+
+    /// Agents online with the skill of `group`.
+    pub fn online_count(&self, group: Option<GroupId>) -> u32 {
+        self.pools.get(&group).map_or(0, |p| p.online)
     }
 
     /// Agents online with the skill of `group`, and their total capacity.

@@ -752,7 +752,7 @@ impl Connection {
                     .rate(self.workspace, contact, conversation, rate.score, rate.comment.as_deref())
                     .await
                     .map_err(|e| (e.to_client(), None))?;
-                self.hub.send(HubCommand::Rated { score: rate.score }).await.map_err(internal)?;
+                self.hub.send(HubCommand::Rated { conversation, score: rate.score }).await.map_err(internal)?;
                 Ok(None)
             }
             ClientFrame::Supervise(supervise) => {
@@ -766,8 +766,12 @@ impl Connection {
                 let conversation = observe.conversation_id;
                 if !observe.active {
                     // Notes may no longer be whispered there from now on; live messages
-                    // stop once the hub hears of it.
+                    // stop once the hub hears of it. Observing again sends the history
+                    // again (the client let go of it).
                     self.observing.remove(&conversation);
+                    if !self.held.contains(&conversation) {
+                        self.delivered.remove(&conversation);
+                    }
                 }
                 let command = HubCommand::Observe { conn: self.conn, conversation, active: observe.active };
                 self.hub.send(command).await.map_err(internal)?;

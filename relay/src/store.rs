@@ -588,14 +588,21 @@ impl Store {
             .collect()
     }
 
-    /// The workspace's latest `limit` ratings' scores, oldest first (for the CSAT alerts).
-    pub async fn recent_ratings(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<u8>> {
-        let rows = sqlx::query("SELECT score FROM ratings WHERE workspace_id = ? ORDER BY created_at DESC LIMIT ?")
-            .bind(workspace.0)
-            .bind(limit as i64)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().rev().map(|r| r.get::<i64, _>("score").clamp(1, 5) as u8).collect())
+    /// The workspace's latest `limit` ratings (conversation, score), oldest first (for the
+    /// CSAT alerts).
+    pub async fn recent_ratings(&self, workspace: WorkspaceId, limit: usize) -> Result<Vec<(ConversationId, u8)>> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, score FROM ratings WHERE workspace_id = ? ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(workspace.0)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .rev()
+            .map(|r| (ConversationId(r.get("conversation_id")), r.get::<i64, _>("score").clamp(1, 5) as u8))
+            .collect())
     }
 
     /// The routing decisions recorded for a conversation of `workspace`, oldest first;

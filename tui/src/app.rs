@@ -538,6 +538,11 @@ pub struct App {
     pub routing: HashMap<ConversationId, Fetched<RoutingHistory>>,
     /// A pick or transfer waiting for its answer.
     awaiting: Option<Awaiting>,
+    /// Conversations I asked the relay to let me observe (from the pane, or again after a
+    /// welcome) whose `observed` has not come yet. An `observed` for one neither asked for
+    /// nor held is stale (its tab was closed meanwhile) and is stopped, not reopened; a
+    /// `not_found` for one asked for again means it closed while I was away.
+    observe_asked: HashSet<ConversationId>,
     /// The knowledge-base pane: query, results, previews.
     pub kb: KnowledgePane,
     /// The article being written or changed, while the editor is open (or a discard is
@@ -588,6 +593,7 @@ impl App {
             contacts: HashMap::new(),
             routing: HashMap::new(),
             awaiting: None,
+            observe_asked: HashSet::new(),
             kb: KnowledgePane::default(),
             article_editor: None,
             tickets: TicketBoard::default(),
@@ -1380,6 +1386,7 @@ impl App {
             return self.set_status("not connected: observe it when the relay is back", true);
         }
         effects.push(Effect::Frame(observe(id, true)));
+        self.observe_asked.insert(id);
         self.awaiting = Some(Awaiting { what: AwaitKind::Observe, conversation: id, at: self.now });
         self.set_status(format!("旁听 opening {name} read-only…"), false);
     }
@@ -2311,9 +2318,16 @@ impl App {
                 self.set_status(what, false);
             }
             // A late monitor after the pane closed is dropped: the pane shows only live ones.
+            // Only the one asked for after a welcome to confirm the alerts is used then, for
+            // its alerts, and the monitor stops again.
             ServerFrame::Monitor(monitor) => {
                 if self.supervisor.open {
                     self.supervisor.on_monitor(monitor, self.now);
+                } else if self.supervisor.alerts_unconfirmed {
+                    self.supervisor.on_alerts_listed(&monitor.alerts, monitor.at, self.now);
+                    if self.is_online() {
+                        effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: false })));
+                    }
                 }
             }
             ServerFrame::Alert(alert) => {
@@ -2330,10 +2344,17 @@ impl App {
 
     /// After a welcome: the monitor and the conversations I observed are asked for again
     /// (the relay forgets both with the old connection).
+    ///
+    /// The monitor is asked for even with the pane closed: the alerts shown as on may have
+    /// resolved while I was away, or been forgotten by a relay that restarted, and the
+    /// monitor the relay sends at once lists every alert that is on. Once it came, a closed
+    /// pane stops the monitor again.
     fn resupervise(&mut self, effects: &mut Vec<Effect>) {
+        // Whatever I asked to observe was asked of the old connection.
+        self.observe_asked.clear();
         if !self.is_supervisor() {
             // A role taken away meanwhile: nothing of it stays.
-            self.supervisor.close();
+            self.supervisor = SupervisorPane::default();
             let observed: Vec<ConversationId> =
                 self.conversations.iter().filter(|c| c.observed).map(Conversation::id).collect();
             for id in observed {
@@ -2341,11 +2362,11 @@ impl App {
             }
             return;
         }
-        if self.supervisor.open {
-            effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: true })));
-        }
+        self.supervisor.reconnected();
+        effects.push(Effect::Frame(ClientFrame::Supervise(Supervise { active: true })));
         for conversation in self.conversations.iter().filter(|c| c.observed) {
             effects.push(Effect::Frame(observe(conversation.id(), true)));
+            self.observe_asked.insert(conversation.id());
         }
     }
 
@@ -2547,6 +2568,7 @@ impl App {
         let id = view.id;
         let now = self.now;
         let asked = self.awaited(AwaitKind::Observe, id);
+        let wanted = self.observe_asked.remove(&id);
         let name = customer_name(&view);
         match self.conversation(id).map(|c| (c.is_mine(), c.observed)) {
             // Mine (taken over just now, say): I hear of it as its agent.
@@ -2570,6 +2592,14 @@ impl App {
                 conversation.view = view;
                 if moved {
                     conversation.scrollback.insert_stored(Entry::notice(after_seq, "移动 moved", whereto, now));
+                }
+            }
+            // Not asked for, and not a tab I observe: stale, already on its way when I closed
+            // its tab, say. The relay is told again that I stop.
+            Some((false, false)) | None if !wanted => {
+                tracing::debug!(conversation = %id, "`observed` not asked for");
+                if self.is_online() {
+                    effects.push(Effect::Frame(observe(id, false)));
                 }
             }
             // Moved away from me earlier, or new to me: observed from now on.
@@ -2849,6 +2879,7 @@ impl App {
     }
 
     fn remove_conversation(&mut self, id: ConversationId) {
+        self.observe_asked.remove(&id);
         let active = self.active_id();
         self.conversations.retain(|c| c.id() != id);
         self.tabs.retain(|t| *t != id);
@@ -2863,6 +2894,25 @@ impl App {
     }
 
     fn on_error(&mut self, error: ErrorFrame) {
+        if let Some(id) = error.conversation_id.filter(|_| error.code == ErrorCode::NotFound)
+            && self.observe_asked.remove(&id)
+            && self.conversation(id).is_some_and(|c| c.observed)
+        {
+            // Observed again after a reconnect, but it closed while I was away: the tab
+            // goes, with the whispers still waiting to be sent.
+            let name = self.customer_label(id);
+            let unsent = self.conversation(id).map_or(0, |c| {
+                c.scrollback
+                    .entries()
+                    .iter()
+                    .filter(|e| matches!(e.delivery, Delivery::Queued | Delivery::Sending))
+                    .count()
+            });
+            self.remove_conversation(id);
+            let lost = if unsent > 0 { format!("; {unsent} whisper(s) not sent") } else { String::new() };
+            self.set_status(format!("旁听结束 the conversation with {name} closed while you were away{lost}"), false);
+            return;
+        }
         let Some(id) = error.client_msg_id.as_deref() else {
             // No request named: a pick or transfer sent just now is the likely one.
             let what = match self.awaiting.take() {
@@ -4186,6 +4236,13 @@ mod tests {
     /// and Tom (2), 李娜 (8) holds 赵先生 (21) waiting 40 s for a reply, 张伟 (10) is
     /// offline; one alert on.
     fn monitor() -> Action {
+        let alert = json!({"id": "long_wait:30", "kind": "long_wait", "message": "a customer has waited 2m in presales",
+                           "since": NOW - 10_000, "conversation_id": 30, "group": "presales"});
+        monitor_listing(json!([alert]))
+    }
+
+    /// `monitor`, with `alerts` the alerts on.
+    fn monitor_listing(alerts: serde_json::Value) -> Action {
         server(json!({
             "type": "monitor", "at": NOW, "wait_alert_ms": 120_000,
             "groups": [{"group": "presales", "waiting": 1, "oldest_queued_at": NOW - 90_000, "agents_online": 2, "capacity": 8}],
@@ -4198,9 +4255,22 @@ mod tests {
                 {"agent": {"id": 10, "name": "张伟"}, "role": "agent", "presence": "offline", "load": 0, "capacity": 4,
                  "conversations": []},
             ],
-            "alerts": [{"id": "long_wait:30", "kind": "long_wait", "message": "a customer has waited 2m in presales",
-                        "since": NOW - 10_000, "conversation_id": 30, "group": "presales"}],
+            "alerts": alerts,
         }))
+    }
+
+    /// An alert about `conversation` that fired `ago` ms before `NOW`.
+    fn alert_about(conversation: i64, ago: i64) -> serde_json::Value {
+        json!({"id": format!("long_wait:{conversation}"), "kind": "long_wait", "since": NOW - ago,
+               "message": format!("customer of #{conversation} waits"), "conversation_id": conversation})
+    }
+
+    fn alert_frame(change: &str, alert: &serde_json::Value) -> Action {
+        server(json!({"type": "alert", "change": change, "alert": alert, "at": NOW}))
+    }
+
+    fn notified(effects: &[Effect]) -> bool {
+        effects.iter().any(|e| matches!(e, Effect::Notify(_)))
     }
 
     /// 赵先生's conversation (21) as observers see it: 李娜 holds it, three messages so far.
@@ -4273,10 +4343,62 @@ mod tests {
         // A late monitor after closing is not shown.
         app.update(monitor());
         assert!(app.supervisor.monitor.is_none());
-        // Closed, nothing is asked again on the next welcome.
+        // Closed, the next welcome asks for one monitor only, to confirm the alerts.
         app.update(Action::Net(NetEvent::Opened));
         let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
-        assert!(!frames(&effects).iter().any(|f| matches!(f, ClientFrame::Supervise(_))));
+        assert!(frames(&effects).contains(&&ClientFrame::Supervise(Supervise { active: true })));
+        let effects = app.update(monitor());
+        assert_eq!(frames(&effects), vec![&ClientFrame::Supervise(Supervise { active: false })]);
+        assert!(app.supervisor.monitor.is_none(), "the pane stays closed");
+        assert!(app.update(monitor()).is_empty(), "a later one is dropped");
+    }
+
+    #[test]
+    fn alerts_on_before_a_reconnect_are_confirmed_by_the_first_monitor() {
+        let mut app = supervisor();
+        // Two alerts fire with the pane closed.
+        assert!(notified(&app.update(alert_frame("fired", &alert_about(21, 0)))));
+        assert!(notified(&app.update(alert_frame("fired", &alert_about(30, 0)))));
+        // Away: #21's `resolved` is missed, and a relay restarted meanwhile remembers
+        // nothing of #30 but fired it again when it saw the wait.
+        app.update(Action::Net(NetEvent::Lost { reason: "closed".into(), retry_at: NOW, attempt: 1 }));
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        assert!(
+            frames(&effects).contains(&&ClientFrame::Supervise(Supervise { active: true })),
+            "the monitor is asked for though the pane is closed: {effects:?}"
+        );
+        assert_eq!(app.supervisor.alerts_on(), 2, "still shown until the relay says");
+        let refired = alert_about(30, -3_000);
+        let effects = app.update(monitor_listing(json!([refired, alert_about(40, 5_000)])));
+        assert_eq!(frames(&effects), vec![&ClientFrame::Supervise(Supervise { active: false })], "stopped again");
+        assert!(!notified(&effects), "alerts listed by the monitor are shown, not notified");
+        assert!(app.supervisor.monitor.is_none(), "the pane stays closed");
+        let on: Vec<&str> = app.supervisor.alerts.iter().filter(|a| a.is_on()).map(|a| a.alert.id.as_str()).collect();
+        assert_eq!(on, vec!["long_wait:30", "long_wait:40"]);
+        assert_eq!(app.supervisor.alerts_on(), 2, "#21 no longer counts");
+        // The `fired` of #30's new firing, late: it was notified already.
+        assert!(!notified(&app.update(alert_frame("fired", &refired))));
+    }
+
+    #[test]
+    fn the_alert_highlight_stays_on_its_alert_when_a_new_one_fires() {
+        let mut app = supervising();
+        // Older than the monitor's #30: below it in the feed.
+        app.update(alert_frame("fired", &alert_about(21, 60_000)));
+        keys(&mut app, "tab j");
+        assert_eq!(app.supervisor.section, Section::Alerts);
+        assert_eq!(app.supervisor.target_conversation(), Some(ConversationId(21)));
+        // A new alert goes on top of the feed: the highlight stays on #21's.
+        app.update(alert_frame("fired", &alert_about(31, 0)));
+        assert_eq!(app.supervisor.alerts[0].alert.conversation_id, Some(ConversationId(31)), "newest first");
+        assert_eq!(app.supervisor.target_conversation(), Some(ConversationId(21)));
+        let effects = keys(&mut app, "o");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, true)]);
+        // Its alert gone, the highlight falls to the top of the feed.
+        app.update(server(json!({"type": "alert", "change": "resolved", "alert": alert_about(21, 60_000), "at": NOW})));
+        app.update(Action::Tick(NOW + crate::supervisor::RESOLVED_SHOWN_MS));
+        assert_eq!(app.supervisor.target_conversation(), Some(ConversationId(31)));
     }
 
     #[test]
@@ -4373,6 +4495,53 @@ mod tests {
         let effects = keys(&mut app, "x");
         assert_eq!(frames(&effects), vec![&observe_frame(21, false)]);
         assert!(app.conversation(ConversationId(21)).is_none());
+    }
+
+    #[test]
+    fn an_observed_frame_for_a_closed_tab_stops_observing_again() {
+        let mut app = observing();
+        let effects = keys(&mut app, "w x");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, false)]);
+        // The relay sent this before it heard me stop: no tab again, and it hears it again.
+        let mut moved = observed_view();
+        moved.assignee = Some(kefu_proto::frame::AgentRef { id: kefu_proto::AgentId(7), name: "小王".into() });
+        let effects = app.update(changed("observed", moved));
+        assert_eq!(frames(&effects), vec![&observe_frame(21, false)]);
+        assert!(app.conversation(ConversationId(21)).is_none());
+        assert!(!app.tabs.contains(&ConversationId(21)));
+        // Asked again from the pane, it opens as before.
+        keys(&mut app, "w");
+        app.supervisor.section = Section::Conversations;
+        app.supervisor.agent_selected = Some(kefu_proto::AgentId(8));
+        let effects = keys(&mut app, "o");
+        assert_eq!(frames(&effects), vec![&observe_frame(21, true)]);
+        app.update(changed("observed", observed_view()));
+        assert!(app.conversation(ConversationId(21)).is_some_and(|c| c.observed));
+    }
+
+    #[test]
+    fn an_observed_conversation_that_closed_while_away_goes_with_its_whispers() {
+        let mut app = observing();
+        keys(&mut app, "w i \"还在处理吗\" enter esc");
+        app.update(Action::Net(NetEvent::Lost { reason: "closed".into(), retry_at: NOW, attempt: 1 }));
+        app.update(Action::Net(NetEvent::Opened));
+        let effects = app.update(supervisor_welcome(vec![view(1, "李女士")]));
+        assert!(frames(&effects).contains(&&observe_frame(21, true)));
+        app.status = None;
+        let effects = app.update(Action::Server(ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::NotFound,
+            message: "no such open conversation".into(),
+            client_msg_id: None,
+            conversation_id: Some(ConversationId(21)),
+        })));
+        assert!(effects.is_empty(), "{effects:?}");
+        assert!(app.conversation(ConversationId(21)).is_none(), "the tab goes");
+        assert_eq!(app.tabs, vec![ConversationId(1)]);
+        let status = app.status.clone().unwrap();
+        assert!(
+            status.text.contains("赵先生") && status.text.contains("closed") && status.text.contains("1 whisper"),
+            "{status:?}"
+        );
     }
 
     #[test]

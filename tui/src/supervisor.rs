@@ -139,8 +139,13 @@ pub struct SupervisorPane {
     pub agent_selected: Option<AgentId>,
     /// The highlighted conversation of that agent, by id.
     pub conversation_selected: Option<ConversationId>,
-    /// The highlighted alert, by row.
-    pub alert_selected: usize,
+    /// The highlighted alert, by id, so it stays on that alert when the feed reorders (a
+    /// new alert goes on top).
+    pub alert_selected: Option<String>,
+    /// The alerts on are not confirmed: set after each welcome, until the next monitor
+    /// lists those still on. A `resolved` may have gone missing while we were away, and a
+    /// restarted relay forgets its alerts without resolving them.
+    pub alerts_unconfirmed: bool,
 }
 
 impl SupervisorPane {
@@ -187,33 +192,54 @@ impl SupervisorPane {
         conversation.awaiting_reply_since.map(|since| (relay_now - since).max(0))
     }
 
-    /// A new monitor: the tables are replaced, and the alerts that are on join the feed
-    /// (alerts on before it came are not news: they are shown, not notified). One of ours
-    /// that the monitor no longer lists has cleared.
+    /// A new monitor: the tables are replaced, and its alerts are taken as with
+    /// [`SupervisorPane::on_alerts_listed`].
     pub fn on_monitor(&mut self, frame: MonitorFrame, now: UnixMillis) {
-        for alert in &frame.alerts {
-            match self.alerts.iter_mut().find(|a| a.alert.id == alert.id) {
-                Some(held) if held.is_on() => {
-                    held.alert = alert.clone();
-                    held.heard(frame.at, now);
-                }
-                Some(held) => {
-                    // It cleared and is on again: a new firing.
-                    *held = FeedAlert::new(alert.clone(), frame.at, now);
-                }
-                None => self.alerts.push(FeedAlert::new(alert.clone(), frame.at, now)),
-            }
-        }
-        for held in self.alerts.iter_mut().filter(|a| a.is_on()) {
-            if !frame.alerts.iter().any(|a| a.id == held.alert.id) {
-                held.resolved_at = Some(now);
-                held.heard(frame.at, now);
-            }
-        }
+        self.merge_listed(&frame.alerts, frame.at, now);
         self.monitor = Some(frame);
         self.received_at = now;
         self.order_feed();
         self.keep_selection();
+    }
+
+    /// A welcome came: the alerts on stay shown, but unconfirmed until the next monitor.
+    pub fn reconnected(&mut self) {
+        self.alerts_unconfirmed = true;
+    }
+
+    /// The alerts a monitor lists (`relay_at` its time), without its tables: the pane is
+    /// closed and the monitor was asked for only to confirm the alerts after a reconnect.
+    pub fn on_alerts_listed(&mut self, listed: &[AlertView], relay_at: UnixMillis, now: UnixMillis) {
+        self.merge_listed(listed, relay_at, now);
+        self.order_feed();
+        self.keep_alert_selection();
+    }
+
+    /// A monitor lists every alert that is on, and it confirms the feed. Those it lists join
+    /// the feed: alerts on before it came are not news, they are shown, not notified, and
+    /// those held already keep their record (notified once per firing). One of ours that it
+    /// no longer lists has cleared.
+    fn merge_listed(&mut self, listed: &[AlertView], relay_at: UnixMillis, now: UnixMillis) {
+        self.alerts_unconfirmed = false;
+        for alert in listed {
+            match self.alerts.iter_mut().find(|a| a.alert.id == alert.id) {
+                Some(held) if held.is_on() => {
+                    held.alert = alert.clone();
+                    held.heard(relay_at, now);
+                }
+                Some(held) => {
+                    // It cleared and is on again: a new firing.
+                    *held = FeedAlert::new(alert.clone(), relay_at, now);
+                }
+                None => self.alerts.push(FeedAlert::new(alert.clone(), relay_at, now)),
+            }
+        }
+        for held in self.alerts.iter_mut().filter(|a| a.is_on()) {
+            if !listed.iter().any(|a| a.id == held.alert.id) {
+                held.resolved_at = Some(now);
+                held.heard(relay_at, now);
+            }
+        }
     }
 
     /// An alert fired or cleared. Returns the alert when it deserves a notification: a
@@ -248,7 +274,7 @@ impl SupervisorPane {
             }
         }
         self.order_feed();
-        self.keep_selection();
+        self.keep_alert_selection();
         let held = self.alerts.iter_mut().find(|a| a.alert.id == id)?;
         if held.notified {
             return None;
@@ -262,7 +288,7 @@ impl SupervisorPane {
         let before = self.alerts.len();
         self.alerts.retain(|a| a.resolved_at.is_none_or(|at| now - at < RESOLVED_SHOWN_MS));
         if self.alerts.len() != before {
-            self.keep_selection();
+            self.keep_alert_selection();
         }
     }
 
@@ -313,9 +339,15 @@ impl SupervisorPane {
         agent.conversations.get(self.conversation_index()).map(|c| (agent, c))
     }
 
+    /// Where the highlighted alert is in the feed.
+    pub fn alert_index(&self) -> usize {
+        let alerts = &self.alerts;
+        self.alert_selected.as_ref().and_then(|id| alerts.iter().position(|a| &a.alert.id == id)).unwrap_or(0)
+    }
+
     /// The highlighted alert.
     pub fn selected_alert(&self) -> Option<&FeedAlert> {
-        self.alerts.get(self.alert_selected.min(self.alerts.len().saturating_sub(1)))
+        self.alerts.get(self.alert_index())
     }
 
     /// The conversation the selection is about, if any: the highlighted conversation, or
@@ -349,7 +381,10 @@ impl SupervisorPane {
                 self.conversation_selected =
                     self.selected_agent().and_then(|a| a.conversations.get(next)).map(|c| c.id);
             }
-            Section::Alerts => self.alert_selected = step(self.alert_selected, self.alerts.len()),
+            Section::Alerts => {
+                let next = step(self.alert_index(), self.alerts.len());
+                self.alert_selected = self.alerts.get(next).map(|a| a.alert.id.clone());
+            }
         }
     }
 
@@ -364,11 +399,17 @@ impl SupervisorPane {
     /// Keeps each highlight on a row that exists.
     fn keep_selection(&mut self) {
         self.queue_selected = self.queue_selected.min(self.queues().len().saturating_sub(1));
-        self.alert_selected = self.alert_selected.min(self.alerts.len().saturating_sub(1));
+        self.keep_alert_selection();
         let agent = self.selected_agent().map(|a| a.agent.id);
         self.agent_selected = agent;
         let conversation = self.selected_conversation().map(|(_, c)| c.id);
         self.conversation_selected = conversation;
+    }
+
+    /// Keeps the alert highlight on an alert in the feed (the first, when its own went).
+    fn keep_alert_selection(&mut self) {
+        let alert = self.selected_alert().map(|a| a.alert.id.clone());
+        self.alert_selected = alert;
     }
 }
 

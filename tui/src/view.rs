@@ -1823,13 +1823,13 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
     };
 
     // Alerts, newest first, with their age; resolved ones marked until they go.
+    let alert_index = pane_state.alert_index();
     let alert_rows: Vec<Line<'_>> = pane_state
         .alerts
         .iter()
         .enumerate()
         .map(|(i, alert)| {
-            let selected = i == pane_state.alert_selected.min(pane_state.alerts.len().saturating_sub(1))
-                && marks(app, Section::Alerts);
+            let selected = i == alert_index && marks(app, Section::Alerts);
             let (mark, style) = if alert.is_on() { ("■ ", theme.alert) } else { ("✓ ", theme.dim) };
             let what = if alert.is_on() { "" } else { "已解除 resolved · " };
             Line::from(vec![
@@ -1846,7 +1846,7 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         heading: pane_heading(app, format!("告警 Alerts ({} on)", pane_state.alerts_on()), Section::Alerts, Vec::new()),
         rows: alert_rows,
         empty: Line::styled("  没有告警 no alerts", theme.dim),
-        selected: pane_state.alert_selected,
+        selected: alert_index,
         active: at(Section::Alerts),
     };
 

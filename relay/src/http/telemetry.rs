@@ -47,15 +47,16 @@ pub fn router(relay: Arc<RelayState>) -> Router {
 }
 
 async fn exposition(relay: &RelayState) -> Response {
-    let mut gauges = Vec::new();
-    for hub in relay.hubs.all() {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if hub.send(HubCommand::Gauges { reply }).await.is_ok()
-            && let Ok(Ok(g)) = tokio::time::timeout(HUB_ANSWER, answer).await
-        {
-            gauges.push(g);
-        }
-    }
+    // Every hub at once, each within the limit (a busy hub's queue may be full).
+    let asks = relay.hubs.all().into_iter().map(|hub| async move {
+        let ask = async {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            hub.send(HubCommand::Gauges { reply }).await.ok()?;
+            answer.await.ok()
+        };
+        tokio::time::timeout(HUB_ANSWER, ask).await.ok().flatten()
+    });
+    let gauges: Vec<_> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
     let outbox = match relay.store.outbox_totals().await {
         Ok(counts) => (counts.pending, counts.dead),
         Err(e) => {

@@ -293,6 +293,8 @@ pub enum HubCommand {
     },
     /// A customer rated a conversation (for the CSAT alerts).
     Rated {
+        /// The conversation (a second rating replaces the first).
+        conversation: ConversationId,
         /// 1 to 5.
         score: u8,
     },
@@ -847,7 +849,7 @@ impl Hub {
             HubCommand::SetAgentPresence { agent, status, by, reply } => {
                 self.set_agent_presence(agent, status, by, reply)
             }
-            HubCommand::Rated { score } => self.rated(score),
+            HubCommand::Rated { conversation, score } => self.rated(conversation, score),
             HubCommand::Gauges { reply } => self.gauges(reply),
             HubCommand::TicketMade { ticket, conversation } => self.ticket_made(ticket, conversation),
             HubCommand::TicketChanged { ticket, previous, assigned } => {
@@ -1094,12 +1096,11 @@ impl Hub {
         // Supervisors reassign any open conversation; agents hand on what they hold.
         let reassigning = self.is_supervisor(conn)
             && self.conversations.get(&conversation).is_some_and(|c| c.decided.assignee != Some(agent));
-        if reassigning {
-            let data = serde_json::json!({ "to": to });
-            self.audit(agent, "supervisor.reassigned", Some(conversation), data);
-        } else if !self.held_by(conn, agent, conversation) {
+        if !reassigning && !self.held_by(conn, agent, conversation) {
             return;
         }
+        let before = (self.router.holder(conversation), self.router.queue_of(conversation));
+        let target = to.clone();
         let from = Some(AgentRef { id: agent, name: self.agent_name(agent) });
         let event = match to {
             TransferTarget::Agent { agent_id } => Event::TransferToAgent { conversation, to: agent_id },
@@ -1116,9 +1117,13 @@ impl Hub {
         };
         self.route(event, Some(conn));
         self.refusal_target = None;
-        // Refused: the note goes nowhere.
-        if self.router.holder(conversation) == Some(agent) {
+        let moved = (self.router.holder(conversation), self.router.queue_of(conversation)) != before;
+        // Refused: the note goes nowhere, and a supervisor's attempt is no reassignment.
+        if !moved {
             self.pending_transfers.remove(&conversation);
+        } else if reassigning {
+            let data = serde_json::json!({ "to": target });
+            self.audit(agent, "supervisor.reassigned", Some(conversation), data);
         }
     }
 

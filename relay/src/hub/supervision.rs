@@ -34,10 +34,10 @@ pub struct AlertNotice {
 pub struct SupervisionStart {
     /// The alert thresholds.
     pub rules: AlertRules,
-    /// The workspace's latest ratings, oldest first.
-    pub ratings: Vec<u8>,
+    /// The workspace's latest ratings (conversation, score), oldest first.
+    pub ratings: Vec<(ConversationId, u8)>,
     /// Where alerts go besides supervisors and the event log.
-    pub webhook: Option<mpsc::UnboundedSender<AlertNotice>>,
+    pub webhook: Option<mpsc::Sender<AlertNotice>>,
     /// The operators' metrics the hub feeds.
     pub telemetry: Arc<Telemetry>,
 }
@@ -52,9 +52,9 @@ pub(super) struct Supervision {
     last_sent: Option<MonitorFrame>,
     alerts: Alerts,
     rules: AlertRules,
-    /// The latest ratings, oldest first: two CSAT windows.
-    ratings: VecDeque<u8>,
-    webhook: Option<mpsc::UnboundedSender<AlertNotice>>,
+    /// The latest ratings (conversation, score), oldest first: two CSAT windows.
+    ratings: VecDeque<(ConversationId, u8)>,
+    webhook: Option<mpsc::Sender<AlertNotice>>,
     pub(super) telemetry: Arc<Telemetry>,
 }
 
@@ -83,7 +83,8 @@ impl Supervision {
 impl Hub {
     /// A supervisor starts or stops the monitor; starting sends it at once.
     pub(super) fn supervise(&mut self, conn: ConnId, active: bool) {
-        if !active {
+        // A connection the hub already let go of (a slow consumer) must not linger here.
+        if !active || !self.is_supervisor(conn) {
             self.supervision.monitors.remove(&conn);
             return;
         }
@@ -166,10 +167,15 @@ impl Hub {
         let _ = reply.send(Ok(()));
     }
 
-    /// A customer rated a conversation.
-    pub(super) fn rated(&mut self, score: u8) {
+    /// A customer rated a conversation; rating it again replaces the score (as the
+    /// database does), so one customer cannot fill the window.
+    pub(super) fn rated(&mut self, conversation: ConversationId, score: u8) {
         let s = &mut self.supervision;
-        s.ratings.push_back(score);
+        if let Some(rating) = s.ratings.iter_mut().find(|(c, _)| *c == conversation) {
+            rating.1 = score;
+            return;
+        }
+        s.ratings.push_back((conversation, score));
         while s.ratings.len() > 2 * s.rules.csat_window {
             s.ratings.pop_front();
         }
@@ -227,7 +233,8 @@ impl Hub {
 
     /// The facts the alert rules look at.
     fn alert_facts(&self, now: UnixMillis) -> Facts<'_> {
-        let mut facts = Facts { now, ratings: self.supervision.ratings.iter().copied().collect(), ..Facts::default() };
+        let ratings = self.supervision.ratings.iter().map(|(_, score)| *score).collect();
+        let mut facts = Facts { now, ratings, ..Facts::default() };
         let queues: Vec<Option<GroupId>> = self.router.queued_groups().collect();
         for group in queues {
             let slug = group.and_then(|g| self.groups.get(&g)).map(|g| g.slug.as_str());
@@ -242,7 +249,7 @@ impl Hub {
             }
         }
         for (id, group) in &self.groups {
-            facts.groups.push(GroupFact { slug: &group.slug, agents_online: self.router.online(Some(*id)).0 });
+            facts.groups.push(GroupFact { slug: &group.slug, agents_online: self.router.online_count(Some(*id)) });
         }
         for (id, conv) in &self.conversations {
             let (Some(agent), Some(since)) = (conv.announced.assignee, conv.awaiting_reply_since) else { continue };
@@ -282,8 +289,11 @@ impl Hub {
         for conn in supervisors {
             self.send(conn, Outbound::frame(ServerFrame::Alert(frame.clone())));
         }
-        if let Some(webhook) = &self.supervision.webhook {
-            let _ = webhook.send(AlertNotice { workspace: self.workspace, frame });
+        // The hub never waits: with the webhook's queue full, this push is dropped.
+        if let Some(webhook) = &self.supervision.webhook
+            && webhook.try_send(AlertNotice { workspace: self.workspace, frame }).is_err()
+        {
+            tracing::warn!(workspace = %self.workspace, "alert webhook queue full; push dropped");
         }
     }
 

@@ -252,6 +252,15 @@ async fn supervisors_observe_whisper_reassign_and_take_over_and_every_step_is_au
     a.say_acked(Some(conversation), "a1", "Sorry! Here is a coupon.").await?;
     assert_eq!(customer.expect_message().await?.body, "Sorry! Here is a coupon.", "the note never reached them");
 
+    // Stopping and observing again brings the whole history again (the client let go of it).
+    let observe = |active| ClientFrame::Observe(ObserveConversation { conversation_id: conversation, active });
+    s.messages_until("Sorry! Here is a coupon.").await?;
+    s.send(&observe(false)).await?;
+    s.send(&observe(true)).await?;
+    assert_eq!(s.expect_conversation().await?.change, ConversationChange::Observed);
+    let again = s.messages_until("Sorry! Here is a coupon.").await?;
+    assert_eq!(again.first().map(|m| m.body.as_str()), Some("hello, my parcel is late"));
+
     // Reassign to B (the supervisor does not hold it).
     let mut b = relay.agent(&b_token, vec![]).await?;
     let to_b = TransferTarget::Agent { agent_id: agent_id(&b) };
