@@ -220,6 +220,14 @@ impl JournalOp {
             JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => m.workspace,
         }
     }
+
+    /// The message, when the operation stores one.
+    fn message(&self) -> Option<&NewMessage> {
+        match self {
+            JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// What a committed operation became, reported to the workspace's hub in commit order.
@@ -497,7 +505,19 @@ impl Journal {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
         let mut touched: HashMap<ConversationId, bool> = HashMap::new();
-        for op in batch {
+        let mut next = 0;
+        while next < batch.len() {
+            // Messages in a row go in a few multi-row statements, not one each: every
+            // statement is a round trip to SQLite's thread.
+            let appends = batch[next..].iter().take_while(|op| op.message().is_some()).count();
+            if appends > 1 {
+                let run = &batch[next..next + appends];
+                self.append_run(&mut tx, run, now, &mut touched, &mut outcomes).await?;
+                next += appends;
+                continue;
+            }
+            let op = &batch[next];
+            next += 1;
             let outcome = match op {
                 JournalOp::CreateContact(contact, _) => Outcome::Contact(insert_contact(&mut tx, contact, now).await?),
                 JournalOp::OpenConversation { workspace, contact, channel, channel_id, lifecycle, route, request } => {
@@ -592,22 +612,20 @@ impl Journal {
             };
             outcomes.push(outcome);
         }
-        for (conversation, agent_replied) in touched {
-            let last_seq = self.cursors.get(&conversation).map_or(0, |c| c.last_seq);
-            sqlx::query(
-                "UPDATE conversations SET last_seq = ?, updated_at = ?,
-                        first_agent_reply_at = CASE WHEN ? AND first_agent_reply_at IS NULL THEN ? ELSE first_agent_reply_at END,
-                        answered = answered OR ?
-                 WHERE id = ?",
-            )
-            .bind(last_seq as i64)
-            .bind(now)
-            .bind(agent_replied)
-            .bind(now)
-            .bind(agent_replied)
-            .bind(conversation.0)
-            .execute(&mut *tx)
-            .await?;
+        let touched: Vec<(ConversationId, Seq, bool)> = touched
+            .into_iter()
+            .map(|(c, replied)| (c, self.cursors.get(&c).map_or(0, |cursor| cursor.last_seq), replied))
+            .collect();
+        let mut rest = touched.as_slice();
+        while !rest.is_empty() {
+            let rows = chunk_rows(rest.len());
+            let (chunk, after) = rest.split_at(rows);
+            let mut update = sqlx::query(statements().update_conversations[chunk_index(rows)]).bind(now).bind(now);
+            for (conversation, last_seq, replied) in chunk {
+                update = update.bind(conversation.0).bind(*last_seq as i64).bind(*replied);
+            }
+            update.execute(&mut *tx).await?;
+            rest = after;
         }
         tx.commit().await?;
         if self.outbox_due {
@@ -649,6 +667,106 @@ impl Journal {
         Ok((cursor.workspace == workspace).then_some(cursor))
     }
 
+    /// Stores consecutive messages of a batch with multi-row inserts. Each gets the next
+    /// `seq` of its conversation; if any of them is not inserted (a duplicate, a closed or
+    /// unknown conversation), the run is undone to a savepoint and stored one by one,
+    /// which finds duplicates and refuses what must be refused, with no gap in `seq`.
+    async fn append_run(
+        &mut self,
+        tx: &mut SqliteConnection,
+        run: &[JournalOp],
+        now: UnixMillis,
+        touched: &mut HashMap<ConversationId, bool>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<()> {
+        let mut seqs: Vec<Seq> = Vec::with_capacity(run.len());
+        let mut planned: HashMap<ConversationId, Seq> = HashMap::new();
+        for op in run {
+            let m = op.message().expect("a run of messages");
+            match self.cursor(tx, m.workspace, m.conversation).await? {
+                Some(cursor) if !cursor.closed => {
+                    let seq = planned.entry(m.conversation).or_insert(cursor.last_seq);
+                    *seq += 1;
+                    seqs.push(*seq);
+                }
+                _ => break,
+            }
+        }
+        if seqs.len() == run.len() {
+            sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
+            let mut all_stored = true;
+            let mut start = 0;
+            while start < run.len() && all_stored {
+                let rows = chunk_rows(run.len() - start);
+                let mut insert = sqlx::query(statements().insert_messages[chunk_index(rows)]);
+                for (op, seq) in run[start..start + rows].iter().zip(&seqs[start..]) {
+                    let m = op.message().expect("a run of messages");
+                    insert = insert
+                        .bind(m.conversation.0)
+                        .bind(*seq as i64)
+                        .bind(m.workspace.0)
+                        .bind(m.author.as_str())
+                        .bind(m.author_id)
+                        .bind(m.client_msg_id.as_deref())
+                        .bind(&m.body)
+                        .bind(m.format.as_str())
+                        .bind(now)
+                        .bind(m.internal)
+                        .bind(
+                            (!m.attachments.is_empty())
+                                .then(|| serde_json::to_string(&m.attachments).expect("serialises")),
+                        )
+                        .bind(m.via.as_ref().map(|v| v.channel_id))
+                        .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()));
+                }
+                all_stored = insert.execute(&mut *tx).await?.rows_affected() == rows as u64;
+                start += rows;
+            }
+            if all_stored {
+                sqlx::query("RELEASE run").execute(&mut *tx).await?;
+                for (op, seq) in run.iter().zip(seqs) {
+                    let m = op.message().expect("a run of messages");
+                    let committed = self.stored(m, seq, now, touched);
+                    outcomes.push(match op {
+                        JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
+                        _ => Outcome::Hub(committed),
+                    });
+                }
+                return Ok(());
+            }
+            sqlx::query("ROLLBACK TO run").execute(&mut *tx).await?;
+            sqlx::query("RELEASE run").execute(&mut *tx).await?;
+        }
+        for op in run {
+            let m = op.message().expect("a run of messages");
+            let committed = self.append(tx, m, now, touched).await?;
+            outcomes.push(match op {
+                JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
+                _ => Outcome::Hub(committed),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor past a message just inserted under `seq`.
+    fn stored(
+        &mut self,
+        m: &NewMessage,
+        seq: Seq,
+        now: UnixMillis,
+        touched: &mut HashMap<ConversationId, bool>,
+    ) -> Committed {
+        let cursor = self.remember(m.conversation).expect("cursor loaded");
+        cursor.last_seq = seq;
+        cursor.via_channel |= m.via.is_some();
+        let reply = matches!(m.author, AuthorKind::Agent | AuthorKind::Bot) && !m.internal;
+        let via_channel = cursor.via_channel;
+        self.outbox_due |= reply && via_channel;
+        // A reply is an agent's message the customer sees, not a private note.
+        *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
+        Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now }))
+    }
+
     /// Stores one message (or finds the one it duplicates).
     async fn append(
         &mut self,
@@ -670,38 +788,26 @@ impl Journal {
         let inserted = if cursor.closed {
             0
         } else {
-            sqlx::query(
-                "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id, body, format,
-                                       created_at, internal, attachments, channel_id, source)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(m.conversation.0)
-            .bind(seq as i64)
-            .bind(m.workspace.0)
-            .bind(m.author.as_str())
-            .bind(m.author_id)
-            .bind(m.client_msg_id.as_deref())
-            .bind(&m.body)
-            .bind(m.format.as_str())
-            .bind(now)
-            .bind(m.internal)
-            .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises")))
-            .bind(m.via.as_ref().map(|v| v.channel_id))
-            .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            sqlx::query(statements().insert_messages[chunk_index(1)])
+                .bind(m.conversation.0)
+                .bind(seq as i64)
+                .bind(m.workspace.0)
+                .bind(m.author.as_str())
+                .bind(m.author_id)
+                .bind(m.client_msg_id.as_deref())
+                .bind(&m.body)
+                .bind(m.format.as_str())
+                .bind(now)
+                .bind(m.internal)
+                .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises")))
+                .bind(m.via.as_ref().map(|v| v.channel_id))
+                .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
         };
         if inserted == 1 {
-            let cursor = self.remember(m.conversation).expect("cursor loaded");
-            cursor.last_seq = seq;
-            cursor.via_channel |= m.via.is_some();
-            let reply = matches!(m.author, AuthorKind::Agent | AuthorKind::Bot) && !m.internal;
-            let via_channel = cursor.via_channel;
-            self.outbox_due |= reply && via_channel;
-            // A reply is an agent's message the customer sees, not a private note.
-            *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
-            return Ok(Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now })));
+            return Ok(self.stored(m, seq, now, touched));
         }
         // Not inserted: either stored before under this client id, or the conversation is
         // closed. A duplicate is acknowledged again even after closing.
@@ -785,6 +891,60 @@ impl Journal {
         };
         self.hubs.committed(workspace, vec![committed]);
     }
+}
+
+/// Rows per multi-row statement, largest first: a run is cut into chunks of these sizes,
+/// so SQLite prepares (and sqlx caches) four statements, not one per length.
+const CHUNK_ROWS: [usize; 4] = [256, 32, 4, 1];
+
+/// The largest chunk that fits in `remaining` rows.
+fn chunk_rows(remaining: usize) -> usize {
+    CHUNK_ROWS[chunk_index(remaining)]
+}
+
+/// The index in [`CHUNK_ROWS`] of the largest chunk that fits in `remaining` rows.
+fn chunk_index(remaining: usize) -> usize {
+    CHUNK_ROWS.iter().position(|rows| *rows <= remaining).unwrap_or(CHUNK_ROWS.len() - 1)
+}
+
+/// The multi-row statements, one per chunk size, made once.
+struct Statements {
+    insert_messages: [&'static str; 4],
+    update_conversations: [&'static str; 4],
+}
+
+fn statements() -> &'static Statements {
+    static STATEMENTS: std::sync::OnceLock<Statements> = std::sync::OnceLock::new();
+    STATEMENTS.get_or_init(|| {
+        // Leaked once per size: SQL text that lives as long as the process, which sqlx
+        // takes as known-safe (the text has only placeholders, never values).
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        let rows = |rows: usize, columns: usize| {
+            let row = format!("({})", vec!["?"; columns].join(", "));
+            vec![row; rows].join(", ")
+        };
+        Statements {
+            insert_messages: CHUNK_ROWS.map(|n| {
+                leak(format!(
+                    "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id,
+                                           body, format, created_at, internal, attachments, channel_id, source)
+                     VALUES {} ON CONFLICT DO NOTHING",
+                    rows(n, 13)
+                ))
+            }),
+            // Bound: now, now, then the rows (id, last_seq, whether an agent replied).
+            update_conversations: CHUNK_ROWS.map(|n| {
+                leak(format!(
+                    "UPDATE conversations SET last_seq = v.column2, updated_at = ?,
+                            first_agent_reply_at = CASE WHEN v.column3 AND first_agent_reply_at IS NULL
+                                                        THEN ? ELSE first_agent_reply_at END,
+                            answered = answered OR v.column3
+                     FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
+                    rows(n, 3)
+                ))
+            }),
+        }
+    })
 }
 
 /// What one operation became.
@@ -943,4 +1103,131 @@ async fn insert_event(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kefu_proto::frame::BodyFormat;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn journal(store: &Store) -> Journal {
+        Journal {
+            pool: store.writer.clone(),
+            clock: Clock::System,
+            hubs: Arc::new(Hubs::default()),
+            max_batch: 4096,
+            cursors: HashMap::new(),
+            before: HashMap::new(),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            outbox_due: false,
+            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
+        }
+    }
+
+    fn message(workspace: WorkspaceId, conversation: ConversationId, client_msg_id: &str) -> JournalOp {
+        JournalOp::Append(NewMessage {
+            workspace,
+            conversation,
+            origin: None,
+            author: AuthorKind::Customer,
+            author_id: Some(1),
+            client_msg_id: Some(client_msg_id.into()),
+            body: format!("body of {client_msg_id}"),
+            format: BodyFormat::Text,
+            internal: false,
+            attachments: vec![],
+            via: None,
+        })
+    }
+
+    /// The stored `(conversation, seq, client_msg_id)` rows, in order.
+    async fn stored(store: &Store) -> Vec<(i64, i64, String)> {
+        sqlx::query("SELECT conversation_id, seq, client_msg_id FROM messages ORDER BY conversation_id, seq")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    /// Runs of messages take the multi-row path; a duplicate inside a run (or of an earlier
+    /// message) sends the run down the one-by-one path. Either way each message is stored
+    /// once, every conversation's `seq` has no gap, and `last_seq` follows.
+    #[tokio::test]
+    async fn runs_of_messages_store_each_once_in_order_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
+        let mut journal = journal(&store);
+        let contact = insert_contact(
+            &mut store.writer.acquire().await.unwrap(),
+            &NewContact {
+                workspace,
+                name: None,
+                channel: ChannelKind::Web,
+                external_id: "visitor-1".into(),
+                token_hash: vec![1; 32],
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        let mut conversations = Vec::new();
+        for request in 0..2 {
+            let open = JournalOp::OpenConversation {
+                workspace,
+                contact,
+                channel: ChannelKind::Web,
+                channel_id: None,
+                lifecycle: Lifecycle::open(1, false),
+                route: RouteFields { group: None, priority: 202 },
+                request,
+            };
+            let outcomes = journal.write(&[open]).await.unwrap();
+            let Outcome::Hub(Committed::Opened { conversation, .. }) = &outcomes[0] else { panic!("opened") };
+            conversations.push(*conversation);
+        }
+        let (a, b) = (conversations[0], conversations[1]);
+        // 300 messages in one run: chunks of 256, 32, 4×3; interleaved conversations.
+        let run: Vec<JournalOp> =
+            (0..300).map(|i| message(workspace, if i % 3 == 0 { b } else { a }, &format!("m{i}"))).collect();
+        let outcomes = journal.write(&run).await.unwrap();
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Hub(Committed::Appended(_)))));
+        // A run with a repeat of an earlier message and a repeat within itself.
+        let again = vec![
+            message(workspace, a, "n0"),
+            message(workspace, a, "m1"),
+            message(workspace, b, "n1"),
+            message(workspace, a, "n1-twin"),
+            message(workspace, a, "n1-twin"),
+        ];
+        let outcomes = journal.write(&again).await.unwrap();
+        let kinds: Vec<&str> = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Hub(Committed::Appended(_)) => "stored",
+                Outcome::Hub(Committed::Duplicate { .. }) => "duplicate",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["stored", "duplicate", "stored", "stored", "duplicate"]);
+        let rows = stored(&store).await;
+        for conversation in [a, b] {
+            let seqs: Vec<i64> = rows.iter().filter(|r| r.0 == conversation.0).map(|r| r.1).collect();
+            let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+            assert_eq!(seqs, expected, "conversation {conversation}: contiguous from 1");
+            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ?")
+                .bind(conversation.0)
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            assert_eq!(last, seqs.len() as i64, "last_seq follows");
+        }
+        assert_eq!(rows.len(), 300 + 3, "each message once");
+        let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(ids.len(), rows.len());
+    }
 }

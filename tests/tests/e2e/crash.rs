@@ -221,7 +221,11 @@ impl RelayProcess {
             }
         }
         // Keep draining stderr so the relay never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                eprintln!("RELAY: {l}");
+            }
+        });
         Ok(RelayProcess { child, addr: addr.expect("set"), widget_key: widget_key.expect("set") })
     }
 
