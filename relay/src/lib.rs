@@ -37,6 +37,7 @@ pub mod alert_hook;
 pub mod alerts;
 pub mod attachments;
 pub mod auth;
+pub mod backup;
 pub mod bot;
 pub mod channels;
 pub mod clock;

@@ -64,6 +64,20 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// Copy the database (consistently, while the relay serves) to FILE, and its
+    /// attachments to FILE.attachments/.
+    Backup {
+        /// The new backup file.
+        file: PathBuf,
+    },
+    /// Put a backup in place as the data dir's database (stop the relay first).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace the data dir's existing database.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -326,6 +340,29 @@ fn main() -> anyhow::Result<()> {
             Command::Canned { command } => canned(config, command).await,
             Command::Kb { command } => kb(config, command).await,
             Command::Channel { command } => channel(config, command).await,
+            Command::Backup { file } => {
+                let summary = kefu_relay::backup::backup(&config.data_dir, &file).await?;
+                println!(
+                    "backed up {} conversations, {} messages and {} attachments to {} ({} bytes)",
+                    summary.conversations,
+                    summary.messages,
+                    summary.attachments,
+                    file.display(),
+                    summary.database_bytes
+                );
+                Ok(())
+            }
+            Command::Restore { file, replace } => {
+                let summary = kefu_relay::backup::restore(&file, &config.data_dir, replace).await?;
+                println!(
+                    "restored {} conversations, {} messages and {} attachments into {}",
+                    summary.conversations,
+                    summary.messages,
+                    summary.attachments,
+                    config.data_dir.display()
+                );
+                Ok(())
+            }
             Command::Workspace { command: WorkspaceCommand::Origins { set, slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;

@@ -127,51 +127,19 @@ fn a_bad_config_file_is_refused_with_its_name() {
 async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
     let home = tempfile::tempdir().unwrap();
     let data_home = home.path().join("data");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"))
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
+    serve
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_remove("KEFU_DATA_DIR")
         .env_remove("KEFU_CONFIG")
         .env("HOME", home.path())
-        .env("XDG_DATA_HOME", &data_home)
-        .env("KEFU_LOG", "warn")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap().into_owned_fd().unwrap();
-    let (addr, widget_key) = tokio::task::spawn_blocking(move || {
-        let mut addr = None;
-        for line in BufReader::new(std::fs::File::from(stderr)).lines() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("kefu relay on http://") {
-                addr = rest.split_whitespace().next().map(str::to_string);
-            }
-            if let Some((_, key)) = line.split_once("widget key of workspace 'default': ") {
-                return (addr.expect("address printed first"), key.trim().to_string());
-            }
-        }
-        panic!("the relay did not print its address and widget key");
-    })
-    .await
-    .unwrap();
+        .env("XDG_DATA_HOME", &data_home);
+    let (mut child, addr, widget_key) = start_serving(serve).await;
     let database = data_home.join("kefu").join("kefu.db");
     assert!(database.exists(), "database in the platform data dir: {}", database.display());
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/customer")).await.unwrap();
-    let hello = serde_json::json!({"type":"hello","protocol":1,"auth":{"kind":"customer","widget_key":widget_key}});
-    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
-    for i in 0..20 {
-        let send = serde_json::json!({"type":"send","client_msg_id":format!("m{i}"),"body":format!("消息 {i}")});
-        ws.send(Message::Text(send.to_string().into())).await.unwrap();
-    }
-    let mut acked = 0;
-    while acked < 20 {
-        let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("connection ended early") };
-        let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-        if frame["type"] == "ack" {
-            acked += 1;
-        }
-    }
+    let (mut ws, _) = customer(&addr, &widget_key).await;
+    say_acked(&mut ws, 0..20).await;
 
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -188,13 +156,131 @@ async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 
     // Everything acknowledged is in the database.
-    let store = kefu_relay::Store::open(&data_home.join("kefu")).await.unwrap();
-    let conversations = store.open_conversations(kefu_proto::WorkspaceId(1)).await.unwrap();
-    assert_eq!(conversations.len(), 1);
-    let messages =
-        store.messages(conversations[0].view.id, kefu_relay::store::MessageRange::After(0), 100, true).await.unwrap();
-    let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
     let expected: Vec<String> = (0..20).map(|i| format!("消息 {i}")).collect();
-    assert_eq!(bodies, expected);
+    assert_eq!(bodies(&data_home.join("kefu")).await, expected);
+}
+
+/// Starts `serve` (already given its arguments) and reads its address and widget key from
+/// standard error.
+async fn start_serving(mut serve: tokio::process::Command) -> (tokio::process::Child, String, String) {
+    let mut child = serve.env("KEFU_LOG", "warn").stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap().into_owned_fd().unwrap();
+    let (addr, widget_key) = tokio::task::spawn_blocking(move || {
+        let mut addr = None;
+        for line in BufReader::new(std::fs::File::from(stderr)).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("kefu relay on http://") {
+                addr = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some((_, key)) = line.split_once("widget key of workspace 'default': ") {
+                return (addr.expect("address printed first"), key.trim().to_string());
+            }
+        }
+        panic!("the relay did not print its address and widget key");
+    })
+    .await
+    .unwrap();
+    (child, addr, widget_key)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A new customer after hello; returns the socket and the customer token.
+async fn customer(addr: &str, widget_key: &str) -> (Socket, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/customer")).await.unwrap();
+    let hello = serde_json::json!({"type":"hello","protocol":1,"auth":{"kind":"customer","widget_key":widget_key}});
+    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
+    let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("no welcome") };
+    let welcome: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+    let token = welcome["session"]["customer_token"].as_str().expect("a customer token").to_string();
+    (ws, token)
+}
+
+/// Sends `消息 i` for each i and waits until each is acknowledged.
+async fn say_acked(ws: &mut Socket, range: std::ops::Range<u32>) {
+    let count = range.len();
+    for i in range {
+        let send = serde_json::json!({"type":"send","client_msg_id":format!("m{i}"),"body":format!("消息 {i}")});
+        ws.send(Message::Text(send.to_string().into())).await.unwrap();
+    }
+    let mut acked = 0;
+    while acked < count {
+        let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("connection ended early") };
+        let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        if frame["type"] == "ack" {
+            acked += 1;
+        }
+    }
+}
+
+/// The bodies of every message in the data dir, by conversation, in order.
+async fn bodies(data_dir: &Path) -> Vec<String> {
+    let store = kefu_relay::Store::open(data_dir).await.unwrap();
+    let mut bodies = Vec::new();
+    for conversation in store.open_conversations(kefu_proto::WorkspaceId(1)).await.unwrap() {
+        let range = kefu_relay::store::MessageRange::After(0);
+        let messages = store.messages(conversation.view.id, range, 1000, true).await.unwrap();
+        bodies.extend(messages.into_iter().map(|m| m.body));
+    }
     store.close().await;
+    bodies
+}
+
+/// A backup made while the relay serves holds everything acknowledged before it (and the
+/// files), and a restore brings it back into another data dir, where a relay serves it.
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_every_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, restored) = (dir.path().join("live"), dir.path().join("restored"));
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
+    serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&live).env_remove("KEFU_CONFIG");
+    let (mut child, addr, widget_key) = start_serving(serve).await;
+    let (mut ws, token) = customer(&addr, &widget_key).await;
+    say_acked(&mut ws, 0..20).await;
+    let upload = reqwest::Client::builder().no_proxy().build().unwrap();
+    let file: serde_json::Value = upload
+        .post(format!("http://{addr}/api/v1/attachments?name=receipt.txt"))
+        .bearer_auth(&token)
+        .body("订单 20251120-8841 的收据")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let attachment = file["id"].as_str().expect("an attachment id").to_string();
+
+    let backup = dir.path().join("kefu-backup.db");
+    let made = run_ok(with_data_dir(&live).arg("backup").arg(&backup));
+    assert!(made.contains("20 messages and 1 attachments"), "{made}");
+    let again = with_data_dir(&live).arg("backup").arg(&backup).output().unwrap();
+    assert!(!again.status.success(), "an existing backup is never overwritten");
+    // Messages after the backup are not in it.
+    say_acked(&mut ws, 20..25).await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(child.wait().await.unwrap().success());
+
+    let done = run_ok(with_data_dir(&restored).arg("restore").arg(&backup));
+    assert!(done.contains("20 messages and 1 attachments"), "{done}");
+    let expected: Vec<String> = (0..20).map(|i| format!("消息 {i}")).collect();
+    assert_eq!(bodies(&restored).await, expected);
+    let bytes = std::fs::read(restored.join("attachments").join(&attachment)).unwrap();
+    assert_eq!(String::from_utf8(bytes).unwrap(), "订单 20251120-8841 的收据");
+    // A second restore needs --replace; a damaged file is refused and replaces nothing.
+    let refused = with_data_dir(&restored).arg("restore").arg(&backup).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--replace"));
+    let damaged = dir.path().join("damaged.db");
+    std::fs::write(&damaged, b"not a database at all").unwrap();
+    let refused = with_data_dir(&restored).args(["restore", "--replace"]).arg(&damaged).output().unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(bodies(&restored).await.len(), 20, "the restored database is untouched");
+
+    // A relay serves the restored data dir.
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
+    serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&restored).env_remove("KEFU_CONFIG");
+    let (mut child, addr, _) = start_serving(serve).await;
+    let health: serde_json::Value =
+        upload.get(format!("http://{addr}/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    child.kill().await.unwrap();
 }
