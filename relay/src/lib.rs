@@ -321,9 +321,23 @@ pub async fn run_with_clock(
 async fn upkeep(relay: Arc<RelayState>) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     let mut ticks: u64 = 0;
+    // Tokens revoked from now on (by `kefu-relay agent revoke`, another process) close
+    // their connections; logouts through this relay close theirs at once.
+    let mut revoked_since = clock::now_ms();
     loop {
         every.tick().await;
         ticks += 1;
+        match relay.store.revoked_since(revoked_since).await {
+            Ok(revoked) => {
+                for (workspace, token_hash, at) in revoked {
+                    revoked_since = revoked_since.max(at + 1);
+                    if let Some(hub) = relay.hubs.get(workspace) {
+                        let _ = hub.send(hub::HubCommand::Revoked { token_hash }).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading revoked tokens failed"),
+        }
         if let Err(e) = relay.knowledge.refresh_if_changed(&relay.store).await {
             tracing::warn!(error = %e, "knowledge base refresh failed");
         }

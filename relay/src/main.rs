@@ -256,6 +256,16 @@ enum AgentCommand {
         #[arg(long, default_value = DEFAULT_WORKSPACE)]
         workspace: String,
     },
+    /// Sign an agent out everywhere: every token revoked, open workstations closed
+    /// (within seconds when the relay runs).
+    Revoke {
+        /// The agent's e-mail.
+        #[arg(long)]
+        email: String,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -819,6 +829,12 @@ async fn agent(config: Config, command: AgentCommand) -> anyhow::Result<()> {
                 agent.view.max_concurrent,
                 skills_text(&agent.view.skills)
             );
+        }
+        AgentCommand::Revoke { email, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let agent = admin::agent_by_email(&store, ws, &email).await?;
+            let revoked = store.revoke_agent_tokens(ws, agent.view.id, "cli").await?;
+            println!("{revoked} tokens of {} revoked", agent.view.email);
         }
         AgentCommand::List { workspace } => {
             let agents = admin::list_agents(&store, &workspace).await?;

@@ -654,6 +654,40 @@ impl Store {
     }
 
     /// Revokes a token. Returns whether it was live.
+    /// Revokes every live token of an agent (logged with `actor`); returns how many.
+    pub async fn revoke_agent_tokens(&self, workspace: WorkspaceId, agent: AgentId, actor: &str) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let revoked = sqlx::query(
+            "UPDATE agent_tokens SET revoked_at = ? WHERE workspace_id = ? AND agent_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(workspace.0)
+        .bind(agent.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let data = serde_json::json!({ "agent_id": agent, "tokens": revoked });
+        insert_event(&mut tx, workspace, "agent.revoked", actor, None, None, &data).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Tokens revoked at or after `since` (ms) that had not expired: (workspace, token
+    /// hash, when), oldest first, so that a running relay closes their connections.
+    pub async fn revoked_since(&self, since: UnixMillis) -> Result<Vec<(WorkspaceId, Vec<u8>, UnixMillis)>> {
+        let rows = sqlx::query(
+            "SELECT workspace_id, token_hash, revoked_at FROM agent_tokens
+             WHERE revoked_at >= ? AND expires_at > revoked_at ORDER BY revoked_at",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (WorkspaceId(r.get("workspace_id")), r.get("token_hash"), r.get("revoked_at")))
+            .collect())
+    }
+
     pub async fn revoke_agent_token(&self, token_hash: &[u8]) -> Result<bool> {
         let done = sqlx::query("UPDATE agent_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
             .bind(now_ms())

@@ -69,6 +69,12 @@ fn agents_are_added_listed_and_duplicates_refused() {
 
     let show = run_ok(with_data_dir(dir.path()).args(["workspace", "show"]));
     assert!(show.lines().any(|l| l.starts_with("widget key: wk_")), "{show}");
+
+    // Nobody logged in yet: nothing to revoke; an unknown e-mail is an error.
+    let revoked = run_ok(with_data_dir(dir.path()).args(["agent", "revoke", "--email", "li@shop.example"]));
+    assert_eq!(revoked.trim(), "0 tokens of li@shop.example revoked");
+    let unknown = with_data_dir(dir.path()).args(["agent", "revoke", "--email", "nobody@shop.example"]).output();
+    assert!(String::from_utf8_lossy(&unknown.unwrap().stderr).contains("no agent with e-mail nobody@shop.example"));
 }
 
 #[test]

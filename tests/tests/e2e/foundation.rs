@@ -507,6 +507,42 @@ async fn login_checks_passwords_tokens_and_rate() -> Result {
     Ok(())
 }
 
+/// `kefu-relay agent revoke` (another process, writing the database) signs an agent out
+/// everywhere: every token stops working over HTTP, and the running relay closes the
+/// agent's open workstations.
+#[tokio::test]
+async fn revoking_an_agent_ends_every_token_and_open_session() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let laptop = relay.agent_token("chen@shop.example", "陈").await?;
+    let phone = relay.login("chen@shop.example", PASSWORD).await?;
+    let other = relay.agent_token("wang@shop.example", "小王").await?;
+    let mut laptop_session = relay.agent(&laptop, vec![]).await?;
+    let mut phone_session = relay.agent(&phone, vec![]).await?;
+    let mut other_session = relay.agent(&other, vec![]).await?;
+
+    let store = kefu_relay::Store::open(&relay.data_dir).await?;
+    let workspace = kefu_relay::admin::show_workspace(&store, "default").await?.id;
+    let chen = kefu_relay::admin::agent_by_email(&store, workspace, "chen@shop.example").await?;
+    assert_eq!(store.revoke_agent_tokens(workspace, chen.view.id, "cli").await?, 2);
+    store.close().await;
+
+    let http = http_client();
+    for token in [&laptop, &phone] {
+        let me = http.get(relay.url("/api/v1/me")).bearer_auth(token).send().await?;
+        assert_eq!(me.status(), 401);
+    }
+    for session in [&mut laptop_session, &mut phone_session] {
+        assert_eq!(session.expect_end().await?, Ending::Closed(close_code::SUPERSEDED, "logged out".into()));
+    }
+    // Another agent is untouched.
+    let me = http.get(relay.url("/api/v1/me")).bearer_auth(&other).send().await?;
+    assert_eq!(me.status(), 200);
+    other_session.send(&ClientFrame::Ping(Default::default())).await?;
+    assert!(matches!(other_session.recv().await?, ServerFrame::Pong(_)));
+    relay.stop().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_flooding_client_is_rate_limited_without_hurting_others() -> Result {
     let relay = TestRelay::start_with(|c| {
