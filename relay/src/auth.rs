@@ -121,6 +121,66 @@ impl LoginLimiter {
     }
 }
 
+/// Failed sign-ins per e-mail: after `after` failures in a row the e-mail is locked for
+/// `first_ms`, and each failure after that (once the lock ends) locks it twice as long,
+/// up to `max_ms`. A success clears it. Kept in memory: a restart forgives.
+pub struct Lockout {
+    after: u32,
+    first_ms: i64,
+    max_ms: i64,
+    failures: std::sync::Mutex<std::collections::HashMap<String, Failures>>,
+}
+
+/// One e-mail's failures.
+#[derive(Debug, Clone, Copy, Default)]
+struct Failures {
+    /// In a row.
+    count: u32,
+    /// Locked until then.
+    locked_until: i64,
+    /// The last one.
+    last_at: i64,
+}
+
+impl Lockout {
+    /// Locks after `after` failures, first for `first_ms`, at most `max_ms`.
+    pub fn new(after: u32, first_ms: i64, max_ms: i64) -> Lockout {
+        Lockout { after: after.max(1), first_ms, max_ms, failures: Default::default() }
+    }
+
+    /// `Err(seconds)` while the e-mail is locked.
+    pub fn check(&self, email: &str, now: i64) -> std::result::Result<(), u64> {
+        let failures = self.failures.lock().expect("lockout lock");
+        match failures.get(email) {
+            Some(f) if f.locked_until > now => Err(((f.locked_until - now) as u64).div_ceil(1000)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure; returns the lock it starts, in seconds, if it starts one.
+    pub fn failed(&self, email: &str, now: i64) -> Option<u64> {
+        let mut failures = self.failures.lock().expect("lockout lock");
+        let f = failures.entry(email.to_string()).or_default();
+        f.count += 1;
+        f.last_at = now;
+        let over = f.count.checked_sub(self.after)?;
+        let lock_ms = self.first_ms.saturating_mul(1i64 << over.min(30)).min(self.max_ms);
+        f.locked_until = now + lock_ms;
+        Some((lock_ms as u64).div_ceil(1000))
+    }
+
+    /// A success: the e-mail starts afresh.
+    pub fn succeeded(&self, email: &str) {
+        self.failures.lock().expect("lockout lock").remove(email);
+    }
+
+    /// Forgets e-mails with no failure for the longest lock, so memory stays bounded.
+    pub fn shrink(&self, now: i64) {
+        let max_ms = self.max_ms;
+        self.failures.lock().expect("lockout lock").retain(|_, f| now - f.last_at < max_ms || f.locked_until > now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +213,28 @@ mod tests {
         }
         assert!(limiter.check(ip, "A@example.com").is_err());
         limiter.check(ip, "b@example.com").unwrap();
+    }
+
+    #[test]
+    fn failures_lock_an_email_out_with_a_doubling_back_off_and_a_success_clears_it() {
+        let lockout = Lockout::new(3, 60_000, 300_000);
+        let email = "chen@shop.example";
+        assert_eq!(lockout.failed(email, 0), None);
+        assert_eq!(lockout.failed(email, 1_000), None);
+        assert_eq!(lockout.check(email, 1_500), Ok(()));
+        assert_eq!(lockout.failed(email, 2_000), Some(60), "the third failure locks for a minute");
+        assert_eq!(lockout.check(email, 2_001), Err(60));
+        assert_eq!(lockout.check(email, 61_999), Err(1));
+        assert_eq!(lockout.check(email, 62_000), Ok(()));
+        assert_eq!(lockout.failed(email, 62_000), Some(120), "then twice as long");
+        assert_eq!(lockout.failed(email, 200_000), Some(240));
+        assert_eq!(lockout.failed(email, 500_000), Some(300), "up to the most");
+        assert_eq!(lockout.check("wang@shop.example", 500_001), Ok(()), "other e-mails are not affected");
+        lockout.succeeded(email);
+        assert_eq!(lockout.check(email, 500_001), Ok(()));
+        assert_eq!(lockout.failed(email, 500_002), None, "counting starts again");
+        lockout.shrink(500_002 + 300_000);
+        assert!(lockout.failures.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -322,6 +322,12 @@ pub struct AuthConfig {
     pub logins_per_minute_per_ip: u32,
     /// Login attempts allowed per minute for one e-mail address.
     pub logins_per_minute_per_email: u32,
+    /// Failed logins in a row that lock an e-mail out.
+    pub lockout_after_failures: u32,
+    /// The first lock's length; each further failure doubles it…
+    pub lockout_first_secs: u64,
+    /// …up to this.
+    pub lockout_max_secs: u64,
 }
 
 /// Group-commit settings.
@@ -365,7 +371,14 @@ impl Default for LimitsConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { token_ttl_hours: 24 * 7, logins_per_minute_per_ip: 20, logins_per_minute_per_email: 5 }
+        AuthConfig {
+            token_ttl_hours: 24 * 7,
+            logins_per_minute_per_ip: 20,
+            logins_per_minute_per_email: 5,
+            lockout_after_failures: 5,
+            lockout_first_secs: 60,
+            lockout_max_secs: 3600,
+        }
     }
 }
 
@@ -430,6 +443,13 @@ impl Config {
             || self.auth.logins_per_minute_per_email == 0
         {
             return Err(Error::Config("auth settings must be positive".into()));
+        }
+        let a = &self.auth;
+        if a.lockout_after_failures == 0 || a.lockout_first_secs == 0 || a.lockout_max_secs < a.lockout_first_secs {
+            return Err(Error::Config(
+                "auth.lockout_after_failures and lockout_first_secs must be positive, lockout_max_secs at least lockout_first_secs"
+                    .into(),
+            ));
         }
         self.alerts.rules()?;
         if self.metrics.token.as_ref().is_some_and(|t| t.len() < 16) {

@@ -54,6 +54,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod outbox;
 pub mod outside;
+pub mod permissions;
 pub mod reports;
 pub mod routing;
 pub mod session;
@@ -100,6 +101,8 @@ pub struct RelayState {
     origins: RwLock<HashMap<WorkspaceId, Vec<String>>>,
     /// Login attempts per IP and per e-mail.
     pub login_limiter: auth::LoginLimiter,
+    /// Failed logins per e-mail, locking out with a back-off.
+    pub lockout: auth::Lockout,
     /// One permit per WebSocket connection (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when the relay begins to shut down.
@@ -250,6 +253,11 @@ pub async fn run_with_clock(
             config.auth.logins_per_minute_per_ip,
             config.auth.logins_per_minute_per_email,
         ),
+        lockout: auth::Lockout::new(
+            config.auth.lockout_after_failures,
+            config.auth.lockout_first_secs as i64 * 1000,
+            config.auth.lockout_max_secs as i64 * 1000,
+        ),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         config,
         store: store.clone(),
@@ -346,6 +354,7 @@ async fn upkeep(relay: Arc<RelayState>) {
         }
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();
+            relay.lockout.shrink(clock::now_ms());
         }
     }
 }

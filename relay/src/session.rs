@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kefu_proto::frame::{AttachmentRef, AuthorKind, ClientFrame, ContactView};
 use kefu_proto::frame::{
-    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, Role, ServerFrame,
+    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, ServerFrame,
     Session, Welcome, close_code,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES, decode_client_frame};
@@ -35,6 +35,7 @@ use crate::channels::SHOP_IDENTITY;
 use crate::conversation::Transition;
 use crate::hub::{AgentSession, ConnId, Entry, HubCommand, HubHandle, Outbound, Party, error_frame};
 use crate::journal::{JournalOp, NewContact, NewMessage};
+use crate::permissions::{self, Permission};
 use crate::store::MessageRange;
 use crate::tickets::{Actor, TicketDraft, subject_from};
 
@@ -756,13 +757,13 @@ impl Connection {
                 Ok(None)
             }
             ClientFrame::Supervise(supervise) => {
-                self.supervisor_only("the monitor").map_err(|e| (e, None))?;
+                self.require(Permission::Supervise).map_err(|e| (e, None))?;
                 let command = HubCommand::Supervise { conn: self.conn, active: supervise.active };
                 self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
             }
             ClientFrame::Observe(observe) => {
-                self.supervisor_only("observing").map_err(|e| (e, None))?;
+                self.require(Permission::Supervise).map_err(|e| (e, None))?;
                 let conversation = observe.conversation_id;
                 if !observe.active {
                     // Notes may no longer be whispered there from now on; live messages
@@ -778,7 +779,7 @@ impl Connection {
                 Ok(None)
             }
             ClientFrame::TakeOver(take) => {
-                self.supervisor_only("take over").map_err(|e| (e, None))?;
+                self.require(Permission::Supervise).map_err(|e| (e, None))?;
                 let command = HubCommand::TakeOver { conn: self.conn, conversation: take.conversation_id };
                 self.hub.send(command).await.map_err(internal)?;
                 Ok(None)
@@ -858,10 +859,11 @@ impl Connection {
         }
     }
 
-    fn supervisor_only(&self, what: &str) -> Result<(), ProtocolError> {
+    /// Refuses unless the connection is staff whose role has `permission`.
+    fn require(&self, permission: Permission) -> Result<(), ProtocolError> {
         match &self.identity {
-            Identity::Agent(session) if matches!(session.view.role, Role::Supervisor | Role::Admin) => Ok(()),
-            _ => Err(ProtocolError::new(ErrorCode::Forbidden, format!("{what} is for supervisors and admins"))),
+            Identity::Agent(session) => permissions::check(session.view.role, permission),
+            Identity::Customer { .. } => Err(ProtocolError::new(ErrorCode::Forbidden, "that is for staff")),
         }
     }
 

@@ -31,6 +31,7 @@ use crate::channels::{self, ChannelRecord, SHOP_IDENTITY};
 use crate::error::{Error, Result};
 use crate::hub::{Entry, HubCommand};
 use crate::journal::{JournalOp, NewMessage};
+use crate::permissions::Permission;
 
 /// The header that makes a retried inbound message be stored once.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -57,7 +58,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
 /// `GET /api/v1/channels` (supervisors and admins; secrets to admins only).
 pub async fn list(State(relay): State<Arc<RelayState>>, authed: AuthedAgent) -> Result<Json<Vec<ChannelView>>> {
-    authed.require(&[Role::Supervisor, Role::Admin], "listing channels")?;
+    authed.require(Permission::ReadChannels)?;
     let admin = authed.agent.view.role == Role::Admin;
     let mut views = Vec::new();
     for channel in relay.store.channels(authed.workspace()).await? {
@@ -73,7 +74,7 @@ pub async fn create(
     authed: AuthedAgent,
     ApiJson(new): ApiJson<NewChannel>,
 ) -> Result<(StatusCode, Json<ChannelView>)> {
-    authed.require(&[Role::Admin], "adding a channel")?;
+    authed.require(Permission::ManageChannels)?;
     let workspace = authed.workspace();
     let group = check_new_channel(&relay.store, workspace, &new).await?;
     let channel = relay.store.add_channel(workspace, &new, group, Some(authed.agent.view.id.0)).await?;
@@ -134,7 +135,7 @@ pub async fn get(
     authed: AuthedAgent,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ChannelView>> {
-    authed.require(&[Role::Supervisor, Role::Admin], "reading a channel")?;
+    authed.require(Permission::ReadChannels)?;
     let channel = own_channel(&relay, &authed, id).await?;
     let counts = relay.store.outbox_counts(id).await?;
     Ok(Json(channel.view(counts, authed.agent.view.role == Role::Admin)))
@@ -147,7 +148,7 @@ pub async fn update(
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ChannelPatch>,
 ) -> Result<Json<ChannelView>> {
-    authed.require(&[Role::Admin], "changing a channel")?;
+    authed.require(Permission::ManageChannels)?;
     let channel = own_channel(&relay, &authed, id).await?;
     if patch.priority.flatten().is_some_and(|p| p > 99) {
         return Err(Error::refused(ErrorCode::BadRequest, "priority must be 0 to 99"));
@@ -192,7 +193,7 @@ pub async fn deliveries(
     ApiPath(id): ApiPath<i64>,
     query: std::result::Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<DeliveryView>>> {
-    authed.require(&[Role::Supervisor, Role::Admin], "reading deliveries")?;
+    authed.require(Permission::ReadChannels)?;
     let Query(query) = query.map_err(|e| Error::refused(ErrorCode::BadRequest, e.body_text()))?;
     let channel = own_channel(&relay, &authed, id).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_FEED_PAGE);
@@ -206,7 +207,7 @@ pub async fn retry(
     authed: AuthedAgent,
     ApiPath((id, delivery)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
-    authed.require(&[Role::Supervisor, Role::Admin], "retrying a delivery")?;
+    authed.require(Permission::ReadChannels)?;
     let channel = own_channel(&relay, &authed, id).await?;
     relay.store.retry_delivery(&channel, delivery, relay.clock.now_ms(), authed.agent.view.id.0).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -446,7 +447,7 @@ pub async fn merge(
     ApiPath(id): ApiPath<i64>,
     ApiJson(merge): ApiJson<ContactMerge>,
 ) -> Result<StatusCode> {
-    authed.require(&[Role::Supervisor, Role::Admin], "merging contacts")?;
+    authed.require(Permission::MergeContacts)?;
     let workspace = authed.workspace();
     let into = ContactId(id);
     let vip = relay.store.merge_contacts(workspace, into, merge.from, "agent", Some(authed.agent.view.id.0)).await?;

@@ -8,13 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use kefu_proto::ErrorCode;
 use kefu_proto::api::{Article, NewArticle, SearchHit};
-use kefu_proto::frame::Role;
 use serde::Deserialize;
 
 use super::{ApiJson, ApiPath, AuthedAgent};
 use crate::RelayState;
 use crate::error::{Error, Result};
 use crate::kb::{KnowledgeBase, snippet};
+use crate::permissions::Permission;
 
 /// Longest search query, in bytes.
 const MAX_QUERY_BYTES: usize = 1000;
@@ -44,7 +44,7 @@ pub async fn create(
     authed: AuthedAgent,
     ApiJson(new): ApiJson<NewArticle>,
 ) -> Result<(StatusCode, Json<Article>)> {
-    authed.require(&[Role::Supervisor, Role::Admin], "writing the knowledge base")?;
+    authed.require(Permission::WriteKnowledgeBase)?;
     let article = relay.knowledge.save(&relay.store, authed.agent.workspace_id, &new).await?;
     Ok((StatusCode::CREATED, Json(article)))
 }
@@ -56,7 +56,7 @@ pub async fn replace(
     ApiPath(id): ApiPath<i64>,
     ApiJson(new): ApiJson<NewArticle>,
 ) -> Result<Json<Article>> {
-    authed.require(&[Role::Supervisor, Role::Admin], "writing the knowledge base")?;
+    authed.require(Permission::WriteKnowledgeBase)?;
     Ok(Json(relay.knowledge.replace(&relay.store, authed.agent.workspace_id, id, &new).await?))
 }
 
@@ -66,7 +66,7 @@ pub async fn delete(
     authed: AuthedAgent,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
-    authed.require(&[Role::Supervisor, Role::Admin], "writing the knowledge base")?;
+    authed.require(Permission::WriteKnowledgeBase)?;
     relay.knowledge.delete(&relay.store, authed.agent.workspace_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

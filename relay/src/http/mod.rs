@@ -32,7 +32,7 @@ use kefu_proto::api::{
     AgentPatch, ContactPatch, GroupView, Health, LoginRequest, LoginResponse, NewGroup, RoutingDecisionView,
     RoutingHistory,
 };
-use kefu_proto::frame::{AgentView, Role};
+use kefu_proto::frame::AgentView;
 use kefu_proto::limits::{MAX_ATTACHMENT_BYTES, MAX_FRAME_BYTES};
 use kefu_proto::{AgentId, ContactId, ConversationId};
 use kefu_proto::{ErrorCode, ProtocolError};
@@ -40,6 +40,7 @@ use kefu_proto::{ErrorCode, ProtocolError};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hub::HubCommand;
+use crate::permissions::{self, Permission};
 use crate::session::{self, Side};
 use crate::store::AgentRecord;
 use crate::{RelayState, admin, auth};
@@ -157,6 +158,12 @@ async fn login(
     }
     let email = request.email.trim().to_lowercase();
     relay.login_limiter.check(peer.ip(), &email)?;
+    if let Err(secs) = relay.lockout.check(&email, now_ms()) {
+        return Err(Error::refused(
+            ErrorCode::RateLimited,
+            format!("too many failed logins for this e-mail; try again in {secs} s"),
+        ));
+    }
     let wrong = || Error::refused(ErrorCode::Unauthorized, "wrong e-mail or password");
     let mut candidates = relay.store.agents_by_email(&email).await?;
     if let Some(slug) = &request.workspace {
@@ -181,6 +188,9 @@ async fn login(
         (Some(agent), None) => agent,
         (None, _) => {
             tracing::info!(%email, %peer, "login refused");
+            if let Some(secs) = relay.lockout.failed(&email, now_ms()) {
+                tracing::warn!(%email, %peer, secs, "login locked after repeated failures");
+            }
             return Err(wrong());
         }
         (Some(_), Some(_)) => {
@@ -190,6 +200,7 @@ async fn login(
             ));
         }
     };
+    relay.lockout.succeeded(&email);
     let token = auth::new_agent_token();
     let expires_at = now_ms() + relay.config.auth.token_ttl_hours as i64 * 3_600_000;
     relay.store.add_agent_token(&agent, &auth::token_hash(&token), expires_at, &peer.ip().to_string()).await?;
@@ -258,14 +269,10 @@ async fn me(authed: AuthedAgent) -> Json<AgentView> {
 }
 
 impl AuthedAgent {
-    /// Refuses with `forbidden` unless the agent has one of `roles`.
-    pub(crate) fn require(&self, roles: &[Role], what: &str) -> Result<()> {
-        if roles.contains(&self.agent.view.role) {
-            Ok(())
-        } else {
-            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(Error::refused(ErrorCode::Forbidden, format!("{what} needs the role {}", allowed.join(" or "))))
-        }
+    /// Refuses with `forbidden` unless the agent's role has `permission`
+    /// ([`crate::permissions`], the one table).
+    pub(crate) fn require(&self, permission: Permission) -> Result<()> {
+        Ok(permissions::check(self.agent.view.role, permission)?)
     }
 
     fn workspace(&self) -> kefu_proto::WorkspaceId {
@@ -305,9 +312,11 @@ async fn patch_agent(
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<AgentPatch>,
 ) -> Result<Json<AgentView>> {
-    authed.require(&[Role::Supervisor, Role::Admin], "changing an agent")?;
+    if patch.max_concurrent.is_some() || patch.presence.is_some() {
+        authed.require(Permission::ChangeAgentLoad)?;
+    }
     if patch.skills.is_some() {
-        authed.require(&[Role::Admin], "changing skills")?;
+        authed.require(Permission::ChangeAgentSkills)?;
     }
     let workspace = authed.workspace();
     let by = authed.agent.view.id;
@@ -348,7 +357,7 @@ async fn create_group(
     authed: AuthedAgent,
     ApiJson(new): ApiJson<NewGroup>,
 ) -> Result<(StatusCode, Json<GroupView>)> {
-    authed.require(&[Role::Admin], "creating a group")?;
+    authed.require(Permission::ManageGroups)?;
     let workspace = authed.workspace();
     let group = admin::add_group(&relay.store, workspace, &new).await?;
     let groups = relay.store.groups(workspace).await?;
@@ -364,7 +373,7 @@ async fn delete_group(
     authed: AuthedAgent,
     ApiPath(slug): ApiPath<String>,
 ) -> Result<StatusCode> {
-    authed.require(&[Role::Admin], "removing a group")?;
+    authed.require(Permission::ManageGroups)?;
     let group = relay.store.remove_group(authed.workspace(), &slug).await?;
     tell_hub(&relay, authed.workspace(), HubCommand::GroupRemoved { group }).await;
     Ok(StatusCode::NO_CONTENT)
@@ -376,7 +385,7 @@ async fn patch_contact(
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ContactPatch>,
 ) -> Result<StatusCode> {
-    authed.require(&[Role::Supervisor, Role::Admin], "changing a contact")?;
+    authed.require(Permission::MarkVip)?;
     let workspace = authed.workspace();
     if let Some(vip) = patch.vip {
         if !relay.store.set_contact_vip(workspace, ContactId(id), vip).await? {
@@ -429,7 +438,7 @@ async fn events(
     authed: AuthedAgent,
     query: std::result::Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<kefu_proto::api::EventView>>> {
-    authed.require(&[Role::Admin], "reading the event log")?;
+    authed.require(Permission::ReadEventLog)?;
     let axum::extract::Query(q) = query.map_err(|e| Error::refused(ErrorCode::BadRequest, e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > EVENTS_PAGE_MAX {

@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kefu_proto::frame::{ChannelKind, Role};
+use kefu_proto::frame::ChannelKind;
 use kefu_proto::{AgentId, ErrorCode};
 use serde::Deserialize;
 
@@ -21,6 +21,7 @@ use super::AuthedAgent;
 use crate::RelayState;
 use crate::error::{Error, Result};
 use crate::metrics::{AgentsReport, ArrivalsReport, Report, ReportQuery, report};
+use crate::permissions::Permission;
 
 /// A range spans at most this many days.
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -100,7 +101,7 @@ async fn build(
     params: Result<Query<ReportParams>, QueryRejection>,
     headers: &HeaderMap,
 ) -> Result<(Report, Format)> {
-    authed.require(&[Role::Supervisor, Role::Admin], "reports")?;
+    authed.require(Permission::ReadReports)?;
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let (query, format) = params.check(relay.clock.now_ms(), headers)?;
     let workspace = authed.agent.workspace_id;

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kefu_proto::api::{CannedReply, CannedScope, ContactDetails, MessagesPage, NewCannedReply};
-use kefu_proto::frame::{AttachmentRef, AuthorKind, Role};
+use kefu_proto::frame::{AttachmentRef, AuthorKind};
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_CREDENTIAL_BYTES, check_body, check_slug};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, WorkspaceId};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{ApiJson, ApiPath, AuthedAgent};
 use crate::error::{Error, Result};
 use crate::hub::HubCommand;
+use crate::permissions::Permission;
 use crate::store::{AttachmentRecord, MessageRange};
 use crate::{RelayState, attachments, auth};
 
@@ -95,7 +96,7 @@ pub async fn create_canned(
     let owner = match new.scope {
         CannedScope::Personal => Some(authed.agent.view.id),
         CannedScope::Workspace => {
-            authed.require(&[Role::Supervisor, Role::Admin], "a shared canned reply")?;
+            authed.require(Permission::ManageSharedCanned)?;
             None
         }
     };
@@ -128,7 +129,7 @@ pub async fn delete_canned(
         Some(Some(owner)) if owner != me => {
             return Err(Error::refused(ErrorCode::NotFound, format!("no canned reply {id}")));
         }
-        Some(None) => authed.require(&[Role::Supervisor, Role::Admin], "removing a shared canned reply")?,
+        Some(None) => authed.require(Permission::ManageSharedCanned)?,
         Some(Some(_)) => {}
     }
     relay.store.remove_canned_reply(workspace, id, Some(me)).await?;

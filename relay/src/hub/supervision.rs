@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{ConnId, Hub, Outbound, Who, conversation_frame};
 use crate::alerts::{self, AlertRules, Alerts, Facts, GroupFact, UnansweredFact, WaitingFact};
 use crate::journal::{EventRecord, JournalOp};
+use crate::permissions::{self, Permission};
 use crate::routing::{Availability, Event, GroupId};
 use crate::telemetry::{HubGauges, Telemetry};
 
@@ -401,11 +402,11 @@ impl Hub {
         });
     }
 
-    /// Whether the connection is a supervisor's or an admin's.
+    /// Whether the connection is staff who may supervise.
     pub(super) fn is_supervisor(&self, conn: ConnId) -> bool {
         match self.conns.get(&conn).map(|c| c.who) {
             Some(Who::Agent(agent)) => {
-                self.agents.get(&agent).is_some_and(|a| matches!(a.view.role, Role::Supervisor | Role::Admin))
+                self.agents.get(&agent).is_some_and(|a| permissions::allows(a.view.role, Permission::Supervise))
             }
             _ => false,
         }

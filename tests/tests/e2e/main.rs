@@ -10,6 +10,7 @@ mod foundation;
 mod knowledge;
 mod reports;
 mod routing;
+mod security;
 mod supervision;
 mod tickets;
 mod tui;

@@ -1,0 +1,153 @@
+//! Security through the real relay: every permission of the matrix (`docs/security.md`,
+//! `kefu_relay::permissions::MATRIX`) tried with every role, and sign-in lock-out.
+
+use kefu_proto::frame::{ClientFrame, Role, ServerFrame, Session, Supervise};
+use kefu_proto::{ContactId, ErrorCode};
+use kefu_relay::permissions::{MATRIX, Permission, allows};
+use kefu_tests::{PASSWORD, TestRelay, http_client};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+type Result = anyhow::Result<()>;
+
+/// What the matrix walk works on.
+struct Fixture {
+    /// An agent to change.
+    agent_id: i64,
+}
+
+/// A new customer's contact (after hello; no conversation yet).
+async fn contact(relay: &TestRelay) -> anyhow::Result<ContactId> {
+    let customer = relay.customer().await?;
+    match &customer.welcome.as_ref().expect("welcomed").session {
+        Session::Customer { contact_id, .. } => Ok(*contact_id),
+        _ => unreachable!("a customer session"),
+    }
+}
+
+/// Exercises `permission` as `token`; `Ok(true)` when the relay allowed it (a success
+/// status, or the monitor for `supervise`), `Ok(false)` when it answered `forbidden`.
+/// Anything else fails the test: the probe must be valid in every other respect.
+async fn attempt(
+    relay: &TestRelay,
+    token: &str,
+    permission: Permission,
+    n: usize,
+    fx: &Fixture,
+) -> anyhow::Result<bool> {
+    let api = |method: Method, path: String, body: Option<Value>| async move {
+        let (status, body) = relay.api(method, &path, token, body).await?;
+        match status {
+            200..=299 => Ok(true),
+            403 => {
+                anyhow::ensure!(body["error"]["code"] == "forbidden", "{body}");
+                Ok(false)
+            }
+            _ => anyhow::bail!("{path}: {status} {body}"),
+        }
+    };
+    match permission {
+        Permission::ManageSharedCanned => {
+            let body = json!({"shortcut": format!("p{n}"), "title": "t", "body": "b", "scope": "workspace"});
+            api(Method::POST, "/api/v1/canned".into(), Some(body)).await
+        }
+        Permission::WriteKnowledgeBase => {
+            let body = json!({"title": format!("Article {n}"), "language": "en", "body": "Some text."});
+            api(Method::POST, "/api/v1/kb/articles".into(), Some(body)).await
+        }
+        Permission::ReadReports => api(Method::GET, "/api/v1/reports/summary".into(), None).await,
+        Permission::ChangeAgentLoad => {
+            api(Method::PATCH, format!("/api/v1/agents/{}", fx.agent_id), Some(json!({"max_concurrent": 4}))).await
+        }
+        Permission::ChangeAgentSkills => {
+            api(Method::PATCH, format!("/api/v1/agents/{}", fx.agent_id), Some(json!({"skills": []}))).await
+        }
+        Permission::ManageGroups => {
+            api(Method::POST, "/api/v1/groups".into(), Some(json!({"slug": format!("g{n}")}))).await
+        }
+        Permission::MarkVip => {
+            let who = contact(relay).await?;
+            api(Method::PATCH, format!("/api/v1/contacts/{who}"), Some(json!({"vip": true}))).await
+        }
+        Permission::MergeContacts => {
+            let (into, from) = (contact(relay).await?, contact(relay).await?);
+            api(Method::POST, format!("/api/v1/contacts/{into}/merge"), Some(json!({"from": from}))).await
+        }
+        Permission::ReadChannels => api(Method::GET, "/api/v1/channels".into(), None).await,
+        Permission::ManageChannels => {
+            let body = json!({"kind": "app", "name": format!("app {n}")});
+            api(Method::POST, "/api/v1/channels".into(), Some(body)).await
+        }
+        Permission::ReadEventLog => api(Method::GET, "/api/v1/events".into(), None).await,
+        Permission::Supervise => {
+            let mut client = relay.agent(token, vec![]).await?;
+            client.send(&ClientFrame::Supervise(Supervise { active: true })).await?;
+            let answer = client
+                .expect(|f| match f {
+                    ServerFrame::Monitor(_) => Some(Ok(())),
+                    ServerFrame::Error(e) => Some(Err(e.code)),
+                    _ => None,
+                })
+                .await?;
+            match answer {
+                Ok(()) => Ok(true),
+                Err(ErrorCode::Forbidden) => Ok(false),
+                Err(code) => anyhow::bail!("supervise refused with {code:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_permission_is_granted_to_exactly_the_roles_the_matrix_names() -> Result {
+    let relay = TestRelay::start().await?;
+    let tokens = [
+        (Role::Agent, relay.agent_with("agent@shop.example", "Agent", Role::Agent, 5, "").await?),
+        (Role::Supervisor, relay.agent_with("sup@shop.example", "Supervisor", Role::Supervisor, 5, "").await?),
+        (Role::Admin, relay.agent_with("admin@shop.example", "Admin", Role::Admin, 5, "").await?),
+    ];
+    let (_, me) = relay.api(Method::GET, "/api/v1/me", &tokens[0].1, None).await?;
+    let fx = Fixture { agent_id: me["id"].as_i64().expect("an id") };
+    let mut n = 0;
+    for (permission, what, _) in MATRIX {
+        for (role, token) in &tokens {
+            n += 1;
+            let allowed = attempt(&relay, token, *permission, n, &fx).await?;
+            assert_eq!(allowed, allows(*role, *permission), "{what} ({permission:?}) as {}", role.as_str());
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_email_out_with_a_clear_wait() -> Result {
+    let relay = TestRelay::start_with(|c| {
+        c.auth.logins_per_minute_per_email = 100;
+        c.auth.lockout_after_failures = 3;
+    })
+    .await?;
+    relay.agent_with("chen@shop.example", "陈", Role::Agent, 5, "").await?;
+    relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
+    let http = http_client();
+    let login = |email: &'static str, password: &'static str| {
+        http.post(relay.url("/api/v1/login")).json(&json!({"email": email, "password": password})).send()
+    };
+    for _ in 0..2 {
+        assert_eq!(login("chen@shop.example", "wrong password").await?.status(), 401);
+    }
+    // A success before the limit clears the count.
+    assert_eq!(login("chen@shop.example", PASSWORD).await?.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(login("chen@shop.example", "wrong password").await?.status(), 401);
+    }
+    // Locked: even the right password waits, and the answer says how long.
+    let locked = login("chen@shop.example", PASSWORD).await?;
+    assert_eq!(locked.status(), 429);
+    let body: Value = locked.json().await?;
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("too many failed logins for this e-mail; try again in "), "{message}");
+    // Another e-mail is not affected.
+    assert_eq!(login("wang@shop.example", PASSWORD).await?.status(), 200);
+    Ok(())
+}
