@@ -54,6 +54,13 @@ pub async fn list_agents(store: &Store, workspace_slug: &str) -> Result<Vec<Agen
     store.agents(workspace.id).await
 }
 
+/// Creates a workspace: its slug is checked like a group's.
+pub async fn add_workspace(store: &Store, slug: &str, name: &str) -> Result<Workspace> {
+    kefu_proto::limits::check_slug(slug).map_err(Error::from)?;
+    store.add_workspace(slug, name.trim()).await?;
+    store.workspace_by_slug(slug).await
+}
+
 /// A workspace, for `workspace show`.
 pub async fn show_workspace(store: &Store, workspace_slug: &str) -> Result<Workspace> {
     store.workspace_by_slug(workspace_slug).await

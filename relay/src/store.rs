@@ -194,6 +194,24 @@ impl Store {
         Ok(())
     }
 
+    /// Creates a workspace (a tenant) with its own widget key and identity secret.
+    pub async fn add_workspace(&self, slug: &str, name: &str) -> Result<WorkspaceId> {
+        let id = sqlx::query(
+            "INSERT INTO workspaces (slug, name, widget_key, created_at, identity_secret)
+             VALUES (?, ?, ?, ?, lower(hex(randomblob(32)))) ON CONFLICT (slug) DO NOTHING RETURNING id",
+        )
+        .bind(slug)
+        .bind(name)
+        .bind(crate::auth::new_widget_key())
+        .bind(now_ms())
+        .fetch_optional(&self.writer)
+        .await?;
+        let id: i64 = id.map(|r| r.get("id")).ok_or_else(|| {
+            Error::refused(kefu_proto::ErrorCode::Conflict, format!("workspace '{slug}' already exists"))
+        })?;
+        Ok(WorkspaceId(id))
+    }
+
     /// Every workspace.
     pub async fn workspaces(&self) -> Result<Vec<Workspace>> {
         let rows = sqlx::query("SELECT id, slug, name, widget_key, allowed_origins FROM workspaces ORDER BY id")

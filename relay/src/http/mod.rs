@@ -52,6 +52,58 @@ pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
 /// each) would cost gigabytes across many idle customers.
 const WS_BUFFER_BYTES: usize = 4 * 1024;
 
+/// Every route of [`router`] (besides the widget's static files) as (method, path): the
+/// cross-workspace test walks this list, and a test here keeps it equal to the router.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("POST", "/api/v1/login"),
+    ("POST", "/api/v1/logout"),
+    ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/agents"),
+    ("PATCH", "/api/v1/agents/{id}"),
+    ("GET", "/api/v1/groups"),
+    ("POST", "/api/v1/groups"),
+    ("DELETE", "/api/v1/groups/{slug}"),
+    ("GET", "/api/v1/conversations/{id}/routing"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/conversations/{id}/messages"),
+    ("POST", "/api/v1/conversations/{id}/attachments"),
+    ("POST", "/api/v1/attachments"),
+    ("GET", "/api/v1/attachments/{id}"),
+    ("GET", "/api/v1/contacts/{id}"),
+    ("PATCH", "/api/v1/contacts/{id}"),
+    ("POST", "/api/v1/contacts/{id}/merge"),
+    ("GET", "/api/v1/channels"),
+    ("POST", "/api/v1/channels"),
+    ("GET", "/api/v1/channels/{id}"),
+    ("PATCH", "/api/v1/channels/{id}"),
+    ("GET", "/api/v1/channels/{id}/messages"),
+    ("POST", "/api/v1/channels/{id}/messages"),
+    ("GET", "/api/v1/channels/{id}/deliveries"),
+    ("POST", "/api/v1/channels/{id}/deliveries/{delivery}/retry"),
+    ("POST", "/hooks/{id}"),
+    ("GET", "/api/v1/canned"),
+    ("POST", "/api/v1/canned"),
+    ("DELETE", "/api/v1/canned/{id}"),
+    ("GET", "/api/v1/kb/articles"),
+    ("POST", "/api/v1/kb/articles"),
+    ("GET", "/api/v1/kb/articles/{id}"),
+    ("PUT", "/api/v1/kb/articles/{id}"),
+    ("DELETE", "/api/v1/kb/articles/{id}"),
+    ("GET", "/api/v1/kb/search"),
+    ("GET", "/api/v1/tickets"),
+    ("POST", "/api/v1/tickets"),
+    ("GET", "/api/v1/tickets/{id}"),
+    ("PATCH", "/api/v1/tickets/{id}"),
+    ("POST", "/api/v1/tickets/{id}/notes"),
+    ("GET", "/api/v1/reports/summary"),
+    ("GET", "/api/v1/reports/agents"),
+    ("GET", "/api/v1/reports/arrivals"),
+    ("GET", "/ws/customer"),
+    ("GET", "/ws/agent"),
+];
+
 /// The relay's routes.
 pub fn router(relay: Arc<RelayState>) -> Router {
     Router::new()
@@ -500,4 +552,34 @@ fn upgrade_socket(
                 drop(permit);
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ROUTES` lists exactly the routes `router` declares, with their methods (read from
+    /// this file's source, so a new route cannot be left out of the cross-workspace test).
+    #[test]
+    fn the_route_list_is_the_router() {
+        let source = include_str!("mod.rs");
+        let body = source.split("pub fn router(").nth(1).unwrap().split(".merge(").next().unwrap();
+        let mut declared: Vec<(String, String)> = Vec::new();
+        for part in body.split(".route(").skip(1) {
+            let path = part.split('"').nth(1).unwrap().to_string();
+            let chain = part.split_once(',').map_or("", |(_, rest)| rest);
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let called = chain.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    i == 0 || !chain.as_bytes()[i - 1].is_ascii_alphanumeric() && chain.as_bytes()[i - 1] != b'_'
+                });
+                if called {
+                    declared.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        declared.sort();
+        let mut listed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        listed.sort();
+        assert_eq!(declared, listed);
+    }
 }

@@ -7,6 +7,7 @@ mod channel_api;
 mod channels;
 mod crash;
 mod foundation;
+mod isolation;
 mod knowledge;
 mod reports;
 mod routing;
