@@ -196,9 +196,16 @@ pub fn spawn_relay(spawn: &RelaySpawn) -> Result<(Server, Vec<String>)> {
     Ok((server, emails))
 }
 
+/// An HTTP client that never goes through a proxy. reqwest has no crypto provider of its
+/// own: rustls's *ring* one is installed first (once per process).
+fn http_client() -> Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder().no_proxy().build()?)
+}
+
 /// Logs in over `POST /api/v1/login`; returns the bearer token.
 pub async fn login(addr: SocketAddr, email: &str, password: &str) -> Result<String> {
-    let client = reqwest::Client::builder().no_proxy().build()?;
+    let client = http_client()?;
     let response = client
         .post(format!("http://{addr}/api/v1/login"))
         .json(&serde_json::json!({ "email": email, "password": password }))
@@ -213,7 +220,7 @@ pub async fn login(addr: SocketAddr, email: &str, password: &str) -> Result<Stri
 
 /// Waits until the relay answers `/healthz` (it binds before it opens its database).
 pub async fn wait_healthy(addr: SocketAddr) -> Result<()> {
-    let client = reqwest::Client::builder().no_proxy().build()?;
+    let client = http_client()?;
     for _ in 0..300 {
         if let Ok(response) = client.get(format!("http://{addr}/healthz")).send().await
             && response.status().is_success()

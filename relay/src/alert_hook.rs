@@ -31,7 +31,7 @@ struct Body<'a> {
 pub fn spawn(url: String, secret: Option<String>, clock: Clock) -> mpsc::Sender<AlertNotice> {
     let (tx, mut rx) = mpsc::channel::<AlertNotice>(QUEUE);
     let http =
-        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client builds");
+        crate::tls::http_client().no_proxy().timeout(Duration::from_secs(10)).build().expect("an HTTP client builds");
     tokio::spawn(async move {
         while let Some(notice) = rx.recv().await {
             let body = Body { workspace_id: notice.workspace.0, frame: &notice.frame };

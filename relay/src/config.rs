@@ -36,6 +36,27 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Built-in TLS on the main address.
+    pub tls: TlsConfig,
+}
+
+/// Built-in TLS: with both files set, the main address serves HTTPS and WSS only (TLS 1.3,
+/// or 1.2 for older clients); without them, plain HTTP (behind a proxy that terminates
+/// TLS, or on loopback). SIGHUP reloads both files; see `docs/deploy.md`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the relay's certificate first, then intermediates.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1); readable by the relay's user alone.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?))
+    }
 }
 
 /// Alerts: their thresholds, business hours, and where they are pushed.
@@ -353,6 +374,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             alerts: AlertsConfig::default(),
             metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -455,6 +477,9 @@ impl Config {
         if self.metrics.token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(Error::Config("metrics.token must be at least 16 characters".into()));
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::Config("tls.cert_file and tls.key_file are set together or not at all".into()));
+        }
         Ok(())
     }
 
@@ -497,6 +522,21 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.frames_per_second, 7);
         assert_eq!(config.limits.max_connections, LimitsConfig::default().max_connections);
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_no_others() {
+        let tls = |text: &str| -> Result<Config> {
+            let config: Config = toml::from_str(&format!("[tls]\n{text}")).map_err(|e| Error::Config(e.to_string()))?;
+            config.check().map(|()| config)
+        };
+        let config = tls("cert_file = \"/etc/kefu/cert.pem\"\nkey_file = \"/etc/kefu/key.pem\"").unwrap();
+        assert_eq!(config.tls.files(), Some((Path::new("/etc/kefu/cert.pem"), Path::new("/etc/kefu/key.pem"))));
+        assert!(tls("").unwrap().tls.files().is_none());
+        for bad in ["cert_file = \"/c.pem\"", "key_file = \"/k.pem\"", "certificate = \"/c.pem\""] {
+            let err = tls(bad).unwrap_err().to_string();
+            assert!(err.contains("cert_file") || err.contains("certificate"), "{bad}: {err}");
+        }
     }
 
     #[test]

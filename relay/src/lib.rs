@@ -26,6 +26,7 @@
 //!   queries; [`outbox`]: the task that pushes replies to channels' webhooks.
 //! - [`metrics`]: the pure report figures; [`reports`]: the facts they are computed from.
 //! - [`clock`]: the system clock or a manual one for tests.
+//! - [`tls`]: built-in TLS: the reloadable certificate and the listener that serves it.
 //! - [`error`]: the crate's error type.
 //!
 //! ## Data flow of a message
@@ -61,6 +62,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod tickets;
+pub mod tls;
 pub mod widget;
 
 use std::collections::HashMap;
@@ -70,6 +72,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use kefu_proto::WorkspaceId;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -181,6 +184,12 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.check()?;
+    tls::install_crypto_provider();
+    // A certificate that does not load stops the relay before it opens anything.
+    let certificate = match config.tls.files() {
+        Some((cert_file, key_file)) => Some(tls::ServerCertificate::load(cert_file, key_file)?),
+        None => None,
+    };
     let store = Store::open(&config.data_dir).await?;
     let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
@@ -282,9 +291,16 @@ pub async fn run_with_clock(
     };
     let outbox_stop = CancellationToken::new();
     let outbox = tokio::spawn(outbox.run(outbox_stop.clone()));
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %relay.config.data_dir.display(), "relay serving");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = certificate.is_some(),
+        data_dir = %relay.config.data_dir.display(),
+        "relay serving"
+    );
 
-    // The metrics address, when set, serves `/metrics` alone, without a token.
+    // The metrics address, when set, serves `/metrics` alone, without a token, and always
+    // over plain HTTP: it must be a private address (loopback, or a network only the
+    // scraper reaches).
     let metrics_server = match relay.config.metrics.listen {
         Some(address) => {
             let metrics_listener = TcpListener::bind(address).await?;
@@ -298,13 +314,24 @@ pub async fn run_with_clock(
         None => None,
     };
     let cancel = relay.shutdown.clone();
-    axum::serve(listener, http::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing connections");
-            cancel.cancel();
-        })
-        .await?;
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing connections");
+        cancel.cancel();
+    };
+    let app = http::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    match &certificate {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+        Some(certificate) => {
+            let reloads = tokio::spawn(tls::reload_on_hangup(certificate.clone()));
+            // `tap_io` does nothing to the stream; it makes axum hand handlers the peer's
+            // address (`ConnectInfo<SocketAddr>`) from this listener as it does from TCP.
+            let listener = tls::TlsListener::new(listener, certificate)?.tap_io(|_| {});
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+            reloads.abort();
+            served?
+        }
+    }
     // Connections see the cancellation and close with "going away"; wait for them so that
     // no frame is half-handled when the journal stops.
     relay.shutdown.cancel();

@@ -330,6 +330,8 @@ enum WorkspaceCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // rustls on *ring*, before anything makes a TLS connection or listener.
+    kefu_relay::tls::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
@@ -425,7 +427,8 @@ async fn serve(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyh
     {
         let store = Store::open(&config.data_dir).await?;
         let workspace = admin::show_workspace(&store, DEFAULT_WORKSPACE).await?;
-        eprintln!("kefu relay on http://{}  (data: {})", listener.local_addr()?, config.data_dir.display());
+        let scheme = if config.tls.files().is_some() { "https" } else { "http" };
+        eprintln!("kefu relay on {scheme}://{}  (data: {})", listener.local_addr()?, config.data_dir.display());
         eprintln!("widget key of workspace '{}': {}", workspace.slug, workspace.widget_key);
         store.close().await;
     }

@@ -46,7 +46,7 @@ impl Outbox {
     /// Pushes until `shutdown`; a batch in flight is finished first (each push is bounded
     /// by the request timeout), so that an acknowledged delivery is also recorded.
     pub async fn run(self, shutdown: CancellationToken) {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
             .no_proxy()
             .timeout(Duration::from_secs(self.config.request_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())

@@ -163,7 +163,7 @@ pub struct Outside {
 impl Outside {
     /// The services as configured.
     pub fn new(llm: Option<LlmConfig>, automations: Vec<AutomationConfig>) -> Outside {
-        let http = reqwest::Client::builder().no_proxy().build().expect("an HTTP client builds");
+        let http = crate::tls::http_client().no_proxy().build().expect("an HTTP client builds");
         let llm = llm.map(|c| {
             let breaker = Breaker::new(c.failures_before_pause, c.pause_secs as i64 * 1000);
             (c, Mutex::new(breaker))

@@ -243,7 +243,7 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_message() {
     let (mut child, addr, widget_key) = start_serving(serve).await;
     let (mut ws, token) = customer(&addr, &widget_key).await;
     say_acked(&mut ws, 0..20).await;
-    let upload = reqwest::Client::builder().no_proxy().build().unwrap();
+    let upload = kefu_relay::tls::http_client().no_proxy().build().unwrap();
     let file: serde_json::Value = upload
         .post(format!("http://{addr}/api/v1/attachments?name=receipt.txt"))
         .bearer_auth(&token)

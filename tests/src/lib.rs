@@ -250,9 +250,10 @@ impl Drop for TestRelay {
     }
 }
 
-/// An HTTP client that never goes through a proxy.
+/// An HTTP client that never goes through a proxy (with the crypto provider reqwest needs
+/// installed first).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("http client")
+    kefu_relay::tls::http_client().no_proxy().build().expect("http client")
 }
 
 /// A raw WebSocket to the relay, for tests that need to set handshake headers.

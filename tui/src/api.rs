@@ -226,12 +226,18 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client for `relay` with `token`, answering on `actions`.
-    pub fn new(relay: &str, token: &str, actions: mpsc::UnboundedSender<Action>) -> Result<ApiClient> {
+    /// A client for `relay` (its certificate checked against `trust`) with `token`,
+    /// answering on `actions`.
+    pub fn new(
+        relay: &str,
+        trust: &crate::tls::Trust,
+        token: &str,
+        actions: mpsc::UnboundedSender<Action>,
+    ) -> Result<ApiClient> {
         Ok(ApiClient {
             relay: relay.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http: crate::login::client(relay)?,
+            http: trust.http_client(relay)?,
             actions,
         })
     }

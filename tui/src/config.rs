@@ -2,8 +2,9 @@
 //!
 //! - `credentials.toml` in the config dir: the relay URL and the agent's token, written by
 //!   `kefu login` with mode 0600 because the token is a password.
-//! - `config.toml` in the config dir: theme, key map and notification settings, written by
-//!   the agent. Unknown or bad entries are refused at load with a message naming them.
+//! - `config.toml` in the config dir: theme, key map, notification settings and the CA that
+//!   signs the relay's certificate, written by the agent. Unknown or bad entries are
+//!   refused at load with a message naming them.
 //! - `kefu.log` in the data dir: the log (never the terminal the workstation draws on).
 //!
 //! Both dirs follow the platform (`~/.config/kefu`, `~/.local/share/kefu` on Linux,
@@ -61,6 +62,10 @@ pub struct Credentials {
     pub email: String,
     /// When the token stops working (Unix ms), to say so before the relay does.
     pub expires_at: i64,
+    /// The CA file given to `kefu login --ca-file` (absolute), trusted for this relay
+    /// instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Credentials {
@@ -164,6 +169,9 @@ pub struct Settings {
     pub keymap_file: Option<PathBuf>,
     /// Notifications.
     pub notifications: NotificationSettings,
+    /// A PEM file of the CA that signs the relay's certificate, trusted instead of the
+    /// system's roots (`kefu login --ca-file` overrides it for the relay it logs in to).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -173,6 +181,7 @@ impl Default for Settings {
             keymap: "default".into(),
             keymap_file: None,
             notifications: NotificationSettings::default(),
+            ca_file: None,
         }
     }
 }
@@ -215,15 +224,19 @@ mod tests {
         let path = dir.path().join("config.toml");
         assert_eq!(Settings::load(&path).unwrap(), Settings::default());
 
-        let good = "theme = \"light\"\nkeymap = \"vim\"\n[notifications]\ndesktop = false\n";
+        let good =
+            "theme = \"light\"\nkeymap = \"vim\"\nca_file = \"/etc/kefu/ca.pem\"\n[notifications]\ndesktop = false\n";
         let settings = Settings::parse(&path, good).unwrap();
         assert_eq!(settings.theme, ThemeName::Light);
+        assert_eq!(settings.ca_file.as_deref(), Some(Path::new("/etc/kefu/ca.pem")));
         assert!(!settings.notifications.desktop && settings.notifications.bell);
         settings.keymap(&path).unwrap();
 
         for (text, needle) in [
             ("theme = \"pink\"\n", "theme"),
             ("colour = \"red\"\n", "colour"),
+            ("ca_file = 3\n", "ca_file"),
+            ("ca-file = \"ca.pem\"\n", "ca-file"),
             ("[notifications]\nsound = true\n", "sound"),
             ("[notifications]\ndesktop = \"yes\"\n", "desktop"),
         ] {
@@ -251,9 +264,14 @@ mod tests {
             token: "kfa_secret".into(),
             email: "wang@shop.example".into(),
             expires_at: 1,
+            ca_file: None,
         };
         creds.save(&path).unwrap();
         assert_eq!(Credentials::load(&path).unwrap(), creds);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("ca_file"), "no CA file, no key");
+        let pinned = Credentials { ca_file: Some("/etc/kefu/ca.pem".into()), ..creds.clone() };
+        pinned.save(&path).unwrap();
+        assert_eq!(Credentials::load(&path).unwrap(), pinned);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

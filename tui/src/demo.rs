@@ -255,12 +255,13 @@ impl Demo {
         }));
 
         let relay_url = format!("http://{addr}");
-        let login = crate::login::login(&relay_url, DEMO_EMAIL, &password, None).await?;
+        let login = crate::login::login(&relay_url, &crate::tls::Trust::default(), DEMO_EMAIL, &password, None).await?;
         let credentials = Credentials {
             relay: relay_url,
             token: login.token,
             email: DEMO_EMAIL.into(),
             expires_at: login.expires_at,
+            ca_file: None,
         };
         let customers = CUSTOMERS
             .iter()

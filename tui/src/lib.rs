@@ -42,6 +42,8 @@
 //! - [`event_loop`] — the terminal loop: events in as a stream, effects out.
 //! - [`config`] — paths, credentials (0600), `config.toml` settings.
 //! - [`login`] — `POST /api/v1/login` and `/healthz` over HTTP.
+//! - [`tls`] — trusting an `https://` relay: the system's roots or a pinned CA file, one
+//!   rustls configuration for the API and the WebSocket.
 //! - [`demo`] (feature `demo`) — an in-process relay with simulated customers.
 //! - [`error`] — the library's error type.
 
@@ -66,6 +68,7 @@ pub mod supervisor;
 pub mod text;
 pub mod theme;
 pub mod tickets;
+pub mod tls;
 pub mod view;
 pub mod worker;
 

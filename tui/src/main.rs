@@ -2,6 +2,7 @@
 //! workstation with the credentials `kefu login` stored.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use kefu_tui::config::{Credentials, Paths, Settings};
 use kefu_tui::event_loop::{self, Shell};
 use kefu_tui::notify::{Desktop, Notifications};
 use kefu_tui::theme::Theme;
+use kefu_tui::tls::Trust;
 use kefu_tui::worker;
 
 /// kefu: the terminal workstation for customer-service agents.
@@ -20,8 +22,10 @@ use kefu_tui::worker;
 /// Files: credentials in ~/.config/kefu/credentials.toml (mode 0600); settings in
 /// ~/.config/kefu/config.toml (theme = "dark" | "light" | "mono"; keymap = "default" |
 /// "vim"; keymap_file = "PATH" merged over it; [notifications] desktop = true|false,
-/// bell = true|false); the log in ~/.local/share/kefu/kefu.log (KEFU_LOG sets its
-/// filter). XDG_CONFIG_HOME and XDG_DATA_HOME move them.
+/// bell = true|false; ca_file = "PATH" of the CA that signs an https relay's
+/// certificate, trusted instead of the system's roots); the log in
+/// ~/.local/share/kefu/kefu.log (KEFU_LOG sets its filter). XDG_CONFIG_HOME and
+/// XDG_DATA_HOME move them.
 ///
 /// In the workstation, `?` lists every key and `:` or Ctrl-P finds any action by name.
 #[derive(Parser)]
@@ -35,9 +39,13 @@ struct Cli {
 enum Command {
     /// Log in to a relay and store its URL and the token for `kefu`.
     Login {
-        /// The relay's base URL, e.g. http://127.0.0.1:7700.
+        /// The relay's base URL, e.g. https://kefu.example or http://127.0.0.1:7700.
         #[arg(long, env = "KEFU_RELAY")]
         relay: String,
+        /// A PEM file of the CA that signs the relay's certificate, trusted instead of the
+        /// system's roots (kept with the credentials) [default: ca_file in config.toml].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// Your e-mail as the relay knows it.
         #[arg(long)]
         email: String,
@@ -56,6 +64,10 @@ enum Command {
         /// The relay's base URL (default: the one you logged in to, else 127.0.0.1:7700).
         #[arg(long, env = "KEFU_RELAY")]
         relay: Option<String>,
+        /// A PEM file of the CA that signs the relay's certificate [default: the one you
+        /// logged in with, else ca_file in config.toml].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Start a relay in this process with simulated customers and open the workstation
     /// as a demo agent. Nothing is kept afterwards.
@@ -81,22 +93,24 @@ fn main() -> Result<()> {
                 let credentials = Credentials::load(&paths.credentials())?;
                 workstation(&paths, credentials).await
             }
-            Some(Command::Login { relay, email, workspace, password_stdin }) => {
-                login(&paths, relay, email, workspace, password_stdin).await
+            Some(Command::Login { relay, ca_file, email, workspace, password_stdin }) => {
+                login(&paths, relay, ca_file, email, workspace, password_stdin).await
             }
             Some(Command::Logout) => {
                 let path = paths.credentials();
                 let credentials = Credentials::load(&path)?;
-                kefu_tui::login::logout(&credentials.relay, &credentials.token).await?;
+                let trust = trust(&paths, None, Some(&credentials))?;
+                kefu_tui::login::logout(&credentials.relay, &trust, &credentials.token).await?;
                 std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
                 println!("logged out of {}", credentials.relay);
                 Ok(())
             }
-            Some(Command::Status { relay }) => {
-                let relay = relay
-                    .or_else(|| Credentials::load(&paths.credentials()).ok().map(|c| c.relay))
-                    .unwrap_or_else(|| "http://127.0.0.1:7700".into());
-                let health = kefu_tui::login::health(&relay).await?;
+            Some(Command::Status { relay, ca_file }) => {
+                let credentials = Credentials::load(&paths.credentials()).ok();
+                let trust = trust(&paths, ca_file, credentials.as_ref())?;
+                let relay =
+                    relay.or_else(|| credentials.map(|c| c.relay)).unwrap_or_else(|| "http://127.0.0.1:7700".into());
+                let health = kefu_tui::login::health(&relay, &trust).await?;
                 println!("relay {relay}: {} (version {}, database {})", health.status, health.version, health.database);
                 if health.status != "ok" {
                     std::process::exit(1);
@@ -126,9 +140,23 @@ fn main() -> Result<()> {
     })
 }
 
+/// The CA the relay's certificate is checked against: the one given on the command line,
+/// else the one `kefu login` was given (kept in the credentials), else `ca_file` in
+/// config.toml, else none (the system's roots).
+fn trust(paths: &Paths, given: Option<PathBuf>, credentials: Option<&Credentials>) -> Result<Trust> {
+    if given.is_some() {
+        return Ok(Trust::new(given));
+    }
+    if let Some(ca_file) = credentials.and_then(|c| c.ca_file.clone()) {
+        return Ok(Trust::new(Some(ca_file)));
+    }
+    Ok(Trust::new(Settings::load(&paths.settings())?.ca_file))
+}
+
 async fn login(
     paths: &Paths,
     relay: String,
+    ca_file: Option<PathBuf>,
     email: String,
     workspace: Option<String>,
     password_stdin: bool,
@@ -143,12 +171,21 @@ async fn login(
     if password.is_empty() {
         bail!("no password given");
     }
-    let response = kefu_tui::login::login(&relay, &email, &password, workspace).await?;
+    // Kept with the credentials as an absolute path, so `kefu` finds it from anywhere.
+    let ca_file = match ca_file {
+        Some(path) => {
+            Some(std::fs::canonicalize(&path).with_context(|| format!("cannot read the CA file {}", path.display()))?)
+        }
+        None => None,
+    };
+    let trust = trust(paths, ca_file.clone(), None)?;
+    let response = kefu_tui::login::login(&relay, &trust, &email, &password, workspace).await?;
     let credentials = Credentials {
         relay: relay.trim_end_matches('/').to_string(),
         token: response.token,
         email: response.agent.email.clone(),
         expires_at: response.expires_at,
+        ca_file,
     };
     let path = paths.credentials();
     credentials.save(&path)?;
@@ -185,8 +222,11 @@ async fn workstation(paths: &Paths, credentials: Credentials) -> Result<()> {
     app.utc_offset_secs = chrono::Local::now().offset().local_minus_utc();
     app.relay_url = credentials.relay.clone();
     let (actions_tx, actions_rx) = tokio::sync::mpsc::unbounded_channel();
-    let api = kefu_tui::api::ApiClient::new(&credentials.relay, &credentials.token, actions_tx.clone())?;
-    let (handle, worker_task) = worker::spawn(credentials.agent_ws_url(), credentials.token.clone(), actions_tx);
+    let trust = trust(paths, None, Some(&credentials))?;
+    let api = kefu_tui::api::ApiClient::new(&credentials.relay, &trust, &credentials.token, actions_tx.clone())?;
+    let ws_url = credentials.agent_ws_url();
+    let tls = trust.ws_connector(&ws_url)?;
+    let (handle, worker_task) = worker::spawn(ws_url, credentials.token.clone(), tls, actions_tx);
     let notifications = Notifications::new(settings.notifications, Desktop);
     tracing::info!(relay = %credentials.relay, email = %credentials.email, "workstation starting");
 

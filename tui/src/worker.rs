@@ -62,10 +62,16 @@ pub fn backoff_ms(attempt: u32) -> u64 {
     BACKOFF_BASE_MS.saturating_mul(1u64 << attempt.min(16)).min(BACKOFF_MAX_MS)
 }
 
-/// Starts the worker for the agent WebSocket at `url` with `token`.
-pub fn spawn(url: String, token: String, actions: mpsc::UnboundedSender<Action>) -> (WorkerHandle, JoinHandle<()>) {
+/// Starts the worker for the agent WebSocket at `url` with `token`; a `wss://` URL is
+/// dialled through `tls` (see [`crate::tls::Trust::ws_connector`]).
+pub fn spawn(
+    url: String,
+    token: String,
+    tls: Option<tokio_tungstenite::Connector>,
+    actions: mpsc::UnboundedSender<Action>,
+) -> (WorkerHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(url, token, rx, actions));
+    let task = tokio::spawn(run(url, token, tls, rx, actions));
     (WorkerHandle { requests: tx }, task)
 }
 
@@ -82,6 +88,7 @@ enum Ended {
 async fn run(
     url: String,
     token: String,
+    tls: Option<tokio_tungstenite::Connector>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     actions: mpsc::UnboundedSender<Action>,
 ) {
@@ -90,8 +97,10 @@ async fn run(
         if actions.send(Action::Net(NetEvent::Connecting { attempt })).is_err() {
             return;
         }
-        let reason = match tokio_tungstenite::connect_async(url.as_str()).await {
+        let connected = tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, tls.clone()).await;
+        let reason = match connected {
             Err(e) => {
+                let e = crate::tls::describe(&e);
                 tracing::info!(%url, error = %e, attempt, "cannot connect to the relay");
                 format!("cannot connect: {e}")
             }
