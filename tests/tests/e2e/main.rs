@@ -14,5 +14,6 @@ mod routing;
 mod security;
 mod supervision;
 mod tickets;
+mod tls;
 mod tui;
 mod widget;

@@ -29,7 +29,7 @@ use tokio::process::Command;
 const SCREEN_WAIT: Duration = Duration::from_secs(60);
 
 /// The `kefu` binary, built if needed.
-async fn kefu_binary() -> Result<PathBuf> {
+pub(crate) async fn kefu_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let deps = exe.parent().context("test executable has no directory")?;
     let profile_dir = deps.parent().context("deps/ has no parent")?;
@@ -49,7 +49,7 @@ async fn kefu_binary() -> Result<PathBuf> {
 }
 
 /// A tmux server of our own running one program.
-struct Tmux {
+pub(crate) struct Tmux {
     /// Holds tmux's socket.
     socket_dir: tempfile::TempDir,
 }
@@ -67,7 +67,7 @@ impl Tmux {
     }
 
     /// Starts `program` with `env` in a detached 120×32 session.
-    async fn start(program: &Path, env: &[(&str, &Path)]) -> Result<Tmux> {
+    pub(crate) async fn start(program: &Path, env: &[(&str, &Path)]) -> Result<Tmux> {
         let tmux = Tmux { socket_dir: tempfile::tempdir()? };
         let mut line = String::from("env");
         for (key, value) in env {
@@ -93,7 +93,7 @@ impl Tmux {
     }
 
     /// Waits until the screen shows `text`; fails with the screen after [`SCREEN_WAIT`].
-    async fn wait_for(&self, text: &str) -> Result<String> {
+    pub(crate) async fn wait_for(&self, text: &str) -> Result<String> {
         let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
         loop {
             let screen = self.screen().await?;
@@ -109,7 +109,7 @@ impl Tmux {
     }
 
     /// Sends tmux key names (`Enter`, `Escape`, `q`).
-    async fn keys(&self, keys: &[&str]) -> Result<()> {
+    pub(crate) async fn keys(&self, keys: &[&str]) -> Result<()> {
         let status = self.command().args(["send-keys", "-t", "kefu"]).args(keys).status().await?;
         if !status.success() {
             bail!("tmux send-keys failed");
@@ -127,7 +127,7 @@ impl Tmux {
     }
 
     /// Waits for the program (and so the session) to end.
-    async fn wait_exit(&self) -> Result<()> {
+    pub(crate) async fn wait_exit(&self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
         loop {
             let alive = self.command().args(["has-session", "-t", "kefu"]).stderr(Stdio::null()).status().await?;
@@ -153,21 +153,21 @@ impl Drop for Tmux {
 }
 
 /// A home of its own for one workstation: config, credentials and the log go there.
-struct Home {
+pub(crate) struct Home {
     dir: tempfile::TempDir,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     data: PathBuf,
 }
 
 impl Home {
-    fn new() -> Result<Home> {
+    pub(crate) fn new() -> Result<Home> {
         let dir = tempfile::tempdir()?;
         let (config, data) = (dir.path().join("config"), dir.path().join("data"));
         Ok(Home { dir, config, data })
     }
 
     /// The environment that points `kefu` at this home.
-    fn env(&self) -> [(&'static str, &Path); 2] {
+    pub(crate) fn env(&self) -> [(&'static str, &Path); 2] {
         [("XDG_CONFIG_HOME", self.config.as_path()), ("XDG_DATA_HOME", self.data.as_path())]
     }
 }
