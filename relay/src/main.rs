@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// A customer's data on request: export it, or erase it.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
     /// Copy the database (consistently, while the relay serves) to FILE, and its
     /// attachments to FILE.attachments/.
     Backup {
@@ -310,7 +315,42 @@ enum ChannelCommand {
 }
 
 #[derive(Subcommand)]
+enum ContactCommand {
+    /// Write everything stored about a contact to DIR: contact.json and its files.
+    Export {
+        /// The contact's id.
+        id: i64,
+        /// A new directory for the export.
+        #[arg(long)]
+        to: PathBuf,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Erase a contact's personal data everywhere (its conversations must be closed).
+    Erase {
+        /// The contact's id.
+        id: i64,
+        /// Confirm: erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        /// Workspace slug.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum WorkspaceCommand {
+    /// Add a workspace (a separate shop: its own agents, widget key and data). A running
+    /// relay serves it from its next start.
+    Add {
+        /// Short unique name, e.g. jewelry-shop.
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
     /// Show a workspace and its public widget key.
     Show {
         /// Workspace slug.
@@ -336,7 +376,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| kefu_relay::privacy::MaskedLog(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = Config::load(cli.config.as_deref())?;
@@ -403,6 +443,15 @@ fn main() -> anyhow::Result<()> {
                 store.close().await;
                 Ok(())
             }
+            Command::Contact { command } => contact(config, command).await,
+            Command::Workspace { command: WorkspaceCommand::Add { slug, name } } => {
+                let store = Store::open(&config.data_dir).await?;
+                let workspace = admin::add_workspace(&store, &slug, &name).await?;
+                println!("workspace {} added; widget key {}", workspace.slug, workspace.widget_key);
+                println!("a running relay serves it from its next start");
+                store.close().await;
+                Ok(())
+            }
             Command::Workspace { command: WorkspaceCommand::Show { slug } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::show_workspace(&store, &slug).await?;
@@ -415,6 +464,42 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn contact(config: Config, command: ContactCommand) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir).await?;
+    match command {
+        ContactCommand::Export { id, to, workspace } => {
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            if to.exists() {
+                bail!("{} exists; choose a new directory", to.display());
+            }
+            let export = store.export_contact(ws, kefu_proto::ContactId(id), "cli").await?;
+            std::fs::create_dir_all(&to)?;
+            std::fs::write(to.join("contact.json"), serde_json::to_vec_pretty(&export)?)?;
+            let mut files = 0;
+            for file in export["attachments"].as_array().into_iter().flatten() {
+                let Some(id) = file["id"].as_str().filter(|id| kefu_relay::attachments::is_id(id)) else { continue };
+                let name = kefu_relay::attachments::clean_name(file["name"].as_str().unwrap_or("file"));
+                std::fs::copy(kefu_relay::attachments::path_of(&config.data_dir, id), to.join(format!("{id}-{name}")))?;
+                files += 1;
+            }
+            println!("contact {id} exported to {} (contact.json and {files} files)", to.display());
+        }
+        ContactCommand::Erase { id, yes, workspace } => {
+            if !yes {
+                bail!("erasure cannot be undone: pass --yes to erase contact {id}");
+            }
+            let ws = admin::show_workspace(&store, &workspace).await?.id;
+            let erased = store.erase_contact(ws, kefu_proto::ContactId(id), &config.data_dir, "cli").await?;
+            println!(
+                "contact {id} erased: {} conversations, {} messages, {} tickets, {} files",
+                erased.conversations, erased.messages, erased.tickets, erased.attachments
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {

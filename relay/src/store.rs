@@ -1208,7 +1208,8 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        let data = serde_json::json!({"score": score, "comment": comment, "agent_id": agent});
+        // The comment stays in `ratings` (erasable); the append-only log holds no customer text.
+        let data = serde_json::json!({"score": score, "commented": comment.is_some(), "agent_id": agent});
         insert_event(&mut tx, workspace, "conversation.rated", "customer", Some(contact.0), Some(conversation), &data)
             .await?;
         tx.commit().await?;
@@ -1267,7 +1268,7 @@ impl Store {
 }
 
 /// Appends to the event log on the given connection (inside the caller's transaction).
-async fn insert_event(
+pub(crate) async fn insert_event(
     conn: &mut sqlx::SqliteConnection,
     workspace: WorkspaceId,
     kind: &str,

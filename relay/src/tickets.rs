@@ -139,9 +139,9 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
+        // The subject stays in `tickets` (erasable): the append-only log holds no customer text.
         let data = serde_json::json!({
             "ticket_id": id,
-            "subject": subject,
             "assignee_id": assignee,
             "assigned": if draft.assignee.is_some() { "by hand" } else { "automatically" },
         });
@@ -223,7 +223,7 @@ impl Store {
             "status": patch.status.map(|s| serde_json::json!({"from": before.status.as_str(), "to": s.as_str()})),
             "priority": patch.priority.map(|p| serde_json::json!({"from": before.priority.as_str(), "to": p.as_str()})),
             "assignee_id": patch.assignee_id.map(|a| serde_json::json!({"from": before.assignee.as_ref().map(|r| r.id), "to": a})),
-            "subject": patch.subject,
+            "subject_changed": patch.subject.is_some(),
         });
         record(&mut tx, workspace, "ticket.updated", actor, before.conversation_id, &data).await?;
         tx.commit().await?;

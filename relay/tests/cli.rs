@@ -140,7 +140,7 @@ async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
         .env_remove("KEFU_CONFIG")
         .env("HOME", home.path())
         .env("XDG_DATA_HOME", &data_home);
-    let (mut child, addr, widget_key) = start_serving(serve).await;
+    let (mut child, addr, widget_key, _) = start_serving(serve.env("KEFU_LOG", "warn")).await;
     let database = data_home.join("kefu").join("kefu.db");
     assert!(database.exists(), "database in the platform data dir: {}", database.display());
 
@@ -167,26 +167,36 @@ async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
 }
 
 /// Starts `serve` (already given its arguments) and reads its address and widget key from
-/// standard error.
-async fn start_serving(mut serve: tokio::process::Command) -> (tokio::process::Child, String, String) {
-    let mut child = serve.env("KEFU_LOG", "warn").stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
+/// standard error; the lines after them keep coming on the returned channel.
+async fn start_serving(
+    serve: &mut tokio::process::Command,
+) -> (tokio::process::Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = serve.stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap();
     let stderr = child.stderr.take().unwrap().into_owned_fd().unwrap();
-    let (addr, widget_key) = tokio::task::spawn_blocking(move || {
-        let mut addr = None;
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         for line in BufReader::new(std::fs::File::from(stderr)).lines() {
-            let line = line.unwrap();
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (addr, widget_key, lines) = tokio::task::spawn_blocking(move || {
+        let mut addr = None;
+        for line in lines.iter() {
             if let Some(rest) = line.strip_prefix("kefu relay on http://") {
                 addr = rest.split_whitespace().next().map(str::to_string);
             }
             if let Some((_, key)) = line.split_once("widget key of workspace 'default': ") {
-                return (addr.expect("address printed first"), key.trim().to_string());
+                return (addr.expect("address printed first"), key.trim().to_string(), lines);
             }
         }
         panic!("the relay did not print its address and widget key");
     })
     .await
     .unwrap();
-    (child, addr, widget_key)
+    (child, addr, widget_key, lines)
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -240,7 +250,7 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_message() {
     let (live, restored) = (dir.path().join("live"), dir.path().join("restored"));
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
     serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&live).env_remove("KEFU_CONFIG");
-    let (mut child, addr, widget_key) = start_serving(serve).await;
+    let (mut child, addr, widget_key, _) = start_serving(serve.env("KEFU_LOG", "warn")).await;
     let (mut ws, token) = customer(&addr, &widget_key).await;
     say_acked(&mut ws, 0..20).await;
     let upload = kefu_relay::tls::http_client().no_proxy().build().unwrap();
@@ -284,9 +294,46 @@ async fn a_backup_taken_while_serving_restores_every_acknowledged_message() {
     // A relay serves the restored data dir.
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
     serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&restored).env_remove("KEFU_CONFIG");
-    let (mut child, addr, _) = start_serving(serve).await;
+    let (mut child, addr, _, _) = start_serving(serve.env("KEFU_LOG", "warn")).await;
     let health: serde_json::Value =
         upload.get(format!("http://{addr}/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     child.kill().await.unwrap();
+}
+
+/// Logs never carry personal data in the clear: an e-mail at a refused login is masked.
+#[tokio::test]
+async fn logs_mask_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
+    serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).env_remove("KEFU_CONFIG");
+    let (mut child, addr, _, lines) = start_serving(serve.env("KEFU_LOG", "info")).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let login = serde_json::json!({"email": "zhang.sanfeng@example.com", "password": "not the password"});
+    let refused = http.post(format!("http://{addr}/api/v1/login")).json(&login).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(child.wait().await.unwrap().success());
+    let log: Vec<String> = lines.iter().collect();
+    let refusal = log.iter().find(|l| l.contains("login refused")).expect("the refusal is logged");
+    assert!(refusal.contains("z***@example.com"), "{refusal}");
+    assert!(log.iter().all(|l| !l.contains("zhang.sanfeng@example.com")), "{log:#?}");
+}
+
+#[test]
+fn contacts_are_exported_and_erased_only_when_asked_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(with_data_dir(dir.path()).args(["workspace", "show"]));
+    let unconfirmed = with_data_dir(dir.path()).args(["contact", "erase", "1"]).output().unwrap();
+    assert!(!unconfirmed.status.success());
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    let unknown = with_data_dir(dir.path()).args(["contact", "erase", "7", "--yes"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact 7"));
+    let out = dir.path().join("export");
+    let unknown = with_data_dir(dir.path()).args(["contact", "export", "7", "--to"]).arg(&out).output().unwrap();
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no contact 7"));
+    let added = run_ok(with_data_dir(dir.path()).args(["workspace", "add", "jewelry", "--name", "珠宝店"]));
+    assert!(added.contains("workspace jewelry added; widget key wk_"), "{added}");
+    let again = with_data_dir(dir.path()).args(["workspace", "add", "jewelry", "--name", "x"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }

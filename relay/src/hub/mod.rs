@@ -1083,7 +1083,9 @@ impl Hub {
             kind,
             actor_kind: "agent",
             actor_id: Some(agent.0),
-            data: serde_json::json!({ "resolution": resolution }),
+            // The resolution's words stay on the conversation (erasable); the
+            // append-only log holds no free text.
+            data: serde_json::json!({ "with_resolution": resolution.is_some() }),
         };
         self.commit_transition(conversation, next, resolution, None, None, event);
         self.route(Event::Released { conversation }, Some(conn));

@@ -272,9 +272,15 @@ impl Hub {
             AlertChange::Fired => "alert.fired",
             AlertChange::Resolved => "alert.resolved",
         };
-        tracing::info!(workspace = %self.workspace, alert = %alert.id, message = %alert.message, "{kind}");
-        let data =
-            serde_json::json!({ "id": alert.id, "kind": alerts::kind_name(alert.kind), "message": alert.message });
+        // The message names the customer: it goes to supervisors, not to logs or the
+        // append-only event log, which hold ids only.
+        tracing::info!(workspace = %self.workspace, alert = %alert.id, "{kind}");
+        let data = serde_json::json!({
+            "id": alert.id,
+            "kind": alerts::kind_name(alert.kind),
+            "group": alert.group,
+            "agent_id": alert.agent_id,
+        });
         self.journal.submit_from_hub(JournalOp::Log {
             workspace: self.workspace,
             conversation: alert.conversation_id,

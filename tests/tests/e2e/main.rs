@@ -9,6 +9,7 @@ mod crash;
 mod foundation;
 mod isolation;
 mod knowledge;
+mod privacy;
 mod reports;
 mod routing;
 mod security;
