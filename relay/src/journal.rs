@@ -505,6 +505,8 @@ impl Journal {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
         let mut touched: HashMap<ConversationId, bool> = HashMap::new();
+        // The event log's hash chain, read once per transaction (this is the only writer).
+        let mut chain = crate::audit::Chain::default();
         let mut next = 0;
         while next < batch.len() {
             // Messages in a row go in a few multi-row statements, not one each: every
@@ -527,7 +529,7 @@ impl Journal {
                         channel: *channel,
                         channel_id: *channel_id,
                     };
-                    let id = insert_conversation(&mut tx, opening, lifecycle, *route, now).await?;
+                    let id = insert_conversation(&mut tx, &mut chain, opening, lifecycle, *route, now).await?;
                     self.remember(id);
                     let cursor =
                         Cursor { workspace: *workspace, last_seq: 0, closed: false, via_channel: channel_id.is_some() };
@@ -549,7 +551,7 @@ impl Journal {
                     if let Some(route) = route {
                         update_route(&mut tx, *conversation, *route).await?;
                     }
-                    insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
+                    insert_event(&mut tx, &mut chain, *workspace, Some(*conversation), event, now).await?;
                     // A closed conversation takes no more messages. (A cursor not loaded
                     // yet is read from the database, which says closed from now on.)
                     if lifecycle.state == ConversationState::Closed
@@ -574,11 +576,11 @@ impl Journal {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    insert_event(&mut tx, *workspace, Some(*conversation), event, now).await?;
+                    insert_event(&mut tx, &mut chain, *workspace, Some(*conversation), event, now).await?;
                     Outcome::Hub(Committed::Recorded { conversation: *conversation, kind: event.kind })
                 }
                 JournalOp::Log { workspace, conversation, event } => {
-                    insert_event(&mut tx, *workspace, *conversation, event, now).await?;
+                    insert_event(&mut tx, &mut chain, *workspace, *conversation, event, now).await?;
                     Outcome::Skipped
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
@@ -1011,6 +1013,7 @@ async fn insert_contact(tx: &mut SqliteConnection, c: &NewContact, now: UnixMill
 
 async fn insert_conversation(
     tx: &mut SqliteConnection,
+    chain: &mut crate::audit::Chain,
     opening: Opening,
     life: &Lifecycle,
     route: RouteFields,
@@ -1041,7 +1044,7 @@ async fn insert_conversation(
         actor_id: Some(contact.0),
         data: serde_json::json!({ "channel": channel.as_str(), "channel_id": channel_id, "state": life.state.as_str() }),
     };
-    insert_event(tx, workspace, Some(ConversationId(id)), &event, now).await?;
+    insert_event(tx, chain, workspace, Some(ConversationId(id)), &event, now).await?;
     Ok(ConversationId(id))
 }
 
@@ -1085,24 +1088,23 @@ async fn update_route(tx: &mut SqliteConnection, conversation: ConversationId, r
 
 async fn insert_event(
     tx: &mut SqliteConnection,
+    chain: &mut crate::audit::Chain,
     workspace: WorkspaceId,
     conversation: Option<ConversationId>,
     event: &EventRecord,
     now: UnixMillis,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace.0)
-    .bind(now)
-    .bind(event.kind)
-    .bind(event.actor_kind)
-    .bind(event.actor_id)
-    .bind(conversation.map(|c| c.0))
-    .bind(event.data.to_string())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let data = event.data.to_string();
+    let entry = crate::audit::Entry {
+        workspace,
+        at: now,
+        kind: event.kind,
+        actor_kind: event.actor_kind,
+        actor_id: event.actor_id,
+        conversation,
+        data: &data,
+    };
+    chain.append(tx, entry).await
 }
 
 #[cfg(test)]

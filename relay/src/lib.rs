@@ -37,6 +37,7 @@ pub mod admin;
 pub mod alert_hook;
 pub mod alerts;
 pub mod attachments;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod bot;

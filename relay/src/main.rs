@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// Check the event log's hash chain and print its head.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// A customer's data on request: export it, or erase it.
     Contact {
         #[command(subcommand)]
@@ -315,6 +320,13 @@ enum ChannelCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the whole event log; exit 1 at the first entry that was changed, inserted or
+    /// removed.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum ContactCommand {
     /// Write everything stored about a contact to DIR: contact.json and its files.
     Export {
@@ -444,6 +456,22 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Contact { command } => contact(config, command).await,
+            Command::Audit { command: AuditCommand::Verify } => {
+                let store = Store::open(&config.data_dir).await?;
+                let found = store.verify_audit().await?;
+                store.close().await;
+                if let Some(id) = found.broken_at {
+                    bail!(
+                        "the event log was tampered with at entry {id} ({} entries before it are intact)",
+                        found.intact
+                    );
+                }
+                println!("{} entries intact ({} from before the chain)", found.intact, found.unchained);
+                if let Some((id, hash)) = found.head {
+                    println!("head: entry {id}, hash {hash} (keep it elsewhere to detect truncation)");
+                }
+                Ok(())
+            }
             Command::Workspace { command: WorkspaceCommand::Add { slug, name } } => {
                 let store = Store::open(&config.data_dir).await?;
                 let workspace = admin::add_workspace(&store, &slug, &name).await?;

@@ -1277,19 +1277,9 @@ pub(crate) async fn insert_event(
     conversation: Option<ConversationId>,
     data: &serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace.0)
-    .bind(now_ms())
-    .bind(kind)
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(conversation.map(|c| c.0))
-    .bind(data.to_string())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let data = data.to_string();
+    let entry = crate::audit::Entry { workspace, at: now_ms(), kind, actor_kind, actor_id, conversation, data: &data };
+    crate::audit::Chain::default().append(conn, entry).await
 }
 
 fn article_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Article> {

@@ -337,3 +337,24 @@ fn contacts_are_exported_and_erased_only_when_asked_plainly() {
     let again = with_data_dir(dir.path()).args(["workspace", "add", "jewelry", "--name", "x"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn the_audit_chain_is_verified_and_tampering_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(with_data_dir(dir.path()).args(["agent", "add", "--email", "li@shop.example", "--name", "Li"]));
+    run_ok(with_data_dir(dir.path()).args(["group", "add", "presales"]));
+    let fine = run_ok(with_data_dir(dir.path()).args(["audit", "verify"]));
+    assert!(fine.contains("2 entries intact") && fine.contains("head: entry 2"), "{fine}");
+    // Someone edits the file behind the relay's back.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("kefu.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("DROP TRIGGER events_no_update").execute(&pool).await.unwrap();
+        sqlx::query("UPDATE events SET data = '{}' WHERE id = 1").execute(&pool).await.unwrap();
+        pool.close().await;
+    });
+    let broken = with_data_dir(dir.path()).args(["audit", "verify"]).output().unwrap();
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("tampered with at entry 1"));
+}
