@@ -4,7 +4,9 @@
 //! relay recognises a short allow-list of types from their leading bytes (an allow-list
 //! of six signatures needs no sniffing library) and refuses everything else, so a file
 //! is never served as a type it is not. Files live under `<data dir>/attachments/`,
-//! named by a random id the relay makes, so no client string ever becomes a path.
+//! named by a random id the relay makes, so no client string ever becomes a path. With
+//! encryption on, a file holds its bytes sealed under the active key
+//! ([`crate::crypto::Keyring::seal_file`]); [`read`] opens it.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::crypto::Keyring;
 use crate::error::Result;
 
 /// The types accepted, by their leading bytes.
@@ -77,17 +80,41 @@ pub fn is_id(id: &str) -> bool {
         && id[4..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Writes the bytes durably (fsync'd) before the upload is acknowledged; returns their
-/// SHA-256.
-pub async fn store(data_dir: &Path, id: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+/// Writes the bytes (sealed when `keyring` is on) durably (fsync'd) before the upload is
+/// acknowledged; returns the SHA-256 of the file as written, so the database holds no
+/// digest of a sealed file's content.
+pub async fn store(data_dir: &Path, id: &str, bytes: &[u8], keyring: &Keyring) -> Result<Vec<u8>> {
     let path = path_of(data_dir, id);
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }
+    let stored = keyring.seal_file(id, bytes);
     let mut file = tokio::fs::File::create(&path).await?;
-    file.write_all(bytes).await?;
+    file.write_all(&stored).await?;
     file.sync_all().await?;
-    Ok(Sha256::digest(bytes).to_vec())
+    Ok(Sha256::digest(&stored).to_vec())
+}
+
+/// An attachment's bytes as uploaded (opened when sealed).
+pub async fn read(data_dir: &Path, id: &str, keyring: &Keyring) -> Result<Vec<u8>> {
+    let stored = tokio::fs::read(path_of(data_dir, id)).await?;
+    keyring.open_file(id, stored)
+}
+
+/// Replaces an attachment file's stored bytes whole (key rotation): written beside it,
+/// fsync'd, then renamed over it, so a reader sees the old file or the new one, never a
+/// part. Returns the SHA-256 of the new file.
+pub async fn replace(data_dir: &Path, id: &str, stored: &[u8]) -> Result<Vec<u8>> {
+    let path = path_of(data_dir, id);
+    let staged = path.with_extension("rekeying");
+    let mut file = tokio::fs::File::create(&staged).await?;
+    file.write_all(stored).await?;
+    file.sync_all().await?;
+    tokio::fs::rename(&staged, &path).await?;
+    if let Some(dir) = path.parent() {
+        tokio::fs::File::open(dir).await?.sync_all().await?;
+    }
+    Ok(Sha256::digest(stored).to_vec())
 }
 
 #[cfg(test)]

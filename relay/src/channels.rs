@@ -22,6 +22,7 @@ use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixM
 use serde_json::Value;
 use sqlx::Row;
 
+use crate::crypto::{Field, Keyring};
 use crate::error::{Error, Result};
 use crate::routing::GroupId;
 use crate::store::Store;
@@ -351,7 +352,10 @@ fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ChannelRecord> {
     })
 }
 
-fn outbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<(OutboundMessage, u32, Option<String>, Option<String>)> {
+fn outbound_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+    keyring: &Keyring,
+) -> Result<(OutboundMessage, u32, Option<String>, Option<String>)> {
     let channel_id: i64 = r.get("channel_id");
     let kind: &str = r.get("kind");
     let external: Option<String> = r.get("customer_external");
@@ -385,7 +389,7 @@ fn outbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<(OutboundMessage, u3
         conversation_id: ConversationId(r.get("conversation_id")),
         seq: r.get::<i64, _>("seq") as Seq,
         author: Author { kind: author_kind, id: r.get("author_id"), name: r.get("agent_name") },
-        body: r.get("body"),
+        body: keyring.open(Field::MessageBody, r.get("body"))?,
         format: BodyFormat::from_stored(r.get::<&str, _>("format")),
         attachments,
         at: r.get("created_at"),
@@ -581,11 +585,15 @@ impl Store {
         .bind(external_id)
         .fetch_optional(&self.writer)
         .await?;
-        Ok(row.map(|r| ContactView {
-            id: ContactId(r.get("id")),
-            name: r.get("name"),
-            vip: r.get::<i64, _>("vip") != 0,
-        }))
+        let keyring = self.keys.current();
+        row.map(|r| {
+            Ok(ContactView {
+                id: ContactId(r.get("id")),
+                name: keyring.open_opt(Field::ContactName, r.get("name"))?,
+                vip: r.get::<i64, _>("vip") != 0,
+            })
+        })
+        .transpose()
     }
 
     /// The contact known by this identity, created (with a name, if given) when there is
@@ -600,7 +608,7 @@ impl Store {
         if let Some(contact) = self.contact_by_identity(workspace, kind, external_id).await? {
             if let (Some(name), None) = (name, &contact.name) {
                 sqlx::query("UPDATE contacts SET name = ? WHERE id = ? AND name IS NULL")
-                    .bind(name)
+                    .bind(self.keys.current().seal(Field::ContactName, name))
                     .bind(contact.id.0)
                     .execute(&self.writer)
                     .await?;
@@ -612,7 +620,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let id = sqlx::query("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")
             .bind(workspace.0)
-            .bind(name)
+            .bind(self.keys.current().seal_opt(Field::ContactName, name))
             .bind(now)
             .execute(&mut *tx)
             .await?
@@ -807,9 +815,10 @@ impl Store {
              ORDER BY o.id LIMIT ?"
         );
         let rows = sqlx::query(sql).bind(now).bind(limit as i64).fetch_all(&self.reader).await?;
+        let keyring = self.keys.current();
         let mut due = Vec::with_capacity(rows.len());
         for r in &rows {
-            let (message, attempts, url, secret) = outbound_from_row(r)?;
+            let (message, attempts, url, secret) = outbound_from_row(r, &keyring)?;
             if let (Some(url), Some(secret)) = (url, secret) {
                 due.push(DueDelivery { message, attempts, url, secret });
             }
@@ -859,7 +868,8 @@ impl Store {
     pub async fn outbound_page(&self, channel: i64, after: i64, limit: u32) -> Result<Vec<OutboundMessage>> {
         let sql = select_outbound!("WHERE o.channel_id = ? AND o.id > ? ORDER BY o.id LIMIT ?");
         let rows = sqlx::query(sql).bind(channel).bind(after).bind(limit as i64).fetch_all(&self.reader).await?;
-        rows.iter().map(|r| outbound_from_row(r).map(|(m, ..)| m)).collect()
+        let keyring = self.keys.current();
+        rows.iter().map(|r| outbound_from_row(r, &keyring).map(|(m, ..)| m)).collect()
     }
 
     /// A channel's deliveries, newest first, optionally in one state.

@@ -38,6 +38,22 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Built-in TLS on the main address.
     pub tls: TlsConfig,
+    /// Encryption at rest.
+    pub encryption: EncryptionConfig,
+}
+
+/// Encryption at rest (`docs/security.md`, "Encryption at rest"): the keys come from a key
+/// file or from `KEFU_KEYS`, never from this file or the database; with neither,
+/// encryption is off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Lines of `<key id> <base64 key>`, the last one active; mode 600. Re-read on SIGHUP
+    /// and when it changes.
+    pub key_file: Option<PathBuf>,
+    /// The keys from `KEFU_KEYS` (set by the command line, never read from TOML).
+    #[serde(skip)]
+    pub keys: Option<crate::crypto::KeyText>,
 }
 
 /// Built-in TLS: with both files set, the main address serves HTTPS and WSS only (TLS 1.3,
@@ -375,6 +391,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
+            encryption: EncryptionConfig::default(),
         }
     }
 }

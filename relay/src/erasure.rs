@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::clock::now_ms;
+use crate::crypto::Field;
 use crate::error::{Error, Result};
 use crate::privacy::mask;
 use crate::store::Store;
@@ -42,6 +43,7 @@ impl Store {
     /// Everything stored about a contact of `workspace`, as JSON; recorded as
     /// `contact.exported`.
     pub async fn export_contact(&self, workspace: WorkspaceId, contact: ContactId, actor: &str) -> Result<Value> {
+        let keyring = self.keys.current();
         let row = sqlx::query("SELECT id, name, vip, created_at FROM contacts WHERE id = ? AND workspace_id = ?")
             .bind(contact.0)
             .bind(workspace.0)
@@ -50,7 +52,7 @@ impl Store {
             .ok_or_else(|| Error::refused(ErrorCode::NotFound, format!("no contact {contact}")))?;
         let person = json!({
             "id": row.get::<i64, _>("id"),
-            "name": row.get::<Option<String>, _>("name"),
+            "name": keyring.open_opt(Field::ContactName, row.get("name"))?,
             "vip": row.get::<i64, _>("vip") != 0,
             "created_at": row.get::<i64, _>("created_at"),
         });
@@ -89,19 +91,19 @@ impl Store {
             .await?
             .iter()
             .map(|m| {
-                json!({
+                Ok(json!({
                     "seq": m.get::<i64, _>("seq"),
                     "author": m.get::<String, _>("author_kind"),
                     "author_id": m.get::<Option<i64>, _>("author_id"),
-                    "body": m.get::<String, _>("body"),
+                    "body": keyring.open(Field::MessageBody, m.get("body"))?,
                     "format": m.get::<String, _>("format"),
                     "at": m.get::<i64, _>("created_at"),
                     "internal": m.get::<i64, _>("internal") != 0,
                     "attachments": m.get::<Option<String>, _>("attachments")
                         .and_then(|a| serde_json::from_str::<Value>(&a).ok()),
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_>>()?;
             conversations.push(json!({
                 "id": id,
                 "state": c.get::<String, _>("state"),
@@ -132,17 +134,17 @@ impl Store {
                     .await?
                     .iter()
                     .map(|n| {
-                        json!({
+                        Ok(json!({
                             "author": n.get::<String, _>("author_kind"),
-                            "body": n.get::<String, _>("body"),
+                            "body": keyring.open(Field::TicketNote, n.get("body"))?,
                             "at": n.get::<i64, _>("created_at"),
-                        })
+                        }))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
             tickets.push(json!({
                 "id": id,
-                "subject": t.get::<String, _>("subject"),
-                "description": t.get::<String, _>("description"),
+                "subject": keyring.open(Field::TicketSubject, t.get("subject"))?,
+                "description": keyring.open(Field::TicketDescription, t.get("description"))?,
                 "status": t.get::<String, _>("status"),
                 "created_at": t.get::<i64, _>("created_at"),
                 "notes": notes,
@@ -156,14 +158,14 @@ impl Store {
         .await?
         .iter()
         .map(|r| {
-            json!({
+            Ok(json!({
                 "conversation_id": r.get::<i64, _>("conversation_id"),
                 "score": r.get::<i64, _>("score"),
-                "comment": r.get::<Option<String>, _>("comment"),
+                "comment": keyring.open_opt(Field::RatingComment, r.get("comment"))?,
                 "at": r.get::<i64, _>("created_at"),
-            })
+            }))
         })
-        .collect();
+        .collect::<Result<_>>()?;
         let attachments: Vec<Value> = sqlx::query(
             "SELECT a.id, a.conversation_id, a.uploader_kind, a.name, a.content_type, a.size FROM attachments a
              JOIN conversations c ON c.id = a.conversation_id WHERE c.contact_id = ? ORDER BY a.created_at",
@@ -205,6 +207,7 @@ impl Store {
         data_dir: &Path,
         actor: &str,
     ) -> Result<Erased> {
+        let keyring = self.keys.current();
         let mut conn = self.writer.acquire().await?;
         sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -251,10 +254,15 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             for m in rows {
-                let body: String = m.get("body");
-                let new_body = if m.get::<&str, _>("author_kind") == "customer" { ERASED.into() } else { mask(&body) };
+                // Staff's words are masked as text, then sealed again.
+                let new_body = if m.get::<&str, _>("author_kind") == "customer" {
+                    keyring.seal(Field::MessageBody, ERASED).into_owned()
+                } else {
+                    let body = keyring.open(Field::MessageBody, m.get("body"))?;
+                    keyring.seal(Field::MessageBody, &mask(&body)).into_owned()
+                };
                 sqlx::query("UPDATE messages SET body = ?, attachments = NULL WHERE conversation_id = ? AND seq = ?")
-                    .bind(new_body.as_ref())
+                    .bind(new_body)
                     .bind(conversation)
                     .bind(m.get::<i64, _>("seq"))
                     .execute(&mut *tx)
@@ -293,8 +301,8 @@ impl Store {
         .await?;
         for ticket in &tickets {
             sqlx::query("UPDATE tickets SET subject = ?, description = ? WHERE id = ?")
-                .bind(ERASED)
-                .bind(ERASED)
+                .bind(keyring.seal(Field::TicketSubject, ERASED))
+                .bind(keyring.seal(Field::TicketDescription, ERASED))
                 .bind(ticket)
                 .execute(&mut *tx)
                 .await?;
@@ -303,8 +311,9 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             for note in notes {
+                let body = keyring.open(Field::TicketNote, note.get("body"))?;
                 sqlx::query("UPDATE ticket_notes SET body = ? WHERE id = ?")
-                    .bind(mask(note.get::<&str, _>("body")).as_ref())
+                    .bind(keyring.seal(Field::TicketNote, &mask(&body)).into_owned())
                     .bind(note.get::<i64, _>("id"))
                     .execute(&mut *tx)
                     .await?;

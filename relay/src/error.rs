@@ -27,6 +27,10 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// A stored value or file did not decrypt: its key is missing from the keyring, or it
+    /// was damaged or moved.
+    #[error("encryption: {0}")]
+    Encryption(String),
     /// An internal invariant broke (a task stopped, a channel closed).
     #[error("internal: {0}")]
     Internal(String),

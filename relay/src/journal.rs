@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::conversation::Lifecycle;
+use crate::crypto::{Field, Keyring, Keys};
 use crate::error::{Error, Result};
 use crate::hub::{ConnId, Hubs};
 use crate::routing::{GroupId, Priority};
@@ -365,6 +366,10 @@ struct Cursor {
 /// The journal task's state.
 struct Journal {
     pool: SqlitePool,
+    /// Seals message bodies and contacts' names before they are bound.
+    keys: Keys,
+    /// The keyring of the batch being written: taken once per transaction, not per value.
+    keyring: Arc<Keyring>,
     clock: Clock,
     hubs: Arc<Hubs>,
     max_batch: usize,
@@ -380,7 +385,7 @@ struct Journal {
 
 /// Starts the journal task.
 pub fn spawn(
-    pool: SqlitePool,
+    store: &crate::store::Store,
     clock: Clock,
     hubs: Arc<Hubs>,
     outbox: Arc<tokio::sync::Notify>,
@@ -392,7 +397,9 @@ pub fn spawn(
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
     let journal = Journal {
-        pool,
+        pool: store.writer.clone(),
+        keyring: store.keys().current(),
+        keys: store.keys().clone(),
         clock,
         hubs,
         max_batch,
@@ -501,6 +508,7 @@ impl Journal {
         let now = self.clock.now_ms();
         self.before.clear();
         self.outbox_due = false;
+        self.keyring = self.keys.current();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations whose last_seq moved, and whether an agent replied in them.
@@ -521,7 +529,9 @@ impl Journal {
             let op = &batch[next];
             next += 1;
             let outcome = match op {
-                JournalOp::CreateContact(contact, _) => Outcome::Contact(insert_contact(&mut tx, contact, now).await?),
+                JournalOp::CreateContact(contact, _) => {
+                    Outcome::Contact(insert_contact(&mut tx, &self.keyring, contact, now).await?)
+                }
                 JournalOp::OpenConversation { workspace, contact, channel, channel_id, lifecycle, route, request } => {
                     let opening = Opening {
                         workspace: *workspace,
@@ -695,13 +705,19 @@ impl Journal {
             }
         }
         if seqs.len() == run.len() {
+            // Sealed before the statement is built, so no lock or key is held across it.
+            let keyring = self.keyring.clone();
+            let bodies: Vec<std::borrow::Cow<'_, str>> = run
+                .iter()
+                .map(|op| keyring.seal(Field::MessageBody, &op.message().expect("a run of messages").body))
+                .collect();
             sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
             let mut all_stored = true;
             let mut start = 0;
             while start < run.len() && all_stored {
                 let rows = chunk_rows(run.len() - start);
                 let mut insert = sqlx::query(statements().insert_messages[chunk_index(rows)]);
-                for (op, seq) in run[start..start + rows].iter().zip(&seqs[start..]) {
+                for ((op, seq), body) in run[start..start + rows].iter().zip(&seqs[start..]).zip(&bodies[start..]) {
                     let m = op.message().expect("a run of messages");
                     insert = insert
                         .bind(m.conversation.0)
@@ -710,7 +726,7 @@ impl Journal {
                         .bind(m.author.as_str())
                         .bind(m.author_id)
                         .bind(m.client_msg_id.as_deref())
-                        .bind(&m.body)
+                        .bind(body.as_ref())
                         .bind(m.format.as_str())
                         .bind(now)
                         .bind(m.internal)
@@ -797,7 +813,7 @@ impl Journal {
                 .bind(m.author.as_str())
                 .bind(m.author_id)
                 .bind(m.client_msg_id.as_deref())
-                .bind(&m.body)
+                .bind(self.keyring.seal(Field::MessageBody, &m.body))
                 .bind(m.format.as_str())
                 .bind(now)
                 .bind(m.internal)
@@ -983,10 +999,15 @@ struct Opening {
     channel_id: Option<i64>,
 }
 
-async fn insert_contact(tx: &mut SqliteConnection, c: &NewContact, now: UnixMillis) -> Result<ContactId> {
+async fn insert_contact(
+    tx: &mut SqliteConnection,
+    keyring: &Keyring,
+    c: &NewContact,
+    now: UnixMillis,
+) -> Result<ContactId> {
     let id = sqlx::query("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")
         .bind(c.workspace.0)
-        .bind(c.name.as_deref())
+        .bind(keyring.seal_opt(Field::ContactName, c.name.as_deref()))
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -1117,6 +1138,8 @@ mod tests {
     fn journal(store: &Store) -> Journal {
         Journal {
             pool: store.writer.clone(),
+            keys: store.keys.clone(),
+            keyring: store.keys.current(),
             clock: Clock::System,
             hubs: Arc::new(Hubs::default()),
             max_batch: 4096,
@@ -1166,6 +1189,7 @@ mod tests {
         let mut journal = journal(&store);
         let contact = insert_contact(
             &mut store.writer.acquire().await.unwrap(),
+            &Keyring::off(),
             &NewContact {
                 workspace,
                 name: None,

@@ -27,6 +27,8 @@
 //! - [`metrics`]: the pure report figures; [`reports`]: the facts they are computed from.
 //! - [`clock`]: the system clock or a manual one for tests.
 //! - [`tls`]: built-in TLS: the reloadable certificate and the listener that serves it.
+//! - [`crypto`]: encryption at rest: the keyring, sealed values and files;
+//!   [`rotation`]: re-sealing under a new key while the relay serves, and key status.
 //! - [`error`]: the crate's error type.
 //!
 //! ## Data flow of a message
@@ -45,6 +47,7 @@ pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod conversation;
+pub mod crypto;
 pub mod erasure;
 pub mod error;
 pub mod evaluation;
@@ -60,6 +63,7 @@ pub mod outside;
 pub mod permissions;
 pub mod privacy;
 pub mod reports;
+pub mod rotation;
 pub mod routing;
 pub mod session;
 pub mod store;
@@ -193,13 +197,25 @@ pub async fn run_with_clock(
         Some((cert_file, key_file)) => Some(tls::ServerCertificate::load(cert_file, key_file)?),
         None => None,
     };
-    let store = Store::open(&config.data_dir).await?;
+    let keys = crypto::Keys::load(config.encryption.key_file.as_deref(), config.encryption.keys.as_ref())?;
+    match keys.current().active_id() {
+        Some(active) => tracing::info!(
+            active_key = active,
+            keys = keys.current().ids().count(),
+            source = ?keys.source(),
+            "encryption at rest on: messages, names, tickets, rating comments and files are sealed"
+        ),
+        None => tracing::warn!(
+            "encryption at rest is off: messages, names and files are stored in plaintext (see [encryption] in README.md)"
+        ),
+    }
+    let store = Store::open_with_keys(&config.data_dir, keys).await?;
     let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let telemetry = Arc::new(telemetry::Telemetry::new());
     let journal = journal::spawn(
-        store.writer.clone(),
+        &store,
         clock.clone(),
         hubs.clone(),
         outbox_wake.clone(),
@@ -286,6 +302,10 @@ pub async fn run_with_clock(
     });
     relay.refresh_customer_access().await?;
     let upkeep = tokio::spawn(upkeep(relay.clone()));
+    let key_reloads = match store.keys().source() {
+        crypto::KeySource::File(_) => Some(tokio::spawn(crypto::reload_on_hangup(store.keys().clone()))),
+        _ => None,
+    };
     let outbox = outbox::Outbox {
         store: store.clone(),
         config: relay.config.channels.clone(),
@@ -344,6 +364,9 @@ pub async fn run_with_clock(
     relay.tasks.close();
     relay.tasks.wait().await;
     upkeep.abort();
+    if let Some(reloads) = key_reloads {
+        reloads.abort();
+    }
     // Pushes in flight finish (each within its timeout) so an acknowledged delivery is
     // recorded as such.
     outbox_stop.cancel();
@@ -382,6 +405,8 @@ async fn upkeep(relay: Arc<RelayState>) {
         if let Err(e) = relay.refresh_customer_access().await {
             tracing::warn!(error = %e, "widget keys and allowed origins refresh failed");
         }
+        // A key file edited for a rotation takes effect without a signal too.
+        crypto::reload_and_log(relay.store.keys(), "the key file changed");
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();
             relay.lockout.shrink(clock::now_ms());

@@ -80,6 +80,12 @@ enum Command {
         /// The new backup file.
         file: PathBuf,
     },
+    /// Encryption at rest: make a key, re-seal everything under the active key while the
+    /// relay serves, or count what each key still seals.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Put a backup in place as the data dir's database (stop the relay first).
     Restore {
         /// The backup file.
@@ -327,6 +333,23 @@ enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new key line ("<id> <base64 key>") to append to the key file, where the
+    /// last line is the active key.
+    Generate {
+        /// The key's id: letters, digits, '-', '_', '.' [default: today's date, e.g. 2026-06-01].
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Re-seal every value and file that is not under the active key (plaintext too), in
+    /// small batches, while the relay serves. Add the new key last in the key file and let
+    /// the relay reload it (SIGHUP, or within 5 s) first.
+    Rotate,
+    /// Count the values and files each key seals; a key with none left may be removed.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum ContactCommand {
     /// Write everything stored about a contact to DIR: contact.json and its files.
     Export {
@@ -395,6 +418,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    // Keys in the environment, never on the command line (where `ps` shows them).
+    if let Ok(keys) = std::env::var(kefu_relay::crypto::KEYS_VARIABLE) {
+        config.encryption.keys = Some(kefu_relay::crypto::KeyText(keys));
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
@@ -456,6 +483,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Contact { command } => contact(config, command).await,
+            Command::Keys { command } => keys(config, command).await,
             Command::Audit { command: AuditCommand::Verify } => {
                 let store = Store::open(&config.data_dir).await?;
                 let found = store.verify_audit().await?;
@@ -494,8 +522,82 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// The database with the keys of `[encryption]`, for commands that read or write what they
+/// seal.
+async fn open_with_keys(config: &Config) -> anyhow::Result<Store> {
+    let keys = kefu_relay::crypto::Keys::load(config.encryption.key_file.as_deref(), config.encryption.keys.as_ref())?;
+    Ok(Store::open_with_keys(&config.data_dir, keys).await?)
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::Generate { id } = command {
+        let id = id.unwrap_or_else(|| chrono::Local::now().format("%Y-%m-%d").to_string());
+        println!("{}", kefu_relay::crypto::generate_key_line(&id)?);
+        eprintln!("append it as the last line of the key file (mode 600): it becomes the active key");
+        return Ok(());
+    }
+    let store = open_with_keys(&config).await?;
+    let print = |status: &kefu_relay::rotation::KeyStatus| {
+        let name = |key: &Option<String>| key.clone().unwrap_or_else(|| "plaintext".into());
+        for (field, by_key) in &status.columns {
+            let counts: Vec<String> = by_key.iter().map(|(key, n)| format!("{} {n}", name(key))).collect();
+            println!("{:<20} {}", field.column(), if counts.is_empty() { "empty".into() } else { counts.join(", ") });
+        }
+        let files: Vec<String> = status.files.iter().map(|(key, n)| format!("{} {n}", name(key))).collect();
+        println!("{:<20} {}", "attachment files", if files.is_empty() { "none".into() } else { files.join(", ") });
+    };
+    match command {
+        KeysCommand::Generate { .. } => unreachable!("handled above"),
+        KeysCommand::Status => {
+            let keyring = store.keys().current();
+            match keyring.active_id() {
+                Some(active) => {
+                    println!("active key: {active} (keys: {})", keyring.ids().collect::<Vec<_>>().join(", "))
+                }
+                None => println!("encryption is off (no key file, no KEFU_KEYS)"),
+            }
+            let status = store.key_status(&config.data_dir).await?;
+            print(&status);
+            if let Some(active) = keyring.active_id() {
+                let unused: Vec<&str> = keyring
+                    .ids()
+                    .filter(|id| *id != active && !status.totals().contains_key(&Some(id.to_string())))
+                    .collect();
+                if !unused.is_empty() {
+                    println!(
+                        "seal nothing here any more: {} (backups made before the rotation still need them)",
+                        unused.join(", ")
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate => {
+            let rotated = store.rotate_keys(&config.data_dir).await?;
+            let values: u64 = rotated.values.iter().map(|(_, n)| n).sum();
+            println!("re-sealed {values} values and {} files under key {}", rotated.files, rotated.active);
+            print(&store.key_status(&config.data_dir).await?);
+            if rotated.failed > 0 {
+                store.close().await;
+                bail!(
+                    "{} values or files did not open and were left as they were; the first: {}",
+                    rotated.failed,
+                    rotated.first_failure.unwrap_or_default()
+                );
+            }
+            if rotated.left > 0 {
+                println!(
+                    "{} values are still under other keys: written by a relay that had not loaded key {} yet; reload it (SIGHUP) and run this again",
+                    rotated.left, rotated.active
+                );
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 async fn contact(config: Config, command: ContactCommand) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = open_with_keys(&config).await?;
     match command {
         ContactCommand::Export { id, to, workspace } => {
             let ws = admin::show_workspace(&store, &workspace).await?.id;
@@ -509,7 +611,8 @@ async fn contact(config: Config, command: ContactCommand) -> anyhow::Result<()> 
             for file in export["attachments"].as_array().into_iter().flatten() {
                 let Some(id) = file["id"].as_str().filter(|id| kefu_relay::attachments::is_id(id)) else { continue };
                 let name = kefu_relay::attachments::clean_name(file["name"].as_str().unwrap_or("file"));
-                std::fs::copy(kefu_relay::attachments::path_of(&config.data_dir, id), to.join(format!("{id}-{name}")))?;
+                let bytes = kefu_relay::attachments::read(&config.data_dir, id, &store.keys().current()).await?;
+                std::fs::write(to.join(format!("{id}-{name}")), bytes)?;
                 files += 1;
             }
             println!("contact {id} exported to {} (contact.json and {files} files)", to.display());

@@ -21,6 +21,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::clock::now_ms;
+use crate::crypto::{Field, Keys};
 use crate::error::{Error, Result};
 use crate::routing::GroupId;
 
@@ -37,6 +38,8 @@ pub struct Store {
     pub(crate) writer: SqlitePool,
     /// Several connections for reads.
     pub(crate) reader: SqlitePool,
+    /// What seals and opens customers' words and files ([`crate::crypto`]).
+    pub(crate) keys: Keys,
 }
 
 /// A workspace as the relay needs it.
@@ -142,8 +145,14 @@ pub struct OpenConversationRecord {
 
 impl Store {
     /// Opens (creating if needed) the database in `data_dir`, applies migrations and makes
-    /// sure the default workspace exists.
+    /// sure the default workspace exists. Nothing is sealed; sealed values do not open
+    /// (see [`Store::open_with_keys`]).
     pub async fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with_keys(data_dir, Keys::off()).await
+    }
+
+    /// [`Store::open`], sealing what it writes and opening what it reads with `keys`.
+    pub async fn open_with_keys(data_dir: &Path, keys: Keys) -> Result<Store> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let options = SqliteConnectOptions::new()
@@ -159,9 +168,14 @@ impl Store {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        let store = Store { writer, reader };
+        let store = Store { writer, reader, keys };
         store.ensure_default_workspace().await?;
         Ok(store)
+    }
+
+    /// The keys values are sealed and opened with.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Closes both pools; the WAL is checkpointed when the last connection closes.
@@ -727,11 +741,15 @@ impl Store {
         .bind(workspace.0)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|r| ContactView {
-            id: ContactId(r.get("id")),
-            name: r.get("name"),
-            vip: r.get::<i64, _>("vip") != 0,
-        }))
+        let keys = self.keys.current();
+        row.map(|r| {
+            Ok(ContactView {
+                id: ContactId(r.get("id")),
+                name: keys.open_opt(Field::ContactName, r.get("name"))?,
+                vip: r.get::<i64, _>("vip") != 0,
+            })
+        })
+        .transpose()
     }
 
     // ---- conversations and messages ----------------------------------------------------
@@ -752,6 +770,7 @@ impl Store {
         .bind(workspace.0)
         .fetch_all(&self.writer)
         .await?;
+        let keys = self.keys.current();
         rows.iter()
             .map(|r| {
                 let assignee = r.get::<Option<i64>, _>("assignee_agent_id").map(|id| AgentRef {
@@ -765,7 +784,7 @@ impl Store {
                         channel: parse_column(r, "channel_kind")?,
                         contact: ContactView {
                             id: ContactId(r.get("contact_id")),
-                            name: r.get("contact_name"),
+                            name: keys.open_opt(Field::ContactName, r.get("contact_name"))?,
                             vip: r.get::<i64, _>("vip") != 0,
                         },
                         assignee,
@@ -802,7 +821,7 @@ impl Store {
             ($condition:literal, $order:literal) => {
                 concat!(
                     "SELECT m.seq, m.author_kind, m.author_id, m.client_msg_id, m.body, m.format, m.created_at, m.internal,
-                            m.attachments, CASE m.author_kind WHEN 'agent' THEN a.name WHEN 'customer' THEN c.name END AS author_name,
+                            m.attachments, a.name AS agent_name, c.name AS contact_name,
                             m.source, ch.kind AS via_kind, ch.name AS via_name
                      FROM messages m
                      LEFT JOIN agents a ON m.author_kind = 'agent' AND a.id = m.author_id
@@ -826,6 +845,7 @@ impl Store {
             MessageRange::After(seq) | MessageRange::Before(seq) => seq.min(i64::MAX as u64) as i64,
         };
         let rows = sqlx::query(sql).bind(conversation.0).bind(bound).bind(limit as i64).fetch_all(&self.reader).await?;
+        let keys = self.keys.current();
         let mut messages = rows
             .iter()
             .map(|r| {
@@ -841,9 +861,13 @@ impl Store {
                     author: Author {
                         kind: parse_column::<AuthorKind>(r, "author_kind")?,
                         id: r.get("author_id"),
-                        name: r.get("author_name"),
+                        // The joins match one of the two, by the author's kind.
+                        name: match r.get::<Option<String>, _>("agent_name") {
+                            Some(agent) => Some(agent),
+                            None => keys.open_opt(Field::ContactName, r.get("contact_name"))?,
+                        },
                     },
-                    body: r.get("body"),
+                    body: keys.open(Field::MessageBody, r.get("body"))?,
                     format: BodyFormat::from_stored(r.get::<&str, _>("format")),
                     client_msg_id: r.get("client_msg_id"),
                     at: r.get("created_at"),
@@ -939,7 +963,7 @@ impl Store {
         }
         Ok(Some(ContactDetails {
             id: contact,
-            name: row.get("name"),
+            name: self.keys.current().open_opt(Field::ContactName, row.get("name"))?,
             vip: row.get::<i64, _>("vip") != 0,
             customer_id,
             channels,
@@ -1204,7 +1228,7 @@ impl Store {
         .bind(contact.0)
         .bind(agent)
         .bind(score as i64)
-        .bind(comment)
+        .bind(self.keys.current().seal_opt(Field::RatingComment, comment))
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -1222,7 +1246,11 @@ impl Store {
             .bind(conversation.0)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row.map(|r| (r.get::<i64, _>("score").clamp(1, 5) as u8, r.get("comment"))))
+        let keys = self.keys.current();
+        row.map(|r| {
+            Ok((r.get::<i64, _>("score").clamp(1, 5) as u8, keys.open_opt(Field::RatingComment, r.get("comment"))?))
+        })
+        .transpose()
     }
 
     /// An uploaded file, by id.

@@ -11,6 +11,7 @@ use kefu_proto::{AgentId, ContactId, ConversationId, ErrorCode, WorkspaceId};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::clock::now_ms;
+use crate::crypto::{Field, Keyring};
 use crate::error::{Error, Result};
 use crate::routing::GroupId;
 use crate::store::Store;
@@ -125,8 +126,8 @@ impl Store {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(workspace.0)
-        .bind(&subject)
-        .bind(&draft.description)
+        .bind(self.keys.current().seal(Field::TicketSubject, &subject))
+        .bind(self.keys.current().seal(Field::TicketDescription, &draft.description))
         .bind(draft.priority.as_str())
         .bind(assignee.map(|a| a.0))
         .bind(draft.group)
@@ -157,7 +158,8 @@ impl Store {
             .bind(workspace.0)
             .fetch_optional(&self.reader)
             .await?;
-        row.as_ref().map(ticket_from_row).transpose()
+        let keyring = self.keys.current();
+        row.as_ref().map(|r| ticket_from_row(r, &keyring)).transpose()
     }
 
     /// Tickets of a workspace, newest change first, filtered.
@@ -183,7 +185,8 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(ticket_from_row).collect()
+        let keyring = self.keys.current();
+        rows.iter().map(|r| ticket_from_row(r, &keyring)).collect()
     }
 
     /// Changes a ticket; returns it as it now stands.
@@ -212,7 +215,7 @@ impl Store {
         .bind(patch.status.map(TicketStatus::as_str))
         .bind(patch.priority.map(TicketPriority::as_str))
         .bind(patch.assignee_id.map(|a| a.0))
-        .bind(subject)
+        .bind(self.keys.current().seal_opt(Field::TicketSubject, subject.as_deref()))
         .bind(now_ms())
         .bind(id)
         .bind(workspace.0)
@@ -243,7 +246,7 @@ impl Store {
         .bind(id)
         .bind(actor.kind())
         .bind(actor.id())
-        .bind(body)
+        .bind(self.keys.current().seal(Field::TicketNote, body))
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -265,8 +268,14 @@ impl Store {
         .fetch_all(&self.reader)
         .await?
         .iter()
-        .map(|r| TicketNote { author: r.get("name"), body: r.get("body"), at: r.get("created_at") })
-        .collect();
+        .map(|r| {
+            Ok(TicketNote {
+                author: r.get("name"),
+                body: self.keys.current().open(Field::TicketNote, r.get("body"))?,
+                at: r.get("created_at"),
+            })
+        })
+        .collect::<Result<_>>()?;
         let history = sqlx::query(
             "SELECT at, kind, actor_kind, actor_id, data FROM events
              WHERE workspace_id = ? AND kind LIKE 'ticket.%' AND json_extract(data, '$.ticket_id') = ? ORDER BY id",
@@ -293,12 +302,12 @@ const TICKET_SELECT: &str = "SELECT t.id, t.subject, t.description, t.status, t.
         t.created_at, t.updated_at
      FROM tickets t LEFT JOIN agents a ON a.id = t.assignee_agent_id LEFT JOIN groups g ON g.id = t.group_id";
 
-fn ticket_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TicketView> {
+fn ticket_from_row(r: &sqlx::sqlite::SqliteRow, keyring: &Keyring) -> Result<TicketView> {
     let parse = |column: &str| -> Result<String> { Ok(r.get::<String, _>(column)) };
     Ok(TicketView {
         id: r.get("id"),
-        subject: r.get("subject"),
-        description: r.get("description"),
+        subject: keyring.open(Field::TicketSubject, r.get("subject"))?,
+        description: keyring.open(Field::TicketDescription, r.get("description"))?,
         status: parse("status")?.parse().map_err(Error::Internal)?,
         priority: parse("priority")?.parse().map_err(Error::Internal)?,
         assignee: r.get::<Option<i64>, _>("assignee_agent_id").map(|id| AgentRef {

@@ -246,7 +246,7 @@ async fn save(
         ));
     };
     let id = attachments::new_id();
-    let sha256 = attachments::store(&relay.config.data_dir, &id, body).await?;
+    let sha256 = attachments::store(&relay.config.data_dir, &id, body, &relay.store.keys().current()).await?;
     let reference = AttachmentRef {
         id,
         name: attachments::clean_name(name.as_deref().unwrap_or("file")),
@@ -288,7 +288,7 @@ pub async fn download(
     if !allowed {
         return Err(not_found());
     }
-    let bytes = tokio::fs::read(attachments::path_of(&relay.config.data_dir, &id)).await?;
+    let bytes = attachments::read(&relay.config.data_dir, &id, &relay.store.keys().current()).await?;
     let reference = record.reference;
     let disposition = if reference.content_type.starts_with("image/") { "inline" } else { "attachment" };
     let encoded: String = reference
