@@ -109,12 +109,15 @@ pub struct RelaySpawn {
     pub outbound_queue: usize,
 }
 
-/// The relay's configuration for a benchmark: the per-connection frame rate and the
+/// The relay's configuration for a benchmark: the per-connection frame rate, the
+/// customers' limits per address and per shop (every client comes from 127.0.0.1) and the
 /// login rate raised (one connection carries a whole conversation's load), re-routing off
 /// (runs are shorter than its delay anyway), everything else as shipped.
 pub fn relay_config(outbound_queue: usize) -> String {
     format!(
-        "[limits]\nframes_per_second = 1000000\nframe_burst = 1000000\nmax_connections = 19000\noutbound_queue = {outbound_queue}\n\n\
+        "[limits]\nframes_per_second = 1000000\nframe_burst = 1000000\nmax_connections = 19000\noutbound_queue = {outbound_queue}\n\
+         customer_connections_per_ip = 1000000\ncustomer_connects_per_minute_per_ip = 1000000\n\
+         customer_messages_per_second_per_workspace = 1000000\n\n\
          [auth]\nlogins_per_minute_per_ip = 100000\nlogins_per_minute_per_email = 100000\n\n\
          [routing]\nreroute_unanswered_secs = 0\n"
     )

@@ -347,6 +347,13 @@ pub struct LimitsConfig {
     /// Frames queued for one connection before it counts as a slow consumer and is
     /// disconnected (it resumes on reconnect).
     pub outbound_queue: usize,
+    /// Customer connections open at once from one address.
+    pub customer_connections_per_ip: u32,
+    /// New customer connections a minute from one address.
+    pub customer_connects_per_minute_per_ip: u32,
+    /// Customers' messages a second into one workspace (all its widget keys and channels'
+    /// customers together).
+    pub customer_messages_per_second_per_workspace: u32,
 }
 
 /// Agent authentication settings.
@@ -404,6 +411,9 @@ impl Default for LimitsConfig {
             frame_burst: 200,
             hello_timeout_secs: 10,
             outbound_queue: 4096,
+            customer_connections_per_ip: 200,
+            customer_connects_per_minute_per_ip: 600,
+            customer_messages_per_second_per_workspace: 5000,
         }
     }
 }

@@ -35,6 +35,7 @@
 //! session (validate) → journal (batch, fsync, seq) → hub (ack to sender, deliver to the
 //! other side) → sessions (skip what the client already holds) → socket.
 
+pub mod abuse;
 pub mod admin;
 pub mod alert_hook;
 pub mod alerts;
@@ -113,6 +114,8 @@ pub struct RelayState {
     pub login_limiter: auth::LoginLimiter,
     /// Failed logins per e-mail, locking out with a back-off.
     pub lockout: auth::Lockout,
+    /// Customers' connections per address and messages per workspace.
+    pub customer_limits: abuse::CustomerLimits,
     /// One permit per WebSocket connection (`limits.max_connections`).
     pub connections: Arc<Semaphore>,
     /// Cancelled when the relay begins to shut down.
@@ -286,6 +289,7 @@ pub async fn run_with_clock(
             config.auth.lockout_first_secs as i64 * 1000,
             config.auth.lockout_max_secs as i64 * 1000,
         ),
+        customer_limits: abuse::CustomerLimits::new(&config.limits),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         config,
         store: store.clone(),
@@ -410,6 +414,7 @@ async fn upkeep(relay: Arc<RelayState>) {
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();
             relay.lockout.shrink(clock::now_ms());
+            relay.customer_limits.shrink();
         }
     }
 }

@@ -635,6 +635,9 @@ impl Connection {
                 if send.internal {
                     self.agent_only("a private note").map_err(|e| (e, id.clone()))?;
                 }
+                if let Identity::Customer { .. } = self.identity {
+                    self.relay.customer_limits.message(self.workspace).map_err(|e| (e, id.clone()))?;
+                }
                 let conversation = match send.conversation_id {
                     // A supervisor whispers: a note in a conversation they follow.
                     Some(c) if send.internal && self.observing.contains(&c) => c,

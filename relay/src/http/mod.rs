@@ -508,7 +508,16 @@ async fn ws_customer(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
-    upgrade_socket(relay, peer, upgrade, Side::Customer, origin)
+    // One address may not hold or open customer connections without bound.
+    let admitted = match relay.customer_limits.connect(peer.ip()) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let mut response = Error::Refused(refusal).into_response();
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return response;
+        }
+    };
+    upgrade_socket(relay, peer, upgrade, Side::Customer, origin, Some(admitted))
 }
 
 async fn ws_agent(
@@ -516,17 +525,18 @@ async fn ws_agent(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_socket(relay, peer, upgrade, Side::Agent, None)
+    upgrade_socket(relay, peer, upgrade, Side::Agent, None, None)
 }
 
-/// Upgrades to a WebSocket if a connection slot is free; the slot is held until the
-/// connection ends.
+/// Upgrades to a WebSocket if a connection slot is free; the slot (and a customer's place
+/// in their address's count) is held until the connection ends.
 fn upgrade_socket(
     relay: Arc<RelayState>,
     peer: SocketAddr,
     upgrade: WebSocketUpgrade,
     side: Side,
     origin: Option<String>,
+    admitted: Option<crate::abuse::OpenConnection>,
 ) -> Response {
     if relay.shutdown.is_cancelled() {
         return Error::Refused(ProtocolError::new(ErrorCode::Internal, "the relay is shutting down")).into_response();
@@ -550,6 +560,7 @@ fn upgrade_socket(
             tracker.track_future(async move {
                 session::serve(socket, side, relay, peer, origin).await;
                 drop(permit);
+                drop(admitted);
             })
         })
 }

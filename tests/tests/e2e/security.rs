@@ -151,3 +151,49 @@ async fn repeated_failed_logins_lock_the_email_out_with_a_clear_wait() -> Result
     assert_eq!(login("wang@shop.example", PASSWORD).await?.status(), 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn customers_are_limited_per_address_and_per_shop_with_clear_refusals() -> Result {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.customer_connections_per_ip = 2;
+        c.limits.customer_messages_per_second_per_workspace = 3;
+    })
+    .await?;
+    let first = relay.customer().await?;
+    let mut second = relay.customer().await?;
+    // A third connection from the same address is refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(relay.url("/ws/customer").replace("http", "ws")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default())?;
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("2 customer connections are open from your address"), "{message}");
+        }
+        other => anyhow::bail!("expected HTTP 429, got {other:?}"),
+    }
+    // Closing one makes room.
+    first.close().await?;
+    let _third = relay.customer().await?;
+
+    // Past the shop's message rate, messages are refused (and kept by nobody), not lost
+    // silently: the sender is told, names the message, and may send it again.
+    for i in 0..6 {
+        second.say(None, &format!("m{i}"), "hello").await?;
+    }
+    let mut acked = 0;
+    let mut limited = Vec::new();
+    while acked + limited.len() < 6 {
+        match second.recv().await? {
+            ServerFrame::Ack(_) => acked += 1,
+            ServerFrame::Error(e) => {
+                assert_eq!(e.code, ErrorCode::RateLimited);
+                assert!(e.message.contains("more than 3 customer messages a second"), "{}", e.message);
+                limited.push(e.client_msg_id.expect("the refused message is named"));
+            }
+            _ => {}
+        }
+    }
+    assert!(acked >= 3 && !limited.is_empty(), "{acked} acked, {limited:?} limited");
+    Ok(())
+}
