@@ -10,7 +10,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn relay() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-relay"));
-    command.env_remove("KEFU_CONFIG").env_remove("KEFU_DATA_DIR").env_remove("KEFU_LISTEN").env("KEFU_LOG", "warn");
+    command
+        .env_remove("KEFU_CONFIG")
+        .env_remove("KEFU_DATA_DIR")
+        .env_remove("KEFU_LISTEN")
+        .env_remove("KEFU_KEYS")
+        .env("KEFU_LOG", "warn");
     command
 }
 
@@ -357,4 +362,41 @@ fn the_audit_chain_is_verified_and_tampering_is_named() {
     let broken = with_data_dir(dir.path()).args(["audit", "verify"]).output().unwrap();
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("tampered with at entry 1"));
+}
+
+#[test]
+fn keys_are_generated_counted_and_rotated_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = run_ok(relay().args(["keys", "generate", "--id", "k1"]));
+    let line = line.trim();
+    assert!(line.starts_with("k1 ") && line.len() > 40, "{line}");
+
+    let status = run_ok(with_data_dir(dir.path()).args(["keys", "status"]));
+    assert!(status.contains("encryption is off"), "{status}");
+    let refused = with_data_dir(dir.path()).args(["keys", "rotate"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("encryption is off"));
+
+    let rotated = run_ok(with_data_dir(dir.path()).env("KEFU_KEYS", line).args(["keys", "rotate"]));
+    assert!(rotated.contains("under key k1") && rotated.contains("messages.body"), "{rotated}");
+    let status = run_ok(with_data_dir(dir.path()).env("KEFU_KEYS", line).args(["keys", "status"]));
+    assert!(status.contains("active key: k1"), "{status}");
+
+    // A key file others may read is refused, naming the file and the fix.
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{line}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, format!("[encryption]\nkey_file = {:?}\n", keys.display().to_string())).unwrap();
+        let refused = with_data_dir(dir.path()).arg("--config").arg(&config).args(["keys", "status"]).output().unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("chmod 600") && stderr.contains("keys"), "{stderr}");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let status = run_ok(with_data_dir(dir.path()).arg("--config").arg(&config).args(["keys", "status"]));
+        assert!(status.contains("active key: k1"), "{status}");
+    }
 }

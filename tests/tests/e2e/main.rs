@@ -6,6 +6,7 @@ mod bot;
 mod channel_api;
 mod channels;
 mod crash;
+mod encryption;
 mod foundation;
 mod isolation;
 mod knowledge;
