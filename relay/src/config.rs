@@ -354,6 +354,8 @@ pub struct LimitsConfig {
     /// Customers' messages a second into one workspace (all its widget keys and channels'
     /// customers together).
     pub customer_messages_per_second_per_workspace: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (exact addresses).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Agent authentication settings.
@@ -414,6 +416,7 @@ impl Default for LimitsConfig {
             customer_connections_per_ip: 200,
             customer_connects_per_minute_per_ip: 600,
             customer_messages_per_second_per_workspace: 5000,
+            trusted_proxies: Vec::new(),
         }
     }
 }

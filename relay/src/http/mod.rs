@@ -157,7 +157,50 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .merge(crate::widget::routes())
         .fallback(|| async { Error::refused(ErrorCode::NotFound, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(relay.clone(), client_address))
         .with_state(relay)
+}
+
+/// Behind a reverse proxy listed in `limits.trusted_proxies`, the client is the address
+/// the proxy names in `X-Forwarded-For` (the nearest one it did not add itself), and every
+/// handler (the login limiter, the customers' limits, logs) sees that address. From any
+/// other peer the header is ignored: a client cannot pick its own address.
+async fn client_address(
+    State(relay): State<Arc<RelayState>>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let trusted = &relay.config.limits.trusted_proxies;
+    if !trusted.is_empty()
+        && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied()
+        && trusted.contains(&peer.ip())
+    {
+        let forwarded: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        if let Some(client) = forwarded_client(&forwarded, trusted) {
+            request.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        }
+    }
+    next.run(request).await
+}
+
+/// The client in an `X-Forwarded-For` chain: from the right, the first address that is
+/// not one of our proxies. `None` when the chain is empty or unreadable.
+fn forwarded_client(chain: &[&str], trusted: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
+    let mut client = None;
+    for entry in chain.iter().rev() {
+        let ip: std::net::IpAddr = entry.trim().parse().ok()?;
+        client = Some(ip);
+        if !trusted.contains(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// Cross-origin access for what a customer's browser calls from the shop's page (the
@@ -568,6 +611,18 @@ fn upgrade_socket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_nearest_address_our_proxies_did_not_add() {
+        let proxies: Vec<std::net::IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(forwarded_client(&["203.0.113.5"], &proxies), ip("203.0.113.5"));
+        // A client that sends its own header: only the address our proxy added counts.
+        assert_eq!(forwarded_client(&["1.2.3.4", " 203.0.113.5"], &proxies), ip("203.0.113.5"));
+        assert_eq!(forwarded_client(&["203.0.113.5", "10.0.0.2"], &proxies), ip("203.0.113.5"));
+        assert_eq!(forwarded_client(&[], &proxies), None);
+        assert_eq!(forwarded_client(&["not an address"], &proxies), None);
+    }
 
     /// `ROUTES` lists exactly the routes `router` declares, with their methods (read from
     /// this file's source, so a new route cannot be left out of the cross-workspace test).

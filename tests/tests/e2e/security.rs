@@ -197,3 +197,36 @@ async fn customers_are_limited_per_address_and_per_shop_with_clear_refusals() ->
     assert!(acked >= 3 && !limited.is_empty(), "{acked} acked, {limited:?} limited");
     Ok(())
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_elsewhere_the_header_is_ignored() -> Result {
+    let login = |relay: &TestRelay, forwarded: &'static str| {
+        http_client()
+            .post(relay.url("/api/v1/login"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"email": "nobody@shop.example", "password": "wrong password"}))
+            .send()
+    };
+    // The relay trusts its proxy on loopback: two attempts per client address.
+    let proxied = TestRelay::start_with(|c| {
+        c.auth.logins_per_minute_per_ip = 2;
+        c.auth.logins_per_minute_per_email = 100;
+        c.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await?;
+    for _ in 0..2 {
+        assert_eq!(login(&proxied, "203.0.113.5").await?.status(), 401);
+    }
+    assert_eq!(login(&proxied, "203.0.113.5").await?.status(), 429, "that client is over its limit");
+    assert_eq!(login(&proxied, "203.0.113.6").await?.status(), 401, "another client is not");
+    // Without trusted proxies the header changes nothing: the peer is the client.
+    let direct = TestRelay::start_with(|c| {
+        c.auth.logins_per_minute_per_ip = 2;
+        c.auth.logins_per_minute_per_email = 100;
+    })
+    .await?;
+    assert_eq!(login(&direct, "203.0.113.5").await?.status(), 401);
+    assert_eq!(login(&direct, "203.0.113.6").await?.status(), 401);
+    assert_eq!(login(&direct, "203.0.113.7").await?.status(), 429, "a forged header does not reset the limit");
+    Ok(())
+}
