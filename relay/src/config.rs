@@ -36,6 +36,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Personal data in the workstation.
+    pub privacy: PrivacyConfig,
     /// Built-in TLS on the main address.
     pub tls: TlsConfig,
     /// Encryption at rest.
@@ -172,6 +174,22 @@ fn minute_of_day(text: &str) -> Option<u32> {
     let (h, m) = text.trim().split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+}
+
+/// Personal data in the workstation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Roles whose workstations see phone, ID-card and bank-card numbers and e-mails in
+    /// messages masked (`138****5678`); they may reveal a conversation's, which is audited.
+    pub masked_roles: Vec<kefu_proto::frame::Role>,
+}
+
+impl PrivacyConfig {
+    /// Whether `role` sees personal data masked.
+    pub fn masks(&self, role: kefu_proto::frame::Role) -> bool {
+        self.masked_roles.contains(&role)
+    }
 }
 
 /// The Prometheus endpoint, `GET /metrics`: off unless a token or a listen address is set.
@@ -399,6 +417,7 @@ impl Default for Config {
             channels: ChannelsConfig::default(),
             alerts: AlertsConfig::default(),
             metrics: MetricsConfig::default(),
+            privacy: PrivacyConfig::default(),
             tls: TlsConfig::default(),
             encryption: EncryptionConfig::default(),
         }

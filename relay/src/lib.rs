@@ -267,6 +267,7 @@ pub async fn run_with_clock(
             ratings: store.recent_ratings(workspace.id, 2 * alert_rules.csat_window).await?,
             webhook: alert_webhook.clone(),
             telemetry: telemetry.clone(),
+            masked_roles: config.privacy.masked_roles.clone(),
         };
         let hub = hub::spawn(
             start,

@@ -39,6 +39,16 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     })
 }
 
+/// A message as a reader whose role sees personal data masked receives it: the body
+/// masked and `masked` set when anything was (unchanged otherwise).
+pub fn mask_message(mut message: kefu_proto::frame::MessageFrame) -> kefu_proto::frame::MessageFrame {
+    if let Cow::Owned(masked) = mask(&message.body) {
+        message.body = masked;
+        message.masked = true;
+    }
+    message
+}
+
 /// Whether `text` holds anything [`mask`] would mask.
 pub fn has_pii(text: &str) -> bool {
     matches!(mask(text), Cow::Owned(ref masked) if masked != text)

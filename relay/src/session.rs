@@ -513,8 +513,13 @@ impl Connection {
                     Closing::new(close_code::INTERNAL, "internal error; reconnect and resume")
                 })?;
             let full = page.len() == CATCH_UP_PAGE as usize;
+            let masked = match &self.identity {
+                Identity::Agent(session) => self.relay.config.privacy.masks(session.view.role),
+                Identity::Customer { .. } => false,
+            };
             for message in page {
                 after = message.seq;
+                let message = if masked { crate::privacy::mask_message(message) } else { message };
                 feed_frame(sink, &ServerFrame::Message(message)).await?;
             }
             self.delivered.insert(conversation, after);

@@ -881,6 +881,7 @@ impl Store {
                             source: r.get::<Option<&str>, _>("source").and_then(|s| s.parse().ok()),
                         }),
                     },
+                    masked: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -755,3 +755,22 @@ pub struct ContactMerge {
     /// The contact that disappears into this one.
     pub from: crate::ContactId,
 }
+
+/// `POST /api/v1/conversations/{id}/reveal`: the masked messages of a conversation as
+/// written (the reveal is recorded in the event log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealedMessages {
+    /// The conversation.
+    pub conversation_id: crate::ConversationId,
+    /// The messages whose bodies a masked reader sees masked, as written.
+    pub messages: Vec<RevealedMessage>,
+}
+
+/// One message as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealedMessage {
+    /// Its sequence number.
+    pub seq: crate::Seq,
+    /// Its body, unmasked.
+    pub body: String,
+}

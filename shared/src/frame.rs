@@ -681,6 +681,11 @@ pub struct MessageFrame {
     /// The channel a customer's message came in by, when not the built-in widget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<MessageVia>,
+    /// Personal data in `body` (phone, ID-card, bank-card numbers, e-mails) is masked for
+    /// this reader (`privacy.masked_roles`); `POST /api/v1/conversations/{id}/reveal`
+    /// shows it, and is audited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
 }
 
 /// The channel a customer's message came in by.

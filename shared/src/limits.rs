@@ -425,6 +425,7 @@ mod tests {
                     name: "抖音".into(),
                     source: Some(crate::api::SocialKind::Live),
                 }),
+                masked: false,
             }),
             ServerFrame::Error(ErrorFrame {
                 code: crate::ErrorCode::TooLarge,

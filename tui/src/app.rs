@@ -3091,6 +3091,7 @@ mod tests {
             internal: false,
             attachments: Vec::new(),
             via: None,
+            masked: false,
         }))
     }
 

@@ -306,6 +306,7 @@ mod tests {
             internal: false,
             attachments: vec![],
             via: None,
+            masked: false,
         };
         Entry::from_message(message, "")
     }

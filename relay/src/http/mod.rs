@@ -68,6 +68,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/conversations/{id}/routing"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/conversations/{id}/messages"),
+    ("POST", "/api/v1/conversations/{id}/reveal"),
     ("POST", "/api/v1/conversations/{id}/attachments"),
     ("POST", "/api/v1/attachments"),
     ("GET", "/api/v1/attachments/{id}"),
@@ -119,6 +120,7 @@ pub fn router(relay: Arc<RelayState>) -> Router {
         .route("/api/v1/conversations/{id}/routing", get(routing_history))
         .route("/api/v1/events", get(events))
         .route("/api/v1/conversations/{id}/messages", get(workstation::messages))
+        .route("/api/v1/conversations/{id}/reveal", post(workstation::reveal))
         .route(
             "/api/v1/conversations/{id}/attachments",
             post(workstation::upload_as_agent).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES)),

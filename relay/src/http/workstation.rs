@@ -64,7 +64,43 @@ pub async fn messages(
             }
         }
     }
+    if relay.config.privacy.masks(authed.agent.view.role) {
+        messages = messages.into_iter().map(crate::privacy::mask_message).collect();
+    }
     Ok(Json(MessagesPage { messages, more }))
+}
+
+/// Most messages one reveal returns (the newest).
+const MAX_REVEAL: u32 = 500;
+
+/// `POST /api/v1/conversations/{id}/reveal`: the messages of a conversation whose personal
+/// data a masked reader sees masked, as written; recorded in the event log (who, which
+/// conversation, how many messages; never the data).
+pub async fn reveal(
+    State(relay): State<Arc<RelayState>>,
+    authed: AuthedAgent,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<kefu_proto::api::RevealedMessages>> {
+    let conversation = ConversationId(id);
+    let workspace = authed.agent.workspace_id;
+    match relay.store.conversation_owner(conversation).await? {
+        Some((owner, _)) if owner == workspace => {}
+        _ => return Err(Error::refused(ErrorCode::NotFound, format!("no conversation {id}"))),
+    }
+    let newest =
+        relay.store.messages(conversation, MessageRange::Before(i64::MAX as kefu_proto::Seq), MAX_REVEAL, true).await?;
+    let messages: Vec<kefu_proto::api::RevealedMessage> = newest
+        .into_iter()
+        .filter(|m| crate::privacy::has_pii(&m.body))
+        .map(|m| kefu_proto::api::RevealedMessage { seq: m.seq, body: m.body })
+        .collect();
+    let seqs: Vec<_> = messages.iter().map(|m| m.seq).collect();
+    let data = serde_json::json!({ "seqs": seqs });
+    relay
+        .store
+        .append_event(workspace, "pii.revealed", "agent", Some(authed.agent.view.id.0), Some(conversation), &data)
+        .await?;
+    Ok(Json(kefu_proto::api::RevealedMessages { conversation_id: conversation, messages }))
 }
 
 /// `GET /api/v1/contacts/{id}`: the customer panel.

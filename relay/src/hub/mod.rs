@@ -1775,6 +1775,7 @@ impl Hub {
             internal: m.internal,
             attachments: m.attachments.clone(),
             via: m.via.as_ref().map(|v| v.view.clone()),
+            masked: false,
         });
         let text: Utf8Bytes = serde_json::to_string(&frame).expect("frames serialise").into();
         let message = Outbound::Message { conversation: m.conversation, seq: stored.seq, text };
@@ -1825,8 +1826,22 @@ impl Hub {
         let telemetry = &self.supervision.telemetry;
         telemetry.stored(author);
         telemetry.delivered(recipients.iter().filter(|c| Some(**c) != origin).count() as u64);
+        // Readers whose role sees personal data masked get their own copy, made once.
+        let mut masked: Option<Outbound> = None;
         for conn in recipients {
-            if Some(conn) != origin {
+            if Some(conn) == origin {
+                continue;
+            }
+            if self.sees_masked(conn) {
+                let copy = masked.get_or_insert_with(|| {
+                    let ServerFrame::Message(m) = &frame else { unreachable!("a message frame") };
+                    let text = serde_json::to_string(&ServerFrame::Message(crate::privacy::mask_message(m.clone())))
+                        .expect("frames serialise");
+                    Outbound::Message { conversation, seq: stored.seq, text: text.into() }
+                });
+                let copy = copy.clone();
+                self.send(conn, copy);
+            } else {
                 self.send(conn, message.clone());
             }
         }

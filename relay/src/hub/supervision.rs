@@ -41,6 +41,8 @@ pub struct SupervisionStart {
     pub webhook: Option<mpsc::Sender<AlertNotice>>,
     /// The operators' metrics the hub feeds.
     pub telemetry: Arc<Telemetry>,
+    /// Roles whose connections receive messages with personal data masked.
+    pub masked_roles: Vec<Role>,
 }
 
 /// The hub's supervision state.
@@ -57,6 +59,7 @@ pub(super) struct Supervision {
     ratings: VecDeque<(ConversationId, u8)>,
     webhook: Option<mpsc::Sender<AlertNotice>>,
     pub(super) telemetry: Arc<Telemetry>,
+    masked_roles: Vec<Role>,
 }
 
 impl Supervision {
@@ -72,6 +75,7 @@ impl Supervision {
             rules: start.rules,
             webhook: start.webhook,
             telemetry: start.telemetry,
+            masked_roles: start.masked_roles,
         }
     }
 
@@ -406,6 +410,19 @@ impl Hub {
             conversation,
             event: EventRecord { kind, actor_kind: "agent", actor_id: Some(actor.0), data },
         });
+    }
+
+    /// Whether the connection's role sees personal data masked (`privacy.masked_roles`).
+    pub(super) fn sees_masked(&self, conn: ConnId) -> bool {
+        if self.supervision.masked_roles.is_empty() {
+            return false;
+        }
+        match self.conns.get(&conn).map(|c| c.who) {
+            Some(Who::Agent(agent)) => {
+                self.agents.get(&agent).is_some_and(|a| self.supervision.masked_roles.contains(&a.view.role))
+            }
+            _ => false,
+        }
     }
 
     /// Whether the connection is staff who may supervise.

@@ -138,3 +138,51 @@ async fn an_erased_customer_leaves_no_personal_data_on_disk_and_the_export_had_i
     assert_eq!(kinds, ["contact.exported", "contact.erased"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn masked_roles_see_personal_data_masked_until_an_audited_reveal() -> anyhow::Result<()> {
+    let relay = TestRelay::start_with(|c| c.privacy.masked_roles = vec![Role::Agent]).await?;
+    let agent_token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
+    let admin_token = relay.agent_with("admin@shop.example", "Admin", Role::Admin, 0, "").await?;
+    let mut agent = relay.agent(&agent_token, vec![]).await?;
+    let mut customer = relay.customer().await?;
+    let conversation = customer.say_acked(None, "c1", "你好").await?.conversation_id;
+    agent.expect_assignment_of(conversation).await?;
+    agent.expect_message().await?;
+    let mut admin = relay.agent(&admin_token, vec![]).await?;
+    let observe = kefu_proto::frame::ObserveConversation { conversation_id: conversation, active: true };
+    admin.send(&ClientFrame::Observe(observe)).await?;
+    admin.messages_until("你好").await?;
+
+    customer.say_acked(None, "c2", "电话 13812345678，邮箱 li.na@example.com").await?;
+    let live = agent.expect_message().await?;
+    assert_eq!(live.body, "电话 138****5678，邮箱 l***@example.com");
+    assert!(live.masked);
+    let unmasked = admin.expect_message().await?;
+    assert_eq!((unmasked.body.as_str(), unmasked.masked), ("电话 13812345678，邮箱 li.na@example.com", false));
+
+    // The history and a resumed connection are masked the same way for the agent.
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let (_, page) = relay.api(Method::GET, &path, &agent_token, None).await?;
+    assert_eq!(page["messages"][1]["body"], "电话 138****5678，邮箱 l***@example.com");
+    assert_eq!(page["messages"][1]["masked"], true);
+    let (_, page) = relay.api(Method::GET, &path, &admin_token, None).await?;
+    assert_eq!(page["messages"][1]["body"], "电话 13812345678，邮箱 li.na@example.com");
+    let mut again = relay.agent(&agent_token, vec![]).await?;
+    let resumed = again.messages_until("电话 138****5678，邮箱 l***@example.com").await?;
+    assert!(resumed.last().is_some_and(|m| m.masked));
+
+    // A reveal shows it, and says so in the audit log.
+    let (status, revealed) =
+        relay.api(Method::POST, &format!("/api/v1/conversations/{conversation}/reveal"), &agent_token, None).await?;
+    assert_eq!(status, 200, "{revealed}");
+    assert_eq!(revealed["messages"], json!([{"seq": 2, "body": "电话 13812345678，邮箱 li.na@example.com"}]));
+    let (_, log) = relay.api(Method::GET, "/api/v1/events?kind=pii.revealed", &admin_token, None).await?;
+    let entry = &log[0];
+    assert_eq!(
+        (entry["actor_kind"].as_str(), entry["conversation_id"].as_i64()),
+        (Some("agent"), Some(conversation.0))
+    );
+    assert!(!log.to_string().contains("13812345678"), "the log never holds the data");
+    Ok(())
+}
