@@ -38,6 +38,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Personal data in the workstation.
     pub privacy: PrivacyConfig,
+    /// How long closed conversations are kept.
+    pub retention: RetentionConfig,
     /// Built-in TLS on the main address.
     pub tls: TlsConfig,
     /// Encryption at rest.
@@ -174,6 +176,22 @@ fn minute_of_day(text: &str) -> Option<u32> {
     let (h, m) = text.trim().split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+}
+
+/// How long data is kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Closed conversations older than this many days are deleted with their messages and
+    /// files (every hour); 0 keeps them forever.
+    pub conversations_days: u32,
+}
+
+impl RetentionConfig {
+    /// Conversations closed before this instant are due, when retention is on.
+    pub fn cutoff(&self, now: kefu_proto::UnixMillis) -> Option<kefu_proto::UnixMillis> {
+        (self.conversations_days > 0).then(|| now - self.conversations_days as i64 * 86_400_000)
+    }
 }
 
 /// Personal data in the workstation.
@@ -418,6 +436,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             metrics: MetricsConfig::default(),
             privacy: PrivacyConfig::default(),
+            retention: RetentionConfig::default(),
             tls: TlsConfig::default(),
             encryption: EncryptionConfig::default(),
         }

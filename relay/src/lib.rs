@@ -64,6 +64,7 @@ pub mod outside;
 pub mod permissions;
 pub mod privacy;
 pub mod reports;
+pub mod retention;
 pub mod rotation;
 pub mod routing;
 pub mod session;
@@ -412,6 +413,22 @@ async fn upkeep(relay: Arc<RelayState>) {
         }
         // A key file edited for a rotation takes effect without a signal too.
         crypto::reload_and_log(relay.store.keys(), "the key file changed");
+        // Retention: at start, then every hour.
+        if ticks % 720 == 1
+            && let Some(cutoff) = relay.config.retention.cutoff(relay.clock.now_ms())
+        {
+            match relay.store.purge_closed_before(cutoff, &relay.config.data_dir).await {
+                Ok(purged) if purged.conversations > 0 => {
+                    tracing::info!(
+                        conversations = purged.conversations,
+                        messages = purged.messages,
+                        "retention purged"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+        }
         if ticks.is_multiple_of(12) {
             relay.login_limiter.shrink();
             relay.lockout.shrink(clock::now_ms());

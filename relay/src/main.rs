@@ -64,6 +64,9 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// Delete closed conversations older than `[retention] conversations_days` now (the
+    /// relay also does it every hour).
+    Purge,
     /// Check the event log's hash chain and print its head.
     Audit {
         #[command(subcommand)]
@@ -484,6 +487,19 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Contact { command } => contact(config, command).await,
             Command::Keys { command } => keys(config, command).await,
+            Command::Purge => {
+                let Some(cutoff) = config.retention.cutoff(kefu_relay::clock::now_ms()) else {
+                    bail!("retention is off: set [retention] conversations_days in the config file");
+                };
+                let store = Store::open(&config.data_dir).await?;
+                let purged = store.purge_closed_before(cutoff, &config.data_dir).await?;
+                store.close().await;
+                println!(
+                    "purged {} conversations closed over {} days ago ({} messages, {} files)",
+                    purged.conversations, config.retention.conversations_days, purged.messages, purged.files
+                );
+                Ok(())
+            }
             Command::Audit { command: AuditCommand::Verify } => {
                 let store = Store::open(&config.data_dir).await?;
                 let found = store.verify_audit().await?;

@@ -331,19 +331,7 @@ async fn record(
     conversation: Option<ConversationId>,
     data: &serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (workspace_id, at, kind, actor_kind, actor_id, conversation_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace.0)
-    .bind(now_ms())
-    .bind(kind)
-    .bind(actor.kind())
-    .bind(actor.id())
-    .bind(conversation.map(|c| c.0))
-    .bind(data.to_string())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    crate::store::insert_event(conn, workspace, kind, actor.kind(), actor.id(), conversation, data).await
 }
 
 /// Resolves a new ticket from the API into a draft: the conversation's contact and group

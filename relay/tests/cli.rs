@@ -341,6 +341,14 @@ fn contacts_are_exported_and_erased_only_when_asked_plainly() {
     assert!(added.contains("workspace jewelry added; widget key wk_"), "{added}");
     let again = with_data_dir(dir.path()).args(["workspace", "add", "jewelry", "--name", "x"]).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // Retention: off unless configured; with it, a purge with nothing due purges nothing.
+    let off = with_data_dir(dir.path()).arg("purge").output().unwrap();
+    assert!(String::from_utf8_lossy(&off.stderr).contains("retention is off"));
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "[retention]\nconversations_days = 30\n").unwrap();
+    let none = run_ok(with_data_dir(dir.path()).arg("--config").arg(&config).arg("purge"));
+    assert_eq!(none.trim(), "purged 0 conversations closed over 30 days ago (0 messages, 0 files)");
 }
 
 #[test]

@@ -296,5 +296,12 @@ async fn nothing_of_one_workspace_reaches_another_through_any_route_or_frame() -
     let (_, history) =
         relay.api(Method::GET, &format!("/api/v1/conversations/{}/messages", a.conversation), &a_admin, None).await?;
     assert!(!history.to_string().contains("from B"), "{history}");
+
+    // Every route above that wrote to the event log went through its hash chain.
+    let store = Store::open(&relay.data_dir).await?;
+    let audit = store.verify_audit().await?;
+    store.close().await;
+    assert_eq!((audit.broken_at, audit.unchained), (None, 0), "{audit:?}");
+    assert!(audit.intact > 20, "{audit:?}");
     Ok(())
 }

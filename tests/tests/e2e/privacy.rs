@@ -186,3 +186,57 @@ async fn masked_roles_see_personal_data_masked_until_an_audited_reveal() -> anyh
     assert!(!log.to_string().contains("13812345678"), "the log never holds the data");
     Ok(())
 }
+
+#[tokio::test]
+async fn retention_deletes_closed_conversations_past_their_time_and_keeps_the_rest() -> anyhow::Result<()> {
+    let relay = TestRelay::start().await?;
+    let token = relay.agent_with("li@shop.example", "小李", Role::Admin, 5, "").await?;
+    let mut agent = relay.agent(&token, vec![]).await?;
+    let mut old = relay.customer().await?;
+    let closed = old.say_acked(None, "o1", "an old question").await?.conversation_id;
+    agent.expect_assignment_of(closed).await?;
+    let file = http_client()
+        .post(relay.url("/api/v1/attachments?name=old.txt"))
+        .bearer_auth(old.customer_token())
+        .body("old file")
+        .send()
+        .await?;
+    assert_eq!(file.status(), 201);
+    let ticket = json!({"subject": "follow up", "description": "call back", "conversation_id": closed});
+    let (_, ticket) = relay.api(Method::POST, "/api/v1/tickets", &token, Some(ticket)).await?;
+    let ticket_id = ticket["id"].as_i64().or_else(|| ticket["ticket"]["id"].as_i64()).expect("an id");
+    agent.send(&ClientFrame::Close(CloseConversation { conversation_id: closed, resolution: None })).await?;
+    old.expect(|f| match f {
+        ServerFrame::Conversation(c) if c.change == ConversationChange::Closed => Some(()),
+        _ => None,
+    })
+    .await?;
+    let mut current = relay.customer().await?;
+    let open = current.say_acked(None, "n1", "a question today").await?.conversation_id;
+
+    let store = Store::open(&relay.data_dir).await?;
+    let cutoff = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64 + 1;
+    let purged = store.purge_closed_before(cutoff, &relay.data_dir).await?;
+    assert_eq!((purged.conversations, purged.messages, purged.files), (1, 1, 1));
+    assert_eq!(store.purge_closed_before(cutoff, &relay.data_dir).await?.conversations, 0, "nothing twice");
+    let audit = store.verify_audit().await?;
+    assert_eq!(
+        (audit.broken_at, audit.unchained),
+        (None, 0),
+        "every entry, the tickets' and the purge's too, is chained"
+    );
+    store.close().await;
+
+    let (status, _) = relay.api(Method::GET, &format!("/api/v1/conversations/{closed}/messages"), &token, None).await?;
+    assert_eq!(status, 404);
+    let (status, page) =
+        relay.api(Method::GET, &format!("/api/v1/conversations/{open}/messages"), &token, None).await?;
+    assert_eq!((status, page["messages"][0]["body"].as_str()), (200, Some("a question today")));
+    let (status, ticket) = relay.api(Method::GET, &format!("/api/v1/tickets/{ticket_id}"), &token, None).await?;
+    assert_eq!(status, 200, "the ticket stays");
+    assert!(ticket.to_string().contains("follow up"));
+    assert_eq!(std::fs::read_dir(relay.data_dir.join("attachments"))?.count(), 0, "the file is gone");
+    let (_, log) = relay.api(Method::GET, "/api/v1/events?kind=retention.", &token, None).await?;
+    assert_eq!(log[0]["data"]["conversations"], 1);
+    Ok(())
+}
