@@ -228,6 +228,20 @@ fn check_credential(field: &str, value: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header value: the scheme
+/// case-insensitive (RFC 7235), the credential trimmed, 1 to [`MAX_CREDENTIAL_BYTES`]
+/// bytes of visible ASCII. `None` for anything else: every bearer header the relay reads
+/// goes through here.
+pub fn bearer_credential(header: &str) -> Option<&str> {
+    let (scheme, credential) = header.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let credential = credential.trim();
+    let visible = credential.bytes().all(|b| b.is_ascii_graphic());
+    (!credential.is_empty() && credential.len() <= MAX_CREDENTIAL_BYTES && visible).then_some(credential)
+}
+
 /// A group slug: 1 to 32 bytes of lower-case ASCII letters, digits, `-` and `_`.
 pub fn check_slug(slug: &str) -> Result<(), ProtocolError> {
     if slug.is_empty() || slug.len() > MAX_SLUG_BYTES {
@@ -307,6 +321,30 @@ pub fn check_body(body: &str) -> Result<(), ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_headers_yield_their_credential_or_nothing() {
+        let long = format!("Bearer {}", "k".repeat(MAX_CREDENTIAL_BYTES + 1));
+        let longest = format!("Bearer {}", "k".repeat(MAX_CREDENTIAL_BYTES));
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Bearer kfa_abc", Some("kfa_abc")),
+            ("bearer kfa_abc", Some("kfa_abc")),
+            ("BEARER   kfa_abc  ", Some("kfa_abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearer kfa abc", None),
+            ("Basic a2ZhOmFiYw==", None),
+            ("Bearerkfa_abc", None),
+            ("Bearer kfa_\u{7f}", None),
+            ("Bearer 令牌", None),
+            ("", None),
+            (long.as_str(), None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(bearer_credential(header), *expected, "{header:?}");
+        }
+        assert_eq!(bearer_credential(&longest).map(str::len), Some(MAX_CREDENTIAL_BYTES));
+    }
     use crate::ErrorCode;
 
     /// Decodes `input` and returns the error code, or None when it is accepted.

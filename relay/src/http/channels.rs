@@ -236,8 +236,7 @@ async fn channel_by_secret(
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(kefu_proto::limits::bearer_credential)
         .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "missing Authorization: Bearer <channel secret>"))?;
     // Compared as digests: equal-length values whose comparison time says nothing useful.
     let expected = channel.secret.as_deref().map(crate::auth::token_hash);

@@ -328,10 +328,7 @@ impl FromRequestParts<Arc<RelayState>> for AuthedAgent {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "missing Authorization: Bearer token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= kefu_proto::limits::MAX_CREDENTIAL_BYTES)
+        let token = kefu_proto::limits::bearer_credential(header)
             .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "Authorization must be: Bearer <token>"))?;
         let token_hash = auth::token_hash(token);
         match relay.store.agent_by_token(&token_hash).await? {

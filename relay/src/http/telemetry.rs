@@ -29,7 +29,7 @@ pub async fn scrape(State(relay): State<Arc<RelayState>>, headers: HeaderMap) ->
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(kefu_proto::limits::bearer_credential)
         .unwrap_or("");
     // Digests compared, so the time taken says nothing about the token.
     if Sha256::digest(given.as_bytes()) != Sha256::digest(token.as_bytes()) {

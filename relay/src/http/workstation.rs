@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kefu_proto::api::{CannedReply, CannedScope, ContactDetails, MessagesPage, NewCannedReply};
 use kefu_proto::frame::{AttachmentRef, AuthorKind};
-use kefu_proto::limits::{MAX_BODY_BYTES, MAX_CREDENTIAL_BYTES, check_body, check_slug};
+use kefu_proto::limits::{MAX_BODY_BYTES, check_body, check_slug};
 use kefu_proto::{ContactId, ConversationId, ErrorCode, WorkspaceId};
 use serde::Deserialize;
 use tokio::sync::oneshot;
@@ -199,9 +199,8 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with("kfc_") && t.len() <= MAX_CREDENTIAL_BYTES);
+            .and_then(kefu_proto::limits::bearer_credential)
+            .filter(|t| t.starts_with("kfc_"));
         let Some(token) = token else {
             return AuthedAgent::from_request_parts(parts, relay).await.map(|a| Caller::Agent(Box::new(a)));
         };
