@@ -1,8 +1,9 @@
 //! The relay's HTTP API as the workstation uses it: the directory for transfers, canned
 //! replies, the customer panel, history pages, file uploads, knowledge-base search and
-//! articles (read by everyone, written by supervisors and admins), tickets, and for
-//! supervisors and admins agents' capacity and presence and the service report (JSON, or
-//! CSV written to a file).
+//! articles (read by everyone, written by supervisors and admins), tickets, revealing the
+//! personal data masked in a conversation (audited), for supervisors and admins agents'
+//! capacity and presence and the service report (JSON, or CSV written to a file), and for
+//! admins the audit log.
 //!
 //! The app asks with [`crate::app::Effect::Api`] carrying an [`ApiRequest`]; the shell
 //! hands it to [`ApiClient::perform`], which runs it on its own task and answers with
@@ -13,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kefu_proto::api::{
-    AgentPatch, ApiErrorBody, Article, CannedReply, ContactDetails, GroupView, MessagesPage, NewArticle,
-    NewCannedReply, NewTicket, NewTicketNote, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
+    AgentPatch, ApiErrorBody, Article, CannedReply, ContactDetails, EventView, GroupView, MessagesPage, NewArticle,
+    NewCannedReply, NewTicket, NewTicketNote, RevealedMessages, RoutingHistory, SearchHit, TicketDetails, TicketPatch,
 };
 use kefu_proto::frame::{AgentView, AttachmentRef, TicketView};
 use kefu_proto::limits::MAX_ATTACHMENT_BYTES;
@@ -65,6 +66,19 @@ pub enum ApiRequest {
         conversation: ConversationId,
         /// The file, as the agent typed it (`~/` is the home directory).
         path: String,
+    },
+    /// `POST /api/v1/conversations/{id}/reveal`: the conversation's masked messages as
+    /// written (the relay records the reveal in the audit log).
+    Reveal(ConversationId),
+    /// `GET /api/v1/events?after=ID&kind=KIND&limit=N`: the audit log (admins), oldest
+    /// first after `after`.
+    Events {
+        /// Events after this id.
+        after: i64,
+        /// One kind, or a prefix ending in `.` (`alert.`); `None`: every kind.
+        kind: Option<String>,
+        /// At most this many (1 to 1000).
+        limit: u32,
     },
     /// `GET /api/v1/kb/search?q=QUERY&limit=10`.
     KbSearch {
@@ -165,6 +179,10 @@ pub enum ApiAnswer {
     History(MessagesPage),
     /// The uploaded file.
     Uploaded(AttachmentRef),
+    /// A conversation's masked messages as written.
+    Revealed(RevealedMessages),
+    /// A page of the audit log, oldest first.
+    Events(Vec<EventView>),
     /// Knowledge-base results, best first.
     KbHits(Vec<SearchHit>),
     /// A knowledge-base article.
@@ -269,6 +287,14 @@ impl ApiClient {
                 .get(url(format!("/api/v1/conversations/{conversation}/messages?before={before}&limit={HISTORY_PAGE}")))
                 .await
                 .map(ApiAnswer::History),
+            ApiRequest::Reveal(id) => {
+                let request = self.http.post(url(format!("/api/v1/conversations/{id}/reveal")));
+                self.send(request, REQUEST_TIMEOUT).await?.json().await.map(ApiAnswer::Revealed).map_err(decode)
+            }
+            ApiRequest::Events { after, kind, limit } => {
+                let kind = kind.as_deref().map(|k| format!("&kind={}", encode(k))).unwrap_or_default();
+                self.get(url(format!("/api/v1/events?after={after}{kind}&limit={limit}"))).await.map(ApiAnswer::Events)
+            }
             ApiRequest::KbSearch { query } => self
                 .get(url(format!("/api/v1/kb/search?q={}&limit={KB_RESULTS}", encode(query))))
                 .await

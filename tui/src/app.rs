@@ -8,7 +8,12 @@
 //! Supervisors and admins also get the supervisor pane ([`SupervisorPane`]: the live
 //! monitor, alerts, and actions on other agents' conversations), conversations they
 //! observe read-only (tabs where the composer only whispers private notes), and the report
-//! view ([`ReportBoard`]).
+//! view ([`ReportBoard`]); admins the audit log ([`AuditLog`]).
+//!
+//! Where the workspace masks personal data for my role, messages come masked
+//! (`138****5678`); revealing a conversation's (after a confirmation) asks the relay, which
+//! records it in the audit log, and shows those messages as written, marked as revealed.
+//! Messages that come later stay masked until revealed again.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +35,7 @@ use ratatui_textarea::TextArea;
 
 use crate::api::{ApiAnswer, ApiFailure, ApiRequest, TicketScope};
 use crate::article_editor::ArticleEditor;
+use crate::audit::AuditLog;
 use crate::canned;
 use crate::command::Command;
 use crate::keymap::{KeyCode, KeyPress, Keymap, Lookup, Mode};
@@ -202,6 +208,8 @@ pub enum Overlay {
     Tickets,
     /// The service report: figures, charts, agents (state in [`App::report`]).
     Report,
+    /// The audit log, newest first, filtered by kind (state in [`App::audit`]; admins).
+    Audit,
 }
 
 /// Questions the prompt asks.
@@ -240,6 +248,9 @@ pub enum PromptKind {
         /// How urgent.
         priority: TicketPriority,
     },
+    /// Confirm revealing the personal data masked in this conversation (the relay records
+    /// the reveal in the audit log).
+    RevealMaskedData(ConversationId),
     /// An agent's new capacity (supervisors and admins, from the supervisor pane).
     AgentCapacity {
         /// The agent.
@@ -356,6 +367,8 @@ pub struct Conversation {
     pub history_loading: bool,
     /// Nothing older than what is held exists.
     pub history_complete: bool,
+    /// A reveal of its personal data was asked for and not answered yet.
+    pub revealing: bool,
 }
 
 impl Conversation {
@@ -376,6 +389,7 @@ impl Conversation {
             observed: false,
             history_loading: false,
             history_complete: false,
+            revealing: false,
         }
     }
 
@@ -558,6 +572,8 @@ pub struct App {
     pub supervisor: SupervisorPane,
     /// The report view (supervisors and admins): its range and report.
     pub report: ReportBoard,
+    /// The audit log (admins): the newest events, the filter, the highlight.
+    pub audit: AuditLog,
 }
 
 impl App {
@@ -600,6 +616,7 @@ impl App {
             creating_ticket: None,
             supervisor: SupervisorPane::default(),
             report: ReportBoard::default(),
+            audit: AuditLog::default(),
         }
     }
 
@@ -630,6 +647,11 @@ impl App {
     /// observing, taking over and the report are mine to use.
     pub fn is_supervisor(&self) -> bool {
         self.agent.as_ref().is_some_and(|a| matches!(a.role, Role::Supervisor | Role::Admin))
+    }
+
+    /// Whether I am an admin, as the welcome said: the audit log is mine to read.
+    pub fn is_admin(&self) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.role == Role::Admin)
     }
 
     /// The customer of a conversation, by name, when known: one I have open, or one the
@@ -836,6 +858,13 @@ impl App {
                         effects.push(Effect::Api(request));
                     }
                 }
+                Some(Overlay::Audit) => {
+                    if edit_line(&mut self.audit.filter, key)
+                        && let Some(request) = self.audit.filtered()
+                    {
+                        effects.push(Effect::Api(request));
+                    }
+                }
                 _ => {}
             },
             Mode::Editor => {
@@ -871,6 +900,11 @@ impl App {
                 } else if let Some(Overlay::Tickets) = &self.overlay {
                     self.tickets.filter.extend(text.chars().filter(|c| !c.is_control()));
                     if let Some(request) = self.tickets.filtered() {
+                        effects.push(Effect::Api(request));
+                    }
+                } else if let Some(Overlay::Audit) = &self.overlay {
+                    self.audit.filter.extend(text.chars().filter(|c| !c.is_control()));
+                    if let Some(request) = self.audit.filtered() {
                         effects.push(Effect::Api(request));
                     }
                 }
@@ -1002,6 +1036,8 @@ impl App {
             C::PageDown if self.overlay == Some(Overlay::Tickets) => self.tickets.scroll_details(10),
             C::PageUp if self.overlay == Some(Overlay::Report) => self.report.select(-10),
             C::PageDown if self.overlay == Some(Overlay::Report) => self.report.select(10),
+            C::PageUp if self.overlay == Some(Overlay::Audit) => self.audit.select(-10),
+            C::PageDown if self.overlay == Some(Overlay::Audit) => self.audit.select(10),
             C::PageUp => {
                 self.scroll(|sb, w, h, t| sb.scroll_up(h.saturating_sub(2).max(1), w, h, t));
                 self.history_at_top(effects);
@@ -1124,6 +1160,7 @@ impl App {
                 self.load_panel(true, effects);
             }
             C::LoadHistory => self.request_history(true, effects),
+            C::RevealMaskedData => self.ask_to_reveal(),
             C::AttachFile => match self.active() {
                 Some(c) if c.is_mine() => {
                     let kind = PromptKind::AttachFile(c.id());
@@ -1250,6 +1287,26 @@ impl App {
                     self.set_status("导出中 exporting the report as CSV…", false);
                 }
             }
+            C::AuditLog => {
+                if self.may_read_audit_log() {
+                    self.overlay = Some(Overlay::Audit);
+                    if let Some(request) = self.audit.refresh() {
+                        effects.push(Effect::Api(request));
+                    }
+                    // Actors are named from the directory.
+                    if self.agents.is_none() {
+                        effects.push(Effect::Api(ApiRequest::Agents));
+                    }
+                }
+            }
+            C::AuditRefresh => {
+                if self.overlay == Some(Overlay::Audit) {
+                    match self.audit.refresh() {
+                        Some(request) => effects.push(Effect::Api(request)),
+                        None => self.set_status("加载中 the audit log is loading…", false),
+                    }
+                }
+            }
             C::SelectNext | C::SelectPrev if self.input_mode() == Mode::Supervisor => {
                 self.supervisor.select(if command == C::SelectNext { 1 } else { -1 });
             }
@@ -1277,6 +1334,42 @@ impl App {
         };
         self.set_status(why, true);
         false
+    }
+
+    /// Whether I may read the audit log (admins); if not, the status line says why.
+    fn may_read_audit_log(&mut self) -> bool {
+        if self.is_admin() {
+            return true;
+        }
+        let why = match &self.agent {
+            Some(agent) => {
+                let role = match agent.role {
+                    Role::Supervisor => "a supervisor",
+                    _ => "an agent",
+                };
+                format!("the audit log is for admins; you are signed in as {role}")
+            }
+            None => "not signed in yet: the audit log waits for the relay's welcome".to_string(),
+        };
+        self.set_status(why, true);
+        false
+    }
+
+    /// Asks to confirm revealing the personal data masked in the active conversation (a
+    /// reveal is recorded in the audit log: it should never happen by a stray key).
+    fn ask_to_reveal(&mut self) {
+        let Some(c) = self.active() else {
+            return self
+                .set_status("no conversation open: personal data is revealed one conversation at a time", false);
+        };
+        let (id, name) = (c.id(), c.customer_name());
+        if c.revealing {
+            return self.set_status(format!("显示中 revealing {name}'s personal data…"), false);
+        }
+        if c.scrollback.masked() == 0 {
+            return self.set_status(format!("nothing is masked in {name}'s messages here: nothing to reveal"), false);
+        }
+        self.overlay = Some(Overlay::Prompt { kind: PromptKind::RevealMaskedData(id), input: String::new() });
     }
 
     /// Opens the pane (asking the relay for the monitor) or closes it.
@@ -1728,6 +1821,10 @@ impl App {
                 self.report.select(delta);
                 None
             }
+            Some(Overlay::Audit) => {
+                self.audit.select(delta);
+                None
+            }
             _ => None,
         };
         if let Some(request) = wanted {
@@ -1891,6 +1988,24 @@ impl App {
             }
             Some(Overlay::ArticleEditor) => self.overlay = Some(Overlay::ArticleEditor),
             Some(Overlay::Report) => self.overlay = Some(Overlay::Report),
+            // Enter on an event about a conversation I hold goes to it.
+            Some(Overlay::Audit) => {
+                self.overlay = Some(Overlay::Audit);
+                let Some(id) = self.audit.selected_event().and_then(|e| e.conversation_id) else { return };
+                if self.conversation(id).is_some() {
+                    self.overlay = None;
+                    self.open_tab(id, true, effects);
+                } else {
+                    self.set_status(format!("conversation #{id} is not open here"), false);
+                }
+            }
+            Some(Overlay::Prompt { kind: PromptKind::RevealMaskedData(id), .. }) => {
+                let Some(c) = self.conversation_mut(id) else { return };
+                c.revealing = true;
+                let name = c.customer_name();
+                effects.push(Effect::Api(ApiRequest::Reveal(id)));
+                self.set_status(format!("显示中 revealing {name}'s personal data…"), false);
+            }
             Some(Overlay::Prompt { kind: PromptKind::AgentCapacity { agent, name }, input }) => {
                 match input.trim().parse::<u32>() {
                     Ok(capacity) => {
@@ -2213,6 +2328,13 @@ impl App {
                 self.queues.clear();
                 self.on_welcome(conversations, effects);
                 self.resupervise(effects);
+                if !self.is_admin() {
+                    // Admin no more: nothing of the audit log stays.
+                    self.audit = AuditLog::default();
+                    if self.overlay == Some(Overlay::Audit) {
+                        self.overlay = None;
+                    }
+                }
                 effects.push(Effect::Api(ApiRequest::Canned));
                 // My tickets, for the status bar's count.
                 effects.push(Effect::Api(ApiRequest::Tickets(TicketScope::Mine)));
@@ -2693,6 +2815,12 @@ impl App {
                     self.set_status(format!("已上传 uploaded {name}"), false);
                 }
             }
+            (ApiRequest::Reveal(id), ApiAnswer::Revealed(revealed)) => self.on_revealed(id, revealed),
+            (request @ ApiRequest::Events { .. }, ApiAnswer::Events(page)) => {
+                if let Some(next) = self.audit.on_page(&request, Ok(page), self.now) {
+                    effects.push(Effect::Api(next));
+                }
+            }
             (ApiRequest::KbSearch { query }, ApiAnswer::KbHits(hits)) => {
                 if let Some(request) = self.kb.on_results(&query, Ok(hits)) {
                     effects.push(Effect::Api(request));
@@ -2761,6 +2889,28 @@ impl App {
             }
             (request, answer) => tracing::warn!(?request, ?answer, "an answer that does not fit its request"),
         }
+    }
+
+    /// The relay answered a reveal: the messages held that were masked show as written.
+    fn on_revealed(&mut self, id: ConversationId, revealed: kefu_proto::api::RevealedMessages) {
+        let Some(c) = self.conversation_mut(id) else {
+            let text = format!("conversation #{id} is no longer open; the reveal was recorded in the audit log");
+            return self.set_status(text, false);
+        };
+        c.revealing = false;
+        let name = c.customer_name();
+        let shown = revealed.messages.into_iter().filter(|m| c.scrollback.reveal(m.seq, m.body.clone())).count();
+        let still = c.scrollback.masked();
+        let still = if still > 0 { format!("; {still} stay masked") } else { String::new() };
+        // What matters most first: the status line is cut on a narrow screen.
+        let text = match shown {
+            0 => format!("recorded in the audit log, but nothing of {name}'s held here was masked{still}"),
+            n => format!(
+                "已显示 revealed, recorded in the audit log: {n} message{} of {name}{still}",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        self.set_status(text, false);
     }
 
     /// The relay stored the article: the editor closes (if it was waiting for this), the
@@ -2874,6 +3024,31 @@ impl App {
             ApiRequest::ExportReport { .. } => {
                 self.report.exporting = false;
                 self.set_status(format!("cannot export the report: {message}"), true);
+            }
+            ApiRequest::Reveal(id) => {
+                let name = match self.conversation_mut(id) {
+                    Some(c) => {
+                        c.revealing = false;
+                        c.customer_name()
+                    }
+                    None => format!("#{id}"),
+                };
+                let why = match failure.status {
+                    Some(404) => format!("the relay has no conversation #{id} (404)"),
+                    Some(403) => format!("not allowed for your role ({message})"),
+                    _ => message,
+                };
+                self.set_status(format!("不能显示 cannot reveal {name}'s personal data: {why}"), true);
+            }
+            request @ ApiRequest::Events { .. } => {
+                let why = match failure.status {
+                    Some(403) => format!("the audit log is for admins ({message})"),
+                    _ => message,
+                };
+                self.audit.on_page(&request, Err(why.clone()), self.now);
+                if self.overlay == Some(Overlay::Audit) {
+                    self.set_status(format!("cannot load the audit log: {why}"), true);
+                }
             }
         }
     }
@@ -4734,5 +4909,240 @@ mod tests {
             "by_group": [], "by_agent": [{"agent_id": 7, "name": "小王", "figures": figures}], "by_channel": [],
             "arrivals": {"tz_offset_minutes": 480, "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "counts": counts},
         })
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Masked personal data
+    // ---------------------------------------------------------------------------------
+
+    /// A customer's message whose personal data the relay masked for me.
+    fn masked_says(conversation: i64, seq: Seq, body: &str) -> Action {
+        let Action::Server(ServerFrame::Message(mut m)) = customer_says(conversation, seq, body) else {
+            unreachable!()
+        };
+        m.masked = true;
+        Action::Server(ServerFrame::Message(m))
+    }
+
+    fn revealed(conversation: i64, messages: &[(Seq, &str)]) -> ApiAnswer {
+        ApiAnswer::Revealed(kefu_proto::api::RevealedMessages {
+            conversation_id: ConversationId(conversation),
+            messages: messages
+                .iter()
+                .map(|(seq, body)| kefu_proto::api::RevealedMessage { seq: *seq, body: body.to_string() })
+                .collect(),
+        })
+    }
+
+    fn message_at(app: &App, conversation: i64, seq: Seq) -> &Entry {
+        let c = app.conversation(ConversationId(conversation)).unwrap();
+        c.scrollback.entries().iter().find(|e| e.seq == Some(seq) && !e.notice).unwrap()
+    }
+
+    #[test]
+    fn masked_personal_data_is_revealed_after_a_confirmation_and_the_audit_is_said() {
+        use crate::scrollback::Masking;
+        let mut app = online();
+        app.update(customer_says(1, 1, "你好"));
+        app.update(masked_says(1, 2, "我的电话 138****5678，邮箱 z***@example.com"));
+        assert_eq!(message_at(&app, 1, 2).masking, Masking::Masked);
+        assert_eq!(message_at(&app, 1, 1).masking, Masking::Clear);
+        // V asks first: a reveal is recorded, so a stray key must not do it.
+        let effects = keys(&mut app, "V");
+        assert!(apis(&effects).is_empty());
+        assert!(matches!(
+            app.overlay,
+            Some(Overlay::Prompt { kind: PromptKind::RevealMaskedData(ConversationId(1)), .. })
+        ));
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, None);
+        assert_eq!(message_at(&app, 1, 2).body, "我的电话 138****5678，邮箱 z***@example.com", "kept masked");
+        // Confirmed: the relay is asked, once.
+        let effects = keys(&mut app, "V enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Reveal(ConversationId(1))]);
+        assert!(apis(&keys(&mut app, "V")).is_empty(), "no second reveal while one is on its way");
+        assert_eq!(app.overlay, None);
+        let body = "我的电话 13812345678，邮箱 zhang@example.com";
+        answer(&mut app, ApiRequest::Reveal(ConversationId(1)), revealed(1, &[(2, body)]));
+        let entry = message_at(&app, 1, 2);
+        assert_eq!((entry.body.as_str(), entry.masking), (body, Masking::Revealed));
+        let status = app.status.clone().unwrap();
+        assert!(!status.is_error);
+        assert!(status.text.contains("1 message of 李女士"), "{}", status.text);
+        assert!(status.text.contains("recorded in the audit log"), "{}", status.text);
+        // A ticket made from the conversation quotes the customer as the relay masked it.
+        keys(&mut app, "N");
+        let Some(Overlay::Prompt { kind: PromptKind::NewTicket { .. }, input }) = app.overlay.clone() else {
+            panic!("the new-ticket prompt: {:?}", app.overlay)
+        };
+        assert_eq!(input, "我的电话 138****5678，邮箱 z***@example.com");
+        keys(&mut app, "esc");
+        // What comes later stays masked until revealed again.
+        app.update(masked_says(1, 3, "卡号 6222 **** **** 1234"));
+        let entry = message_at(&app, 1, 3);
+        assert_eq!((entry.body.as_str(), entry.masking), ("卡号 6222 **** **** 1234", Masking::Masked));
+        assert_eq!(message_at(&app, 1, 2).masking, Masking::Revealed, "the earlier one stays revealed");
+        let effects = keys(&mut app, "V enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Reveal(ConversationId(1))]);
+        answer(
+            &mut app,
+            ApiRequest::Reveal(ConversationId(1)),
+            revealed(1, &[(2, body), (3, "卡号 6222 0202 0000 1234")]),
+        );
+        assert_eq!(message_at(&app, 1, 3).body, "卡号 6222 0202 0000 1234");
+        assert!(app.status.as_ref().unwrap().text.contains("2 messages"));
+    }
+
+    #[test]
+    fn a_reveal_with_nothing_masked_or_refused_says_so_in_the_status_line() {
+        use crate::scrollback::Masking;
+        let mut app = online();
+        app.update(customer_says(1, 1, "你好"));
+        let effects = keys(&mut app, "V");
+        assert!(effects.is_empty() && app.overlay.is_none(), "nothing to reveal, nothing asked");
+        assert!(app.status.as_ref().unwrap().text.contains("nothing is masked"));
+        app.update(masked_says(1, 2, "z***@example.com"));
+        let effects = keys(&mut app, "V enter");
+        assert_eq!(apis(&effects), vec![&ApiRequest::Reveal(ConversationId(1))]);
+        app.update(Action::Api {
+            request: ApiRequest::Reveal(ConversationId(1)),
+            result: Err(ApiFailure {
+                status: Some(404),
+                code: Some(ErrorCode::NotFound),
+                message: "no conversation 1".into(),
+            }),
+        });
+        let status = app.status.clone().unwrap();
+        assert!(status.is_error && status.text.contains("cannot reveal 李女士's personal data"), "{status:?}");
+        assert!(status.text.contains("404"), "{}", status.text);
+        assert_eq!(message_at(&app, 1, 2).masking, Masking::Masked);
+        // It may be asked again.
+        assert_eq!(apis(&keys(&mut app, "V enter")), vec![&ApiRequest::Reveal(ConversationId(1))]);
+        app.update(Action::Api {
+            request: ApiRequest::Reveal(ConversationId(1)),
+            result: Err(ApiFailure::local("cannot reach the relay: connection refused")),
+        });
+        assert!(app.status.as_ref().unwrap().text.contains("connection refused"));
+        // No conversation open.
+        keys(&mut app, "x x");
+        keys(&mut app, "V");
+        assert!(app.status.as_ref().unwrap().text.contains("no conversation open"));
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The audit log
+    // ---------------------------------------------------------------------------------
+
+    /// An app welcomed as 周管理 (id 1), an admin holding conversation 1 (李女士).
+    fn admin() -> App {
+        let mut app = App::new(Keymap::default_bindings(), Theme::default(), "k".into(), NOW);
+        app.update(Action::Net(NetEvent::Opened));
+        app.update(server(json!({
+            "type": "welcome", "protocol": 1,
+            "session": {
+                "kind": "agent",
+                "agent": {"id": 1, "name": "周管理", "email": "zhou@shop.example", "role": "admin", "max_concurrent": 5},
+                "presence": "online", "conversations": [view(1, "李女士")],
+            },
+            "limits": {"max_frame_bytes": 65536, "max_body_bytes": 32768, "frames_per_second": 50, "frame_burst": 200},
+        })));
+        app
+    }
+
+    fn audit_event(id: i64, kind: &str, actor: Option<i64>, conversation: Option<i64>) -> kefu_proto::api::EventView {
+        serde_json::from_value(json!({
+            "id": id, "at": NOW - 60_000 + id, "kind": kind,
+            "actor_kind": if actor.is_some() { "agent" } else { "system" }, "actor_id": actor,
+            "conversation_id": conversation, "data": {"seqs": [2]},
+        }))
+        .unwrap()
+    }
+
+    fn events(after: i64, kind: Option<&str>) -> ApiRequest {
+        ApiRequest::Events { after, kind: kind.map(str::to_string), limit: crate::audit::PAGE }
+    }
+
+    fn shown_ids(app: &App) -> Vec<i64> {
+        app.audit.shown().iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn only_admins_open_the_audit_log() {
+        for (mut app, role) in [(online(), "an agent"), (supervisor(), "a supervisor")] {
+            let effects = keys(&mut app, "A");
+            assert!(apis(&effects).is_empty(), "{role}: nothing is asked of the relay");
+            assert_eq!(app.overlay, None);
+            let status = app.status.clone().unwrap();
+            assert!(status.is_error && status.text.contains("for admins"), "{status:?}");
+            assert!(status.text.contains(role), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn the_audit_log_lists_the_newest_events_filters_by_kind_and_refreshes() {
+        let mut app = admin();
+        let effects = keys(&mut app, "A");
+        assert_eq!(app.overlay, Some(Overlay::Audit));
+        assert_eq!(apis(&effects), vec![&events(0, None), &ApiRequest::Agents], "agents, to name the actors");
+        let page = vec![
+            audit_event(1, "routing.assigned", Some(7), Some(1)),
+            audit_event(2, "pii.revealed", Some(1), Some(1)),
+            audit_event(3, "alert.fired", None, Some(30)),
+        ];
+        let effects = answer(&mut app, events(0, None), ApiAnswer::Events(page));
+        assert!(apis(&effects).is_empty(), "a page that is not full was all of it");
+        assert_eq!(shown_ids(&app), vec![3, 2, 1], "newest first");
+        answer(&mut app, ApiRequest::Agents, ApiAnswer::Agents(Vec::new()));
+        // Typing narrows at once; a dot asks the relay for that kind.
+        assert!(apis(&keys(&mut app, "\"pii\"")).is_empty());
+        assert_eq!(shown_ids(&app), vec![2]);
+        assert_eq!(apis(&keys(&mut app, "\".\"")), vec![&events(0, Some("pii."))]);
+        answer(
+            &mut app,
+            events(0, Some("pii.")),
+            ApiAnswer::Events(vec![audit_event(2, "pii.revealed", Some(1), Some(1))]),
+        );
+        // Refreshing asks only for what is new.
+        let effects = keys(&mut app, "C-r");
+        assert_eq!(apis(&effects), vec![&events(2, Some("pii."))]);
+        answer(
+            &mut app,
+            events(2, Some("pii.")),
+            ApiAnswer::Events(vec![audit_event(5, "pii.revealed", Some(7), Some(42))]),
+        );
+        assert_eq!(shown_ids(&app), vec![5, 2]);
+        // Enter on an event about a conversation not held says so; on one held, goes to it.
+        keys(&mut app, "enter");
+        assert!(app.status.as_ref().unwrap().text.contains("#42 is not open here"));
+        assert_eq!(app.overlay, Some(Overlay::Audit));
+        keys(&mut app, "down enter");
+        assert_eq!((app.overlay.clone(), app.active_id()), (None, Some(ConversationId(1))));
+        // Open again: the filter is kept, and only what is new is asked for; a refusal is
+        // shown, and what was held stays.
+        assert_eq!(apis(&keys(&mut app, "A")), vec![&events(5, Some("pii."))]);
+        app.update(Action::Api {
+            request: events(5, Some("pii.")),
+            result: Err(ApiFailure {
+                status: Some(403),
+                code: Some(ErrorCode::Forbidden),
+                message: "admins only".into(),
+            }),
+        });
+        let status = app.status.clone().unwrap();
+        assert!(status.is_error && status.text.contains("cannot load the audit log"), "{status:?}");
+        assert_eq!(shown_ids(&app), vec![5, 2]);
+        keys(&mut app, "esc");
+        assert_eq!(app.overlay, None);
+    }
+
+    #[test]
+    fn an_admin_no_more_after_a_reconnect_keeps_nothing_of_the_audit_log() {
+        let mut app = admin();
+        keys(&mut app, "A");
+        answer(&mut app, events(0, None), ApiAnswer::Events(vec![audit_event(1, "alert.fired", None, None)]));
+        app.update(Action::Net(NetEvent::Opened));
+        app.update(welcome(vec![view(1, "李女士")]));
+        assert_eq!(app.overlay, None);
+        assert!(app.audit.shown().is_empty());
     }
 }

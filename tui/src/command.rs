@@ -77,6 +77,7 @@ commands! {
     CustomerPanel => "customer_panel", "Show or hide the customer panel: contact, earlier conversations, why routed here";
     LoadHistory => "load_history", "Fetch older messages of the current conversation";
     AttachFile => "attach_file", "Send a file into the current conversation: asks for its path, uploads and sends it";
+    RevealMaskedData => "reveal_masked_data", "Show the personal data masked in the current conversation (phone, ID-card and bank-card numbers, e-mails), after a confirmation: the relay records the reveal in the audit log";
     Knowledge => "knowledge", "Search the knowledge base (Chinese or English) and insert an answer into the composer";
     KbInsertSnippet => "kb_insert_snippet", "In the knowledge base: insert the selected result's matching line into the composer";
     KbInsertArticle => "kb_insert_article", "In the knowledge base: insert the selected article's whole text (Markdown) into the composer";
@@ -104,6 +105,8 @@ commands! {
     ReportNextRange => "report_next_range", "In the report: show the next range (today → 7 days → 30 days)";
     ReportPrevRange => "report_prev_range", "In the report: show the previous range";
     ReportExport => "report_export", "In the report: save it as CSV in the current directory (kefu-report-<range>-<date>.csv)";
+    AuditLog => "audit_log", "Show the audit log: the workspace's newest events, who did what and when; type a kind prefix (alert., pii.) to filter (admins)";
+    AuditRefresh => "audit_refresh", "In the audit log: fetch the events that happened since";
     SelectNext => "select_next", "In a list or palette: select the next entry";
     SelectPrev => "select_prev", "In a list or palette: select the previous entry";
     Accept => "accept", "In the palette or a prompt: run or confirm the selection (knowledge base: insert the snippet; tickets: go to its conversation)";

@@ -393,11 +393,14 @@ mod tests {
             }
             assert!(!map.keys_for(Mode::Overlay, Command::Cancel).is_empty(), "{name}: overlays must close");
             assert!(!map.keys_for(Mode::Editor, Command::Cancel).is_empty(), "{name}: the editor must close");
-            // Writing the knowledge base, supervising and the report are reachable by key in
-            // every shipped map.
+            // Writing the knowledge base, supervising, the report, revealing masked data and
+            // the audit log are reachable by key in every shipped map.
             for (mode, command) in [
                 (Mode::Normal, Command::Supervisor),
                 (Mode::Normal, Command::Report),
+                (Mode::Normal, Command::RevealMaskedData),
+                (Mode::Normal, Command::AuditLog),
+                (Mode::Overlay, Command::AuditRefresh),
                 (Mode::Supervisor, Command::SupervisorFocus),
                 (Mode::Supervisor, Command::Supervisor),
                 (Mode::Supervisor, Command::SelectNext),

@@ -13,11 +13,12 @@
 //! ## Layout
 //! - [`app`] — `App`, `Action`, `Effect`: the pure state and its `update` (conversations,
 //!   queue, transfers, notes, canned replies, customer panel, history, attachments,
-//!   knowledge base, tickets, supervising: observe, whisper, take over, reassign).
+//!   masked personal data and its audited reveal, knowledge base, tickets, supervising:
+//!   observe, whisper, take over, reassign, the audit log).
 //! - [`api`] — the relay's HTTP API: directory, canned replies, customer panel, history
-//!   pages, uploads, knowledge base (search, articles, writing them), tickets, agents'
-//!   capacity and presence, reports (JSON, or CSV to a file); each request on its own
-//!   task, answered as an action.
+//!   pages, uploads, reveals of masked personal data, knowledge base (search, articles,
+//!   writing them), tickets, agents' capacity and presence, reports (JSON, or CSV to a
+//!   file), the audit log; each request on its own task, answered as an action.
 //! - [`canned`] — canned replies: `/shortcut` detection, fuzzy matching, variables.
 //! - [`knowledge`] — the knowledge-base pane: debounced search, results, previews, what
 //!   goes into the composer.
@@ -30,10 +31,13 @@
 //!   ages counted from the relay's clock, SLA bands, the alerts feed, the selection.
 //! - [`reports`] — the report view (supervisors and admins): today, 7 or 30 days in the
 //!   local time zone, the report fetched, the CSV file's name.
+//! - [`audit`] — the audit log (admins): the newest events found with few requests
+//!   however long the log, filtered by kind prefix as the admin types.
 //! - [`command`] — the named commands with their doc strings (help and palette use them).
 //! - [`keymap`] — key notation, the per-mode trie, the shipped `keymaps/*.toml`.
 //! - [`palette`] — fuzzy matching of commands (nucleo).
-//! - [`scrollback`] — one conversation's messages, wrap cache, scroll anchor.
+//! - [`scrollback`] — one conversation's messages (masked, revealed), wrap cache, scroll
+//!   anchor.
 //! - [`text`] — Markdown rendering and width-aware wrapping (Chinese included).
 //! - [`theme`] — colours.
 //! - [`view`] — drawing from `&App`, and the caret position for input methods.
@@ -50,6 +54,7 @@
 pub mod api;
 pub mod app;
 pub mod article_editor;
+pub mod audit;
 pub mod canned;
 pub mod command;
 pub mod config;

@@ -46,6 +46,7 @@ pub fn matches(keymap: &Keymap, query: &str) -> Vec<PaletteEntry> {
                 | Command::ReportNextRange
                 | Command::ReportPrevRange
                 | Command::ReportExport
+                | Command::AuditRefresh
         )
     });
     if query.trim().is_empty() {

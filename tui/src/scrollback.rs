@@ -28,6 +28,19 @@ pub enum Delivery {
     Received,
 }
 
+/// Whether the personal data in a message is masked for me.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Masking {
+    /// Shown as written (nothing was masked for me).
+    #[default]
+    Clear,
+    /// The relay masked phone, ID-card and bank-card numbers and e-mails in it for my
+    /// role (`138****5678`).
+    Masked,
+    /// Masked, then revealed at my request (the relay recorded it in the audit log).
+    Revealed,
+}
+
 /// A file attached to a message, with where to fetch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -74,6 +87,11 @@ pub struct Entry {
     /// Not a message but a line of the workstation's own (a transfer, a move away),
     /// placed after the message `seq` names; never sent, never counted.
     pub notice: bool,
+    /// Whether its personal data is masked for me, or was revealed.
+    pub masking: Masking,
+    /// Once revealed: the body as the relay masked it, for whatever leaves the
+    /// conversation (a ticket made from it), so a reveal stays where it was asked for.
+    masked_body: Option<String>,
     /// The body's wrapped lines for the width they were made for.
     wrapped: RefCell<Option<(u16, Rc<Vec<Line<'static>>>)>>,
 }
@@ -97,6 +115,7 @@ impl Entry {
     pub fn from_message(m: MessageFrame, relay_url: &str) -> Entry {
         let mut entry = Entry::received(m.seq, m.author, m.body, m.format, m.at);
         entry.internal = m.internal;
+        entry.masking = if m.masked { Masking::Masked } else { Masking::Clear };
         entry.attachments = m.attachments.into_iter().map(|a| Attachment::at(relay_url, a)).collect();
         entry.via = m.via.map(|via| match via.source {
             Some(source) => format!("{} · {}", via.name, source_label(source)),
@@ -140,6 +159,8 @@ impl Entry {
             attachments: Vec::new(),
             via: None,
             notice: false,
+            masking: Masking::Clear,
+            masked_body: None,
             wrapped: RefCell::new(None),
         }
     }
@@ -195,6 +216,22 @@ impl Entry {
     /// Whether a customer wrote it.
     pub fn from_customer(&self) -> bool {
         self.author.kind == AuthorKind::Customer
+    }
+
+    /// The body as it may be copied out of the conversation (into a ticket): masked when
+    /// the relay masked it, even after a reveal.
+    pub fn shareable_body(&self) -> &str {
+        self.masked_body.as_deref().unwrap_or(&self.body)
+    }
+
+    /// Shows `body`, the text as written, in place of the masked one.
+    fn reveal(&mut self, body: String) {
+        let masked = std::mem::replace(&mut self.body, body);
+        if self.masking == Masking::Masked {
+            self.masked_body = Some(masked);
+        }
+        self.masking = Masking::Revealed;
+        *self.wrapped.borrow_mut() = None;
     }
 }
 
@@ -279,6 +316,26 @@ impl Scrollback {
         {
             self.scroll = ScrollPos::Anchor { index: index + 1, hidden };
         }
+    }
+
+    /// The messages whose personal data is masked for me.
+    pub fn masked(&self) -> usize {
+        self.entries.iter().filter(|e| e.masking == Masking::Masked).count()
+    }
+
+    /// Shows message `seq` as written (`body`), if it is held and was masked for me;
+    /// returns whether it was.
+    pub fn reveal(&mut self, seq: Seq, body: String) -> bool {
+        let Ok(at) = self.entries[..self.stored].binary_search_by_key(&(Some(seq), false), |e| (e.seq, e.notice))
+        else {
+            return false;
+        };
+        let entry = &mut self.entries[at];
+        if entry.masking == Masking::Clear {
+            return false;
+        }
+        entry.reveal(body);
+        true
     }
 
     /// Adds one of my messages at the end, unsent.
@@ -468,6 +525,37 @@ mod tests {
         assert_eq!(sb.entries()[4].seq, Some(5));
         assert_eq!(sb.highest_seq(), 5);
         assert!(!sb.acknowledge("k-1", 5, 9), "a second ack finds nothing waiting");
+    }
+
+    #[test]
+    fn a_revealed_message_shows_as_written_but_is_shared_masked() {
+        let theme = Theme::default();
+        let mut sb = filled(2);
+        let masked = MessageFrame {
+            conversation_id: kefu_proto::ConversationId(1),
+            seq: 3,
+            author: customer(),
+            body: "电话 138****5678".into(),
+            format: BodyFormat::Text,
+            client_msg_id: None,
+            at: 0,
+            internal: false,
+            attachments: Vec::new(),
+            via: None,
+            masked: true,
+        };
+        sb.insert_stored(Entry::from_message(masked, ""));
+        assert_eq!(sb.masked(), 1);
+        let before = sb.entries()[2].body_lines(40, &theme);
+        assert!(!sb.reveal(1, "消息 1".into()), "nothing was masked in it");
+        assert!(!sb.reveal(9, "?".into()), "not held");
+        assert!(sb.reveal(3, "电话 13812345678".into()));
+        let entry = &sb.entries()[2];
+        assert_eq!((entry.masking, entry.body.as_str()), (Masking::Revealed, "电话 13812345678"));
+        assert_eq!(entry.shareable_body(), "电话 138****5678");
+        assert_ne!(entry.body_lines(40, &theme), before, "laid out again");
+        assert_eq!(sb.masked(), 0);
+        assert_eq!(sb.entries()[0].masking, Masking::Clear);
     }
 
     #[test]

@@ -239,12 +239,14 @@ pub fn cycle<T: Copy + PartialEq>(all: &[T], current: Option<T>, delta: isize) -
 }
 
 /// A subject made from the customer's last message: its first line, at most 60
-/// characters (empty when the customer has written nothing held here).
+/// characters (empty when the customer has written nothing held here), with personal data
+/// masked as the relay masked it.
 pub fn subject_from(entries: &[Entry]) -> String {
     let Some(last) = entries.iter().rev().find(|e| e.from_customer() && !e.body.trim().is_empty()) else {
         return String::new();
     };
-    let line = last.body.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    // Personal data revealed on this screen stays masked in what others read.
+    let line = last.shareable_body().lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     let mut subject: String = line.chars().filter(|c| !c.is_control()).take(SUBJECT_CHARS).collect();
     if line.chars().count() > SUBJECT_CHARS {
         subject.push('…');
@@ -252,7 +254,8 @@ pub fn subject_from(entries: &[Entry]) -> String {
     subject
 }
 
-/// A new ticket's description: where it comes from and what the customer said last.
+/// A new ticket's description: where it comes from and what the customer said last
+/// (personal data masked as the relay masked it, even once revealed here).
 pub fn description_from(view: &ConversationView, entries: &[Entry]) -> String {
     let name = crate::app::customer_name(view);
     let mut text = format!("来自会话 From conversation #{} ({name}, {})", view.id, view.channel.as_str());
@@ -266,7 +269,8 @@ pub fn description_from(view: &ConversationView, entries: &[Entry]) -> String {
     let recent = &said[said.len().saturating_sub(DESCRIPTION_MESSAGES)..];
     if !recent.is_empty() {
         text.push_str(":\n");
-        let quoted: Vec<String> = recent.iter().map(|e| format!("> {}", e.body.trim().replace('\n', "\n> "))).collect();
+        let quoted: Vec<String> =
+            recent.iter().map(|e| format!("> {}", e.shareable_body().trim().replace('\n', "\n> "))).collect();
         text.push_str(&quoted.join("\n"));
     }
     text

@@ -43,10 +43,14 @@
 //! filter) line, a list on the left, the selected entry on the right, the keys at the
 //! bottom (the report: key figures beside its charts, the agents below). The article
 //! editor takes the knowledge base's place: four one-line fields above the Markdown text,
-//! a message row and the keys.
+//! a message row and the keys. The audit log (admins) is a table over the same area, one
+//! event a line, newest on top, the highlighted event's details below it.
+//!
+//! A message whose personal data the relay masked for me says so in its header
+//! (`已遮盖 masked`); once revealed, `已显示 revealed`.
 
 use kefu_proto::UnixMillis;
-use kefu_proto::api::{CannedScope, TicketDetails};
+use kefu_proto::api::{CannedScope, EventView, TicketDetails};
 use kefu_proto::frame::{AuthorKind, ConversationState, Presence, TicketPriority, TicketStatus, TicketView};
 use kefu_proto::report::Report;
 use ratatui::Frame;
@@ -59,11 +63,12 @@ use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Clear, Paragraph
 use crate::api::TicketScope;
 use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
 use crate::article_editor::Field;
+use crate::audit;
 use crate::command::Command;
 use crate::keymap::Mode;
 use crate::palette;
 use crate::reports::{self, ReportRange, ReportWindow};
-use crate::scrollback::{Delivery, Entry};
+use crate::scrollback::{Delivery, Entry, Masking};
 use crate::supervisor::{Section, SlaBand, alert_kind_label};
 use crate::text::{self, truncate, width};
 
@@ -158,7 +163,11 @@ pub fn caret(app: &App, area: Rect) -> Option<Position> {
             )
         }
         Some(Overlay::Prompt {
-            kind: PromptKind::DeleteCanned(_) | PromptKind::DeleteArticle { .. } | PromptKind::DiscardArticle,
+            kind:
+                PromptKind::DeleteCanned(_)
+                | PromptKind::DeleteArticle { .. }
+                | PromptKind::DiscardArticle
+                | PromptKind::RevealMaskedData(_),
             ..
         }) => None,
         Some(Overlay::ArticleEditor) => {
@@ -175,8 +184,12 @@ pub fn caret(app: &App, area: Rect) -> Option<Position> {
             let rect = prompt_rect(area);
             Some(Position::new((rect.x + 3 + width(input) as u16).min(rect.right() - 2), rect.y + 2))
         }
-        Some(Overlay::Knowledge | Overlay::Tickets) => {
-            let query = if app.overlay == Some(Overlay::Knowledge) { &app.kb.query } else { &app.tickets.filter };
+        Some(Overlay::Knowledge | Overlay::Tickets | Overlay::Audit) => {
+            let query = match app.overlay {
+                Some(Overlay::Knowledge) => &app.kb.query,
+                Some(Overlay::Tickets) => &app.tickets.filter,
+                _ => &app.audit.filter,
+            };
             let rect = board_rect(area);
             Some(
                 Position::new(rect.x + 3 + width(query) as u16, rect.y + 1)
@@ -236,6 +249,7 @@ impl Widget for &Workstation<'_> {
             Some(Overlay::ArticleEditor) => render_article_editor(app, area, buf),
             Some(Overlay::Tickets) => render_tickets(app, area, buf),
             Some(Overlay::Report) => render_report(app, area, buf),
+            Some(Overlay::Audit) => render_audit(app, area, buf),
             None => {}
         }
     }
@@ -458,6 +472,11 @@ fn header_line(app: &App, conversation: &Conversation, entry: &Entry) -> Line<'s
     }
     if let Some(via) = &entry.via {
         spans.push(Span::styled(format!(" via {via}"), app.theme.dim));
+    }
+    match entry.masking {
+        Masking::Clear => {}
+        Masking::Masked => spans.push(Span::styled(" 已遮盖 masked", app.theme.dim)),
+        Masking::Revealed => spans.push(Span::styled(" 已显示 revealed", app.theme.pending)),
     }
     spans.push(delivery_mark(app, conversation, entry));
     Line::from(spans)
@@ -855,6 +874,15 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
             format!("delete 《{title}》 from the knowledge base?"),
             "enter: delete it for good · esc: keep it".to_string(),
         ),
+        PromptKind::RevealMaskedData(id) => {
+            let masked = app.conversation(*id).map_or(0, |c| c.scrollback.masked());
+            let plural = if masked == 1 { "" } else { "s" };
+            (
+                " 显示个人信息 Reveal personal data ",
+                format!("{}: show the personal data masked in {masked} message{plural}?", conversation(*id)),
+                "enter: reveal · esc: keep it masked".to_string(),
+            )
+        }
         PromptKind::DiscardArticle => (
             " 放弃修改 Discard changes ",
             "the article has unsaved changes: leave without saving them?".to_string(),
@@ -874,7 +902,13 @@ fn render_prompt(app: &App, kind: &PromptKind, input: &str, area: Rect, buf: &mu
     let inner = block.inner(rect);
     block.render(rect, buf);
     buf.set_line(inner.x, inner.y, &Line::from(question), inner.width);
-    if !matches!(kind, PromptKind::DeleteCanned(_) | PromptKind::DeleteArticle { .. } | PromptKind::DiscardArticle) {
+    if let PromptKind::RevealMaskedData(_) = kind {
+        let note = "the relay records who revealed it in the audit log";
+        buf.set_line(inner.x, inner.y + 1, &Line::styled(note, app.theme.pending), inner.width);
+    } else if !matches!(
+        kind,
+        PromptKind::DeleteCanned(_) | PromptKind::DeleteArticle { .. } | PromptKind::DiscardArticle
+    ) {
         buf.set_line(
             inner.x,
             inner.y + 1,
@@ -1580,6 +1614,171 @@ fn render_tickets(app: &App, area: Rect, buf: &mut Buffer) {
     let board =
         Board { title, query: &board.filter, query_note, rows, empty, selected, detail, scroll: board.scroll, hints };
     render_board(app, board, area, buf);
+}
+
+/// "11-21 10:31:05" in the local zone: an audit log's time, to the second.
+fn audit_time(at: UnixMillis, utc_offset_secs: i32) -> String {
+    let date = format_date(at, utc_offset_secs);
+    let secs = (at / 1000 + i64::from(utc_offset_secs)).rem_euclid(60);
+    format!("{} {}:{secs:02}", &date[5..], format_clock(at, utc_offset_secs))
+}
+
+/// Who did an event: an agent by name when known (me, or from the directory).
+fn audit_actor(app: &App, event: &EventView) -> String {
+    audit::actor(event, |id| {
+        app.agent.iter().chain(app.agents.iter().flatten()).find(|a| a.id.0 == id).map(|a| a.name.clone())
+    })
+}
+
+/// The conversation an event is about: `#12 李女士` when its customer is known.
+fn audit_conversation(app: &App, event: &EventView) -> String {
+    match event.conversation_id {
+        Some(id) => match app.customer_of(id) {
+            Some(name) => format!("#{id} {name}"),
+            None => format!("#{id}"),
+        },
+        None => "—".into(),
+    }
+}
+
+/// Widths of the audit log's columns (time, kind, actor, conversation); the data takes
+/// the rest.
+const AUDIT_COLUMNS: [usize; 4] = [14, 22, 12, 18];
+
+fn render_audit(app: &App, area: Rect, buf: &mut Buffer) {
+    let log = &app.audit;
+    let theme = &app.theme;
+    let rect = board_rect(area);
+    clear(rect, buf);
+    let shown = log.shown();
+    let title = format!(
+        " 审计日志 Audit log ({}) — newest on top, {} at most; type a kind prefix (alert., pii.) to filter ",
+        shown.len(),
+        audit::KEEP
+    );
+    let block = Block::default().borders(Borders::ALL).border_style(theme.focus).title(title);
+    let inner = block.inner(rect);
+    block.render(rect, buf);
+    if inner.height < 8 {
+        return;
+    }
+    let [query, heading, list, rule, detail, hints] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    // The filter, and how fresh the list is.
+    let note = if log.loading() {
+        Line::styled("加载中 loading… ", theme.pending)
+    } else if let Some(why) = &log.error {
+        Line::styled(format!("✗ {} ", truncate(why, 50)), theme.alert)
+    } else if let Some(at) = log.refreshed_at {
+        let refresh = overlay_key(app, Command::AuditRefresh);
+        Line::styled(
+            format!("更新 updated {} · {refresh} 刷新 refresh ", audit_time(at, app.utc_offset_secs)),
+            theme.dim,
+        )
+    } else {
+        Line::default()
+    };
+    let note_width = note.width() as u16;
+    buf.set_line(
+        query.x,
+        query.y,
+        &Line::from(vec![Span::styled("> ", theme.focus), Span::raw(log.filter.clone())]),
+        query.width.saturating_sub(note_width + 1),
+    );
+    buf.set_line(query.right().saturating_sub(note_width), query.y, &note, note_width);
+    let [time, kind, actor, conversation] = AUDIT_COLUMNS;
+    let columns = |cells: [String; 5]| {
+        let [a, b, c, d, e] = cells;
+        format!(
+            "{} {} {} {} {e}",
+            cell(&a, time, false),
+            cell(&b, kind, false),
+            cell(&c, actor, false),
+            cell(&d, conversation, false)
+        )
+    };
+    let names = ["时间 time", "类型 kind", "操作者 actor", "会话 conversation", "详情 data"].map(String::from);
+    buf.set_line(
+        heading.x,
+        heading.y,
+        &Line::styled(columns(names), theme.dim.add_modifier(Modifier::BOLD)),
+        heading.width,
+    );
+    // The events, the highlight kept on screen.
+    if shown.is_empty() {
+        let empty = if !log.loaded() && log.loading() {
+            Line::styled(" 加载中 loading the audit log…", theme.dim)
+        } else if let (false, Some(why)) = (log.loaded(), &log.error) {
+            Line::styled(format!(" cannot load the audit log: {why}"), theme.alert)
+        } else if log.prefix().is_empty() {
+            Line::styled(" 日志为空 no events yet", theme.dim)
+        } else {
+            Line::styled(format!(" 没有匹配 no event of a kind starting with \"{}\"", log.prefix()), theme.dim)
+        };
+        buf.set_line(list.x, list.y, &empty, list.width);
+    }
+    let selected = log.selected_index();
+    let rows = list.height as usize;
+    let first = selected.saturating_sub(rows.saturating_sub(1));
+    for (row, (i, event)) in shown.iter().enumerate().skip(first).take(rows).enumerate() {
+        let y = list.y + row as u16;
+        let line = columns([
+            audit_time(event.at, app.utc_offset_secs),
+            event.kind.clone(),
+            audit_actor(app, event),
+            audit_conversation(app, event),
+            audit::summary(&event.data),
+        ]);
+        let style = if i == selected { theme.selected } else { theme.body };
+        buf.set_style(Rect::new(list.x, y, list.width, 1), style);
+        buf.set_line(list.x, y, &Line::styled(line, style), list.width);
+    }
+    if shown.len() > first + rows {
+        let more = Line::styled(format!(" ↓ {} older ", shown.len() - first - rows), theme.selected);
+        let x = list.right().saturating_sub(more.width() as u16);
+        buf.set_line(x, list.bottom() - 1, &more, list.width);
+    }
+    // The highlighted event in full.
+    buf.set_line(rule.x, rule.y, &Line::styled("─".repeat(rule.width as usize), theme.dim), rule.width);
+    if let Some(event) = shown.get(selected) {
+        let when =
+            format!("{} {}", format_date(event.at, app.utc_offset_secs), audit_time(event.at, app.utc_offset_secs));
+        let who = match event.actor_id {
+            Some(id) => format!("{} ({}#{id})", audit_actor(app, event), event.actor_kind),
+            None => event.actor_kind.clone(),
+        };
+        let mut about = String::new();
+        if let Some(id) = event.conversation_id {
+            let held = if app.conversation(id).is_some() { " (open here)" } else { "" };
+            about = format!(" · 会话 conversation {}{held}", audit_conversation(app, event));
+        }
+        let mut lines: Vec<text::StyledLine> = vec![vec![
+            (format!("#{} ", event.id), theme.dim),
+            (event.kind.clone(), theme.focus.add_modifier(Modifier::BOLD)),
+            (format!(" · {} · {who}{about}", &when[..10]), theme.dim),
+        ]];
+        lines.push(vec![(event.data.to_string(), theme.body)]);
+        let wrapped = text::wrap(&lines, detail.width, "");
+        for (row, line) in wrapped.iter().take(detail.height as usize).enumerate() {
+            buf.set_line(detail.x, detail.y + row as u16, line, detail.width);
+        }
+    }
+    let keys = Line::styled(
+        format!(
+            " ↑↓ pgup pgdn 滚动 scroll · {} 去会话 go to the conversation · {} 刷新 refresh · esc",
+            overlay_key(app, Command::Accept),
+            overlay_key(app, Command::AuditRefresh),
+        ),
+        theme.dim,
+    );
+    buf.set_line(hints.x, hints.y, &keys, hints.width);
 }
 
 /// `text` cut or padded to exactly `columns` display columns, on the left or the right.

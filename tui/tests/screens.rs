@@ -52,6 +52,8 @@ fn answer(app: &mut App, request: ApiRequest, answer: serde_json::Value) {
         ApiRequest::KbArticle(_) => ApiAnswer::KbArticle(serde_json::from_value(answer).unwrap()),
         ApiRequest::Tickets(_) => ApiAnswer::Tickets(serde_json::from_value(answer).unwrap()),
         ApiRequest::Ticket(_) => ApiAnswer::Ticket(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Reveal(_) => ApiAnswer::Revealed(serde_json::from_value(answer).unwrap()),
+        ApiRequest::Events { .. } => ApiAnswer::Events(serde_json::from_value(answer).unwrap()),
         other => panic!("not used here: {other:?}"),
     };
     app.update(Action::Api { request, result: Ok(answer) });
@@ -771,4 +773,121 @@ fn report_of_seven_days_with_charts_and_agents() {
     let (_, lina) = find(&terminal, "李娜   ");
     let (x, _) = find(&terminal, "坐席 Agent");
     assert_eq!(terminal.backend().buffer()[(x, lina)].modifier, Modifier::REVERSED);
+}
+
+/// Every row of the screen as text (wide characters once).
+fn screen_text(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let mut x = 0;
+        while x < buffer.area.width {
+            let symbol = buffer[(x, y)].symbol();
+            text.push_str(symbol);
+            x += (unicode_width::UnicodeWidthStr::width(symbol) as u16).max(1);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn a_masked_message_then_revealed() {
+    let mut app = busy_app();
+    let mut masked = message(1, 4, true, "我的手机 138****5678，发票请寄到 z***@example.com", 1);
+    masked["masked"] = json!(true);
+    server(&mut app, masked);
+    let terminal = draw(&app, 140, 24);
+    insta::assert_snapshot!("masked_message", terminal.backend());
+    // The masked message says so, in its header.
+    let (_, header) = find(&terminal, "已遮盖 masked");
+    let (_, body) = find(&terminal, "138****5678");
+    assert_eq!(body, header + 1, "the tag is on the masked message's header");
+    assert_eq!(colour_of(&terminal, "已遮盖 masked"), Color::DarkGray, "discreet");
+    // V asks first, saying the reveal is logged.
+    key(&mut app, "V");
+    let terminal = draw(&app, 140, 24);
+    find(&terminal, "李女士 #1: show the personal data masked in 1 message?");
+    find(&terminal, "the relay records who revealed it in the audit log");
+    let request = app.update(Action::Key(KeyPress::parse("enter").unwrap()));
+    let [kefu_tui::app::Effect::Api(request)] = &request[..] else { panic!("one request: {request:?}") };
+    answer(
+        &mut app,
+        request.clone(),
+        json!({"conversation_id": 1, "messages": [{"seq": 4, "body": "我的手机 13812345678，发票请寄到 zhang.li@example.com"}]}),
+    );
+    let terminal = draw(&app, 140, 24);
+    insta::assert_snapshot!("revealed_message", terminal.backend());
+    let (_, header) = find(&terminal, "已显示 revealed");
+    let (_, body) = find(&terminal, "13812345678");
+    assert_eq!(body, header + 1);
+    assert!(!screen_text(&terminal).contains("138****5678"), "the masked text is gone");
+    assert_eq!(colour_of(&terminal, "已显示 revealed"), Color::Yellow, "a reminder, not hidden away");
+    find(&terminal, "已显示 revealed, recorded in the audit log: 1 message of 李女士");
+}
+
+#[test]
+fn audit_log_with_a_few_events() {
+    let mut app = busy_app_as("admin");
+    key(&mut app, "A");
+    answer(
+        &mut app,
+        ApiRequest::Agents,
+        json!([
+            {"id": 7, "name": "小王", "email": "wang@shop.example", "role": "admin", "max_concurrent": 5},
+            {"id": 8, "name": "李娜", "email": "li@shop.example", "role": "agent", "max_concurrent": 3},
+        ]),
+    );
+    let minute = 60_000;
+    answer(
+        &mut app,
+        ApiRequest::Events { after: 0, kind: None, limit: 1000 },
+        json!([
+            {"id": 101, "at": NOW - 9 * minute, "kind": "routing.assigned", "actor_kind": "system", "conversation_id": 1,
+             "data": {"agent_id": 7, "reason": "least_loaded"}},
+            {"id": 102, "at": NOW - 7 * minute, "kind": "alert.fired", "actor_kind": "system", "conversation_id": 2,
+             "data": {"alert": "long_wait:2", "kind": "long_wait"}},
+            {"id": 103, "at": NOW - 5 * minute, "kind": "pii.revealed", "actor_kind": "agent", "actor_id": 8,
+             "conversation_id": 1, "data": {"seqs": [4]}},
+            {"id": 104, "at": NOW - 3 * minute, "kind": "agent.presence_set", "actor_kind": "agent", "actor_id": 9,
+             "data": {"agent_id": 8, "presence": "away"}},
+            {"id": 105, "at": NOW - minute, "kind": "conversation.closed", "actor_kind": "customer", "actor_id": 103,
+             "conversation_id": 3, "data": {"resolution": "answered"}},
+        ]),
+    );
+    key(&mut app, "down");
+    key(&mut app, "down");
+    let terminal = draw(&app, 140, 30);
+    insta::assert_snapshot!(terminal.backend());
+    // Newest on top, each with its time, kind, actor by name (else kind#id), conversation
+    // with its customer, and data.
+    let (_, newest) = find(&terminal, "conversation.closed");
+    let (_, oldest) = find(&terminal, "routing.assigned");
+    assert!(newest < oldest);
+    let (_, revealed) = find(&terminal, "11-21 07:55:00 pii.revealed");
+    for cell in ["李娜", "#1 李女士", "seqs=[4]"] {
+        assert_eq!(find(&terminal, cell).1, revealed, "{cell} on the pii.revealed row");
+    }
+    find(&terminal, "agent#9");
+    find(&terminal, "customer#103");
+    // The highlighted event (the third from the top) in full below the list.
+    let (x, _) = find(&terminal, "11-21 07:55:00 pii.revealed");
+    assert!(terminal.backend().buffer()[(x, revealed)].modifier.contains(Modifier::REVERSED));
+    find(&terminal, "#103 pii.revealed · 2025-11-21 · 李娜 (agent#8) · 会话 conversation #1 李女士 (open here)");
+    // Typing a kind prefix narrows the list.
+    keys(&mut app, "alert");
+    let terminal = draw(&app, 140, 30);
+    find(&terminal, "alert.fired");
+    let screen = screen_text(&terminal);
+    assert!(!screen.contains("pii.revealed") && !screen.contains("routing.assigned"), "{screen}");
+    find(&terminal, "Audit log (1)");
+}
+
+#[test]
+fn a_supervisor_pressing_the_audit_key_is_told_it_is_for_admins() {
+    let mut app = busy_app_as("supervisor");
+    key(&mut app, "A");
+    let terminal = draw(&app, 140, 24);
+    find(&terminal, "the audit log is for admins; you are signed in as a supervisor");
+    assert!(app.overlay.is_none());
 }
