@@ -32,6 +32,20 @@ pub struct Entry<'a> {
     pub conversation: Option<ConversationId>,
     /// Details, as stored (JSON text).
     pub data: &'a str,
+    /// Where the operation came from: the client's address, for HTTP requests.
+    pub origin: Option<&'a str>,
+}
+
+tokio::task_local! {
+    /// The client address of the HTTP request being served (set by the router's
+    /// `client_address` layer), so every entry an HTTP operation writes says where it
+    /// came from without each call passing it on.
+    pub static CLIENT: std::net::IpAddr;
+}
+
+/// The address of the HTTP client this task serves, if it serves one.
+pub fn client_origin() -> Option<String> {
+    CLIENT.try_with(|ip| ip.to_string()).ok()
 }
 
 /// The hash linking `entry` (numbered `id`) to the entry before it.
@@ -51,6 +65,11 @@ pub fn link(previous: &[u8], id: i64, entry: &Entry<'_>) -> [u8; 32] {
     field(&entry.actor_id.map_or(Vec::new(), |a| a.to_be_bytes().to_vec()));
     field(&entry.conversation.map_or(Vec::new(), |c| c.0.to_be_bytes().to_vec()));
     field(entry.data.as_bytes());
+    // Added to the format later: hashed only when present, so earlier entries verify.
+    if let Some(origin) = entry.origin {
+        field(b"origin");
+        field(origin.as_bytes());
+    }
     hash.finalize().into()
 }
 
@@ -76,8 +95,8 @@ impl Chain {
         let id = last_id + 1;
         let hash = link(&previous, id, &entry);
         sqlx::query(
-            "INSERT INTO events (id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash, origin)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(entry.workspace.0)
@@ -88,6 +107,7 @@ impl Chain {
         .bind(entry.conversation.map(|c| c.0))
         .bind(entry.data)
         .bind(hash.as_slice())
+        .bind(entry.origin)
         .execute(&mut *conn)
         .await?;
         self.head = Some((id, hash.to_vec()));
@@ -119,7 +139,7 @@ impl crate::store::Store {
 /// Walks the whole log in order and checks every link.
 pub async fn verify(conn: &mut SqliteConnection) -> Result<Verification> {
     let rows = sqlx::query(
-        "SELECT id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash FROM events ORDER BY id",
+        "SELECT id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash, origin FROM events ORDER BY id",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -144,6 +164,7 @@ pub async fn verify(conn: &mut SqliteConnection) -> Result<Verification> {
             actor_id: r.get("actor_id"),
             conversation: r.get::<Option<i64>, _>("conversation_id").map(ConversationId),
             data: r.get("data"),
+            origin: r.get("origin"),
         };
         if link(previous.as_deref().unwrap_or_default(), id, &entry).as_slice() != stored.as_slice() {
             result.broken_at = Some(id);
@@ -169,6 +190,7 @@ mod tests {
             actor_id: Some(7),
             conversation: None,
             data,
+            origin: None,
         }
     }
 
@@ -223,6 +245,7 @@ mod tests {
         assert_ne!(base, link(b"", 1, &entry("{\"a\":1}")), "data");
         assert_ne!(base, link(b"", 1, &Entry { actor_id: None, ..entry("{}") }), "actor");
         assert_ne!(base, link(b"", 1, &Entry { conversation: Some(ConversationId(7)), actor_id: None, ..entry("{}") }));
+        assert_ne!(base, link(b"", 1, &Entry { origin: Some("203.0.113.5"), ..entry("{}") }), "origin");
         assert_eq!(base, link(b"", 1, &entry("{}")), "deterministic");
     }
 }

@@ -1124,6 +1124,8 @@ async fn insert_event(
         actor_id: event.actor_id,
         conversation,
         data: &data,
+        // The journal serves sessions and hubs, not one HTTP client.
+        origin: None,
     };
     chain.append(tx, entry).await
 }

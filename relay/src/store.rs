@@ -591,7 +591,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<kefu_proto::api::EventView>> {
         let rows = sqlx::query(
-            "SELECT id, at, kind, actor_kind, actor_id, conversation_id, data FROM events
+            "SELECT id, at, kind, actor_kind, actor_id, conversation_id, data, origin FROM events
              WHERE workspace_id = ? AND id > ?
                AND (?3 IS NULL OR kind = ?3 OR (substr(?3, -1) = '.' AND substr(kind, 1, length(?3)) = ?3))
                AND (?4 IS NULL OR conversation_id = ?4)
@@ -615,6 +615,7 @@ impl Store {
                     conversation_id: r.get::<Option<i64>, _>("conversation_id").map(ConversationId),
                     data: serde_json::from_str(r.get::<&str, _>("data"))
                         .map_err(|e| Error::Internal(format!("event data: {e}")))?,
+                    origin: r.get("origin"),
                 })
             })
             .collect()
@@ -1307,7 +1308,17 @@ pub(crate) async fn insert_event(
     data: &serde_json::Value,
 ) -> Result<()> {
     let data = data.to_string();
-    let entry = crate::audit::Entry { workspace, at: now_ms(), kind, actor_kind, actor_id, conversation, data: &data };
+    let origin = crate::audit::client_origin();
+    let entry = crate::audit::Entry {
+        workspace,
+        at: now_ms(),
+        kind,
+        actor_kind,
+        actor_id,
+        conversation,
+        data: &data,
+        origin: origin.as_deref(),
+    };
     crate::audit::Chain::default().append(conn, entry).await
 }
 

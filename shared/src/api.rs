@@ -164,6 +164,9 @@ pub struct EventView {
     pub conversation_id: Option<crate::ConversationId>,
     /// The details.
     pub data: serde_json::Value,
+    /// Where it came from: the client's address, for what arrived over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Who a canned reply is for.

@@ -173,8 +173,9 @@ async fn client_address(
     next: axum::middleware::Next,
 ) -> Response {
     let trusted = &relay.config.limits.trusted_proxies;
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     if !trusted.is_empty()
-        && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied()
+        && let Some(peer) = peer
         && trusted.contains(&peer.ip())
     {
         let forwarded: Vec<&str> = request
@@ -188,7 +189,11 @@ async fn client_address(
             request.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
         }
     }
-    next.run(request).await
+    // What this request writes to the event log says where it came from.
+    match request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
+        Some(client) => crate::audit::CLIENT.scope(client, next.run(request)).await,
+        None => next.run(request).await,
+    }
 }
 
 /// The client in an `X-Forwarded-For` chain: from the right, the first address that is

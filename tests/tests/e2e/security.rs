@@ -219,6 +219,18 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_elsewhere_th
     }
     assert_eq!(login(&proxied, "203.0.113.5").await?.status(), 429, "that client is over its limit");
     assert_eq!(login(&proxied, "203.0.113.6").await?.status(), 401, "another client is not");
+    // The audit log says where each operation came from: here, the forwarded client.
+    let admin = proxied.agent_with("admin@shop.example", "Admin", Role::Admin, 0, "").await?;
+    let signed_in = http_client()
+        .post(proxied.url("/api/v1/login"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({"email": "admin@shop.example", "password": PASSWORD}))
+        .send()
+        .await?;
+    assert_eq!(signed_in.status(), 200);
+    let (_, logins) = proxied.api(Method::GET, "/api/v1/events?kind=agent.login", &admin, None).await?;
+    let origins: Vec<&str> = logins.as_array().expect("events").iter().filter_map(|e| e["origin"].as_str()).collect();
+    assert_eq!(origins, ["127.0.0.1", "198.51.100.7"]);
     // Without trusted proxies the header changes nothing: the peer is the client.
     let direct = TestRelay::start_with(|c| {
         c.auth.logins_per_minute_per_ip = 2;
