@@ -100,6 +100,8 @@ pub struct EventRecord {
     pub actor_id: Option<i64>,
     /// Details.
     pub data: serde_json::Value,
+    /// Where it came from: the address of the connection that asked, when one did.
+    pub origin: Option<String>,
 }
 
 /// Where a conversation is routed: its group and queue priority.
@@ -1063,6 +1065,7 @@ async fn insert_conversation(
         kind: "conversation.opened",
         actor_kind: "customer",
         actor_id: Some(contact.0),
+        origin: None,
         data: serde_json::json!({ "channel": channel.as_str(), "channel_id": channel_id, "state": life.state.as_str() }),
     };
     insert_event(tx, chain, workspace, Some(ConversationId(id)), &event, now).await?;
@@ -1124,8 +1127,7 @@ async fn insert_event(
         actor_id: event.actor_id,
         conversation,
         data: &data,
-        // The journal serves sessions and hubs, not one HTTP client.
-        origin: None,
+        origin: event.origin.as_deref(),
     };
     chain.append(tx, entry).await
 }

@@ -115,7 +115,7 @@ pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: 
     let (mut sink, mut stream) = socket.split();
     let span = tracing::debug_span!("conn", conn, ?side, %peer);
     async {
-        let result = run(conn, side, origin.as_deref(), &relay, &mut sink, &mut stream).await;
+        let result = run(conn, side, origin.as_deref(), peer, &relay, &mut sink, &mut stream).await;
         if let Err(closing) = result {
             tracing::debug!(code = closing.code, reason = %closing.reason, "closing connection");
             let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
@@ -144,6 +144,7 @@ async fn run(
     conn: ConnId,
     side: Side,
     origin: Option<&str>,
+    peer: SocketAddr,
     relay: &Arc<RelayState>,
     sink: &mut Sink,
     stream: &mut Stream,
@@ -159,7 +160,8 @@ async fn run(
         Identity::Agent(session) => Party::Agent(session.clone()),
     };
     let (reply_tx, reply) = oneshot::channel();
-    hub.send(HubCommand::Register { conn, party, outbound: outbound_tx, kick: kick.clone(), reply: reply_tx })
+    let peer = peer.ip();
+    hub.send(HubCommand::Register { conn, party, outbound: outbound_tx, kick: kick.clone(), peer, reply: reply_tx })
         .await
         .map_err(|_| Closing::new(close_code::GOING_AWAY, "relay shutting down"))?;
     let registered = reply.await.map_err(|_| Closing::new(close_code::GOING_AWAY, "relay shutting down"))?;

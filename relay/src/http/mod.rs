@@ -440,7 +440,8 @@ async fn patch_agent(
         let hub =
             relay.hubs.get(workspace).ok_or_else(|| Error::refused(ErrorCode::Internal, "workspace unavailable"))?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        hub.send(HubCommand::SetAgentPresence { agent: AgentId(id), status, by, reply }).await?;
+        let origin = crate::audit::client_origin();
+        hub.send(HubCommand::SetAgentPresence { agent: AgentId(id), status, by, origin, reply }).await?;
         answer.await.map_err(|_| Error::refused(ErrorCode::Internal, "the relay is shutting down"))??;
     }
     Ok(Json(view))

@@ -156,6 +156,8 @@ pub enum HubCommand {
         outbound: mpsc::Sender<Outbound>,
         /// Cancelled to disconnect it (slow consumer).
         kick: CancellationToken,
+        /// The client's address (for the audit log).
+        peer: std::net::IpAddr,
         /// Where to answer.
         reply: oneshot::Sender<Registered>,
     },
@@ -288,6 +290,8 @@ pub enum HubCommand {
         status: Presence,
         /// The supervisor.
         by: AgentId,
+        /// Where the request came from (for the audit log).
+        origin: Option<String>,
         /// Done, or why not.
         reply: oneshot::Sender<Result<(), ProtocolError>>,
     },
@@ -410,6 +414,8 @@ struct Conn {
     kick: CancellationToken,
     /// Agents: SHA-256 of the token the connection authenticated with.
     token_hash: Option<Vec<u8>>,
+    /// The client's address, for the audit log.
+    peer: std::net::IpAddr,
 }
 
 /// The identity of a connection, by id.
@@ -796,8 +802,8 @@ impl Hub {
 
     fn on_command(&mut self, command: HubCommand) {
         match command {
-            HubCommand::Register { conn, party, outbound, kick, reply } => {
-                let registered = self.register(conn, party, outbound, kick);
+            HubCommand::Register { conn, party, outbound, kick, peer, reply } => {
+                let registered = self.register(conn, party, outbound, kick, peer);
                 let _ = reply.send(registered);
             }
             HubCommand::Unregister { conn } => self.unregister(conn),
@@ -846,8 +852,8 @@ impl Hub {
             HubCommand::Supervise { conn, active } => self.supervise(conn, active),
             HubCommand::Observe { conn, conversation, active } => self.observe(conn, conversation, active),
             HubCommand::TakeOver { conn, conversation } => self.take_over(conn, conversation),
-            HubCommand::SetAgentPresence { agent, status, by, reply } => {
-                self.set_agent_presence(agent, status, by, reply)
+            HubCommand::SetAgentPresence { agent, status, by, origin, reply } => {
+                self.set_agent_presence(agent, status, by, origin, reply)
             }
             HubCommand::Rated { conversation, score } => self.rated(conversation, score),
             HubCommand::Gauges { reply } => self.gauges(reply),
@@ -873,11 +879,12 @@ impl Hub {
         party: Party,
         outbound: mpsc::Sender<Outbound>,
         kick: CancellationToken,
+        peer: std::net::IpAddr,
     ) -> Registered {
         match party {
             Party::Customer(contact) => {
                 let id = contact.id;
-                self.conns.insert(conn, Conn { who: Who::Customer(id), outbound, kick, token_hash: None });
+                self.conns.insert(conn, Conn { who: Who::Customer(id), outbound, kick, token_hash: None, peer });
                 self.contact_conns.entry(id).or_default().push(conn);
                 let conversations: Vec<ConversationView> =
                     self.contact_open.get(&id).and_then(|c| self.view(*c)).into_iter().collect();
@@ -892,8 +899,10 @@ impl Hub {
             Party::Agent(session) => {
                 let session = *session;
                 let id = session.view.id;
-                self.conns
-                    .insert(conn, Conn { who: Who::Agent(id), outbound, kick, token_hash: Some(session.token_hash) });
+                self.conns.insert(
+                    conn,
+                    Conn { who: Who::Agent(id), outbound, kick, token_hash: Some(session.token_hash), peer },
+                );
                 for ((group, _), skill) in session.skill_ids.iter().zip(&session.view.skills) {
                     // A group created since the hub started (e.g. by the CLI) is learned
                     // here, with default rules until it is edited through the API.
@@ -1083,6 +1092,7 @@ impl Hub {
             kind,
             actor_kind: "agent",
             actor_id: Some(agent.0),
+            origin: self.origin_of(conn),
             // The resolution's words stay on the conversation (erasable); the
             // append-only log holds no free text.
             data: serde_json::json!({ "with_resolution": resolution.is_some() }),
@@ -1125,7 +1135,7 @@ impl Hub {
             self.pending_transfers.remove(&conversation);
         } else if reassigning {
             let data = serde_json::json!({ "to": target });
-            self.audit(agent, "supervisor.reassigned", Some(conversation), data);
+            self.audit(agent, self.origin_of(conn), "supervisor.reassigned", Some(conversation), data);
         }
     }
 
@@ -1206,6 +1216,7 @@ impl Hub {
                     kind: "conversation.priority",
                     actor_kind: "agent",
                     actor_id: None,
+                    origin: None,
                     data: serde_json::json!({"vip": vip, "priority": route.priority}),
                 },
             });
@@ -1237,6 +1248,7 @@ impl Hub {
                 kind: "conversation.resolved",
                 actor_kind: "customer",
                 actor_id: Some(contact.0),
+                origin: None,
                 data: serde_json::json!({ "resolution": "ticket" }),
             };
             self.commit_transition(conversation, next, Some("ticket".into()), None, None, event);
@@ -1316,6 +1328,7 @@ impl Hub {
                 kind,
                 actor_kind: "bot",
                 actor_id: None,
+                origin: None,
                 data: serde_json::json!({
                     "intent": outcome.classification.intent,
                     "confidence": outcome.classification.confidence,
@@ -1343,6 +1356,7 @@ impl Hub {
                         kind: "conversation.resolved",
                         actor_kind: "bot",
                         actor_id: None,
+                        origin: None,
                         data: serde_json::json!({ "resolution": "bot" }),
                     };
                     self.commit_transition(conversation, next, Some("bot".into()), None, None, event);
@@ -1366,6 +1380,7 @@ impl Hub {
                     kind: "conversation.handed_over",
                     actor_kind: "bot",
                     actor_id: None,
+                    origin: None,
                     data: serde_json::json!({ "reason": why.as_str(), "intent": outcome.memory.intent }),
                 };
                 self.commit_transition(conversation, next.clone(), None, Some(route), None, event);
@@ -1466,7 +1481,8 @@ impl Hub {
                 if let Some(note) = transfer.as_ref().and_then(|t| t.note.clone()) {
                     data["note"] = note.into();
                 }
-                let event = EventRecord { kind: "routing.assigned", actor_kind, actor_id, data };
+                let origin = if actor_kind == "agent" { requester.and_then(|c| self.origin_of(c)) } else { None };
+                let event = EventRecord { kind: "routing.assigned", actor_kind, actor_id, data, origin };
                 let route = Some(self.conversations[&conversation].route);
                 self.commit_transition(conversation, next, None, route, transfer, event);
                 self.dirty_queues.insert(group);
@@ -1487,6 +1503,7 @@ impl Hub {
                         kind: "routing.queued",
                         actor_kind: "system",
                         actor_id: None,
+                        origin: None,
                         data: serde_json::json!({ "explanation": explanation, "details": details }),
                     },
                 });
@@ -1510,6 +1527,7 @@ impl Hub {
                     kind: "routing.returned",
                     actor_kind: "system",
                     actor_id: None,
+                    origin: None,
                     data: serde_json::json!({ "explanation": explanation, "details": details }),
                 };
                 let route = RouteFields { group, priority: PRIORITY_RETURNED };
@@ -1536,6 +1554,7 @@ impl Hub {
                         kind: "routing.escalated",
                         actor_kind: "system",
                         actor_id: None,
+                        origin: None,
                         data: serde_json::json!({ "explanation": explanation, "details": details }),
                     },
                 });
@@ -1872,6 +1891,7 @@ impl Hub {
             kind: "conversation.reopened",
             actor_kind: "customer",
             actor_id: Some(contact.0),
+            origin: None,
             data: serde_json::json!({}),
         };
         self.commit_transition(conversation, next, None, Some(route), None, event);

@@ -117,7 +117,7 @@ impl Hub {
         if !list.contains(&conn) {
             list.push(conn);
         }
-        self.audit(supervisor, "supervisor.observed", Some(conversation), serde_json::json!({}));
+        self.audit(supervisor, self.origin_of(conn), "supervisor.observed", Some(conversation), serde_json::json!({}));
         self.send(conn, Outbound::frame(conversation_frame(ConversationChange::Observed, view, None)));
     }
 
@@ -148,6 +148,7 @@ impl Hub {
         agent: AgentId,
         status: Presence,
         by: AgentId,
+        origin: Option<String>,
         reply: oneshot::Sender<Result<(), ProtocolError>>,
     ) {
         let Some(entry) = self.agents.get_mut(&agent) else {
@@ -168,7 +169,7 @@ impl Hub {
         let availability = if status == Presence::Online { Availability::Online } else { Availability::Away };
         self.route(Event::Presence { agent, availability }, None);
         let data = serde_json::json!({ "agent_id": agent, "from": before, "to": status });
-        self.audit(by, "agent.presence_set", None, data);
+        self.audit(by, origin, "agent.presence_set", None, data);
         let _ = reply.send(Ok(()));
     }
 
@@ -288,7 +289,7 @@ impl Hub {
         self.journal.submit_from_hub(JournalOp::Log {
             workspace: self.workspace,
             conversation: alert.conversation_id,
-            event: EventRecord { kind, actor_kind: "system", actor_id: None, data },
+            event: EventRecord { kind, actor_kind: "system", actor_id: None, data, origin: None },
         });
         let frame = AlertFrame { change, alert, at: now };
         let supervisors: Vec<ConnId> = self
@@ -397,10 +398,17 @@ impl Hub {
         });
     }
 
-    /// Writes a supervisor's action to the event log.
+    /// The address of a connection, as the audit log records it.
+    pub(super) fn origin_of(&self, conn: ConnId) -> Option<String> {
+        self.conns.get(&conn).map(|c| c.peer.to_string())
+    }
+
+    /// Writes a supervisor's action to the event log, with where it came from when a
+    /// connection asked (`origin`).
     pub(super) fn audit(
         &self,
         actor: AgentId,
+        origin: Option<String>,
         kind: &'static str,
         conversation: Option<ConversationId>,
         data: serde_json::Value,
@@ -408,7 +416,7 @@ impl Hub {
         self.journal.submit_from_hub(JournalOp::Log {
             workspace: self.workspace,
             conversation,
-            event: EventRecord { kind, actor_kind: "agent", actor_id: Some(actor.0), data },
+            event: EventRecord { kind, actor_kind: "agent", actor_id: Some(actor.0), data, origin },
         });
     }
 

@@ -306,16 +306,18 @@ async fn supervisors_observe_whisper_reassign_and_take_over_and_every_step_is_au
         .await?;
     assert_eq!(presence, Presence::Away);
 
-    // Every step, with who did it.
+    // Every step, with who did it and from where.
     let by_supervisor = |e: &EventView| e.actor_id == Some(supervisor_id.0);
     for kind in ["supervisor.observed", "supervisor.reassigned", "agent.changed", "agent.presence_set"] {
         let event = logged(&relay, &admin, kind, by_supervisor).await?;
         assert_eq!(event.actor_kind, "agent", "{kind}");
+        assert_eq!(event.origin.as_deref(), Some("127.0.0.1"), "{kind}");
     }
     let taken =
         logged(&relay, &admin, "routing.assigned", |e| by_supervisor(e) && e.data["details"]["rule"] == "taken_over")
             .await?;
     assert_eq!(taken.conversation_id, Some(conversation));
+    assert_eq!(taken.origin.as_deref(), Some("127.0.0.1"));
     Ok(())
 }
 
