@@ -482,3 +482,30 @@ pub fn assert_contiguous(messages: &[MessageFrame], first: Seq, last: Seq) {
     let expected: Vec<Seq> = (first..=last).collect();
     assert_eq!(seqs, expected, "messages must arrive in order, each exactly once");
 }
+
+/// Serves `app` on a free loopback port (a fake webhook receiver or outside service);
+/// returns its address, and the sender that stops it when dropped.
+pub async fn serve_loopback(app: axum::Router) -> Result<(SocketAddr, oneshot::Sender<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((addr, stop))
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`: the signature the relay puts
+/// on what it pushes, computed here independently of the relay's code.
+pub fn webhook_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

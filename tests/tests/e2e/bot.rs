@@ -127,16 +127,8 @@ async fn fake_service(path: &str, reply: Reply) -> anyhow::Result<FakeService> {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}{path}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = kefu_tests::serve_loopback(app).await?;
+    let url = format!("http://{addr}{path}");
     Ok(FakeService { url, calls, _stop: stop })
 }
 

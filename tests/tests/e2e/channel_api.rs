@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::Mac;
 use kefu_proto::api::{ChannelView, InboundReceipt, OutboundMessage, OutboundPage, SocialKind};
 use kefu_proto::frame::{ChannelKind, ClientFrame, CloseConversation, HelloAuth, Role, ServerFrame, Session};
 use kefu_relay::Config;
@@ -57,7 +56,8 @@ impl Receiver {
                 async move {
                     attempts.fetch_add(1, Ordering::SeqCst);
                     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    let expected = sign(&secret.lock().unwrap(), &header("x-kefu-timestamp"), &body);
+                    let expected =
+                        kefu_tests::webhook_signature(&secret.lock().unwrap(), &header("x-kefu-timestamp"), &body);
                     if header("x-kefu-signature") != expected {
                         bad_signatures.fetch_add(1, Ordering::SeqCst);
                         return axum::http::StatusCode::UNAUTHORIZED;
@@ -79,16 +79,8 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/kefu-replies", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop) = kefu_tests::serve_loopback(app).await?;
+        let url = format!("http://{addr}/kefu-replies");
         Ok(Receiver { url, failures_left, attempts, acknowledged, bad_signatures, secret, _stop: stop })
     }
 
@@ -122,19 +114,6 @@ impl Receiver {
         }
         Ok(())
     }
-}
-
-/// `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, computed here independently.
-fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("sha256={}", hex(&mac.finalize().into_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_secs() -> i64 {
@@ -372,7 +351,7 @@ async fn hook(
     body: &Value,
 ) -> anyhow::Result<(u16, Value)> {
     let text = serde_json::to_vec(body)?;
-    let signature = sign(secret, &timestamp.to_string(), &text);
+    let signature = kefu_tests::webhook_signature(secret, &timestamp.to_string(), &text);
     hook_raw(relay, channel, &timestamp.to_string(), &signature, text).await
 }
 
@@ -440,8 +419,14 @@ async fn social_webhooks_are_verified_mapped_and_answered_the_way_they_came() ->
     let (status, _) = hook(&relay, channel.id + 50, &secret, now, &other).await?;
     assert_eq!(status, 404);
     let huge = vec![b' '; 70 * 1024];
-    let (status, _) =
-        hook_raw(&relay, channel.id, &now.to_string(), &sign(&secret, &now.to_string(), &huge), huge).await?;
+    let (status, _) = hook_raw(
+        &relay,
+        channel.id,
+        &now.to_string(),
+        &kefu_tests::webhook_signature(&secret, &now.to_string(), &huge),
+        huge,
+    )
+    .await?;
     assert_eq!(status, 413);
 
     agent.expect_assignment_of(receipt.conversation_id).await?;

@@ -5,14 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::Mac;
 use kefu_proto::api::EventView;
 use kefu_proto::frame::{
     AlertChange, AlertFrame, AlertKind, BodyFormat, ClientFrame, ConversationChange, MonitorFrame, ObserveConversation,
     Presence, Role, SendMessage, ServerFrame, Supervise, TakeOverConversation, TransferConversation, TransferTarget,
 };
 use kefu_proto::{ConversationId, ErrorCode};
-use kefu_tests::{Client, FRAME_WAIT, TestRelay, http_client};
+use kefu_tests::{Client, FRAME_WAIT, TestRelay, http_client, serve_loopback, webhook_signature};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -37,12 +36,8 @@ impl AlertHook {
                 let keep = keep.clone();
                 async move {
                     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
-                    mac.update(header("x-kefu-timestamp").as_bytes());
-                    mac.update(b".");
-                    mac.update(&body);
-                    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-                    if header("x-kefu-signature") != format!("sha256={expected}") {
+                    let expected = webhook_signature(HOOK_SECRET, &header("x-kefu-timestamp"), &body);
+                    if header("x-kefu-signature") != expected {
                         return axum::http::StatusCode::UNAUTHORIZED;
                     }
                     keep.lock().unwrap().push(serde_json::from_slice(&body).expect("JSON"));
@@ -50,16 +45,8 @@ impl AlertHook {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/alerts", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop) = serve_loopback(app).await?;
+        let url = format!("http://{addr}/alerts");
         Ok(AlertHook { url, received, _stop: stop })
     }
 
