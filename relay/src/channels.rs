@@ -585,15 +585,7 @@ impl Store {
         .bind(external_id)
         .fetch_optional(&self.writer)
         .await?;
-        let keyring = self.keys.current();
-        row.map(|r| {
-            Ok(ContactView {
-                id: ContactId(r.get("id")),
-                name: keyring.open_opt(Field::ContactName, r.get("name"))?,
-                vip: r.get::<i64, _>("vip") != 0,
-            })
-        })
-        .transpose()
+        row.map(|r| self.contact_from_row(&r)).transpose()
     }
 
     /// The contact known by this identity, created (with a name, if given) when there is

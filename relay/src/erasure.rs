@@ -235,11 +235,9 @@ impl Store {
             .bind(contact.0)
             .execute(&mut *tx)
             .await?;
-        for table in ["contact_identities", "customer_tokens"] {
-            let sql = match table {
-                "contact_identities" => "DELETE FROM contact_identities WHERE contact_id = ?",
-                _ => "DELETE FROM customer_tokens WHERE contact_id = ?",
-            };
+        for sql in
+            ["DELETE FROM contact_identities WHERE contact_id = ?", "DELETE FROM customer_tokens WHERE contact_id = ?"]
+        {
             sqlx::query(sql).bind(contact.0).execute(&mut *tx).await?;
         }
         let conversations: Vec<i64> = sqlx::query_scalar("SELECT id FROM conversations WHERE contact_id = ?")

@@ -742,15 +742,17 @@ impl Store {
         .bind(workspace.0)
         .fetch_optional(&self.reader)
         .await?;
-        let keys = self.keys.current();
-        row.map(|r| {
-            Ok(ContactView {
-                id: ContactId(r.get("id")),
-                name: keys.open_opt(Field::ContactName, r.get("name"))?,
-                vip: r.get::<i64, _>("vip") != 0,
-            })
+        row.map(|r| self.contact_from_row(&r)).transpose()
+    }
+
+    /// A contact from a row with its `id`, `name` (as stored: sealed when keys are set)
+    /// and `vip`.
+    pub(crate) fn contact_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<ContactView> {
+        Ok(ContactView {
+            id: ContactId(r.get("id")),
+            name: self.keys.current().open_opt(Field::ContactName, r.get("name"))?,
+            vip: r.get::<i64, _>("vip") != 0,
         })
-        .transpose()
     }
 
     // ---- conversations and messages ----------------------------------------------------
