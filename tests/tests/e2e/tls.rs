@@ -3,7 +3,6 @@
 //! API and the WebSocket alike.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
 
 use anyhow::{Context, Result};
 use kefu_proto::frame::Role;
@@ -11,10 +10,8 @@ use kefu_relay::config::TlsConfig;
 use kefu_relay::{Store, admin};
 use kefu_tests::{PASSWORD, TestRelay};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
-use crate::tui::{Home, Tmux, kefu_binary};
+use crate::tui::{Home, Tmux, kefu_binary, run_kefu};
 
 /// Writes a CA (`ca.pem`) and a certificate it signed for 127.0.0.1 and localhost
 /// (`relay.crt`, `relay.key`) into `dir`; returns the relay's `[tls]` section.
@@ -35,24 +32,6 @@ fn make_certificates(dir: &Path) -> Result<TlsConfig> {
     Ok(TlsConfig { cert_file: Some(cert_file), key_file: Some(key_file) })
 }
 
-/// Runs `kefu` with `args` in `home`, the password on standard input.
-async fn kefu(kefu: &Path, home: &Home, args: &[&str]) -> Result<Output> {
-    let mut command = Command::new(kefu);
-    for (key, value) in home.env() {
-        command.env(key, value);
-    }
-    let mut child = command
-        .args(args)
-        .env_remove("KEFU_RELAY")
-        .env("NO_PROXY", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
-    Ok(child.wait_with_output().await?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kefu_logs_in_over_https_only_when_it_trusts_the_relays_ca_and_then_works_over_wss() -> Result<()> {
     let kefu_bin = kefu_binary().await?;
@@ -68,7 +47,7 @@ async fn kefu_logs_in_over_https_only_when_it_trusts_the_relays_ca_and_then_work
     let login = ["login", "--relay", url.as_str(), "--email", "wang@shop.example", "--password-stdin"];
 
     // The system's roots do not know the test CA: refused, saying why and what to do.
-    let refused = kefu(&kefu_bin, &home, &login).await?;
+    let refused = run_kefu(&kefu_bin, &home, &login).await?;
     assert!(!refused.status.success(), "logged in without trusting the CA");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("certificate") && stderr.contains("--ca-file"), "unclear refusal: {stderr}");
@@ -78,13 +57,13 @@ async fn kefu_logs_in_over_https_only_when_it_trusts_the_relays_ca_and_then_work
     // Trusting the CA: logged in, and the CA is kept with the credentials.
     let mut with_ca = login.to_vec();
     with_ca.extend(["--ca-file", ca_file.to_str().context("a UTF-8 path")?]);
-    let accepted = kefu(&kefu_bin, &home, &with_ca).await?;
+    let accepted = run_kefu(&kefu_bin, &home, &with_ca).await?;
     assert!(accepted.status.success(), "kefu login failed: {}", String::from_utf8_lossy(&accepted.stderr));
     let stored = std::fs::read_to_string(&credentials)?;
     assert!(stored.contains("ca_file") && stored.contains("ca.pem"), "{stored}");
 
     // Later commands use the stored CA.
-    let status = kefu(&kefu_bin, &home, &["status"]).await?;
+    let status = run_kefu(&kefu_bin, &home, &["status"]).await?;
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success() && stdout.contains(&format!("relay {url}: ok")), "{stdout}");
 

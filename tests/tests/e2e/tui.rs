@@ -172,21 +172,28 @@ impl Home {
     }
 }
 
-/// `kefu login` as `email` with [`PASSWORD`] from standard input, into `env`'s home.
-async fn kefu_login(kefu: &Path, env: &[(&str, &Path)], relay: &TestRelay, email: &str) -> Result<()> {
-    let mut login = Command::new(kefu);
-    for (key, value) in env {
-        login.env(key, value);
+/// Runs `kefu` with `args` in `home`, the password on standard input.
+pub(crate) async fn run_kefu(kefu: &Path, home: &Home, args: &[&str]) -> Result<std::process::Output> {
+    let mut command = Command::new(kefu);
+    for (key, value) in home.env() {
+        command.env(key, value);
     }
-    let mut child = login
-        .args(["login", "--relay", &relay.url(""), "--email", email, "--password-stdin"])
+    let mut child = command
+        .args(args)
+        .env_remove("KEFU_RELAY")
         .env("NO_PROXY", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     child.stdin.take().context("stdin")?.write_all(format!("{PASSWORD}\n").as_bytes()).await?;
-    let output = child.wait_with_output().await?;
+    Ok(child.wait_with_output().await?)
+}
+
+/// `kefu login` as `email` with [`PASSWORD`] from standard input, into `home`.
+async fn kefu_login(kefu: &Path, home: &Home, relay: &TestRelay, email: &str) -> Result<()> {
+    let relay_url = relay.url("");
+    let output = run_kefu(kefu, home, &["login", "--relay", &relay_url, "--email", email, "--password-stdin"]).await?;
     assert!(output.status.success(), "kefu login failed: {}", String::from_utf8_lossy(&output.stderr));
     Ok(())
 }
@@ -211,7 +218,7 @@ async fn an_agent_logs_in_receives_a_message_and_replies_from_the_workstation() 
     let env = home.env();
 
     // `kefu login`, the password from standard input.
-    kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
+    kefu_login(&kefu, &home, &relay, "wang@shop.example").await?;
     let credentials = home.config.join("kefu").join("credentials.toml");
     #[cfg(unix)]
     {
@@ -324,7 +331,7 @@ async fn an_agent_answers_from_the_knowledge_base_and_works_a_ticket() -> Result
 
     let home = Home::new()?;
     let env = home.env();
-    kefu_login(&kefu, &env, &relay, "wang@shop.example").await?;
+    kefu_login(&kefu, &home, &relay, "wang@shop.example").await?;
     let tmux = Tmux::start(&kefu, &env).await?;
     tmux.wait_for("已连接 connected").await?;
     tmux.wait_for("工单 tickets 0").await?;
@@ -424,7 +431,7 @@ async fn a_supervisor_writes_an_article_from_the_workstation_and_agents_find_it(
 
     let home = Home::new()?;
     let env = home.env();
-    kefu_login(&kefu, &env, &relay, "chen@shop.example").await?;
+    kefu_login(&kefu, &home, &relay, "chen@shop.example").await?;
     let tmux = Tmux::start(&kefu, &env).await?;
     tmux.wait_for("已连接 connected").await?;
 
@@ -508,7 +515,7 @@ async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_tak
 
     let home = Home::new()?;
     let env = home.env();
-    kefu_login(&kefu, &env, &relay, "li@shop.example").await?;
+    kefu_login(&kefu, &home, &relay, "li@shop.example").await?;
     let tmux = Tmux::start(&kefu, &env).await?;
     tmux.wait_for("已连接 connected").await?;
 
