@@ -11,7 +11,11 @@
 //! - [`conversations`]: new conversations per second, time to assignment.
 //! - [`idle`]: idle connections and the server's memory per connection.
 //! - [`forwarder`]: the bare tokio-tungstenite forwarder (the ceiling).
-//! - [`server`]: starting the relay or the forwarder as a pinned process, agents, login.
+//! - [`mqtt`]: the same message load through an MQTT broker (QoS 1), e.g. mosquitto.
+//! - [`server`]: starting the relay, the forwarder or mosquitto as a pinned process,
+//!   agents, login.
+//! - [`soak`]: the soak run's rows (one per interval of a long open-loop load) and its
+//!   verdict, the last third against the first.
 //! - [`wire`]: frames written from templates and read by scanning, off the hot path of
 //!   serde.
 //! - [`report`]: percentiles, `/proc` figures, tables.
@@ -23,6 +27,8 @@ pub mod conversations;
 pub mod forwarder;
 pub mod idle;
 pub mod load;
+pub mod mqtt;
 pub mod report;
 pub mod server;
+pub mod soak;
 pub mod wire;

@@ -17,7 +17,12 @@
 //! Each sender is one task owning its socket and driven by one `poll_fn`: it reads what
 //! arrived (acks), sends what is due, and flushes once, so a burst costs one write. The
 //! receivers record end-to-end latency from the probe in the body and check that every
-//! conversation's messages arrive once and in order.
+//! conversation's messages arrive once and in order. Through an MQTT broker the same
+//! frames travel as publish payloads ([`crate::mqtt`]), and a PUBACK is the ack.
+//!
+//! With an `interval`, the run also closes a window at every interval from `t0`: the
+//! window's latency histograms are swapped out, the server sampled, and a row
+//! ([`IntervalRow`]) handed to the caller at once (the soak run prints it).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -41,7 +46,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::report::{self, LatencySummary, ServerCost};
+use crate::report::{self, LatencySummary, ProcSample, ServerCost};
 use crate::wire::{self, Probe};
 
 /// A client WebSocket over plain TCP.
@@ -65,18 +70,24 @@ pub enum Target {
         /// conversation of the run.
         agent_tokens: Vec<String>,
     },
+    /// An MQTT broker: pair `c` is a publisher and a subscriber on the topics of
+    /// [`crate::mqtt`], messages at QoS 1 (the PUBACK is the ack), typing at QoS 0.
+    Mqtt {
+        /// Where it listens.
+        addr: SocketAddr,
+    },
 }
 
 impl Target {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Target::Forwarder { addr } | Target::Relay { addr, .. } => *addr,
+            Target::Forwarder { addr } | Target::Relay { addr, .. } | Target::Mqtt { addr } => *addr,
         }
     }
 
     fn acks(&self) -> bool {
-        matches!(self, Target::Relay { .. })
+        matches!(self, Target::Relay { .. } | Target::Mqtt { .. })
     }
 }
 
@@ -102,6 +113,9 @@ pub struct MessageLoad {
     pub drain: Duration,
     /// Connections opened at once while setting up.
     pub connect_concurrency: usize,
+    /// Close a window and report an [`IntervalRow`] this often from `t0`; `None`: one
+    /// summary at the end only.
+    pub interval: Option<Duration>,
 }
 
 impl Default for MessageLoad {
@@ -116,6 +130,7 @@ impl Default for MessageLoad {
             typing_rate: None,
             drain: Duration::from_secs(30),
             connect_concurrency: 64,
+            interval: None,
         }
     }
 }
@@ -164,6 +179,35 @@ pub struct MessageOutcome {
     pub send_lag: LatencySummary,
     /// The server's CPU and memory over the measured interval, when its pid is known.
     pub server: Option<ServerCost>,
+    /// One row per interval, when the load asked for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<IntervalRow>,
+}
+
+/// One interval of a run: what was delivered in it and how the server stood at its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalRow {
+    /// Seconds from `t0` to the end of the window.
+    pub elapsed_secs: f64,
+    /// The window's length in seconds (the last one runs on to the end of the drain).
+    pub window_secs: f64,
+    /// Messages delivered in the window; `e2e.count` as well.
+    pub delivered: u64,
+    /// Intended send time → delivery, for the messages delivered in the window.
+    pub e2e: LatencySummary,
+    /// Typing indicators received in the window.
+    pub typing: LatencySummary,
+    /// The server's CPU over the window (per message delivered in it) and its resident
+    /// memory at the window's end, when its pid is known.
+    pub server: Option<ServerCost>,
+    /// Open loop: messages due at least one interval before the window's end and still
+    /// not both acknowledged and delivered. A healthy run keeps this at 0; anything here
+    /// is lost or more than an interval late.
+    pub late: u64,
+    /// So far: duplicate acks, duplicate deliveries and deliveries out of order.
+    pub duplicates: u64,
+    /// So far: error frames and failures.
+    pub errors: u64,
 }
 
 impl MessageOutcome {
@@ -182,7 +226,7 @@ impl MessageOutcome {
 
 /// One conversation's shared counters.
 #[derive(Default)]
-struct Slot {
+pub(crate) struct Slot {
     /// Measured messages sent (the next is `sent + 1`).
     sent: AtomicU64,
     /// Measured messages acknowledged.
@@ -200,7 +244,7 @@ struct Slot {
     /// Intended times of typing indicators sent and not yet received, oldest first.
     typing_times: Mutex<VecDeque<u64>>,
     /// The sender's task, woken when it may send more.
-    waker: AtomicWaker,
+    pub(crate) waker: AtomicWaker,
 }
 
 /// An open-loop schedule: event *i* is due at `t0 + offset + i × interval`.
@@ -237,10 +281,19 @@ fn due_for(released: u64, c: u64, n: u64) -> u64 {
     if released > c { (released - c - 1) / n + 1 } else { 0 }
 }
 
+/// What a sender wrote into its buffer to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A `send` frame carrying this probe.
+    Message(Probe),
+    /// A `typing` frame.
+    Typing,
+}
+
 /// State shared by every task of a run.
-struct Run {
+pub(crate) struct Run {
     origin: Instant,
-    slots: Vec<Slot>,
+    pub(crate) slots: Vec<Slot>,
     acks: bool,
     in_flight: u64,
     body_bytes: usize,
@@ -275,7 +328,7 @@ impl Run {
         self.origin.elapsed().as_nanos() as u64
     }
 
-    fn error(&self, what: impl FnOnce() -> String) {
+    pub(crate) fn error(&self, what: impl FnOnce() -> String) {
         if self.errors.fetch_add(1, Relaxed) == 0 {
             *self.first_error.lock().expect("lock") = Some(what());
         }
@@ -289,32 +342,39 @@ impl Run {
     fn on_sender_frame(&self, c: usize, text: &str) {
         match wire::frame_type(text) {
             "ack" => {
-                let now = self.now_ns();
                 let Some(probe) = wire::id_probe(text) else {
                     return self.error(|| format!("ack without a probe: {text}"));
                 };
-                if wire::is_duplicate_ack(text) {
-                    self.duplicate_acks.fetch_add(1, Relaxed);
+                if probe.k == 0
+                    && let Some(id) = wire::int_field(text, "conversation_id")
+                {
+                    self.slots[c].conversation_id.store(id, Relaxed);
                 }
-                let slot = &self.slots[c];
-                if probe.k == 0 {
-                    if let Some(id) = wire::int_field(text, "conversation_id") {
-                        slot.conversation_id.store(id, Relaxed);
-                    }
-                    slot.warm_acked.store(true, Relaxed);
-                    return;
-                }
-                slot.acked.fetch_add(1, Relaxed);
-                Self::record(&self.ack, now.saturating_sub(probe.t_ns));
-                slot.waker.wake();
+                self.acked(c, probe, wire::is_duplicate_ack(text));
             }
             "error" => self.error(|| text.to_string()),
             _ => {}
         }
     }
 
+    /// Sender `c`'s message `probe` was acknowledged (a relay's `ack`, a broker's PUBACK).
+    pub(crate) fn acked(&self, c: usize, probe: Probe, duplicate: bool) {
+        let now = self.now_ns();
+        if duplicate {
+            self.duplicate_acks.fetch_add(1, Relaxed);
+        }
+        let slot = &self.slots[c];
+        if probe.k == 0 {
+            slot.warm_acked.store(true, Relaxed);
+            return;
+        }
+        slot.acked.fetch_add(1, Relaxed);
+        Self::record(&self.ack, now.saturating_sub(probe.t_ns));
+        slot.waker.wake();
+    }
+
     /// A frame that reached an agent (or the receiving end of pair `fixed`).
-    fn on_receiver_frame(&self, fixed: Option<usize>, text: &str) {
+    pub(crate) fn on_receiver_frame(&self, fixed: Option<usize>, text: &str) {
         match wire::frame_type(text) {
             "message" | "send" => match wire::body_probe(text) {
                 Some(probe) => self.delivered(probe),
@@ -366,15 +426,16 @@ impl Run {
     }
 
     /// What sender `c` should send next, if anything. Commits the counters.
-    fn next_send(&self, c: usize, buf: &mut String) -> bool {
+    pub(crate) fn next_send(&self, c: usize, buf: &mut String) -> Option<Next> {
         let slot = &self.slots[c];
         if !slot.warm_sent.load(Relaxed) {
             slot.warm_sent.store(true, Relaxed);
-            wire::write_send(buf, Probe { t_ns: self.now_ns(), conv: c, k: 0 }, self.body_bytes);
-            return true;
+            let probe = Probe { t_ns: self.now_ns(), conv: c, k: 0 };
+            wire::write_send(buf, probe, self.body_bytes);
+            return Some(Next::Message(probe));
         }
         if !self.go.load(Relaxed) {
-            return false;
+            return None;
         }
         let t0 = self.t0_ns.load(Relaxed);
         let n = self.slots.len() as u64;
@@ -387,7 +448,7 @@ impl Run {
                 slot.typing_sent.store(j + 1, Relaxed);
                 buf.clear();
                 buf.push_str(wire::typing_frame(j.is_multiple_of(2)));
-                return true;
+                return Some(Next::Typing);
             }
         }
         let sent = slot.sent.load(Relaxed);
@@ -395,7 +456,7 @@ impl Run {
         let t_ns = match &self.messages {
             Some(schedule) => {
                 if sent >= due_for(self.released.load(Relaxed), c as u64, n) {
-                    return false;
+                    return None;
                 }
                 let intended = t0 + schedule.at(sent * n + c as u64);
                 Self::record(&self.send_lag, self.now_ns().saturating_sub(intended));
@@ -403,19 +464,35 @@ impl Run {
             }
             None => {
                 if self.stop.load(Relaxed) {
-                    return false;
+                    return None;
                 }
                 let done = slot.delivered.load(Relaxed);
                 let done = if self.acks { done.min(slot.acked.load(Relaxed)) } else { done };
                 if sent - done >= self.in_flight || !self.take_budget() {
-                    return false;
+                    return None;
                 }
                 self.now_ns()
             }
         };
         slot.sent.store(k, Relaxed);
-        wire::write_send(buf, Probe { t_ns, conv: c, k }, self.body_bytes);
-        true
+        let probe = Probe { t_ns, conv: c, k };
+        wire::write_send(buf, probe, self.body_bytes);
+        Some(Next::Message(probe))
+    }
+
+    /// Open loop: messages due by `by_ns` after `t0` and sent, but not yet both
+    /// acknowledged (where acks apply) and delivered.
+    fn late(&self, by_ns: u64) -> u64 {
+        let Some(schedule) = &self.messages else { return 0 };
+        let released = schedule.due(by_ns);
+        let n = self.slots.len() as u64;
+        let late = |(c, s): (usize, &Slot)| {
+            let due = due_for(released, c as u64, n).min(s.sent.load(Relaxed));
+            let done = s.delivered.load(Relaxed);
+            let done = if self.acks { done.min(s.acked.load(Relaxed)) } else { done };
+            due.saturating_sub(done)
+        };
+        self.slots.iter().enumerate().map(late).sum()
     }
 
     fn take_budget(&self) -> bool {
@@ -437,6 +514,80 @@ impl Run {
         for s in &self.slots {
             s.waker.wake();
         }
+    }
+}
+
+/// The measured part of a run cut into windows. `Run`'s e2e and typing histograms hold
+/// the open window; closing it moves them into the run's totals and, when the load has an
+/// interval, makes a row of it. Without an interval there is one window, closed at the end.
+struct Windows {
+    interval_ns: Option<u64>,
+    t0_ns: u64,
+    /// Since the origin: where the open window started, and where it is due to end.
+    start_ns: u64,
+    end_ns: u64,
+    server_pid: Option<u32>,
+    /// The server at the open window's start.
+    sample: Option<ProcSample>,
+    e2e: Histogram<u64>,
+    typing: Histogram<u64>,
+    rows: Vec<IntervalRow>,
+}
+
+impl Windows {
+    fn new(interval: Option<Duration>, t0_ns: u64, server_pid: Option<u32>, sample: Option<ProcSample>) -> Self {
+        let interval_ns = interval.map(|i| (i.as_nanos() as u64).max(1));
+        Windows {
+            interval_ns,
+            t0_ns,
+            start_ns: t0_ns,
+            end_ns: t0_ns + interval_ns.unwrap_or(u64::MAX - t0_ns),
+            server_pid,
+            sample,
+            e2e: report::histogram(),
+            typing: report::histogram(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Whether the open window's interval has passed.
+    fn due(&self, now_ns: u64) -> bool {
+        self.interval_ns.is_some() && now_ns >= self.end_ns
+    }
+
+    /// Closes the open window at `now_ns`; its row, when the load has an interval.
+    fn close(&mut self, run: &Run, now_ns: u64) -> Option<&IntervalRow> {
+        let take = |h: &Mutex<Histogram<u64>>| std::mem::replace(&mut *h.lock().expect("lock"), report::histogram());
+        let (e2e, typing) = (take(&run.e2e), take(&run.typing_latency));
+        self.e2e.add(&e2e).expect("histograms of the same bounds");
+        self.typing.add(&typing).expect("histograms of the same bounds");
+        let interval_ns = self.interval_ns?;
+        let after = self.server_pid.and_then(report::sample);
+        let server = match (self.server_pid, self.sample, after) {
+            (Some(pid), Some(before), Some(after)) => Some(report::cost(pid, before, after, e2e.len())),
+            _ => None,
+        };
+        let since_t0 = now_ns.saturating_sub(self.t0_ns);
+        self.rows.push(IntervalRow {
+            elapsed_secs: since_t0 as f64 / 1e9,
+            window_secs: now_ns.saturating_sub(self.start_ns) as f64 / 1e9,
+            delivered: e2e.len(),
+            e2e: LatencySummary::of(&e2e),
+            typing: LatencySummary::of(&typing),
+            server,
+            late: run.late(since_t0.saturating_sub(interval_ns)),
+            duplicates: run.duplicate_acks.load(Relaxed)
+                + run.duplicate_deliveries.load(Relaxed)
+                + run.out_of_order.load(Relaxed),
+            errors: run.errors.load(Relaxed),
+        });
+        self.sample = after;
+        self.start_ns = now_ns;
+        // Boundaries stay on t0 + k × interval, so rows do not drift by the polling step.
+        while self.end_ns <= now_ns {
+            self.end_ns += interval_ns;
+        }
+        self.rows.last()
     }
 }
 
@@ -527,7 +678,7 @@ async fn drive_sender(mut ws: Ws, run: Arc<Run>, c: usize) -> Result<()> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(anyhow!("sender {c}: {e}"))),
                 Poll::Pending => break,
             }
-            if !run.next_send(c, &mut buf) {
+            if run.next_send(c, &mut buf).is_none() {
                 break;
             }
             // One allocation per message: the frame owns its text until written.
@@ -600,6 +751,17 @@ async fn pace(run: Arc<Run>) {
 /// Runs a message load against `target`. `server_pid`, when given, is sampled for CPU
 /// and memory at `t0` and when the drain ends.
 pub async fn run_messages(target: &Target, load: &MessageLoad, server_pid: Option<u32>) -> Result<MessageOutcome> {
+    run_messages_observed(target, load, server_pid, &mut |_| {}).await
+}
+
+/// [`run_messages`], handing each [`IntervalRow`] to `on_row` as its window closes (the
+/// load's `interval`); the rows are in the outcome too.
+pub async fn run_messages_observed(
+    target: &Target,
+    load: &MessageLoad,
+    server_pid: Option<u32>,
+    on_row: &mut (dyn FnMut(&IntervalRow) + Send),
+) -> Result<MessageOutcome> {
     let n = load.conversations;
     if n == 0 {
         bail!("no conversations");
@@ -632,7 +794,7 @@ pub async fn run_messages(target: &Target, load: &MessageLoad, server_pid: Optio
         send_lag: Mutex::new(report::histogram()),
     });
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    let result = measure(target, load, server_pid, &run, &mut tasks).await;
+    let result = measure(target, load, server_pid, &run, &mut tasks, on_row).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     result
@@ -644,11 +806,14 @@ async fn measure(
     server_pid: Option<u32>,
     run: &Arc<Run>,
     tasks: &mut JoinSet<Result<()>>,
+    on_row: &mut (dyn FnMut(&IntervalRow) + Send),
 ) -> Result<MessageOutcome> {
     let n = load.conversations;
     let addr = target.addr();
     let gate = Arc::new(Semaphore::new(load.connect_concurrency.max(1)));
-    // Receivers first, so that nothing waits for them.
+    // Receivers first, so that nothing waits for them (and, through a broker, nothing is
+    // published before its subscription exists).
+    let mqtt_run = crate::mqtt::run_name();
     match target {
         Target::Relay { agent_tokens, .. } => {
             if agent_tokens.is_empty() {
@@ -665,14 +830,25 @@ async fn measure(
                 tasks.spawn(drive_receiver(ws, run.clone(), Some(c)));
             }
         }
+        Target::Mqtt { .. } => {
+            for c in 0..n {
+                let (client, eventloop) = crate::mqtt::subscriber(addr, &mqtt_run, c).await?;
+                tasks.spawn(crate::mqtt::drive_subscriber(client, eventloop, run.clone(), c));
+            }
+        }
     }
     for c in 0..n {
-        let (gate, run, target) = (gate.clone(), run.clone(), target.clone());
+        let (gate, run, target, mqtt_run) = (gate.clone(), run.clone(), target.clone(), mqtt_run.clone());
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await?;
             let ws = match &target {
                 Target::Relay { widget_key, .. } => customer(addr, widget_key).await?,
                 Target::Forwarder { .. } => connect(addr, &format!("/pair/{c}/a"), 4096).await?,
+                Target::Mqtt { .. } => {
+                    let (client, eventloop) = crate::mqtt::publisher(addr, &mqtt_run, c).await?;
+                    drop(permit);
+                    return crate::mqtt::drive_publisher(client, eventloop, run, &mqtt_run, c).await;
+                }
             };
             drop(permit);
             drive_sender(ws, run, c).await
@@ -712,6 +888,7 @@ async fn measure(
     run.wake_all();
     let send_until = Instant::now() + Duration::from_millis(5) + load.duration;
     let mut drain_until: Option<Instant> = None;
+    let mut windows = Windows::new(load.interval, t0, server_pid, before);
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         while let Some(joined) = tasks.try_join_next() {
@@ -735,6 +912,11 @@ async fn measure(
             if complete || now >= drain_until {
                 break;
             }
+            // The last window stays open through the drain: what arrives now was sent in it.
+        } else if windows.due(run.now_ns()) {
+            if let Some(row) = windows.close(run, run.now_ns()) {
+                on_row(row);
+            }
         } else if now > send_until + load.drain + Duration::from_secs(30) {
             // The generator could not send what it was asked to: give up on the rest.
             run.stop.store(true, Relaxed);
@@ -743,6 +925,9 @@ async fn measure(
         }
     }
     let after = server_pid.and_then(report::sample);
+    if let Some(row) = windows.close(run, run.now_ns()) {
+        on_row(row);
+    }
     let (sent, acked, delivered, typing_sent) = run.totals();
     let elapsed_ns = run.last_delivery_ns.load(Relaxed).saturating_sub(t0).max(1);
     let server = match (server_pid, before, after) {
@@ -766,11 +951,12 @@ async fn measure(
         offered_per_sec: load.rate,
         delivered_per_sec: delivered as f64 * 1e9 / elapsed_ns as f64,
         elapsed_secs: elapsed_ns as f64 / 1e9,
-        e2e: summary(&run.e2e),
+        e2e: LatencySummary::of(&windows.e2e),
         ack: summary(&run.ack),
-        typing: summary(&run.typing_latency),
+        typing: LatencySummary::of(&windows.typing),
         send_lag: summary(&run.send_lag),
         server,
+        intervals: windows.rows,
     })
 }
 

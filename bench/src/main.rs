@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kefu_bench::conversations::{ConversationLoad, run_conversations};
 use kefu_bench::idle::{IdleOutcome, IdleTarget, run_idle};
-use kefu_bench::load::{MessageLoad, MessageOutcome, Target, run_messages};
-use kefu_bench::report::{latency_cells, print_table};
-use kefu_bench::server::{self, RelaySpawn, Server};
+use kefu_bench::load::{MessageLoad, MessageOutcome, Target, run_messages, run_messages_observed};
+use kefu_bench::report::{latency_cells, print_table, table_line};
+use kefu_bench::server::{self, MosquittoSpawn, RelaySpawn, Server};
+use kefu_bench::soak::{self, Verdict};
 use serde_json::json;
 
 /// The most conversations the relay lets one agent hold (`kefu_relay::admin::MAX_CAPACITY`).
@@ -42,8 +43,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
-    /// Messages from customers to agents (or through forwarder pairs).
+    /// Messages from customers to agents (or through forwarder pairs, or MQTT pairs
+    /// through mosquitto).
     Messages(MessagesArgs),
+    /// A long open-loop message load at a moderate rate, one row per interval (latency,
+    /// the server's memory and CPU per message, losses), then a verdict: is it flat?
+    Soak(SoakArgs),
     /// New conversations per second, time to assignment (relay only).
     Conversations(ConversationsArgs),
     /// Idle connections and the server's memory per connection.
@@ -52,16 +57,75 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
+    /// The bare WebSocket forwarder: the ceiling.
+    Forwarder,
+    /// The kefu relay.
+    Relay,
+    /// mosquitto, MQTT QoS 1, `persistence false`.
+    Mosquitto,
+    /// mosquitto, MQTT QoS 1, `persistence true`.
+    MosquittoPersistent,
+    /// The forwarder and the relay.
+    Both,
+    /// The forwarder, the relay and mosquitto without and with persistence.
+    All,
+}
+
+/// One server to load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
     Forwarder,
     Relay,
-    Both,
+    Mosquitto { persistence: bool },
+}
+
+impl Kind {
+    /// Every kind, in the order a run loads them: the ceiling first.
+    const ALL: [Kind; 4] =
+        [Kind::Forwarder, Kind::Relay, Kind::Mosquitto { persistence: false }, Kind::Mosquitto { persistence: true }];
+
+    /// Its name in tables and in the JSON summary.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Forwarder => "forwarder",
+            Kind::Relay => "relay",
+            Kind::Mosquitto { persistence: false } => "mosquitto",
+            Kind::Mosquitto { persistence: true } => "mosquitto_persistent",
+        }
+    }
+}
+
+impl Which {
+    fn covers(self, kind: Kind) -> bool {
+        match self {
+            Which::Forwarder => kind == Kind::Forwarder,
+            Which::Relay => kind == Kind::Relay,
+            Which::Mosquitto => kind == Kind::Mosquitto { persistence: false },
+            Which::MosquittoPersistent => kind == Kind::Mosquitto { persistence: true },
+            Which::Both => matches!(kind, Kind::Forwarder | Kind::Relay),
+            Which::All => true,
+        }
+    }
+}
+
+/// The servers `which` names, each once, in [`Kind::ALL`]'s order.
+fn kinds(which: &[Which]) -> Vec<Kind> {
+    Kind::ALL.into_iter().filter(|&k| which.iter().any(|w| w.covers(k))).collect()
 }
 
 #[derive(Args, Clone)]
 struct ServerArgs {
-    /// Which server to load; `both` runs the forwarder first, as this run's ceiling.
-    #[arg(long, value_enum, default_value = "both")]
-    server: Which,
+    /// Which servers to load, one after the other (a comma-separated list); the
+    /// forwarder, when named, runs first as this run's ceiling.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "both")]
+    server: Vec<Which>,
+    #[command(flatten)]
+    launch: LaunchArgs,
+}
+
+/// How to start (or find) the servers.
+#[derive(Args, Clone)]
+struct LaunchArgs {
     /// CPUs for the server process (a taskset list, e.g. 1).
     #[arg(long)]
     server_cpu: Option<String>,
@@ -89,6 +153,9 @@ struct ServerArgs {
     /// The relay's `limits.outbound_queue`.
     #[arg(long, default_value_t = 16_384)]
     outbound_queue: usize,
+    /// The mosquitto binary (Debian: `apt-get install mosquitto`).
+    #[arg(long, default_value = "mosquitto")]
+    mosquitto_bin: PathBuf,
 }
 
 #[derive(Args)]
@@ -116,6 +183,33 @@ struct MessagesArgs {
     /// Typing indicators per second over all conversations, beside the messages.
     #[arg(long)]
     typing_rate: Option<f64>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// The one server to load.
+    #[arg(long, value_enum, default_value = "relay")]
+    server: Which,
+    #[command(flatten)]
+    launch: LaunchArgs,
+    /// Conversations (customer → agent, or pairs).
+    #[arg(long, default_value_t = 1000)]
+    conversations: usize,
+    /// Messages per second over all conversations (open loop).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Typing indicators per second over all conversations (0: none).
+    #[arg(long, default_value_t = 200.0)]
+    typing_rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
+    /// Seconds per row.
+    #[arg(long, default_value_t = 30.0)]
+    interval: f64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
 }
 
 #[derive(Args)]
@@ -161,6 +255,7 @@ fn main() -> Result<()> {
                 return Ok(());
             }
             Command::Messages(args) => messages(args).await?,
+            Command::Soak(args) => soak(args).await?,
             Command::Conversations(args) => conversations(args).await?,
             Command::Idle(args) => idle(args).await?,
         };
@@ -173,17 +268,45 @@ fn main() -> Result<()> {
     })
 }
 
-/// A relay to load: started here (with agents logged in) or given.
-struct RelayUnderTest {
+/// A server to load: started here (a relay with agents logged in) or given.
+struct UnderTest {
     target: Target,
     pid: Option<u32>,
     process: Option<Server>,
 }
 
-async fn relay(args: &ServerArgs, conversations: usize) -> Result<RelayUnderTest> {
+impl UnderTest {
+    /// Stops the server if this tool started it.
+    fn stop(self) {
+        if let Some(process) = self.process {
+            stop(process);
+        }
+    }
+}
+
+/// Starts the server `kind` is (or finds the relay given on the command line); the relay
+/// gets agents with room for `conversations`.
+async fn start(kind: Kind, args: &LaunchArgs, conversations: usize) -> Result<UnderTest> {
+    let cpus = args.server_cpu.clone();
+    let (target, process) = match kind {
+        Kind::Relay => return relay(args, conversations).await,
+        Kind::Forwarder => {
+            let forwarder = server::spawn_forwarder(cpus.as_deref())?;
+            (Target::Forwarder { addr: forwarder.addr }, forwarder)
+        }
+        Kind::Mosquitto { persistence } => {
+            let spawn = MosquittoSpawn { bin: args.mosquitto_bin.clone(), cpus, persistence };
+            let broker = tokio::task::spawn_blocking(move || server::spawn_mosquitto(&spawn)).await??;
+            (Target::Mqtt { addr: broker.addr }, broker)
+        }
+    };
+    Ok(UnderTest { target, pid: Some(process.pid), process: Some(process) })
+}
+
+async fn relay(args: &LaunchArgs, conversations: usize) -> Result<UnderTest> {
     if let Some(addr) = args.relay_addr {
         let widget_key = args.widget_key.clone().context("--widget-key")?;
-        return Ok(RelayUnderTest {
+        return Ok(UnderTest {
             target: Target::Relay { addr, widget_key, agent_tokens: args.agent_token.clone() },
             pid: args.relay_pid,
             process: None,
@@ -207,7 +330,7 @@ async fn relay(args: &ServerArgs, conversations: usize) -> Result<RelayUnderTest
         agent_tokens.push(server::login(process.addr, email, server::AGENT_PASSWORD).await?);
     }
     let widget_key = process.widget_key.clone().context("the relay printed no widget key")?;
-    Ok(RelayUnderTest {
+    Ok(UnderTest {
         target: Target::Relay { addr: process.addr, widget_key, agent_tokens },
         pid: Some(process.pid),
         process: Some(process),
@@ -269,20 +392,11 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
         ..MessageLoad::default()
     };
     let mut results: Vec<(&str, MessageOutcome)> = Vec::new();
-    if args.server.server != Which::Relay {
-        let forwarder = server::spawn_forwarder(args.server.server_cpu.as_deref())?;
-        let target = Target::Forwarder { addr: forwarder.addr };
-        let outcome = run_messages(&target, &load, Some(forwarder.pid)).await?;
-        stop(forwarder);
-        results.push(("forwarder", outcome));
-    }
-    if args.server.server != Which::Forwarder {
-        let relay = relay(&args.server, args.conversations).await?;
-        let outcome = run_messages(&relay.target, &load, relay.pid).await?;
-        if let Some(process) = relay.process {
-            stop(process);
-        }
-        results.push(("relay", outcome));
+    for kind in kinds(&args.server.server) {
+        let server = start(kind, &args.server.launch, args.conversations).await?;
+        let outcome = run_messages(&server.target, &load, server.pid).await?;
+        server.stop();
+        results.push((kind.name(), outcome));
     }
     let mode = match args.rate {
         Some(rate) => format!("open loop at {rate} msg/s"),
@@ -333,28 +447,114 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
     for (name, o) in &results {
         summary[*name] = serde_json::to_value(o)?;
     }
-    if let [(_, f), (_, r)] = &results[..] {
-        let ratio = |a: f64, b: f64| if b > 0.0 { ((a / b) * 1000.0).round() / 1000.0 } else { 0.0 };
-        let cpu = |o: &MessageOutcome| o.server.as_ref().map_or(0.0, |s| s.cpu_us_per_item);
-        let ratios = json!({
-            "throughput_relay_over_forwarder": ratio(r.delivered_per_sec, f.delivered_per_sec),
-            "e2e_p50_relay_over_forwarder": ratio(r.e2e.p50_us, f.e2e.p50_us),
-            "e2e_p99_relay_over_forwarder": ratio(r.e2e.p99_us, f.e2e.p99_us),
-            "typing_p99_relay_over_forwarder": ratio(r.typing.p99_us, f.typing.p99_us),
-            "cpu_per_msg_relay_over_forwarder": ratio(cpu(r), cpu(f)),
-        });
-        println!("\n  relay / forwarder: {ratios}");
-        summary["ratios"] = ratios;
+    if let Some((_, ceiling)) = results.iter().find(|(name, _)| *name == Kind::Forwarder.name()) {
+        let mut ratios = serde_json::Map::new();
+        for (name, o) in results.iter().filter(|(name, _)| *name != Kind::Forwarder.name()) {
+            let these = ratios_to_ceiling(name, o, ceiling);
+            println!("\n  {name} / forwarder: {}", serde_json::Value::Object(these.clone()));
+            ratios.extend(these);
+        }
+        summary["ratios"] = serde_json::Value::Object(ratios);
     }
     Ok(summary)
 }
 
+/// `name`'s figures over the forwarder's (the ceiling's), keyed `<figure>_<name>_over_forwarder`.
+fn ratios_to_ceiling(name: &str, o: &MessageOutcome, f: &MessageOutcome) -> serde_json::Map<String, serde_json::Value> {
+    let ratio = |a: f64, b: f64| if b > 0.0 { ((a / b) * 1000.0).round() / 1000.0 } else { 0.0 };
+    let cpu = |o: &MessageOutcome| o.server.as_ref().map_or(0.0, |s| s.cpu_us_per_item);
+    [
+        ("throughput", ratio(o.delivered_per_sec, f.delivered_per_sec)),
+        ("e2e_p50", ratio(o.e2e.p50_us, f.e2e.p50_us)),
+        ("e2e_p99", ratio(o.e2e.p99_us, f.e2e.p99_us)),
+        ("typing_p99", ratio(o.typing.p99_us, f.typing.p99_us)),
+        ("cpu_per_msg", ratio(cpu(o), cpu(f))),
+    ]
+    .into_iter()
+    .map(|(figure, value)| (format!("{figure}_{name}_over_forwarder"), json!(value)))
+    .collect()
+}
+
+async fn soak(args: SoakArgs) -> Result<serde_json::Value> {
+    let [kind] = kinds(&[args.server])[..] else {
+        bail!("a soak loads one server: forwarder, relay, mosquitto or mosquitto-persistent");
+    };
+    if args.interval <= 0.0 || args.duration < args.interval {
+        bail!("--interval must be positive and at most --duration");
+    }
+    let interval = Duration::from_secs_f64(args.interval);
+    let load = MessageLoad {
+        conversations: args.conversations,
+        rate: Some(args.rate),
+        duration: Duration::from_secs_f64(args.duration),
+        body_bytes: args.body_bytes,
+        typing_rate: (args.typing_rate > 0.0).then_some(args.typing_rate),
+        interval: Some(interval),
+        ..MessageLoad::default()
+    };
+    let title = format!(
+        "soak of the {}: {} conversations, open loop at {} msg/s and {} typing/s, {} s, a row every {} s \
+         (latency in µs from the intended send time)",
+        kind.name(),
+        args.conversations,
+        args.rate,
+        args.typing_rate,
+        args.duration,
+        args.interval
+    );
+    let machine = machine_conditions();
+    let server = start(kind, &args.launch, args.conversations).await?;
+    println!("\n{title}");
+    let widths = soak::widths();
+    println!("{}", table_line(&soak::HEADER, &widths));
+    let mut print_row = |row: &_| println!("{}", table_line(&soak::row_cells(row), &widths));
+    let outcome = run_messages_observed(&server.target, &load, server.pid, &mut print_row).await?;
+    server.stop();
+    let rows: Vec<Vec<String>> = outcome.intervals.iter().map(soak::row_cells).collect();
+    print_table(&title, &soak::HEADER, &rows);
+    println!(
+        "  total: {} sent, {} delivered, {} lost, {} unacknowledged, {} duplicate, {} out of order, {} errors; \
+         typing {} sent, {} received",
+        outcome.sent,
+        outcome.delivered,
+        outcome.lost,
+        outcome.unacked,
+        outcome.duplicate_acks + outcome.duplicate_deliveries,
+        outcome.out_of_order,
+        outcome.errors,
+        outcome.typing_sent,
+        outcome.typing_received
+    );
+    if let Some(e) = &outcome.first_error {
+        println!("  first error: {e}");
+    }
+    let verdict = Verdict::of(&outcome.intervals, interval);
+    match &verdict {
+        Some(v) => println!("  {}", v.line()),
+        None => println!("  verdict: none (fewer than three full intervals)"),
+    }
+    let mut summary = json!({
+        "scenario": "soak",
+        "server": kind.name(),
+        "conversations": args.conversations,
+        "rate": args.rate,
+        "typing_rate": args.typing_rate,
+        "duration_secs": args.duration,
+        "interval_secs": args.interval,
+        "body_bytes": args.body_bytes,
+        "machine": machine,
+        "verdict": verdict,
+    });
+    summary[kind.name()] = serde_json::to_value(&outcome)?;
+    Ok(summary)
+}
+
 async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
-    if args.server.server == Which::Forwarder {
+    if !kinds(&args.server.server).contains(&Kind::Relay) {
         bail!("new conversations are a relay scenario");
     }
     // Agents close what they get at once; 2,000 slots absorb a backlog.
-    let relay = relay(&args.server, 2000).await?;
+    let relay = relay(&args.server.launch, 2000).await?;
     let Target::Relay { addr, widget_key, agent_tokens } = &relay.target else { unreachable!() };
     let load = ConversationLoad {
         rate: args.rate,
@@ -363,9 +563,7 @@ async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
         timeout: Duration::from_secs(60),
     };
     let o = run_conversations(*addr, widget_key, agent_tokens, &load, relay.pid).await?;
-    if let Some(process) = relay.process {
-        stop(process);
-    }
+    relay.stop();
     let mut row =
         vec![o.started.to_string(), o.assigned.to_string(), o.failed.to_string(), format!("{:.0}", o.assigned_per_sec)];
     row.extend(latency_cells(&o.to_welcome).into_iter().take(3).collect::<Vec<_>>());
@@ -400,21 +598,20 @@ async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
 }
 
 async fn idle(args: IdleArgs) -> Result<serde_json::Value> {
-    let mut results: Vec<(&str, IdleOutcome)> = Vec::new();
-    if args.server.server != Which::Relay {
-        let forwarder = server::spawn_forwarder(args.server.server_cpu.as_deref())?;
-        let target = IdleTarget::Forwarder(forwarder.addr);
-        results.push(("forwarder", run_idle(&target, args.connections, args.concurrency, Some(forwarder.pid)).await?));
-        stop(forwarder);
+    let kinds = kinds(&args.server.server);
+    if kinds.iter().any(|k| matches!(k, Kind::Mosquitto { .. })) {
+        bail!("idle connections are measured on the forwarder and the relay");
     }
-    if args.server.server != Which::Forwarder {
-        let relay = relay(&args.server, 0).await?;
-        let Target::Relay { addr, widget_key, .. } = &relay.target else { unreachable!() };
-        let target = IdleTarget::Relay { addr: *addr, widget_key: widget_key.clone() };
-        results.push(("relay", run_idle(&target, args.connections, args.concurrency, relay.pid).await?));
-        if let Some(process) = relay.process {
-            stop(process);
-        }
+    let mut results: Vec<(&str, IdleOutcome)> = Vec::new();
+    for kind in kinds {
+        let server = start(kind, &args.server.launch, 0).await?;
+        let target = match &server.target {
+            Target::Forwarder { addr } => IdleTarget::Forwarder(*addr),
+            Target::Relay { addr, widget_key, .. } => IdleTarget::Relay { addr: *addr, widget_key: widget_key.clone() },
+            Target::Mqtt { .. } => unreachable!("refused above"),
+        };
+        results.push((kind.name(), run_idle(&target, args.connections, args.concurrency, server.pid).await?));
+        server.stop();
     }
     let rows: Vec<Vec<String>> = results
         .iter()

@@ -120,26 +120,29 @@ pub fn cost(pid: u32, before: ProcSample, after: ProcSample, items: u64) -> Serv
 
 /// Prints rows under a header, columns padded.
 pub fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     println!("\n{title}");
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
-            .collect();
-        println!("  {}", padded.join("  "));
-    };
-    line(header.to_vec());
+    println!("{}", table_line(header, &widths));
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        println!("{}", table_line(row, &widths));
     }
+}
+
+/// One line of a table: the first cell left-aligned, the others right-aligned, each
+/// padded to its width.
+pub fn table_line(cells: &[impl AsRef<str>], widths: &[usize]) -> String {
+    let padded: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .enumerate()
+        .map(|(i, (c, w))| if i == 0 { format!("{:<w$}", c.as_ref()) } else { format!("{:>w$}", c.as_ref()) })
+        .collect();
+    format!("  {}", padded.join("  "))
 }
 
 /// A latency summary as table cells: p50, p90, p99, p99.9, max (µs).

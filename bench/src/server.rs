@@ -1,9 +1,11 @@
 //! The servers under load, as processes of their own: the relay binary on a fresh data
-//! dir with agents made through its CLI, or this tool's forwarder. Each may be pinned to
-//! a CPU with `taskset`, so that it and the load tool do not share a core.
+//! dir with agents made through its CLI, this tool's forwarder, or a mosquitto broker on a
+//! configuration of its own. Each may be pinned to a CPU with `taskset`, so that it and the
+//! load tool do not share a core.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,7 +25,7 @@ pub struct Server {
     pub pid: u32,
     /// The relay's default workspace widget key.
     pub widget_key: Option<String>,
-    /// The relay's data dir.
+    /// The relay's data dir, or mosquitto's configuration and persistence dir.
     _data_dir: Option<tempfile::TempDir>,
 }
 
@@ -197,6 +199,73 @@ pub fn spawn_relay(spawn: &RelaySpawn) -> Result<(Server, Vec<String>)> {
     let pid = child.id();
     let server = Server { child, addr: addr.expect("set"), pid, widget_key, _data_dir: Some(dir) };
     Ok((server, emails))
+}
+
+/// How to start mosquitto for a benchmark.
+#[derive(Debug, Clone)]
+pub struct MosquittoSpawn {
+    /// The `mosquitto` binary.
+    pub bin: PathBuf,
+    /// CPUs to pin it to.
+    pub cpus: Option<String>,
+    /// `persistence true`: sessions, subscriptions and queued messages are saved to
+    /// `mosquitto.db` every `autosave_interval` (1,800 s by default) and at exit.
+    pub persistence: bool,
+}
+
+/// mosquitto's configuration for a benchmark: one loopback listener, anonymous clients,
+/// everything as shipped but two limits. `max_inflight_messages` (outgoing QoS 1 messages
+/// in flight per client, 20 by default) is lifted, since a pair keeps 32 in flight flat out;
+/// Nagle is turned off, as on the relay's and the forwarder's sockets.
+/// `max_queued_messages` keeps its 1,000 per client, far above what a pair has queued.
+pub fn mosquitto_config(port: u16, persistence: bool, dir: &Path) -> String {
+    format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\n\
+         persistence {persistence}\npersistence_location {}/\n\
+         max_inflight_messages 0\nset_tcp_nodelay true\n\
+         log_dest stderr\nlog_type error\nlog_type warning\n",
+        dir.display()
+    )
+}
+
+/// A loopback port free at the time of asking (for servers that cannot say which port
+/// they bound).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts mosquitto on a free loopback port with [`mosquitto_config`], and waits until it
+/// accepts connections.
+pub fn spawn_mosquitto(spawn: &MosquittoSpawn) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    // Started as root, mosquitto changes to its own user, who must be able to write the
+    // persistence database here.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777))?;
+    let port = free_port()?;
+    let config = dir.path().join("mosquitto.conf");
+    std::fs::write(&config, mosquitto_config(port, spawn.persistence, &data))?;
+    let mut child = pinned(&spawn.bin, spawn.cpus.as_deref())
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {} (apt-get install mosquitto)", spawn.bin.display()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait()? {
+            bail!("mosquitto exited at start: {status}");
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            let pid = child.id();
+            return Ok(Server { child, addr, pid, widget_key: None, _data_dir: Some(dir) });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("mosquitto did not listen on {addr} within 10 s")
 }
 
 /// An HTTP client that never goes through a proxy. reqwest has no crypto provider of its

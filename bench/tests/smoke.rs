@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::Result;
 use kefu_bench::conversations::{ConversationLoad, run_conversations};
 use kefu_bench::idle::{IdleTarget, run_idle};
-use kefu_bench::load::{MessageLoad, Target, run_messages};
-use kefu_bench::server::{AGENT_PASSWORD, login};
+use kefu_bench::load::{MessageLoad, Target, run_messages, run_messages_observed};
+use kefu_bench::server::{AGENT_PASSWORD, MosquittoSpawn, login, spawn_mosquitto};
+use kefu_bench::soak::Verdict;
 use kefu_proto::frame::Role;
 use kefu_relay::{Config, Store, admin};
 use tokio::sync::oneshot;
@@ -134,5 +135,70 @@ async fn new_conversations_are_all_assigned_and_idle_customers_all_welcomed() ->
     let target = IdleTarget::Relay { addr: relay.addr, widget_key: relay.widget_key.clone() };
     let idle = run_idle(&target, 30, 8, Some(std::process::id())).await?;
     assert_eq!((idle.open, idle.failed), (30, 0), "{idle:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_reports_a_row_per_interval_that_add_up_to_the_run() -> Result<()> {
+    let relay = relay(1, 10).await?;
+    let target = Target::Relay { addr: relay.addr, widget_key: relay.widget_key.clone(), agent_tokens: relay.tokens };
+    let interval = Duration::from_millis(500);
+    let load = MessageLoad {
+        rate: Some(200.0),
+        typing_rate: Some(20.0),
+        duration: Duration::from_millis(2000),
+        interval: Some(interval),
+        ..tiny(4)
+    };
+    let mut printed = 0;
+    let outcome = run_messages_observed(&target, &load, Some(std::process::id()), &mut |_| printed += 1).await?;
+    assert!(outcome.clean(), "{outcome:#?}");
+    assert_eq!((outcome.sent, outcome.delivered, outcome.typing_received), (400, 400, 40), "{outcome:#?}");
+    let rows = &outcome.intervals;
+    assert_eq!(printed, rows.len());
+    // Four windows of 0.5 s; the last one may close at its boundary or run on through the
+    // drain, which can leave a short fifth.
+    assert!((4..=5).contains(&rows.len()), "{rows:#?}");
+    assert_eq!(rows.iter().map(|r| r.delivered).sum::<u64>(), 400);
+    assert_eq!(rows.iter().map(|r| r.e2e.count).sum::<u64>(), outcome.e2e.count);
+    assert_eq!(rows.iter().map(|r| r.typing.count).sum::<u64>(), 40);
+    assert!(rows.iter().all(|r| r.server.is_some() && r.duplicates == 0 && r.errors == 0), "{rows:#?}");
+    assert_eq!(rows.last().map(|r| r.late), Some(0));
+    let verdict = Verdict::of(rows, interval).expect("four full windows give a verdict");
+    assert_eq!(verdict.windows_per_third, 1);
+    assert!(verdict.rss_first_kib.is_some());
+    Ok(())
+}
+
+/// Debian's mosquitto, when installed (`apt-get install mosquitto`): the broker path is
+/// checked wherever it can run, and skipped, saying so, where it cannot.
+fn mosquitto() -> Option<std::path::PathBuf> {
+    let found = std::process::Command::new("mosquitto").arg("-h").output().is_ok();
+    if !found {
+        eprintln!("mosquitto is not installed: the MQTT smoke run is skipped");
+    }
+    found.then(|| "mosquitto".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_through_mosquitto_acks_and_delivers_every_message_once() -> Result<()> {
+    let Some(bin) = mosquitto() else { return Ok(()) };
+    for persistence in [false, true] {
+        let spawn = MosquittoSpawn { bin: bin.clone(), cpus: None, persistence };
+        let broker = tokio::task::spawn_blocking(move || spawn_mosquitto(&spawn)).await??;
+        let target = Target::Mqtt { addr: broker.addr };
+        let flat = MessageLoad { in_flight: 8, max_messages: Some(300), ..tiny(6) };
+        let outcome = run_messages(&target, &flat, Some(broker.pid)).await?;
+        assert!(outcome.clean(), "{outcome:#?}");
+        assert_eq!((outcome.sent, outcome.acked, outcome.delivered), (300, 300, 300), "{outcome:#?}");
+        assert_eq!(outcome.ack.count, 300);
+        assert!(outcome.server.is_some());
+        let open =
+            MessageLoad { rate: Some(400.0), typing_rate: Some(40.0), duration: Duration::from_millis(500), ..tiny(4) };
+        let outcome = run_messages(&target, &open, None).await?;
+        assert!(outcome.clean(), "{outcome:#?}");
+        assert_eq!((outcome.sent, outcome.acked, outcome.delivered, outcome.typing_received), (200, 200, 200, 20));
+        broker.stop()?;
+    }
     Ok(())
 }
