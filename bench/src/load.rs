@@ -832,8 +832,8 @@ async fn measure(
         }
         Target::Mqtt { .. } => {
             for c in 0..n {
-                let (client, eventloop) = crate::mqtt::subscriber(addr, &mqtt_run, c).await?;
-                tasks.spawn(crate::mqtt::drive_subscriber(client, eventloop, run.clone(), c));
+                let connection = crate::mqtt::subscriber(addr, &mqtt_run, c).await?;
+                tasks.spawn(crate::mqtt::drive_subscriber(connection, run.clone(), c));
             }
         }
     }
@@ -845,9 +845,9 @@ async fn measure(
                 Target::Relay { widget_key, .. } => customer(addr, widget_key).await?,
                 Target::Forwarder { .. } => connect(addr, &format!("/pair/{c}/a"), 4096).await?,
                 Target::Mqtt { .. } => {
-                    let (client, eventloop) = crate::mqtt::publisher(addr, &mqtt_run, c).await?;
+                    let connection = crate::mqtt::publisher(addr, &mqtt_run, c).await?;
                     drop(permit);
-                    return crate::mqtt::drive_publisher(client, eventloop, run, &mqtt_run, c).await;
+                    return crate::mqtt::drive_publisher(connection, run, &mqtt_run, c).await;
                 }
             };
             drop(permit);
