@@ -28,6 +28,10 @@ use crate::routing::GroupId;
 /// Migrations, embedded in the binary at build time and applied at start.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB): 64 MiB.
+/// Memory is taken only as pages are used.
+const WRITER_CACHE_KIB: &str = "-65536";
+
 /// The slug of the workspace created on first start.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
@@ -163,9 +167,17 @@ impl Store {
             // precedes durability. Group commit amortises the cost.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statement and savepoint journals (the original of every page a multi-row
+            // insert or the journal's savepoint touches) in memory: as files they cost a
+            // temporary file per transaction and two writes per page changed.
+            .pragma("temp_store", "memory");
+        // The writer's page cache holds the pages every open conversation writes to (its
+        // messages, its index entries, its row): 2 MiB (SQLite's default) is outgrown by
+        // a few hundred busy conversations, and every miss is read back from the WAL.
+        let writer_options = options.clone().pragma("cache_size", WRITER_CACHE_KIB);
         let writer =
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let store = Store { writer, reader, keys };
