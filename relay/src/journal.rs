@@ -363,6 +363,10 @@ struct Cursor {
     /// A customer wrote through an app or social channel here, so replies may have an
     /// outbox row to push.
     via_channel: bool,
+    /// The agent holding it has replied since it was assigned (`conversations.answered`).
+    answered: bool,
+    /// An agent has ever replied (`conversations.first_agent_reply_at` is set).
+    ever_answered: bool,
 }
 
 /// The journal task's state.
@@ -513,8 +517,11 @@ impl Journal {
         self.keyring = self.keys.current();
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Conversations whose last_seq moved, and whether an agent replied in them.
-        let mut touched: HashMap<ConversationId, bool> = HashMap::new();
+        // Conversations an agent answered for the first time since their assignment: the
+        // only messages that change the conversation's row. (Its last `seq` is the
+        // messages' own; writing it into the row too would dirty one more page per
+        // message, a third of what a spread-out message costs to commit.)
+        let mut answered: Vec<ConversationId> = Vec::new();
         // The event log's hash chain, read once per transaction (this is the only writer).
         let mut chain = crate::audit::Chain::default();
         let mut next = 0;
@@ -524,7 +531,7 @@ impl Journal {
             let appends = batch[next..].iter().take_while(|op| op.message().is_some()).count();
             if appends > 1 {
                 let run = &batch[next..next + appends];
-                self.append_run(&mut tx, run, now, &mut touched, &mut outcomes).await?;
+                self.append_run(&mut tx, run, now, &mut answered, &mut outcomes).await?;
                 next += appends;
                 continue;
             }
@@ -543,8 +550,14 @@ impl Journal {
                     };
                     let id = insert_conversation(&mut tx, &mut chain, opening, lifecycle, *route, now).await?;
                     self.remember(id);
-                    let cursor =
-                        Cursor { workspace: *workspace, last_seq: 0, closed: false, via_channel: channel_id.is_some() };
+                    let cursor = Cursor {
+                        workspace: *workspace,
+                        last_seq: 0,
+                        closed: false,
+                        via_channel: channel_id.is_some(),
+                        answered: false,
+                        ever_answered: false,
+                    };
                     self.cursors.insert(id, cursor);
                     Outcome::Hub(Committed::Opened {
                         request: *request,
@@ -554,12 +567,16 @@ impl Journal {
                         lifecycle: lifecycle.clone(),
                     })
                 }
-                JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut touched).await?),
+                JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut answered).await?),
                 JournalOp::AppendAwaited(message, _) => {
-                    Outcome::Awaited(self.append(&mut tx, message, now, &mut touched).await?)
+                    Outcome::Awaited(self.append(&mut tx, message, now, &mut answered).await?)
                 }
                 JournalOp::Transition { workspace, conversation, lifecycle, resolution, route, transfer, event } => {
-                    update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
+                    let still_answered =
+                        update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
+                    if let Some(cursor) = self.remember(*conversation) {
+                        cursor.answered = still_answered;
+                    }
                     if let Some(route) = route {
                         update_route(&mut tx, *conversation, *route).await?;
                     }
@@ -626,20 +643,15 @@ impl Journal {
             };
             outcomes.push(outcome);
         }
-        let touched: Vec<(ConversationId, Seq, bool)> = touched
-            .into_iter()
-            .map(|(c, replied)| (c, self.cursors.get(&c).map_or(0, |cursor| cursor.last_seq), replied))
-            .collect();
-        let mut rest = touched.as_slice();
-        while !rest.is_empty() {
-            let rows = chunk_rows(rest.len());
-            let (chunk, after) = rest.split_at(rows);
-            let mut update = sqlx::query(statements().update_conversations[chunk_index(rows)]).bind(now).bind(now);
-            for (conversation, last_seq, replied) in chunk {
-                update = update.bind(conversation.0).bind(*last_seq as i64).bind(*replied);
-            }
-            update.execute(&mut *tx).await?;
-            rest = after;
+        for conversation in answered {
+            sqlx::query(
+                "UPDATE conversations SET answered = 1, first_agent_reply_at = COALESCE(first_agent_reply_at, ?)
+                 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(conversation.0)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         if self.outbox_due {
@@ -660,7 +672,8 @@ impl Journal {
             return Ok((cursor.workspace == workspace).then_some(*cursor));
         }
         let row = sqlx::query(
-            "SELECT workspace_id, last_seq, state,
+            "SELECT workspace_id, state, answered, first_agent_reply_at IS NOT NULL AS ever_answered,
+                    COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq,
                     channel_id IS NOT NULL
                     OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.channel_id IS NOT NULL)
                     AS via_channel
@@ -675,6 +688,8 @@ impl Journal {
             last_seq: row.get::<i64, _>("last_seq") as Seq,
             closed: row.get::<&str, _>("state") == "closed",
             via_channel: row.get::<i64, _>("via_channel") != 0,
+            answered: row.get::<i64, _>("answered") != 0,
+            ever_answered: row.get::<i64, _>("ever_answered") != 0,
         };
         self.remember(conversation);
         self.cursors.insert(conversation, cursor);
@@ -690,7 +705,7 @@ impl Journal {
         tx: &mut SqliteConnection,
         run: &[JournalOp],
         now: UnixMillis,
-        touched: &mut HashMap<ConversationId, bool>,
+        answered: &mut Vec<ConversationId>,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<()> {
         let mut seqs: Vec<Seq> = Vec::with_capacity(run.len());
@@ -746,7 +761,7 @@ impl Journal {
                 sqlx::query("RELEASE run").execute(&mut *tx).await?;
                 for (op, seq) in run.iter().zip(seqs) {
                     let m = op.message().expect("a run of messages");
-                    let committed = self.stored(m, seq, now, touched);
+                    let committed = self.stored(m, seq, now, answered);
                     outcomes.push(match op {
                         JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
                         _ => Outcome::Hub(committed),
@@ -759,7 +774,7 @@ impl Journal {
         }
         for op in run {
             let m = op.message().expect("a run of messages");
-            let committed = self.append(tx, m, now, touched).await?;
+            let committed = self.append(tx, m, now, answered).await?;
             outcomes.push(match op {
                 JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
                 _ => Outcome::Hub(committed),
@@ -774,16 +789,20 @@ impl Journal {
         m: &NewMessage,
         seq: Seq,
         now: UnixMillis,
-        touched: &mut HashMap<ConversationId, bool>,
+        answered: &mut Vec<ConversationId>,
     ) -> Committed {
         let cursor = self.remember(m.conversation).expect("cursor loaded");
         cursor.last_seq = seq;
         cursor.via_channel |= m.via.is_some();
         let reply = matches!(m.author, AuthorKind::Agent | AuthorKind::Bot) && !m.internal;
+        // An agent's reply is a message the customer sees, not a private note.
+        if m.author == AuthorKind::Agent && !m.internal && !(cursor.answered && cursor.ever_answered) {
+            cursor.answered = true;
+            cursor.ever_answered = true;
+            answered.push(m.conversation);
+        }
         let via_channel = cursor.via_channel;
         self.outbox_due |= reply && via_channel;
-        // A reply is an agent's message the customer sees, not a private note.
-        *touched.entry(m.conversation).or_default() |= m.author == AuthorKind::Agent && !m.internal;
         Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now }))
     }
 
@@ -793,7 +812,7 @@ impl Journal {
         tx: &mut SqliteConnection,
         m: &NewMessage,
         now: UnixMillis,
-        touched: &mut HashMap<ConversationId, bool>,
+        answered: &mut Vec<ConversationId>,
     ) -> Result<Committed> {
         let reject = |code, text: &str| Committed::Rejected {
             origin: m.origin,
@@ -808,7 +827,7 @@ impl Journal {
         let inserted = if cursor.closed {
             0
         } else {
-            sqlx::query(statements().insert_messages[chunk_index(1)])
+            sqlx::query(statements().insert_messages[CHUNK_ROWS.len() - 1])
                 .bind(m.conversation.0)
                 .bind(seq as i64)
                 .bind(m.workspace.0)
@@ -827,7 +846,7 @@ impl Journal {
                 .rows_affected()
         };
         if inserted == 1 {
-            return Ok(self.stored(m, seq, now, touched));
+            return Ok(self.stored(m, seq, now, answered));
         }
         // Not inserted: either stored before under this client id, or the conversation is
         // closed. A duplicate is acknowledged again even after closing.
@@ -914,8 +933,10 @@ impl Journal {
 }
 
 /// Rows per multi-row statement, largest first: a run is cut into chunks of these sizes,
-/// so SQLite prepares (and sqlx caches) four statements, not one per length.
-const CHUNK_ROWS: [usize; 4] = [256, 32, 4, 1];
+/// so SQLite prepares (and sqlx caches) nine statements, not one per length, and a run
+/// of n rows takes at most as many statements as n has one-bits below 256 (plus one per
+/// full 256): each is a round trip to SQLite's thread.
+const CHUNK_ROWS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// The largest chunk that fits in `remaining` rows.
 fn chunk_rows(remaining: usize) -> usize {
@@ -929,8 +950,7 @@ fn chunk_index(remaining: usize) -> usize {
 
 /// The multi-row statements, one per chunk size, made once.
 struct Statements {
-    insert_messages: [&'static str; 4],
-    update_conversations: [&'static str; 4],
+    insert_messages: [&'static str; CHUNK_ROWS.len()],
 }
 
 fn statements() -> &'static Statements {
@@ -950,17 +970,6 @@ fn statements() -> &'static Statements {
                                            body, format, created_at, internal, attachments, channel_id, source)
                      VALUES {} ON CONFLICT DO NOTHING",
                     rows(n, 13)
-                ))
-            }),
-            // Bound: now, now, then the rows (id, last_seq, whether an agent replied).
-            update_conversations: CHUNK_ROWS.map(|n| {
-                leak(format!(
-                    "UPDATE conversations SET last_seq = v.column2, updated_at = ?,
-                            first_agent_reply_at = CASE WHEN v.column3 AND first_agent_reply_at IS NULL
-                                                        THEN ? ELSE first_agent_reply_at END,
-                            answered = answered OR v.column3
-                     FROM (VALUES {}) AS v WHERE conversations.id = v.column1",
-                    rows(n, 3)
                 ))
             }),
         }
@@ -1078,12 +1087,12 @@ async fn update_lifecycle(
     life: &Lifecycle,
     resolution: Option<&str>,
     now: UnixMillis,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<bool> {
+    let answered: Option<i64> = sqlx::query_scalar(
         "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?,
                 answered = CASE WHEN assigned_at IS ? THEN answered ELSE 0 END, assigned_at = ?,
                 resolved_at = ?, closed_at = ?, resolution = COALESCE(?, resolution), updated_at = ?
-         WHERE id = ?",
+         WHERE id = ? RETURNING answered",
     )
     .bind(life.state.as_str())
     .bind(life.assignee.map(|a| a.0))
@@ -1095,9 +1104,10 @@ async fn update_lifecycle(
     .bind(resolution)
     .bind(now)
     .bind(conversation.0)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(())
+    // Whether the holder has answered: kept across a change that keeps the assignment.
+    Ok(answered.unwrap_or(0) != 0)
 }
 
 async fn update_route(tx: &mut SqliteConnection, conversation: ConversationId, route: RouteFields) -> Result<()> {
@@ -1249,15 +1259,135 @@ mod tests {
             let seqs: Vec<i64> = rows.iter().filter(|r| r.0 == conversation.0).map(|r| r.1).collect();
             let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
             assert_eq!(seqs, expected, "conversation {conversation}: contiguous from 1");
-            let last: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = ?")
-                .bind(conversation.0)
-                .fetch_one(&store.writer)
-                .await
-                .unwrap();
-            assert_eq!(last, seqs.len() as i64, "last_seq follows");
         }
         assert_eq!(rows.len(), 300 + 3, "each message once");
         let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.2.as_str()).collect();
         assert_eq!(ids.len(), rows.len());
+        // A journal that starts afresh (as after a restart) reads where each sequence
+        // stands from the messages and goes on from there.
+        let last_a = rows.iter().filter(|r| r.0 == a.0).count() as Seq;
+        let mut restarted = super::tests::journal(&store);
+        let outcomes = restarted.write(&[message(workspace, a, "after-restart")]).await.unwrap();
+        let Outcome::Hub(Committed::Appended(next)) = &outcomes[0] else { panic!("stored") };
+        assert_eq!(next.seq, last_a + 1);
+    }
+
+    /// `answered` (the holder replied since the assignment) is set by the first reply after
+    /// each assignment, kept by other changes, cleared by a new assignment, and read back
+    /// by a journal that starts afresh; `first_agent_reply_at` is the very first reply's.
+    #[tokio::test]
+    async fn agent_replies_mark_the_conversation_answered_once_per_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
+        let mut journal = journal(&store);
+        let contact = insert_contact(
+            &mut store.writer.acquire().await.unwrap(),
+            &Keyring::off(),
+            &NewContact {
+                workspace,
+                name: None,
+                channel: ChannelKind::Web,
+                external_id: "visitor-2".into(),
+                token_hash: vec![2; 32],
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        let agents: Vec<i64> = {
+            let mut ids = Vec::new();
+            for email in ["one@shop.example", "two@shop.example"] {
+                let (id, _) = crate::admin::add_agent(
+                    &store,
+                    "default",
+                    email,
+                    email,
+                    kefu_proto::frame::Role::Agent,
+                    Some("a-long-password".into()),
+                )
+                .await
+                .unwrap();
+                ids.push(id.0);
+            }
+            ids
+        };
+        let open = JournalOp::OpenConversation {
+            workspace,
+            contact,
+            channel: ChannelKind::Web,
+            channel_id: None,
+            lifecycle: Lifecycle::open(1, false),
+            route: RouteFields { group: None, priority: 202 },
+            request: 0,
+        };
+        let outcomes = journal.write(&[open]).await.unwrap();
+        let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
+        let conversation = *conversation;
+        let assign = |life: &Lifecycle, agent: i64, at: UnixMillis| {
+            let mut next = life.clone();
+            next.state = ConversationState::Assigned;
+            next.assignee = Some(kefu_proto::AgentId(agent));
+            next.assigned_at = Some(at);
+            next
+        };
+        let transition = |lifecycle: Lifecycle| JournalOp::Transition {
+            workspace,
+            conversation,
+            lifecycle,
+            resolution: None,
+            route: None,
+            transfer: None,
+            event: EventRecord {
+                kind: "conversation.assigned",
+                actor_kind: "system",
+                actor_id: None,
+                data: serde_json::json!({}),
+                origin: None,
+            },
+        };
+        let reply = |agent: i64, id: &str| {
+            let JournalOp::Append(mut m) = message(workspace, conversation, id) else { unreachable!() };
+            m.author = AuthorKind::Agent;
+            m.author_id = Some(agent);
+            JournalOp::Append(m)
+        };
+        let row = || async {
+            let row = sqlx::query("SELECT answered, first_agent_reply_at FROM conversations WHERE id = ?")
+                .bind(conversation.0)
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            (row.get::<i64, _>(0) != 0, row.get::<Option<i64>, _>(1).is_some())
+        };
+        let first = assign(lifecycle, agents[0], 10);
+        journal.write(&[transition(first.clone())]).await.unwrap();
+        assert_eq!(row().await, (false, false), "assigned, not answered yet");
+        journal.write(&[message(workspace, conversation, "question")]).await.unwrap();
+        assert_eq!(row().await, (false, false), "a customer's message answers nothing");
+        journal.write(&[reply(agents[0], "r1"), reply(agents[0], "r2")]).await.unwrap();
+        assert_eq!(row().await, (true, true), "the first reply marks it");
+        let first_reply_at: i64 = sqlx::query_scalar("SELECT first_agent_reply_at FROM conversations WHERE id = ?")
+            .bind(conversation.0)
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        // The same assignment again (a change that keeps the holder) keeps it answered.
+        journal.write(&[transition(first.clone())]).await.unwrap();
+        assert_eq!(row().await, (true, true));
+        // Another agent takes it: not answered by them yet.
+        journal.write(&[transition(assign(&first, agents[1], 20))]).await.unwrap();
+        assert_eq!(row().await, (false, true), "a new assignment clears it");
+        // A journal that starts afresh reads that from the row, and the new holder's reply
+        // marks it again without moving the first reply's time.
+        let mut restarted = super::tests::journal(&store);
+        restarted.write(&[reply(agents[1], "r3")]).await.unwrap();
+        assert_eq!(row().await, (true, true));
+        let still: i64 = sqlx::query_scalar("SELECT first_agent_reply_at FROM conversations WHERE id = ?")
+            .bind(conversation.0)
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(still, first_reply_at);
     }
 }

@@ -356,8 +356,8 @@ mod tests {
         let contact =
             store.contact_for_identity(workspace, "shop", &format!("customer-{n}"), Some(&name)).await.unwrap().id;
         let conversation: i64 = sqlx::query_scalar(
-            "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, updated_at, last_seq)
-             VALUES (?, ?, 'web', 'closed', 1, 1, 2) RETURNING id",
+            "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, updated_at)
+             VALUES (?, ?, 'web', 'closed', 1, 1) RETURNING id",
         )
         .bind(workspace.0)
         .bind(contact.0)

@@ -772,7 +772,8 @@ impl Store {
     /// Every conversation that is not closed, to rebuild routing and delivery state.
     pub async fn open_conversations(&self, workspace: WorkspaceId) -> Result<Vec<OpenConversationRecord>> {
         let rows = sqlx::query(
-            "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.last_seq, v.created_at,
+            "SELECT v.id, v.state, v.channel_kind, v.assignee_agent_id, v.created_at,
+                    COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq,
                     v.queued_at, v.assigned_at, v.resolved_at, v.group_id, v.priority, v.answered, v.intent,
                     c.id AS contact_id, c.name AS contact_name, c.vip, a.name AS agent_name, g.slug AS group_slug,
                     ch.priority AS channel_priority
@@ -951,7 +952,8 @@ impl Store {
             }
         }
         let conversations = sqlx::query(
-            "SELECT v.id, v.channel_kind, v.state, v.created_at, v.resolved_at, v.resolution, v.last_seq, a.name AS agent
+            "SELECT v.id, v.channel_kind, v.state, v.created_at, v.resolved_at, v.resolution, a.name AS agent,
+                    COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq
              FROM conversations v LEFT JOIN agents a ON a.id = v.assignee_agent_id
              WHERE v.contact_id = ? ORDER BY v.id DESC LIMIT 50",
         )
