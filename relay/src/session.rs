@@ -106,13 +106,33 @@ struct Connection {
 ///
 /// `origin` is the `Origin` header of the upgrade (browsers send it): a customer's page
 /// must be one its workspace allows.
-pub async fn serve(socket: WebSocket, side: Side, relay: Arc<RelayState>, peer: SocketAddr, origin: Option<String>) {
+///
+/// Not an `async fn`: the socket is split before the future is made, so the future (kept
+/// for the connection's whole life) holds the two halves and not also the spent socket.
+pub fn serve(
+    socket: WebSocket,
+    side: Side,
+    relay: Arc<RelayState>,
+    peer: SocketAddr,
+    origin: Option<String>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    serve_split(sink, stream, side, relay, peer, origin)
+}
+
+async fn serve_split(
+    mut sink: Sink,
+    mut stream: Stream,
+    side: Side,
+    relay: Arc<RelayState>,
+    peer: SocketAddr,
+    origin: Option<String>,
+) {
     let conn = relay.next_conn_id();
     let _counted = relay.telemetry.connection(match side {
         Side::Customer => "customer",
         Side::Agent => "agent",
     });
-    let (mut sink, mut stream) = socket.split();
     let span = tracing::debug_span!("conn", conn, ?side, %peer);
     async {
         let result = run(conn, side, origin.as_deref(), peer, &relay, &mut sink, &mut stream).await;
@@ -149,8 +169,11 @@ async fn run(
     sink: &mut Sink,
     stream: &mut Stream,
 ) -> Result<(), Closing> {
-    let hello = read_hello(relay, sink, stream).await?;
-    let (workspace, identity) = authenticate(side, origin, &hello, relay, sink).await?;
+    // The hello, the sign-in and the handling of each frame are boxed: their state would
+    // otherwise be laid out inside this future, which every idle connection keeps for
+    // its whole life (several KiB of it, for code that runs once or briefly).
+    let hello = Box::pin(read_hello(relay, sink, stream)).await?;
+    let (workspace, identity) = Box::pin(authenticate(side, origin, &hello, relay, sink)).await?;
     let hub = relay.hubs.get(workspace).ok_or_else(|| Closing::new(close_code::GOING_AWAY, "workspace unavailable"))?;
     let limits = &relay.config.limits;
     let (outbound_tx, mut outbound) = mpsc::channel(limits.outbound_queue);
@@ -454,7 +477,7 @@ impl Connection {
             // A client cannot hold more than the hub has announced; a larger claim would
             // otherwise suppress live messages up to it.
             let after = resume.get(&conversation.id).copied().unwrap_or(0).min(conversation.last_seq);
-            self.catch_up(sink, conversation.id, after).await?;
+            Box::pin(self.catch_up(sink, conversation.id, after)).await?;
         }
         sink.flush().await.map_err(|_| Closing::new(close_code::GOING_AWAY, "write failed"))?;
 
@@ -480,11 +503,13 @@ impl Connection {
                     // A client that stops reading fills its TCP window and the write above
                     // blocks; without these arms the connection would sit pinned there,
                     // deaf to the hub's kick and to shutdown.
+                    // Boxed (see `run`): idle, the connection keeps none of this.
+                    let write = Box::pin(tokio::time::timeout(WRITE_TIMEOUT, write));
                     tokio::select! {
                         biased;
                         _ = kick.cancelled() => return Err(slow_consumer()),
                         _ = shutdown.cancelled() => return Err(Closing::new(close_code::GOING_AWAY, "relay shutting down")),
-                        written = tokio::time::timeout(WRITE_TIMEOUT, write) => match written {
+                        written = write => match written {
                             Ok(result) => result?,
                             Err(_) => return Err(slow_consumer()),
                         },
@@ -493,8 +518,9 @@ impl Connection {
                 inbound = stream.next() => match inbound {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Err(e)) => return Err(read_error_close(e)),
-                    Some(Ok(Message::Text(text))) => self.inbound(sink, Some(text.as_str())).await?,
-                    Some(Ok(Message::Binary(_))) => self.inbound(sink, None).await?,
+                    // Boxed (see `run`): one small allocation per frame.
+                    Some(Ok(Message::Text(text))) => Box::pin(self.inbound(sink, Some(text.as_str()))).await?,
+                    Some(Ok(Message::Binary(_))) => Box::pin(self.inbound(sink, None)).await?,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 },
             }
@@ -591,7 +617,7 @@ impl Connection {
                 }
                 feed_frame(sink, &frame).await?;
                 if let Some(conversation) = catch_up {
-                    self.catch_up(sink, conversation, 0).await?;
+                    Box::pin(self.catch_up(sink, conversation, 0)).await?;
                 }
                 Ok(())
             }

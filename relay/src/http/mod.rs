@@ -605,11 +605,14 @@ fn upgrade_socket(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                session::serve(socket, side, relay, peer, origin).await;
+            // A combinator, not an `async` block around `serve(…).await`: the block would
+            // keep the socket, or the session future twice, in the state every connection
+            // holds for its life.
+            let session = session::serve(socket, side, relay, peer, origin);
+            tracker.track_future(futures_util::FutureExt::map(session, move |()| {
                 drop(permit);
                 drop(admitted);
-            })
+            }))
         })
 }
 
