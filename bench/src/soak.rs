@@ -39,7 +39,8 @@ pub fn row_cells(row: &IntervalRow) -> Vec<String> {
         None => ("-".to_string(), "-".to_string()),
     };
     vec![
-        format!("{:.0}", row.elapsed_secs),
+        // A tenth of a second tells the last row, the drain's remainder, from a boundary.
+        format!("{:.1}", row.elapsed_secs),
         row.delivered.to_string(),
         format!("{rate:.0}"),
         latency(row.e2e.count, row.e2e.p50_us),
@@ -214,7 +215,7 @@ mod tests {
     fn a_row_has_a_cell_per_column() {
         let cells = row_cells(&row(30.0, 30.0, 2048, 1500.0));
         assert_eq!(cells.len(), HEADER.len());
-        assert_eq!(cells[0], "30");
+        assert_eq!(cells[0], "30.0");
         assert_eq!(cells[2], "3");
         assert_eq!(cells[4], "1500.0");
         assert_eq!(cells[7], "2048");
