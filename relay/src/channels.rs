@@ -227,7 +227,10 @@ pub fn check_signature(
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(SignatureRefusal::Missing);
     };
-    let timestamp: i64 = timestamp.trim().parse().map_err(|_| SignatureRefusal::Stale)?;
+    // The signature covers the header's text, so only a number written plainly is taken:
+    // `+1800000000` or `01800000000` would be checked against a text nobody signed.
+    let text = timestamp.trim();
+    let timestamp: i64 = text.parse().ok().filter(|t: &i64| t.to_string() == text).ok_or(SignatureRefusal::Stale)?;
     if now_secs.abs_diff(timestamp) > tolerance_secs {
         return Err(SignatureRefusal::Stale);
     }
@@ -1022,6 +1025,31 @@ mod tests {
             check_signature("s3cret", Some("soon"), Some(&signature), body, now, 300),
             Err(SignatureRefusal::Stale)
         );
+    }
+
+    #[test]
+    fn a_signature_is_taken_only_as_its_signer_wrote_it() {
+        // Found by the webhook_signature fuzz target: a padded or signed timestamp was read
+        // as the plain number (whose text is what was signed), and upper-case hex as the
+        // same signature; the replay check remembers accepted signatures by their text.
+        let body = br#"{"customer_id": "u-42", "body": "hi"}"#;
+        let now = 409_454_036_303_062;
+        let signature = crate::outside::sign("s3cret", now, body);
+        let check = |timestamp: &str, signature: &str| {
+            check_signature("s3cret", Some(timestamp), Some(signature), body, now, 300)
+        };
+        assert_eq!(check("409454036303062", &signature), Ok(()));
+        assert_eq!(check(" 409454036303062 ", &signature), Ok(()));
+        for timestamp in ["00409454036303062", "+409454036303062"] {
+            assert_eq!(check(timestamp, &signature), Err(SignatureRefusal::Stale), "{timestamp}");
+        }
+        let digits = signature.strip_prefix("sha256=").unwrap();
+        let letter = digits.find(|c: char| c.is_ascii_alphabetic()).unwrap();
+        let mut shouted = digits.to_string();
+        shouted[letter..=letter].make_ascii_uppercase();
+        assert_eq!(check("409454036303062", &format!("sha256={shouted}")), Err(SignatureRefusal::Mismatch));
+        let shouted = format!("sha256={}", digits.to_uppercase());
+        assert_eq!(check("409454036303062", &shouted), Err(SignatureRefusal::Mismatch));
     }
 
     #[test]

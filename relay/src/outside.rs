@@ -30,7 +30,13 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 /// Whether `signature` is right for the body and timestamp (compared in constant time).
 pub fn verify(secret: &str, timestamp: i64, body: &[u8], signature: &str) -> bool {
-    let Some(given) = signature.strip_prefix("sha256=").and_then(|h| hex::decode(h).ok()) else { return false };
+    let Some(digits) = signature.strip_prefix("sha256=") else { return false };
+    // Lower-case hex only, as `sign` writes it: accepted signatures are remembered by their
+    // text to refuse replays, and upper-case letters would make new texts of one signature.
+    if !digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return false;
+    }
+    let Ok(given) = hex::decode(digits) else { return false };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
@@ -273,6 +279,8 @@ mod tests {
         assert!(!verify("s3cret", 1_800_000_000, b"{\"a\":2}", &signature));
         assert!(!verify("s3cret", 1_800_000_000, b"{\"a\":1}", "sha256=zz"));
         assert!(!verify("s3cret", 1_800_000_000, b"{\"a\":1}", "md5=00"));
+        let shouted = format!("sha256={}", signature["sha256=".len()..].to_uppercase());
+        assert!(!verify("s3cret", 1_800_000_000, b"{\"a\":1}", &shouted), "only lower-case hex, as signed");
     }
 
     #[test]
