@@ -534,8 +534,10 @@ async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_tak
     tmux.wait_for("旁听").await?;
     tmux.wait_for("我的退款到哪了？").await?;
 
-    // A whisper: 小王 sees it as a note; the customer never does.
+    // A whisper: 小王 sees it as a note; the customer never does. (Each Escape is seen
+    // taking effect before the next key: read together, Escape and a key are Alt-key.)
     tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
     tmux.keys(&["Enter"]).await?;
     tmux.type_text("先核实订单号").await?;
     tmux.keys(&["Enter"]).await?;
@@ -550,6 +552,7 @@ async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_tak
 
     // Take over from the palette; the customer's next message reaches the supervisor.
     tmux.keys(&["Escape"]).await?;
+    tmux.wait_for("NORMAL").await?;
     tmux.keys(&[":"]).await?;
     tmux.type_text("take over").await?;
     tmux.keys(&["Enter"]).await?;
