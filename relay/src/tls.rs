@@ -233,6 +233,7 @@ impl TlsListener {
 
     /// Starts the handshake of a new TCP connection on its own task.
     fn start_handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+        crate::no_delay(&stream);
         let acceptor = self.acceptor.clone();
         self.handshakes.spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
