@@ -784,13 +784,7 @@ impl Journal {
     }
 
     /// Moves the cursor past a message just inserted under `seq`.
-    fn stored(
-        &mut self,
-        m: &NewMessage,
-        seq: Seq,
-        now: UnixMillis,
-        answered: &mut Vec<ConversationId>,
-    ) -> Committed {
+    fn stored(&mut self, m: &NewMessage, seq: Seq, now: UnixMillis, answered: &mut Vec<ConversationId>) -> Committed {
         let cursor = self.remember(m.conversation).expect("cursor loaded");
         cursor.last_seq = seq;
         cursor.via_channel |= m.via.is_some();
@@ -1181,6 +1175,48 @@ mod tests {
         })
     }
 
+    /// A fresh store in `dir`, its default workspace and a contact in it.
+    async fn store_with_contact(dir: &std::path::Path) -> (Store, WorkspaceId, ContactId) {
+        let store = Store::open(dir).await.unwrap();
+        let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
+        let contact = insert_contact(
+            &mut store.writer.acquire().await.unwrap(),
+            &Keyring::off(),
+            &NewContact {
+                workspace,
+                name: None,
+                channel: ChannelKind::Web,
+                external_id: "visitor-1".into(),
+                token_hash: vec![1; 32],
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        (store, workspace, contact)
+    }
+
+    /// Opens a conversation for `contact` through the journal.
+    async fn open(
+        journal: &mut Journal,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        request: u64,
+    ) -> (ConversationId, Lifecycle) {
+        let open = JournalOp::OpenConversation {
+            workspace,
+            contact,
+            channel: ChannelKind::Web,
+            channel_id: None,
+            lifecycle: Lifecycle::open(1, false),
+            route: RouteFields { group: None, priority: 202 },
+            request,
+        };
+        let outcomes = journal.write(&[open]).await.unwrap();
+        let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
+        (*conversation, lifecycle.clone())
+    }
+
     /// The stored `(conversation, seq, client_msg_id)` rows, in order.
     async fn stored(store: &Store) -> Vec<(i64, i64, String)> {
         sqlx::query("SELECT conversation_id, seq, client_msg_id FROM messages ORDER BY conversation_id, seq")
@@ -1198,37 +1234,11 @@ mod tests {
     #[tokio::test]
     async fn runs_of_messages_store_each_once_in_order_without_gaps() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
         let mut journal = journal(&store);
-        let contact = insert_contact(
-            &mut store.writer.acquire().await.unwrap(),
-            &Keyring::off(),
-            &NewContact {
-                workspace,
-                name: None,
-                channel: ChannelKind::Web,
-                external_id: "visitor-1".into(),
-                token_hash: vec![1; 32],
-            },
-            1,
-        )
-        .await
-        .unwrap();
         let mut conversations = Vec::new();
         for request in 0..2 {
-            let open = JournalOp::OpenConversation {
-                workspace,
-                contact,
-                channel: ChannelKind::Web,
-                channel_id: None,
-                lifecycle: Lifecycle::open(1, false),
-                route: RouteFields { group: None, priority: 202 },
-                request,
-            };
-            let outcomes = journal.write(&[open]).await.unwrap();
-            let Outcome::Hub(Committed::Opened { conversation, .. }) = &outcomes[0] else { panic!("opened") };
-            conversations.push(*conversation);
+            conversations.push(open(&mut journal, workspace, contact, request).await.0);
         }
         let (a, b) = (conversations[0], conversations[1]);
         // 300 messages in one run: chunks of 256, 32, 4×3; interleaved conversations.
@@ -1278,23 +1288,8 @@ mod tests {
     #[tokio::test]
     async fn agent_replies_mark_the_conversation_answered_once_per_assignment() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
         let mut journal = journal(&store);
-        let contact = insert_contact(
-            &mut store.writer.acquire().await.unwrap(),
-            &Keyring::off(),
-            &NewContact {
-                workspace,
-                name: None,
-                channel: ChannelKind::Web,
-                external_id: "visitor-2".into(),
-                token_hash: vec![2; 32],
-            },
-            1,
-        )
-        .await
-        .unwrap();
         let agents: Vec<i64> = {
             let mut ids = Vec::new();
             for email in ["one@shop.example", "two@shop.example"] {
@@ -1312,18 +1307,8 @@ mod tests {
             }
             ids
         };
-        let open = JournalOp::OpenConversation {
-            workspace,
-            contact,
-            channel: ChannelKind::Web,
-            channel_id: None,
-            lifecycle: Lifecycle::open(1, false),
-            route: RouteFields { group: None, priority: 202 },
-            request: 0,
-        };
-        let outcomes = journal.write(&[open]).await.unwrap();
-        let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
-        let conversation = *conversation;
+        let (conversation, lifecycle) = open(&mut journal, workspace, contact, 0).await;
+        let lifecycle = &lifecycle;
         let assign = |life: &Lifecycle, agent: i64, at: UnixMillis| {
             let mut next = life.clone();
             next.state = ConversationState::Assigned;
