@@ -12,6 +12,13 @@ use crate::error::{Error, Result};
 /// The documented default address: loopback only, so a fresh start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 
+/// The longest any duration setting may be: a hundred years, in seconds.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
+/// The most any size setting (connections, queues, batches, windows) may be: far above
+/// what one relay serves.
+pub const MAX_SIZE: usize = 1 << 24;
+
 /// Everything the relay can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,7 +161,8 @@ impl AlertsConfig {
                 }
                 let utc_offset_minutes =
                     self.utc_offset_minutes.unwrap_or_else(|| chrono::Local::now().offset().local_minus_utc() / 60);
-                if utc_offset_minutes.abs() > 14 * 60 {
+                // unsigned_abs: `abs` of i32::MIN overflows.
+                if utc_offset_minutes.unsigned_abs() > 14 * 60 {
                     return Err(bad("utc_offset_minutes must be within ±840".into()));
                 }
                 Some(BusinessHours { days, open_minute: open, close_minute: close, utc_offset_minutes })
@@ -492,13 +500,23 @@ impl Config {
         let Some(path) = path else { return Ok(Config::default()) };
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let config: Config = toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(message) => Error::Config(format!("{}: {message}", path.display())),
+            e => e,
+        })
+    }
+
+    /// A config file's text over the defaults, checked: what `load` reads, without the file
+    /// (the config fuzz target feeds it directly).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.check()?;
         Ok(config)
     }
 
     /// Rejects settings that cannot work.
     pub fn check(&self) -> Result<()> {
+        self.check_ranges()?;
         let l = &self.limits;
         if l.max_connections == 0 || l.frames_per_second == 0 || l.outbound_queue == 0 {
             return Err(Error::Config(
@@ -551,6 +569,48 @@ impl Config {
         Ok(())
     }
 
+    /// Durations and sizes within what the relay can use: it turns durations into
+    /// milliseconds from now, and hands sizes to tokio's semaphores and channels, which
+    /// panic beyond their limit; a number past these bounds cannot be meant.
+    fn check_ranges(&self) -> Result<()> {
+        let hours = |h: u64| h.saturating_mul(3600);
+        let millis = |ms: u64| ms / 1000;
+        let llm = self.bot.llm.as_ref();
+        let durations = [
+            ("limits.hello_timeout_secs", self.limits.hello_timeout_secs),
+            ("auth.token_ttl_hours", hours(self.auth.token_ttl_hours)),
+            ("auth.lockout_first_secs", self.auth.lockout_first_secs),
+            ("auth.lockout_max_secs", self.auth.lockout_max_secs),
+            ("routing.grace_secs", self.routing.grace_secs),
+            ("routing.reroute_unanswered_secs", self.routing.reroute_unanswered_secs),
+            ("routing.sticky_window_hours", hours(self.routing.sticky_window_hours)),
+            ("channels.retry_first_secs", self.channels.retry_first_secs),
+            ("channels.retry_max_secs", self.channels.retry_max_secs),
+            ("channels.request_timeout_secs", self.channels.request_timeout_secs),
+            ("channels.signature_tolerance_secs", self.channels.signature_tolerance_secs),
+            ("alerts.wait_secs", self.alerts.wait_secs),
+            ("alerts.reply_secs", self.alerts.reply_secs),
+            ("bot.llm.timeout_ms", llm.map_or(0, |l| millis(l.timeout_ms))),
+            ("bot.llm.pause_secs", llm.map_or(0, |l| l.pause_secs)),
+        ];
+        let automations = self.bot.automations.iter().map(|a| ("bot.automations.timeout_ms", millis(a.timeout_ms)));
+        if let Some((name, _)) = durations.into_iter().chain(automations).find(|&(_, secs)| secs > MAX_DURATION_SECS) {
+            return Err(Error::Config(format!("{name} is longer than a hundred years")));
+        }
+        let sizes = [
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.outbound_queue", self.limits.outbound_queue),
+            ("journal.max_batch", self.journal.max_batch),
+            ("journal.queue", self.journal.queue),
+            ("channels.concurrency", self.channels.concurrency),
+            ("alerts.csat_window", self.alerts.csat_window),
+        ];
+        if let Some((name, _)) = sizes.into_iter().find(|&(_, n)| n > MAX_SIZE) {
+            return Err(Error::Config(format!("{name} must be at most {MAX_SIZE}")));
+        }
+        Ok(())
+    }
+
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("kefu.db")
@@ -590,6 +650,35 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.frames_per_second, 7);
         assert_eq!(config.limits.max_connections, LimitsConfig::default().max_connections);
+    }
+
+    #[test]
+    fn numbers_beyond_what_the_relay_can_use_are_refused_not_overflowed() {
+        // Found by the relay_config fuzz target (the first), the rest run through it by
+        // hand: each was accepted and then overflowed (milliseconds from now, `abs`, the
+        // hello deadline) or made tokio panic (a semaphore or channel of more permits than
+        // it holds).
+        let found = "[limits]\nhello_timeout_secs = 9223372036854775807\n\n[metrics]\nlisten = \"127.0.0.1:9100\"\n\
+                     token = \"0123456789abcdef0123\"\n\n[privacy]\nmasked_roles = [\"agent\"]\n\n[retention]\n\
+                     conversations_days = 365\n\n[routing]\nsticky_window_hours = 7883960576013198709\n";
+        let cases = [
+            (found, "hello_timeout_secs"),
+            ("[routing]\nsticky_window_hours = 7883960576013198709", "sticky_window_hours"),
+            ("[alerts]\nwait_secs = 9223372036854775807", "wait_secs"),
+            ("[alerts]\nutc_offset_minutes = -2147483648", "utc_offset_minutes"),
+            ("[routing]\ngrace_secs = 9223372036854775807", "grace_secs"),
+            ("[journal]\nqueue = 9223372036854775807", "journal.queue"),
+            ("[limits]\nmax_connections = 2305843009213693952", "max_connections"),
+            ("[bot.llm]\nurl = \"http://x\"\nmodel = \"m\"\npause_secs = 9223372036854775807", "pause_secs"),
+        ];
+        for (text, named) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(named), "{text}: {err}");
+        }
+        let longest = format!("[routing]\ngrace_secs = {MAX_DURATION_SECS}\n[journal]\nqueue = {MAX_SIZE}");
+        let config = Config::from_toml(&longest).unwrap();
+        assert_eq!((config.routing.grace_secs, config.journal.queue), (MAX_DURATION_SECS, MAX_SIZE));
+        assert!(Config::from_toml("[alerts]\nutc_offset_minutes = -840").is_ok());
     }
 
     #[test]
