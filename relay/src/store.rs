@@ -32,6 +32,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Memory is taken only as pages are used.
 const WRITER_CACHE_KIB: &str = "-65536";
 
+/// How many pages the WAL may hold before the writer folds it back into the database
+/// (SQLite's `wal_autocheckpoint`): 65,536 pages, 256 MiB. Messages spread over many
+/// conversations rewrite the same few thousand pages (each conversation's last leaf, its
+/// index entries) commit after commit; a checkpoint copies each page once however often
+/// it was rewritten, so a long interval copies far less than SQLite's default of 1,000
+/// pages, which at 10,000 msg/s copied nearly every page it wrote and kept the disk busy
+/// enough to slow every fsync (docs/BENCHMARKS.md, finding 14).
+const WAL_CHECKPOINT_PAGES: &str = "65536";
+
 /// The slug of the workspace created on first start.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
@@ -175,7 +184,10 @@ impl Store {
         // The writer's page cache holds the pages every open conversation writes to (its
         // messages, its index entries, its row): 2 MiB (SQLite's default) is outgrown by
         // a few hundred busy conversations, and every miss is read back from the WAL.
-        let writer_options = options.clone().pragma("cache_size", WRITER_CACHE_KIB);
+        let writer_options = options
+            .clone()
+            .pragma("cache_size", WRITER_CACHE_KIB)
+            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
