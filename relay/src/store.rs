@@ -182,12 +182,10 @@ impl Store {
             // temporary file per transaction and two writes per page changed.
             .pragma("temp_store", "memory");
         // The writer's page cache holds the pages every open conversation writes to (its
-        // messages, its index entries, its row): 2 MiB (SQLite's default) is outgrown by
+        // messages and its index entries): 2 MiB (SQLite's default) is outgrown by
         // a few hundred busy conversations, and every miss is read back from the WAL.
-        let writer_options = options
-            .clone()
-            .pragma("cache_size", WRITER_CACHE_KIB)
-            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
+        let writer_options =
+            options.clone().pragma("cache_size", WRITER_CACHE_KIB).pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
