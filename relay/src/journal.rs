@@ -363,10 +363,9 @@ struct Cursor {
     /// A customer wrote through an app or social channel here, so replies may have an
     /// outbox row to push.
     via_channel: bool,
-    /// The agent holding it has replied since it was assigned (`conversations.answered`).
+    /// The agent holding it has replied since it was assigned (`conversations.answered`;
+    /// the first reply also sets `first_agent_reply_at` if nothing had).
     answered: bool,
-    /// An agent has ever replied (`conversations.first_agent_reply_at` is set).
-    ever_answered: bool,
 }
 
 /// The journal task's state.
@@ -556,7 +555,6 @@ impl Journal {
                         closed: false,
                         via_channel: channel_id.is_some(),
                         answered: false,
-                        ever_answered: false,
                     };
                     self.cursors.insert(id, cursor);
                     Outcome::Hub(Committed::Opened {
@@ -672,7 +670,7 @@ impl Journal {
             return Ok((cursor.workspace == workspace).then_some(*cursor));
         }
         let row = sqlx::query(
-            "SELECT workspace_id, state, answered, first_agent_reply_at IS NOT NULL AS ever_answered,
+            "SELECT workspace_id, state, answered,
                     COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq,
                     channel_id IS NOT NULL
                     OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.channel_id IS NOT NULL)
@@ -689,7 +687,6 @@ impl Journal {
             closed: row.get::<&str, _>("state") == "closed",
             via_channel: row.get::<i64, _>("via_channel") != 0,
             answered: row.get::<i64, _>("answered") != 0,
-            ever_answered: row.get::<i64, _>("ever_answered") != 0,
         };
         self.remember(conversation);
         self.cursors.insert(conversation, cursor);
@@ -790,9 +787,8 @@ impl Journal {
         cursor.via_channel |= m.via.is_some();
         let reply = matches!(m.author, AuthorKind::Agent | AuthorKind::Bot) && !m.internal;
         // An agent's reply is a message the customer sees, not a private note.
-        if m.author == AuthorKind::Agent && !m.internal && !(cursor.answered && cursor.ever_answered) {
+        if m.author == AuthorKind::Agent && !m.internal && !cursor.answered {
             cursor.answered = true;
-            cursor.ever_answered = true;
             answered.push(m.conversation);
         }
         let via_channel = cursor.via_channel;
