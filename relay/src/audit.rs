@@ -5,9 +5,10 @@
 //! does anyway. `kefu-relay audit verify` walks it and prints the head (last id and hash),
 //! which an operator keeps elsewhere to catch truncation too.
 //!
-//! Every insert goes through [`Chain`]: it reads the last entry once per transaction (the
-//! relay has one writer connection, so nobody appends in between) and numbers entries
-//! itself, so the id is part of what is hashed.
+//! Every insert goes through [`Chain`]: it reads the last entry once per transaction and
+//! numbers entries itself, so the id is part of what is hashed. Both of the relay's writer
+//! connections (the journal's and the pool's) append inside a transaction that holds
+//! SQLite's write lock from its start (`BEGIN IMMEDIATE`), so nobody appends in between.
 
 use kefu_proto::{ConversationId, UnixMillis, WorkspaceId};
 use sha2::{Digest, Sha256};
@@ -86,34 +87,65 @@ impl Chain {
         let (last_id, previous) = match self.head.take() {
             Some(head) => head,
             None => {
-                let row = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                let row = sqlx::query(LAST_ENTRY).fetch_optional(&mut *conn).await?;
                 row.map_or((0, Vec::new()), |r| (r.get("id"), r.get::<Option<Vec<u8>>, _>("hash").unwrap_or_default()))
             }
         };
         let id = last_id + 1;
         let hash = link(&previous, id, &entry);
-        sqlx::query(
-            "INSERT INTO events (id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash, origin)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(entry.workspace.0)
-        .bind(entry.at)
-        .bind(entry.kind)
-        .bind(entry.actor_kind)
-        .bind(entry.actor_id)
-        .bind(entry.conversation.map(|c| c.0))
-        .bind(entry.data)
-        .bind(hash.as_slice())
-        .bind(entry.origin)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_ENTRY)
+            .bind(id)
+            .bind(entry.workspace.0)
+            .bind(entry.at)
+            .bind(entry.kind)
+            .bind(entry.actor_kind)
+            .bind(entry.actor_id)
+            .bind(entry.conversation.map(|c| c.0))
+            .bind(entry.data)
+            .bind(hash.as_slice())
+            .bind(entry.origin)
+            .execute(&mut *conn)
+            .await?;
+        self.head = Some((id, hash.to_vec()));
+        Ok(())
+    }
+
+    /// [`Chain::append`] on the journal's own (synchronous) connection.
+    pub fn append_on(&mut self, conn: &rusqlite::Connection, entry: Entry<'_>) -> Result<()> {
+        use rusqlite::OptionalExtension;
+        let (last_id, previous) = match self.head.take() {
+            Some(head) => head,
+            None => conn
+                .prepare_cached(LAST_ENTRY)?
+                .query_row([], |r| Ok((r.get(0)?, r.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default())))
+                .optional()?
+                .unwrap_or((0, Vec::new())),
+        };
+        let id = last_id + 1;
+        let hash = link(&previous, id, &entry);
+        conn.prepare_cached(INSERT_ENTRY)?.execute(rusqlite::params![
+            id,
+            entry.workspace.0,
+            entry.at,
+            entry.kind,
+            entry.actor_kind,
+            entry.actor_id,
+            entry.conversation.map(|c| c.0),
+            entry.data,
+            hash.as_slice(),
+            entry.origin,
+        ])?;
         self.head = Some((id, hash.to_vec()));
         Ok(())
     }
 }
+
+/// The chain's head: the last entry's id and hash.
+const LAST_ENTRY: &str = "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1";
+
+const INSERT_ENTRY: &str =
+    "INSERT INTO events (id, workspace_id, at, kind, actor_kind, actor_id, conversation_id, data, hash, origin)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// What a walk of the chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]

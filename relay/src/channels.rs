@@ -505,7 +505,7 @@ impl Store {
         group: Option<Option<GroupId>>,
         actor: Option<i64>,
     ) -> Result<ChannelRecord> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         if let Some(group) = group {
             sqlx::query("UPDATE channels SET group_id = ? WHERE id = ?")
                 .bind(group)
@@ -612,7 +612,7 @@ impl Store {
             return Ok(contact);
         }
         let now = crate::clock::now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         let id = sqlx::query("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")
             .bind(workspace.0)
             .bind(self.keys.current().seal_opt(Field::ContactName, name))
@@ -728,7 +728,7 @@ impl Store {
         if into == from {
             return Err(Error::refused(ErrorCode::BadRequest, "a contact cannot be merged into itself"));
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         let found: Vec<(i64, Option<i64>)> =
             sqlx::query_as("SELECT id, merged_into FROM contacts WHERE workspace_id = ? AND id IN (?, ?)")
                 .bind(workspace.0)

@@ -210,7 +210,8 @@ impl Store {
         let keyring = self.keys.current();
         let mut conn = self.writer.acquire().await?;
         sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // IMMEDIATE: the journal writes on a connection of its own (see `store::begin_write`).
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM contacts WHERE id = ? AND workspace_id = ?")
             .bind(contact.0)
             .bind(workspace.0)

@@ -18,6 +18,9 @@ pub enum Error {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The journal's own connection to the database failed.
+    #[error("database (journal): {0}")]
+    Journal(#[from] rusqlite::Error),
     /// A migration failed at start.
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),

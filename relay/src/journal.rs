@@ -1,7 +1,9 @@
-//! The journal: the one task that writes conversations, messages and their events, with
+//! The journal: the one thread that writes conversations, messages and their events, with
 //! group commit.
 //!
-//! Connection tasks and hubs send it operations. It takes whatever has queued up (up to
+//! Connection tasks and hubs send it operations. It runs on a thread of its own with a
+//! synchronous SQLite connection of its own, so a batch goes to SQLite without a hand-off
+//! per statement and its fsync blocks nothing else. It takes whatever has queued up (up to
 //! `journal.max_batch`), runs it in one transaction and commits (one fsync, as the
 //! database runs with `synchronous=FULL`), and only then reports the outcomes to the
 //! workspace hubs, in commit order. Hubs acknowledge and deliver from those reports, so
@@ -19,8 +21,7 @@ use kefu_proto::frame::{
     AttachmentRef, AuthorKind, BodyFormat, ChannelKind, ConversationState, MessageVia, TransferInfo,
 };
 use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixMillis, WorkspaceId};
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -223,14 +224,6 @@ impl JournalOp {
             JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => m.workspace,
         }
     }
-
-    /// The message, when the operation stores one.
-    fn message(&self) -> Option<&NewMessage> {
-        match self {
-            JournalOp::Append(m) | JournalOp::AppendAwaited(m, _) => Some(m),
-            _ => None,
-        }
-    }
 }
 
 /// What a committed operation became, reported to the workspace's hub in commit order.
@@ -368,9 +361,11 @@ struct Cursor {
     answered: bool,
 }
 
-/// The journal task's state.
+/// The journal's state, on its own thread.
 struct Journal {
-    pool: SqlitePool,
+    /// Its own connection to the database, driven synchronously: a batch is written
+    /// without handing each statement to another thread.
+    conn: rusqlite::Connection,
     /// Seals message bodies and contacts' names before they are bound.
     keys: Keys,
     /// The keyring of the batch being written: taken once per transaction, not per value.
@@ -388,7 +383,16 @@ struct Journal {
     telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
-/// Starts the journal task.
+/// What the journal's thread woke up for.
+enum Wake {
+    /// An operation, now in the batch.
+    Op,
+    Stop(oneshot::Sender<()>),
+    Closed,
+}
+
+/// Starts the journal on a thread of its own (`kefu-journal`), with a connection of its
+/// own. A commit blocks that thread for its fsync, never the runtime's.
 pub fn spawn(
     store: &crate::store::Store,
     clock: Clock,
@@ -397,53 +401,80 @@ pub fn spawn(
     telemetry: Arc<crate::telemetry::Telemetry>,
     max_batch: usize,
     queue: usize,
-) -> JournalHandle {
+) -> Result<JournalHandle> {
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
-    let journal = Journal {
-        pool: store.writer.clone(),
-        keyring: store.keys().current(),
-        keys: store.keys().clone(),
-        clock,
-        hubs,
-        max_batch,
-        cursors: HashMap::new(),
-        before: HashMap::new(),
-        outbox,
-        outbox_due: false,
-        telemetry,
-    };
-    tokio::spawn(journal.run(ops, hub_ops, stop));
-    JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx }
+    let journal = Journal::new(store, clock, hubs, outbox, telemetry, max_batch)?;
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new().name("kefu-journal".into()).spawn(move || journal.run(&runtime, ops, hub_ops, stop))?;
+    Ok(JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx })
 }
 
 impl Journal {
-    async fn run(
+    fn new(
+        store: &crate::store::Store,
+        clock: Clock,
+        hubs: Arc<Hubs>,
+        outbox: Arc<tokio::sync::Notify>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+        max_batch: usize,
+    ) -> Result<Journal> {
+        Ok(Journal {
+            conn: store.journal_connection()?,
+            keyring: store.keys().current(),
+            keys: store.keys().clone(),
+            clock,
+            hubs,
+            max_batch,
+            cursors: HashMap::new(),
+            before: HashMap::new(),
+            outbox,
+            outbox_due: false,
+            telemetry,
+        })
+    }
+
+    /// The journal's thread: waits for an operation (the channels are tokio's, awaited
+    /// here through the runtime's handle), gathers whatever else is queued, writes it all
+    /// in one transaction, reports, and waits again.
+    fn run(
         mut self,
+        runtime: &tokio::runtime::Handle,
         mut ops: mpsc::Receiver<JournalOp>,
         mut hub_ops: mpsc::UnboundedReceiver<JournalOp>,
         mut stop: mpsc::Receiver<oneshot::Sender<()>>,
     ) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
-            tokio::select! {
-                biased;
-                Some(op) = hub_ops.recv() => batch.push(op),
-                Some(op) = ops.recv() => batch.push(op),
-                Some(done) = stop.recv() => {
+            let wake = runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    Some(op) = hub_ops.recv() => { batch.push(op); Wake::Op }
+                    Some(op) = ops.recv() => { batch.push(op); Wake::Op }
+                    Some(done) = stop.recv() => Wake::Stop(done),
+                    else => Wake::Closed,
+                }
+            });
+            match wake {
+                Wake::Op => {}
+                Wake::Stop(done) => {
                     // Everything already queued was sent before the stop: write it too.
-                    while let Ok(op) = hub_ops.try_recv() { batch.push(op) }
-                    while let Ok(op) = ops.try_recv() { batch.push(op) }
+                    while let Ok(op) = hub_ops.try_recv() {
+                        batch.push(op)
+                    }
+                    while let Ok(op) = ops.try_recv() {
+                        batch.push(op)
+                    }
                     while !batch.is_empty() {
                         let rest = batch.split_off(batch.len().min(self.max_batch));
                         let chunk = std::mem::replace(&mut batch, rest);
-                        self.commit(chunk).await;
+                        self.commit(chunk);
                     }
                     let _ = done.send(());
                     return;
                 }
-                else => return,
+                Wake::Closed => return,
             }
             // Gather whatever else is already waiting: this is the group in group commit.
             while batch.len() < self.max_batch {
@@ -456,7 +487,7 @@ impl Journal {
                 }
             }
             let ops = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
-            self.commit(ops).await;
+            self.commit(ops);
         }
     }
 
@@ -481,10 +512,10 @@ impl Journal {
     /// Writes a batch in one transaction and reports the outcomes. If the transaction
     /// fails, each operation is retried alone so that one bad operation cannot sink the
     /// others; what still fails is reported as rejected.
-    async fn commit(&mut self, batch: Vec<JournalOp>) {
+    fn commit(&mut self, batch: Vec<JournalOp>) {
         let started = std::time::Instant::now();
         let size = batch.len();
-        match self.write(&batch).await {
+        match self.write(&batch) {
             Ok(outcomes) => {
                 self.telemetry.committed(started.elapsed().as_secs_f64(), size);
                 self.report(batch, outcomes);
@@ -495,7 +526,7 @@ impl Journal {
                 self.undo();
                 for op in batch {
                     let single = vec![op];
-                    match self.write(&single).await {
+                    match self.write(&single) {
                         Ok(outcomes) => self.report(single, outcomes),
                         Err(e) => {
                             tracing::error!(error = %e, "operation failed");
@@ -508,37 +539,50 @@ impl Journal {
         }
     }
 
-    /// Runs the batch in one transaction and returns one outcome per operation.
-    async fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
+    /// Runs the batch in one transaction and returns one outcome per operation. The
+    /// transaction takes SQLite's write lock at its start: the pool's writer connection
+    /// writes too (administration, tickets), and waits for it the same way.
+    fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
         let now = self.clock.now_ms();
         self.before.clear();
         self.outbox_due = false;
         self.keyring = self.keys.current();
-        let mut tx = self.pool.begin().await?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let written = self.write_ops(batch, now).and_then(|outcomes| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(outcomes)
+        });
+        match written {
+            Ok(outcomes) => {
+                if self.outbox_due {
+                    self.outbox.notify_one();
+                }
+                Ok(outcomes)
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    // Nothing of the batch stays; its cursors are put back by the caller.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The operations of a batch, inside its transaction.
+    fn write_ops(&mut self, batch: &[JournalOp], now: UnixMillis) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Conversations an agent answered for the first time since their assignment: the
         // only messages that change the conversation's row. (Its last `seq` is the
         // messages' own; writing it into the row too would dirty one more page per
         // message, a third of what a spread-out message costs to commit.)
         let mut answered: Vec<ConversationId> = Vec::new();
-        // The event log's hash chain, read once per transaction (this is the only writer).
+        // The event log's hash chain, read once per transaction (which holds the write lock).
         let mut chain = crate::audit::Chain::default();
-        let mut next = 0;
-        while next < batch.len() {
-            // Messages in a row go in a few multi-row statements, not one each: every
-            // statement is a round trip to SQLite's thread.
-            let appends = batch[next..].iter().take_while(|op| op.message().is_some()).count();
-            if appends > 1 {
-                let run = &batch[next..next + appends];
-                self.append_run(&mut tx, run, now, &mut answered, &mut outcomes).await?;
-                next += appends;
-                continue;
-            }
-            let op = &batch[next];
-            next += 1;
+        for op in batch {
             let outcome = match op {
                 JournalOp::CreateContact(contact, _) => {
-                    Outcome::Contact(insert_contact(&mut tx, &self.keyring, contact, now).await?)
+                    Outcome::Contact(insert_contact(&self.conn, &self.keyring, contact, now)?)
                 }
                 JournalOp::OpenConversation { workspace, contact, channel, channel_id, lifecycle, route, request } => {
                     let opening = Opening {
@@ -547,7 +591,7 @@ impl Journal {
                         channel: *channel,
                         channel_id: *channel_id,
                     };
-                    let id = insert_conversation(&mut tx, &mut chain, opening, lifecycle, *route, now).await?;
+                    let id = insert_conversation(&self.conn, &mut chain, opening, lifecycle, *route, now)?;
                     self.remember(id);
                     let cursor = Cursor {
                         workspace: *workspace,
@@ -565,20 +609,18 @@ impl Journal {
                         lifecycle: lifecycle.clone(),
                     })
                 }
-                JournalOp::Append(message) => Outcome::Hub(self.append(&mut tx, message, now, &mut answered).await?),
-                JournalOp::AppendAwaited(message, _) => {
-                    Outcome::Awaited(self.append(&mut tx, message, now, &mut answered).await?)
-                }
+                JournalOp::Append(message) => Outcome::Hub(self.append(message, now, &mut answered)?),
+                JournalOp::AppendAwaited(message, _) => Outcome::Awaited(self.append(message, now, &mut answered)?),
                 JournalOp::Transition { workspace, conversation, lifecycle, resolution, route, transfer, event } => {
                     let still_answered =
-                        update_lifecycle(&mut tx, *conversation, lifecycle, resolution.as_deref(), now).await?;
+                        update_lifecycle(&self.conn, *conversation, lifecycle, resolution.as_deref(), now)?;
                     if let Some(cursor) = self.remember(*conversation) {
                         cursor.answered = still_answered;
                     }
                     if let Some(route) = route {
-                        update_route(&mut tx, *conversation, *route).await?;
+                        update_route(&self.conn, *conversation, *route)?;
                     }
-                    insert_event(&mut tx, &mut chain, *workspace, Some(*conversation), event, now).await?;
+                    insert_event(&self.conn, &mut chain, *workspace, Some(*conversation), event, now)?;
                     // A closed conversation takes no more messages. (A cursor not loaded
                     // yet is read from the database, which says closed from now on.)
                     if lifecycle.state == ConversationState::Closed
@@ -594,190 +636,86 @@ impl Journal {
                 }
                 JournalOp::Record { workspace, conversation, route, intent, event } => {
                     if let Some(route) = route {
-                        update_route(&mut tx, *conversation, *route).await?;
+                        update_route(&self.conn, *conversation, *route)?;
                     }
                     if let Some(intent) = intent {
-                        sqlx::query("UPDATE conversations SET intent = ? WHERE id = ?")
-                            .bind(intent)
-                            .bind(conversation.0)
-                            .execute(&mut *tx)
-                            .await?;
+                        self.conn
+                            .prepare_cached("UPDATE conversations SET intent = ? WHERE id = ?")?
+                            .execute(params![intent, conversation.0])?;
                     }
-                    insert_event(&mut tx, &mut chain, *workspace, Some(*conversation), event, now).await?;
+                    insert_event(&self.conn, &mut chain, *workspace, Some(*conversation), event, now)?;
                     Outcome::Hub(Committed::Recorded { conversation: *conversation, kind: event.kind })
                 }
                 JournalOp::Log { workspace, conversation, event } => {
-                    insert_event(&mut tx, &mut chain, *workspace, *conversation, event, now).await?;
+                    insert_event(&self.conn, &mut chain, *workspace, *conversation, event, now)?;
                     Outcome::Skipped
                 }
                 JournalOp::Read { workspace, conversation, reader, reader_id, seq } => {
-                    let Some(cursor) = self.cursor(&mut tx, *workspace, *conversation).await? else {
+                    let Some(cursor) = self.cursor(*workspace, *conversation)? else {
                         outcomes.push(Outcome::Skipped);
                         continue;
                     };
                     let seq = (*seq).min(cursor.last_seq);
                     // Announce the stored maximum, so a receipt never goes backwards.
-                    let stored = sqlx::query(
-                        "INSERT INTO read_receipts (conversation_id, reader_kind, reader_id, workspace_id, last_read_seq, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (conversation_id, reader_kind, reader_id) DO UPDATE
-                         SET last_read_seq = max(last_read_seq, excluded.last_read_seq), updated_at = excluded.updated_at
-                         RETURNING last_read_seq",
-                    )
-                    .bind(conversation.0)
-                    .bind(reader.as_str())
-                    .bind(reader_id)
-                    .bind(workspace.0)
-                    .bind(seq as i64)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    Outcome::Hub(Committed::Read {
-                        conversation: *conversation,
-                        reader: *reader,
-                        seq: stored.get::<i64, _>(0) as Seq,
-                    })
+                    let stored: i64 = self
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO read_receipts (conversation_id, reader_kind, reader_id, workspace_id, last_read_seq, updated_at)
+                             VALUES (?, ?, ?, ?, ?, ?)
+                             ON CONFLICT (conversation_id, reader_kind, reader_id) DO UPDATE
+                             SET last_read_seq = max(last_read_seq, excluded.last_read_seq), updated_at = excluded.updated_at
+                             RETURNING last_read_seq",
+                        )?
+                        .query_row(
+                            params![conversation.0, reader.as_str(), reader_id, workspace.0, seq as i64, now],
+                            |row| row.get(0),
+                        )?;
+                    Outcome::Hub(Committed::Read { conversation: *conversation, reader: *reader, seq: stored as Seq })
                 }
             };
             outcomes.push(outcome);
         }
         for conversation in answered {
-            sqlx::query(
-                "UPDATE conversations SET answered = 1, first_agent_reply_at = COALESCE(first_agent_reply_at, ?)
-                 WHERE id = ?",
-            )
-            .bind(now)
-            .bind(conversation.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        if self.outbox_due {
-            self.outbox.notify_one();
+            self.conn
+                .prepare_cached(
+                    "UPDATE conversations SET answered = 1, first_agent_reply_at = COALESCE(first_agent_reply_at, ?)
+                     WHERE id = ?",
+                )?
+                .execute(params![now, conversation.0])?;
         }
         Ok(outcomes)
     }
 
     /// The cursor of a conversation in `workspace`, loading it on first use; `None` when
     /// the conversation does not exist there.
-    async fn cursor(
-        &mut self,
-        tx: &mut SqliteConnection,
-        workspace: WorkspaceId,
-        conversation: ConversationId,
-    ) -> Result<Option<Cursor>> {
+    fn cursor(&mut self, workspace: WorkspaceId, conversation: ConversationId) -> Result<Option<Cursor>> {
         if let Some(cursor) = self.cursors.get(&conversation) {
             return Ok((cursor.workspace == workspace).then_some(*cursor));
         }
-        let row = sqlx::query(
-            "SELECT workspace_id, state, answered,
-                    COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq,
-                    channel_id IS NOT NULL
-                    OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.channel_id IS NOT NULL)
-                    AS via_channel
-             FROM conversations v WHERE id = ?",
-        )
-        .bind(conversation.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let cursor = Cursor {
-            workspace: WorkspaceId(row.get("workspace_id")),
-            last_seq: row.get::<i64, _>("last_seq") as Seq,
-            closed: row.get::<&str, _>("state") == "closed",
-            via_channel: row.get::<i64, _>("via_channel") != 0,
-            answered: row.get::<i64, _>("answered") != 0,
-        };
+        let cursor = self
+            .conn
+            .prepare_cached(
+                "SELECT workspace_id, state = 'closed', answered,
+                        COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = v.id), 0) AS last_seq,
+                        channel_id IS NOT NULL
+                        OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.channel_id IS NOT NULL)
+                        AS via_channel
+                 FROM conversations v WHERE id = ?",
+            )?
+            .query_row(params![conversation.0], |row| {
+                Ok(Cursor {
+                    workspace: WorkspaceId(row.get(0)?),
+                    closed: row.get(1)?,
+                    answered: row.get(2)?,
+                    last_seq: row.get::<_, i64>(3)? as Seq,
+                    via_channel: row.get(4)?,
+                })
+            })
+            .optional()?;
+        let Some(cursor) = cursor else { return Ok(None) };
         self.remember(conversation);
         self.cursors.insert(conversation, cursor);
         Ok((cursor.workspace == workspace).then_some(cursor))
-    }
-
-    /// Stores consecutive messages of a batch with multi-row inserts. Each gets the next
-    /// `seq` of its conversation; if any of them is not inserted (a duplicate, a closed or
-    /// unknown conversation), the run is undone to a savepoint and stored one by one,
-    /// which finds duplicates and refuses what must be refused, with no gap in `seq`.
-    async fn append_run(
-        &mut self,
-        tx: &mut SqliteConnection,
-        run: &[JournalOp],
-        now: UnixMillis,
-        answered: &mut Vec<ConversationId>,
-        outcomes: &mut Vec<Outcome>,
-    ) -> Result<()> {
-        let mut seqs: Vec<Seq> = Vec::with_capacity(run.len());
-        let mut planned: HashMap<ConversationId, Seq> = HashMap::new();
-        for op in run {
-            let m = op.message().expect("a run of messages");
-            match self.cursor(tx, m.workspace, m.conversation).await? {
-                Some(cursor) if !cursor.closed => {
-                    let seq = planned.entry(m.conversation).or_insert(cursor.last_seq);
-                    *seq += 1;
-                    seqs.push(*seq);
-                }
-                _ => break,
-            }
-        }
-        if seqs.len() == run.len() {
-            // Sealed before the statement is built, so no lock or key is held across it.
-            let keyring = self.keyring.clone();
-            let bodies: Vec<std::borrow::Cow<'_, str>> = run
-                .iter()
-                .map(|op| keyring.seal(Field::MessageBody, &op.message().expect("a run of messages").body))
-                .collect();
-            sqlx::query("SAVEPOINT run").execute(&mut *tx).await?;
-            let mut all_stored = true;
-            let mut start = 0;
-            while start < run.len() && all_stored {
-                let rows = chunk_rows(run.len() - start);
-                let mut insert = sqlx::query(statements().insert_messages[chunk_index(rows)]);
-                for ((op, seq), body) in run[start..start + rows].iter().zip(&seqs[start..]).zip(&bodies[start..]) {
-                    let m = op.message().expect("a run of messages");
-                    insert = insert
-                        .bind(m.conversation.0)
-                        .bind(*seq as i64)
-                        .bind(m.workspace.0)
-                        .bind(m.author.as_str())
-                        .bind(m.author_id)
-                        .bind(m.client_msg_id.as_deref())
-                        .bind(body.as_ref())
-                        .bind(m.format.as_str())
-                        .bind(now)
-                        .bind(m.internal)
-                        .bind(
-                            (!m.attachments.is_empty())
-                                .then(|| serde_json::to_string(&m.attachments).expect("serialises")),
-                        )
-                        .bind(m.via.as_ref().map(|v| v.channel_id))
-                        .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()));
-                }
-                all_stored = insert.execute(&mut *tx).await?.rows_affected() == rows as u64;
-                start += rows;
-            }
-            if all_stored {
-                sqlx::query("RELEASE run").execute(&mut *tx).await?;
-                for (op, seq) in run.iter().zip(seqs) {
-                    let m = op.message().expect("a run of messages");
-                    let committed = self.stored(m, seq, now, answered);
-                    outcomes.push(match op {
-                        JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
-                        _ => Outcome::Hub(committed),
-                    });
-                }
-                return Ok(());
-            }
-            sqlx::query("ROLLBACK TO run").execute(&mut *tx).await?;
-            sqlx::query("RELEASE run").execute(&mut *tx).await?;
-        }
-        for op in run {
-            let m = op.message().expect("a run of messages");
-            let committed = self.append(tx, m, now, answered).await?;
-            outcomes.push(match op {
-                JournalOp::AppendAwaited(..) => Outcome::Awaited(committed),
-                _ => Outcome::Hub(committed),
-            });
-        }
-        Ok(())
     }
 
     /// Moves the cursor past a message just inserted under `seq`.
@@ -796,44 +734,50 @@ impl Journal {
         Committed::Appended(Arc::new(StoredMessage { message: m.clone(), seq, at: now }))
     }
 
-    /// Stores one message (or finds the one it duplicates).
-    async fn append(
-        &mut self,
-        tx: &mut SqliteConnection,
-        m: &NewMessage,
-        now: UnixMillis,
-        answered: &mut Vec<ConversationId>,
-    ) -> Result<Committed> {
+    /// Stores one message under its conversation's next `seq` (or finds the one it
+    /// duplicates). The cursor moves only when the row went in, so `seq` has no gap.
+    fn append(&mut self, m: &NewMessage, now: UnixMillis, answered: &mut Vec<ConversationId>) -> Result<Committed> {
         let reject = |code, text: &str| Committed::Rejected {
             origin: m.origin,
             client_msg_id: m.client_msg_id.clone(),
             conversation: m.conversation,
             error: ProtocolError::new(code, text),
         };
-        let Some(cursor) = self.cursor(tx, m.workspace, m.conversation).await? else {
+        let Some(cursor) = self.cursor(m.workspace, m.conversation)? else {
             return Ok(reject(ErrorCode::NotFound, "no such conversation"));
         };
         let seq = cursor.last_seq + 1;
         let inserted = if cursor.closed {
             0
         } else {
-            sqlx::query(statements().insert_messages[CHUNK_ROWS.len() - 1])
-                .bind(m.conversation.0)
-                .bind(seq as i64)
-                .bind(m.workspace.0)
-                .bind(m.author.as_str())
-                .bind(m.author_id)
-                .bind(m.client_msg_id.as_deref())
-                .bind(self.keyring.seal(Field::MessageBody, &m.body))
-                .bind(m.format.as_str())
-                .bind(now)
-                .bind(m.internal)
-                .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises")))
-                .bind(m.via.as_ref().map(|v| v.channel_id))
-                .bind(m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
+            let attachments =
+                (!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).expect("serialises"));
+            self.conn
+                .prepare_cached(
+                    // OR IGNORE rather than ON CONFLICT DO NOTHING: it also covers the NOT
+                    // NULL and CHECK constraints (which the journal's values always meet),
+                    // so no constraint can abort the statement halfway and SQLite needs no
+                    // statement journal for it. A row not inserted is looked into below.
+                    "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id,
+                                                     client_msg_id, body, format, created_at, internal, attachments,
+                                                     channel_id, source)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    m.conversation.0,
+                    seq as i64,
+                    m.workspace.0,
+                    m.author.as_str(),
+                    m.author_id,
+                    m.client_msg_id.as_deref(),
+                    self.keyring.seal(Field::MessageBody, &m.body).as_ref(),
+                    m.format.as_str(),
+                    now,
+                    m.internal,
+                    attachments,
+                    m.via.as_ref().map(|v| v.channel_id),
+                    m.via.as_ref().and_then(|v| v.view.source).map(|s| s.as_str()),
+                ])?
         };
         if inserted == 1 {
             return Ok(self.stored(m, seq, now, answered));
@@ -841,23 +785,23 @@ impl Journal {
         // Not inserted: either stored before under this client id, or the conversation is
         // closed. A duplicate is acknowledged again even after closing.
         if let Some(client_msg_id) = &m.client_msg_id {
-            let original = sqlx::query(
-                "SELECT conversation_id, seq, created_at FROM messages
-                 WHERE workspace_id = ? AND author_kind = ? AND author_id IS ? AND client_msg_id = ?",
-            )
-            .bind(m.workspace.0)
-            .bind(m.author.as_str())
-            .bind(m.author_id)
-            .bind(client_msg_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = original {
+            let original = self
+                .conn
+                .prepare_cached(
+                    "SELECT conversation_id, seq, created_at FROM messages
+                     WHERE workspace_id = ? AND author_kind = ? AND author_id IS ? AND client_msg_id = ?",
+                )?
+                .query_row(params![m.workspace.0, m.author.as_str(), m.author_id, client_msg_id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                })
+                .optional()?;
+            if let Some((conversation, seq, at)) = original {
                 return Ok(Committed::Duplicate {
                     origin: m.origin,
                     client_msg_id: client_msg_id.clone(),
-                    conversation: ConversationId(row.get("conversation_id")),
-                    seq: row.get::<i64, _>("seq") as Seq,
-                    at: row.get("created_at"),
+                    conversation: ConversationId(conversation),
+                    seq: seq as Seq,
+                    at,
                 });
             }
         }
@@ -922,50 +866,6 @@ impl Journal {
     }
 }
 
-/// Rows per multi-row statement, largest first: a run is cut into chunks of these sizes,
-/// so SQLite prepares (and sqlx caches) nine statements, not one per length, and a run
-/// of n rows takes at most as many statements as n has one-bits below 256 (plus one per
-/// full 256): each is a round trip to SQLite's thread.
-const CHUNK_ROWS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
-
-/// The largest chunk that fits in `remaining` rows.
-fn chunk_rows(remaining: usize) -> usize {
-    CHUNK_ROWS[chunk_index(remaining)]
-}
-
-/// The index in [`CHUNK_ROWS`] of the largest chunk that fits in `remaining` rows.
-fn chunk_index(remaining: usize) -> usize {
-    CHUNK_ROWS.iter().position(|rows| *rows <= remaining).unwrap_or(CHUNK_ROWS.len() - 1)
-}
-
-/// The multi-row statements, one per chunk size, made once.
-struct Statements {
-    insert_messages: [&'static str; CHUNK_ROWS.len()],
-}
-
-fn statements() -> &'static Statements {
-    static STATEMENTS: std::sync::OnceLock<Statements> = std::sync::OnceLock::new();
-    STATEMENTS.get_or_init(|| {
-        // Leaked once per size: SQL text that lives as long as the process, which sqlx
-        // takes as known-safe (the text has only placeholders, never values).
-        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
-        let rows = |rows: usize, columns: usize| {
-            let row = format!("({})", vec!["?"; columns].join(", "));
-            vec![row; rows].join(", ")
-        };
-        Statements {
-            insert_messages: CHUNK_ROWS.map(|n| {
-                leak(format!(
-                    "INSERT INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id,
-                                           body, format, created_at, internal, attachments, channel_id, source)
-                     VALUES {} ON CONFLICT DO NOTHING",
-                    rows(n, 13)
-                ))
-            }),
-        }
-    })
-}
-
 /// What one operation became.
 enum Outcome {
     /// Nothing to report (a receipt for a conversation not in the workspace).
@@ -1000,41 +900,31 @@ struct Opening {
     channel_id: Option<i64>,
 }
 
-async fn insert_contact(
-    tx: &mut SqliteConnection,
+fn insert_contact(
+    conn: &rusqlite::Connection,
     keyring: &Keyring,
     c: &NewContact,
     now: UnixMillis,
 ) -> Result<ContactId> {
-    let id = sqlx::query("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")
-        .bind(c.workspace.0)
-        .bind(keyring.seal_opt(Field::ContactName, c.name.as_deref()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-    sqlx::query(
+    conn.prepare_cached("INSERT INTO contacts (workspace_id, name, created_at) VALUES (?, ?, ?)")?.execute(params![
+        c.workspace.0,
+        keyring.seal_opt(Field::ContactName, c.name.as_deref()).as_deref(),
+        now
+    ])?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached(
         "INSERT INTO contact_identities (workspace_id, contact_id, channel_kind, external_id, created_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(c.workspace.0)
-    .bind(id)
-    .bind(c.channel.as_str())
-    .bind(&c.external_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO customer_tokens (token_hash, workspace_id, contact_id, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&c.token_hash)
-        .bind(c.workspace.0)
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    )?
+    .execute(params![c.workspace.0, id, c.channel.as_str(), c.external_id, now])?;
+    conn.prepare_cached(
+        "INSERT INTO customer_tokens (token_hash, workspace_id, contact_id, created_at) VALUES (?, ?, ?, ?)",
+    )?
+    .execute(params![c.token_hash, c.workspace.0, id, now])?;
     Ok(ContactId(id))
 }
 
-async fn insert_conversation(
-    tx: &mut SqliteConnection,
+fn insert_conversation(
+    conn: &rusqlite::Connection,
     chain: &mut crate::audit::Chain,
     opening: Opening,
     life: &Lifecycle,
@@ -1042,24 +932,24 @@ async fn insert_conversation(
     now: UnixMillis,
 ) -> Result<ConversationId> {
     let Opening { workspace, contact, channel, channel_id } = opening;
-    let id = sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO conversations (workspace_id, contact_id, channel_kind, state, created_at, queued_at, updated_at, group_id,
                                     priority, channel_id)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace.0)
-    .bind(contact.0)
-    .bind(channel.as_str())
-    .bind(life.state.as_str())
-    .bind(life.created_at)
-    .bind(life.queued_at)
-    .bind(now)
-    .bind(route.group)
-    .bind(route.priority as i64)
-    .bind(channel_id)
-    .execute(&mut *tx)
-    .await?
-    .last_insert_rowid();
+    )?
+    .execute(params![
+        workspace.0,
+        contact.0,
+        channel.as_str(),
+        life.state.as_str(),
+        life.created_at,
+        life.queued_at,
+        now,
+        route.group,
+        route.priority as i64,
+        channel_id,
+    ])?;
+    let id = conn.last_insert_rowid();
     let event = EventRecord {
         kind: "conversation.opened",
         actor_kind: "customer",
@@ -1067,51 +957,55 @@ async fn insert_conversation(
         origin: None,
         data: serde_json::json!({ "channel": channel.as_str(), "channel_id": channel_id, "state": life.state.as_str() }),
     };
-    insert_event(tx, chain, workspace, Some(ConversationId(id)), &event, now).await?;
+    insert_event(conn, chain, workspace, Some(ConversationId(id)), &event, now)?;
     Ok(ConversationId(id))
 }
 
-async fn update_lifecycle(
-    tx: &mut SqliteConnection,
+fn update_lifecycle(
+    conn: &rusqlite::Connection,
     conversation: ConversationId,
     life: &Lifecycle,
     resolution: Option<&str>,
     now: UnixMillis,
 ) -> Result<bool> {
-    let answered: Option<i64> = sqlx::query_scalar(
-        "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?,
-                answered = CASE WHEN assigned_at IS ? THEN answered ELSE 0 END, assigned_at = ?,
-                resolved_at = ?, closed_at = ?, resolution = COALESCE(?, resolution), updated_at = ?
-         WHERE id = ? RETURNING answered",
-    )
-    .bind(life.state.as_str())
-    .bind(life.assignee.map(|a| a.0))
-    .bind(life.queued_at)
-    .bind(life.assigned_at)
-    .bind(life.assigned_at)
-    .bind(life.resolved_at)
-    .bind(life.closed_at)
-    .bind(resolution)
-    .bind(now)
-    .bind(conversation.0)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let answered: Option<bool> = conn
+        .prepare_cached(
+            "UPDATE conversations SET state = ?, assignee_agent_id = ?, queued_at = ?,
+                    answered = CASE WHEN assigned_at IS ? THEN answered ELSE 0 END, assigned_at = ?,
+                    resolved_at = ?, closed_at = ?, resolution = COALESCE(?, resolution), updated_at = ?
+             WHERE id = ? RETURNING answered",
+        )?
+        .query_row(
+            params![
+                life.state.as_str(),
+                life.assignee.map(|a| a.0),
+                life.queued_at,
+                life.assigned_at,
+                life.assigned_at,
+                life.resolved_at,
+                life.closed_at,
+                resolution,
+                now,
+                conversation.0,
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
     // Whether the holder has answered: kept across a change that keeps the assignment.
-    Ok(answered.unwrap_or(0) != 0)
+    Ok(answered.unwrap_or(false))
 }
 
-async fn update_route(tx: &mut SqliteConnection, conversation: ConversationId, route: RouteFields) -> Result<()> {
-    sqlx::query("UPDATE conversations SET group_id = ?, priority = ? WHERE id = ?")
-        .bind(route.group)
-        .bind(route.priority as i64)
-        .bind(conversation.0)
-        .execute(&mut *tx)
-        .await?;
+fn update_route(conn: &rusqlite::Connection, conversation: ConversationId, route: RouteFields) -> Result<()> {
+    conn.prepare_cached("UPDATE conversations SET group_id = ?, priority = ? WHERE id = ?")?.execute(params![
+        route.group,
+        route.priority as i64,
+        conversation.0
+    ])?;
     Ok(())
 }
 
-async fn insert_event(
-    tx: &mut SqliteConnection,
+fn insert_event(
+    conn: &rusqlite::Connection,
     chain: &mut crate::audit::Chain,
     workspace: WorkspaceId,
     conversation: Option<ConversationId>,
@@ -1129,30 +1023,28 @@ async fn insert_event(
         data: &data,
         origin: event.origin.as_deref(),
     };
-    chain.append(tx, entry).await
+    chain.append_on(conn, entry)
 }
 
 #[cfg(test)]
 mod tests {
     use kefu_proto::frame::BodyFormat;
 
+    use sqlx::Row;
+
     use super::*;
     use crate::store::Store;
 
     fn journal(store: &Store) -> Journal {
-        Journal {
-            pool: store.writer.clone(),
-            keys: store.keys.clone(),
-            keyring: store.keys.current(),
-            clock: Clock::System,
-            hubs: Arc::new(Hubs::default()),
-            max_batch: 4096,
-            cursors: HashMap::new(),
-            before: HashMap::new(),
-            outbox: Arc::new(tokio::sync::Notify::new()),
-            outbox_due: false,
-            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
-        }
+        Journal::new(
+            store,
+            Clock::System,
+            Arc::new(Hubs::default()),
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(crate::telemetry::Telemetry::new()),
+            4096,
+        )
+        .unwrap()
     }
 
     fn message(workspace: WorkspaceId, conversation: ConversationId, client_msg_id: &str) -> JournalOp {
@@ -1176,7 +1068,7 @@ mod tests {
         let store = Store::open(dir).await.unwrap();
         let workspace = crate::admin::show_workspace(&store, "default").await.unwrap().id;
         let contact = insert_contact(
-            &mut store.writer.acquire().await.unwrap(),
+            &store.journal_connection().unwrap(),
             &Keyring::off(),
             &NewContact {
                 workspace,
@@ -1187,7 +1079,6 @@ mod tests {
             },
             1,
         )
-        .await
         .unwrap();
         (store, workspace, contact)
     }
@@ -1208,7 +1099,7 @@ mod tests {
             route: RouteFields { group: None, priority: 202 },
             request,
         };
-        let outcomes = journal.write(&[open]).await.unwrap();
+        let outcomes = journal.write(&[open]).unwrap();
         let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
         (*conversation, lifecycle.clone())
     }
@@ -1224,9 +1115,10 @@ mod tests {
             .collect()
     }
 
-    /// Runs of messages take the multi-row path; a duplicate inside a run (or of an earlier
-    /// message) sends the run down the one-by-one path. Either way each message is stored
-    /// once, every conversation's `seq` has no gap, and `last_seq` follows.
+    /// Batches of messages over two conversations, with repeats of an earlier message and
+    /// within one batch: each message is stored once, a repeat is reported as the
+    /// original, every conversation's `seq` has no gap, and a journal started afresh goes
+    /// on from where each sequence stands.
     #[tokio::test]
     async fn runs_of_messages_store_each_once_in_order_without_gaps() {
         let dir = tempfile::tempdir().unwrap();
@@ -1237,10 +1129,10 @@ mod tests {
             conversations.push(open(&mut journal, workspace, contact, request).await.0);
         }
         let (a, b) = (conversations[0], conversations[1]);
-        // 300 messages in one run: chunks of 256, 32, 4×3; interleaved conversations.
+        // 300 messages in one batch, the two conversations interleaved.
         let run: Vec<JournalOp> =
             (0..300).map(|i| message(workspace, if i % 3 == 0 { b } else { a }, &format!("m{i}"))).collect();
-        let outcomes = journal.write(&run).await.unwrap();
+        let outcomes = journal.write(&run).unwrap();
         assert!(outcomes.iter().all(|o| matches!(o, Outcome::Hub(Committed::Appended(_)))));
         // A run with a repeat of an earlier message and a repeat within itself.
         let again = vec![
@@ -1250,7 +1142,7 @@ mod tests {
             message(workspace, a, "n1-twin"),
             message(workspace, a, "n1-twin"),
         ];
-        let outcomes = journal.write(&again).await.unwrap();
+        let outcomes = journal.write(&again).unwrap();
         let kinds: Vec<&str> = outcomes
             .iter()
             .map(|o| match o {
@@ -1273,7 +1165,7 @@ mod tests {
         // stands from the messages and goes on from there.
         let last_a = rows.iter().filter(|r| r.0 == a.0).count() as Seq;
         let mut restarted = super::tests::journal(&store);
-        let outcomes = restarted.write(&[message(workspace, a, "after-restart")]).await.unwrap();
+        let outcomes = restarted.write(&[message(workspace, a, "after-restart")]).unwrap();
         let Outcome::Hub(Committed::Appended(next)) = &outcomes[0] else { panic!("stored") };
         assert_eq!(next.seq, last_a + 1);
     }
@@ -1342,11 +1234,11 @@ mod tests {
             (row.get::<i64, _>(0) != 0, row.get::<Option<i64>, _>(1).is_some())
         };
         let first = assign(lifecycle, agents[0], 10);
-        journal.write(&[transition(first.clone())]).await.unwrap();
+        journal.write(&[transition(first.clone())]).unwrap();
         assert_eq!(row().await, (false, false), "assigned, not answered yet");
-        journal.write(&[message(workspace, conversation, "question")]).await.unwrap();
+        journal.write(&[message(workspace, conversation, "question")]).unwrap();
         assert_eq!(row().await, (false, false), "a customer's message answers nothing");
-        journal.write(&[reply(agents[0], "r1"), reply(agents[0], "r2")]).await.unwrap();
+        journal.write(&[reply(agents[0], "r1"), reply(agents[0], "r2")]).unwrap();
         assert_eq!(row().await, (true, true), "the first reply marks it");
         let first_reply_at: i64 = sqlx::query_scalar("SELECT first_agent_reply_at FROM conversations WHERE id = ?")
             .bind(conversation.0)
@@ -1354,15 +1246,15 @@ mod tests {
             .await
             .unwrap();
         // The same assignment again (a change that keeps the holder) keeps it answered.
-        journal.write(&[transition(first.clone())]).await.unwrap();
+        journal.write(&[transition(first.clone())]).unwrap();
         assert_eq!(row().await, (true, true));
         // Another agent takes it: not answered by them yet.
-        journal.write(&[transition(assign(&first, agents[1], 20))]).await.unwrap();
+        journal.write(&[transition(assign(&first, agents[1], 20))]).unwrap();
         assert_eq!(row().await, (false, true), "a new assignment clears it");
         // A journal that starts afresh reads that from the row, and the new holder's reply
         // marks it again without moving the first reply's time.
         let mut restarted = super::tests::journal(&store);
-        restarted.write(&[reply(agents[1], "r3")]).await.unwrap();
+        restarted.write(&[reply(agents[1], "r3")]).unwrap();
         assert_eq!(row().await, (true, true));
         let still: i64 = sqlx::query_scalar("SELECT first_agent_reply_at FROM conversations WHERE id = ?")
             .bind(conversation.0)

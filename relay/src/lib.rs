@@ -236,7 +236,7 @@ pub async fn run_with_clock(
         telemetry.clone(),
         config.journal.max_batch,
         config.journal.queue,
-    );
+    )?;
     let rules =
         bot::Rules { min_confidence: config.bot.min_confidence, max_unresolved_turns: config.bot.max_unresolved_turns };
     let outside = Arc::new(outside::Outside::new(config.bot.llm.clone(), config.bot.automations.clone()));

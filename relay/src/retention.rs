@@ -32,7 +32,7 @@ impl Store {
     pub async fn purge_closed_before(&self, cutoff: UnixMillis, data_dir: &Path) -> Result<Purged> {
         let mut purged = Purged::default();
         loop {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = crate::store::begin_write(&self.writer).await?;
             let batch: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT id, workspace_id FROM conversations WHERE state = 'closed' AND closed_at < ? ORDER BY id LIMIT ?",
             )

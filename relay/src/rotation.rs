@@ -255,7 +255,7 @@ impl Store {
                 }
             }
             if !writes.is_empty() {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = crate::store::begin_write(&self.writer).await?;
                 for (k1, k2, new, old) in &writes {
                     let done =
                         sqlx::query(column.update).bind(new).bind(k1).bind(k2).bind(old).execute(&mut *tx).await?;

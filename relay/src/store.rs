@@ -5,7 +5,7 @@
 //! writes never contend for SQLite's one write lock inside the process, and a *reader* pool
 //! for history, logins and lookups, which WAL lets run beside the writer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,26 +28,43 @@ use crate::routing::GroupId;
 /// Migrations, embedded in the binary at build time and applied at start.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The writer connection's page cache, as SQLite's `cache_size` (negative: KiB): 64 MiB.
-/// Memory is taken only as pages are used.
-const WRITER_CACHE_KIB: &str = "-65536";
+/// The journal connection's page cache, as SQLite's `cache_size` (negative: KiB): 64 MiB.
+/// It holds the pages every open conversation writes to (its messages and its index
+/// entries): 2 MiB (SQLite's default) is outgrown by a few hundred busy conversations, and
+/// every miss is read back from the WAL. Memory is taken only as pages are used.
+const JOURNAL_CACHE_KIB: i64 = -65536;
 
-/// How many pages the WAL may hold before the writer folds it back into the database
+/// How many pages the WAL may hold before a writer folds it back into the database
 /// (SQLite's `wal_autocheckpoint`): 65,536 pages, 256 MiB. Messages spread over many
 /// conversations rewrite the same few thousand pages (each conversation's last leaf, its
 /// index entries) commit after commit; a checkpoint copies each page once however often
 /// it was rewritten, so a long interval copies far less than SQLite's default of 1,000
 /// pages, which at 10,000 msg/s copied nearly every page it wrote and kept the disk busy
 /// enough to slow every fsync (docs/BENCHMARKS.md, finding 14).
-const WAL_CHECKPOINT_PAGES: &str = "65536";
+const WAL_CHECKPOINT_PAGES: i64 = 65536;
+
+/// How long a writer waits for the other one's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The slug of the workspace created on first start.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
+/// Begins a write transaction on the pool's writer that takes SQLite's write lock at once
+/// (`BEGIN IMMEDIATE`). The journal writes on a connection of its own, so a transaction
+/// that read first and wrote later would fail (`SQLITE_BUSY`, no retry) whenever the
+/// journal committed in between; waiting for the lock up front cannot.
+pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// One connection: the only one that writes.
+    /// The database file.
+    path: PathBuf,
+    /// One connection for writes other than the journal's (administration, tickets,
+    /// channels, retention): the journal has a connection of its own
+    /// ([`Store::journal_connection`]), and the two take turns on SQLite's write lock.
     pub(crate) writer: SqlitePool,
     /// Several connections for reads.
     pub(crate) reader: SqlitePool,
@@ -168,31 +185,61 @@ impl Store {
     pub async fn open_with_keys(data_dir: &Path, keys: Keys) -> Result<Store> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let path = data_dir.join("kefu.db");
         let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("kefu.db"))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk (fsync'd) before it returns, so an ack never
             // precedes durability. Group commit amortises the cost.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // Statement and savepoint journals (the original of every page a multi-row
             // insert or the journal's savepoint touches) in memory: as files they cost a
             // temporary file per transaction and two writes per page changed.
             .pragma("temp_store", "memory");
-        // The writer's page cache holds the pages every open conversation writes to (its
-        // messages and its index entries): 2 MiB (SQLite's default) is outgrown by
-        // a few hundred busy conversations, and every miss is read back from the WAL.
-        let writer_options =
-            options.clone().pragma("cache_size", WRITER_CACHE_KIB).pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
+        let writer_options = options.clone().pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string());
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        let store = Store { writer, reader, keys };
+        let store = Store { path, writer, reader, keys };
         store.ensure_default_workspace().await?;
         Ok(store)
+    }
+
+    /// Opens the journal's own connection: synchronous, for the journal's thread, which
+    /// writes a whole batch without handing each statement to another thread (sqlx runs
+    /// every statement on a worker thread of its own, two thread switches per statement).
+    /// The pool's settings, with the larger page cache the journal's spread-out writes need
+    /// and without foreign-key enforcement (below).
+    pub(crate) fn journal_connection(&self) -> Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // As on the pool (`open_with_keys`): a commit is fsync'd before it returns.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // No foreign-key enforcement on this connection. Every reference the journal
+        // writes is one it has just looked up or written itself (a message's conversation
+        // through its cursor, checked against the workspace; contacts, agents and channels
+        // from the hubs' and sessions' lookups), and enforcement would make every insert a
+        // statement that may fail halfway, which SQLite guards with a statement journal
+        // copying each page first: a fifth of the journal's instructions per message
+        // (docs/BENCHMARKS.md, finding 16). The pool's connections keep enforcing them.
+        conn.pragma_update(None, "foreign_keys", false)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", JOURNAL_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        // Every statement the journal runs, prepared once.
+        conn.set_prepared_statement_cache_capacity(64);
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Internal(format!("the database is in {mode} mode, not WAL")));
+        }
+        Ok(conn)
     }
 
     /// The keys values are sealed and opened with.
@@ -441,7 +488,7 @@ impl Store {
         max_concurrent: Option<u32>,
         skills: Option<&[(GroupId, SkillLevel)]>,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = begin_write(&self.writer).await?;
         if let Some(capacity) = max_concurrent {
             sqlx::query("UPDATE agents SET max_concurrent = ? WHERE id = ? AND workspace_id = ?")
                 .bind(capacity as i64)
@@ -515,7 +562,7 @@ impl Store {
 
     /// Creates a group (and makes it the default if asked, un-defaulting the previous one).
     pub async fn add_group(&self, workspace: WorkspaceId, group: &GroupRecord) -> Result<GroupId> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = begin_write(&self.writer).await?;
         if group.is_default {
             sqlx::query("UPDATE groups SET is_default = 0 WHERE workspace_id = ?")
                 .bind(workspace.0)
@@ -546,7 +593,7 @@ impl Store {
     /// Removes a group no open conversation uses and no group falls back to; returns its
     /// id.
     pub async fn remove_group(&self, workspace: WorkspaceId, slug: &str) -> Result<GroupId> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = begin_write(&self.writer).await?;
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM groups WHERE workspace_id = ? AND slug = ?")
             .bind(workspace.0)
             .bind(slug)
@@ -711,7 +758,7 @@ impl Store {
     /// Revokes a token. Returns whether it was live.
     /// Revokes every live token of an agent (logged with `actor`); returns how many.
     pub async fn revoke_agent_tokens(&self, workspace: WorkspaceId, agent: AgentId, actor: &str) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = begin_write(&self.writer).await?;
         let revoked = sqlx::query(
             "UPDATE agent_tokens SET revoked_at = ? WHERE workspace_id = ? AND agent_id = ? AND revoked_at IS NULL",
         )
@@ -1244,7 +1291,7 @@ impl Store {
             ));
         }
         let agent: Option<i64> = row.get("assignee_agent_id");
-        let mut tx = self.writer.begin().await?;
+        let mut tx = begin_write(&self.writer).await?;
         sqlx::query(
             "INSERT INTO ratings (conversation_id, workspace_id, contact_id, agent_id, score, comment, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -1318,8 +1365,12 @@ impl Store {
         conversation: Option<ConversationId>,
         data: &serde_json::Value,
     ) -> Result<()> {
-        let mut conn = self.writer.acquire().await?;
-        insert_event(&mut conn, workspace, kind, actor_kind, actor_id, conversation, data).await
+        // In a write transaction of its own: the chain's head is read, then extended, and
+        // the journal appends too, from its own connection.
+        let mut tx = begin_write(&self.writer).await?;
+        insert_event(&mut tx, workspace, kind, actor_kind, actor_id, conversation, data).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -119,7 +119,7 @@ impl Store {
             None => self.ticket_assignee_for(workspace, draft.group).await?,
         };
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         let id = sqlx::query(
             "INSERT INTO tickets (workspace_id, subject, description, priority, assignee_agent_id, group_id, contact_id,
                                   conversation_id, created_by_kind, created_by_id, created_at, updated_at)
@@ -206,7 +206,7 @@ impl Store {
         {
             return Err(Error::refused(ErrorCode::NotFound, format!("no agent {agent}")));
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         sqlx::query(
             "UPDATE tickets SET status = COALESCE(?, status), priority = COALESCE(?, priority),
                     assignee_agent_id = COALESCE(?, assignee_agent_id), subject = COALESCE(?, subject), updated_at = ?
@@ -239,7 +239,7 @@ impl Store {
         let Some(ticket) = self.ticket(workspace, id).await? else {
             return Err(Error::refused(ErrorCode::NotFound, format!("no ticket {id}")));
         };
-        let mut tx = self.writer.begin().await?;
+        let mut tx = crate::store::begin_write(&self.writer).await?;
         sqlx::query(
             "INSERT INTO ticket_notes (ticket_id, author_kind, author_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
         )
