@@ -376,6 +376,9 @@ struct Journal {
     cursors: HashMap<ConversationId, Cursor>,
     /// The cursors the batch being written changed, as they were before it.
     before: HashMap<ConversationId, Option<Cursor>>,
+    /// Conversations the batch being written closed: their cursors are dropped once it
+    /// commits, so the map holds open conversations, not every one since start.
+    closed: Vec<ConversationId>,
     /// Poked after a commit that wrote a reply into a conversation with channel messages.
     outbox: Arc<tokio::sync::Notify>,
     /// Whether the batch being written did.
@@ -429,6 +432,7 @@ impl Journal {
             max_batch,
             cursors: HashMap::new(),
             before: HashMap::new(),
+            closed: Vec::new(),
             outbox,
             outbox_due: false,
             telemetry,
@@ -545,6 +549,7 @@ impl Journal {
     fn write(&mut self, batch: &[JournalOp]) -> Result<Vec<Outcome>> {
         let now = self.clock.now_ms();
         self.before.clear();
+        self.closed.clear();
         self.outbox_due = false;
         self.keyring = self.keys.current();
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -556,6 +561,9 @@ impl Journal {
             Ok(outcomes) => {
                 if self.outbox_due {
                     self.outbox.notify_one();
+                }
+                for conversation in self.closed.drain(..) {
+                    self.cursors.remove(&conversation);
                 }
                 Ok(outcomes)
             }
@@ -622,11 +630,13 @@ impl Journal {
                     }
                     insert_event(&self.conn, &mut chain, *workspace, Some(*conversation), event, now)?;
                     // A closed conversation takes no more messages. (A cursor not loaded
-                    // yet is read from the database, which says closed from now on.)
-                    if lifecycle.state == ConversationState::Closed
-                        && let Some(cursor) = self.remember(*conversation)
-                    {
-                        cursor.closed = true;
+                    // yet, or dropped after this commit, is read from the database, which
+                    // says closed from now on.)
+                    if lifecycle.state == ConversationState::Closed {
+                        if let Some(cursor) = self.remember(*conversation) {
+                            cursor.closed = true;
+                        }
+                        self.closed.push(*conversation);
                     }
                     Outcome::Hub(Committed::Transitioned {
                         conversation: *conversation,
@@ -1262,5 +1272,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(still, first_reply_at);
+    }
+
+    /// Closing a conversation drops its cursor once the close commits, so the journal's
+    /// memory follows the open conversations, not every one since start; a message sent
+    /// there afterwards is still refused as closed, and a repeat of an earlier one is
+    /// still recognised.
+    #[tokio::test]
+    async fn a_closed_conversation_leaves_the_journals_memory_and_stays_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let mut journal = journal(&store);
+        let (conversation, lifecycle) = open(&mut journal, workspace, contact, 0).await;
+        let (other, _) = open(&mut journal, workspace, contact, 1).await;
+        journal.write(&[message(workspace, conversation, "before-close")]).unwrap();
+        let mut closed = lifecycle.clone();
+        closed.state = ConversationState::Closed;
+        closed.closed_at = Some(5);
+        let close = JournalOp::Transition {
+            workspace,
+            conversation,
+            lifecycle: closed,
+            resolution: None,
+            route: None,
+            transfer: None,
+            event: EventRecord {
+                kind: "conversation.closed",
+                actor_kind: "system",
+                actor_id: None,
+                data: serde_json::json!({}),
+                origin: None,
+            },
+        };
+        // In the same batch as the close, a message after it is refused already.
+        let outcomes = journal.write(&[close, message(workspace, conversation, "with-close")]).unwrap();
+        assert!(matches!(&outcomes[1], Outcome::Hub(Committed::Rejected { .. })), "refused in the closing batch");
+        assert!(!journal.cursors.contains_key(&conversation), "the closed conversation's cursor is gone");
+        assert!(journal.cursors.contains_key(&other), "an open one keeps its cursor");
+        let outcomes = journal
+            .write(&[message(workspace, conversation, "after-close"), message(workspace, conversation, "before-close")])
+            .unwrap();
+        let Outcome::Hub(Committed::Rejected { error, .. }) = &outcomes[0] else { panic!("refused") };
+        assert_eq!(error.code, ErrorCode::Conflict);
+        assert!(
+            matches!(&outcomes[1], Outcome::Hub(Committed::Duplicate { seq: 1, .. })),
+            "a repeat is acknowledged with its original seq"
+        );
+        assert_eq!(stored(&store).await.iter().filter(|r| r.0 == conversation.0).count(), 1);
     }
 }
