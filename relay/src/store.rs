@@ -1,9 +1,12 @@
 //! The database: opening it, migrations, and the queries that are not on the message hot
 //! path (that one is [`crate::journal`]'s).
 //!
-//! Two pools over one SQLite file in WAL mode: a single-connection *writer* pool, so that
-//! writes never contend for SQLite's one write lock inside the process, and a *reader* pool
-//! for history, logins and lookups, which WAL lets run beside the writer.
+//! Over one SQLite file in WAL mode: a single-connection *writer* pool for the writes off
+//! the hot path, a *reader* pool for history, logins and lookups, which WAL lets run beside
+//! the writers, and the journal's own connection ([`Store::journal_connection`]). The two
+//! writer connections take turns on SQLite's one write lock: each write transaction takes
+//! it at its start ([`begin_write`], the journal's `BEGIN IMMEDIATE`), so neither fails
+//! for having read a snapshot the other then changed.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -195,9 +198,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // Statement and savepoint journals (the original of every page a multi-row
-            // insert or the journal's savepoint touches) in memory: as files they cost a
-            // temporary file per transaction and two writes per page changed.
+            // Statement and savepoint journals (the original of every page a statement
+            // that may fail halfway touches) in memory: as files they cost a temporary
+            // file per transaction and two writes per page changed.
             .pragma("temp_store", "memory");
         let writer_options = options.clone().pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string());
         let writer =
