@@ -305,7 +305,7 @@ pub enum Committed {
     },
 }
 
-/// Cloneable handle to the journal task.
+/// Cloneable handle to the journal (its thread: [`spawn`]).
 #[derive(Clone)]
 pub struct JournalHandle {
     /// Operations from connections: bounded, so a flood of messages waits instead of
