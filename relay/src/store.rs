@@ -3,9 +3,9 @@
 //!
 //! Over one SQLite file in WAL mode: a single-connection *writer* pool for the writes off
 //! the hot path, a *reader* pool for history, logins and lookups, which WAL lets run beside
-//! the writers, and the journal's own connection ([`Store::journal_connection`]). The two
+//! the writers, and the journal's own connection (`Store::journal_connection`). The two
 //! writer connections take turns on SQLite's one write lock: each write transaction takes
-//! it at its start ([`begin_write`], the journal's `BEGIN IMMEDIATE`), so neither fails
+//! it at its start (`begin_write`, the journal's `BEGIN IMMEDIATE`), so neither fails
 //! for having read a snapshot the other then changed.
 
 use std::path::{Path, PathBuf};
