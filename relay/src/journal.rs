@@ -453,9 +453,14 @@ impl Journal {
         loop {
             let wake = runtime.block_on(async {
                 tokio::select! {
+                    // Connections' operations before the hubs' (here and in the gathering
+                    // below): a hub's decision never depends on a connection's operation
+                    // still queued, but the other way round a decision taken while the
+                    // journal was busy (an agent closing a conversation) would overtake a
+                    // message sent before it (the customer's first one, refused as closed).
                     biased;
-                    Some(op) = hub_ops.recv() => { batch.push(op); Wake::Op }
                     Some(op) = ops.recv() => { batch.push(op); Wake::Op }
+                    Some(op) = hub_ops.recv() => { batch.push(op); Wake::Op }
                     Some(done) = stop.recv() => Wake::Stop(done),
                     else => Wake::Closed,
                 }
@@ -464,10 +469,10 @@ impl Journal {
                 Wake::Op => {}
                 Wake::Stop(done) => {
                     // Everything already queued was sent before the stop: write it too.
-                    while let Ok(op) = hub_ops.try_recv() {
+                    while let Ok(op) = ops.try_recv() {
                         batch.push(op)
                     }
-                    while let Ok(op) = ops.try_recv() {
+                    while let Ok(op) = hub_ops.try_recv() {
                         batch.push(op)
                     }
                     while !batch.is_empty() {
@@ -481,14 +486,17 @@ impl Journal {
                 Wake::Closed => return,
             }
             // Gather whatever else is already waiting: this is the group in group commit.
+            // Every queued hub operation goes in, even past `max_batch`, so that a flood of
+            // messages cannot hold routing decisions back (their number is bounded by the
+            // hubs' decisions, not by clients).
             while batch.len() < self.max_batch {
-                match hub_ops.try_recv() {
+                match ops.try_recv() {
                     Ok(op) => batch.push(op),
-                    Err(_) => match ops.try_recv() {
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
-                    },
+                    Err(_) => break,
                 }
+            }
+            while let Ok(op) = hub_ops.try_recv() {
+                batch.push(op);
             }
             let ops = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
             self.commit(ops);
