@@ -323,7 +323,7 @@ impl Client {
         .await
     }
 
-    /// Sends a message and waits for its ack.
+    /// Sends a message and waits for its ack; fails if the relay refuses it.
     pub async fn say_acked(
         &mut self,
         conversation: Option<ConversationId>,
@@ -331,11 +331,16 @@ impl Client {
         body: &str,
     ) -> Result<Ack> {
         self.say(conversation, client_msg_id, body).await?;
-        self.expect(|f| match f {
-            ServerFrame::Ack(a) if a.client_msg_id == client_msg_id => Some(a.clone()),
-            _ => None,
-        })
-        .await
+        // A refusal of this very message fails at once, saying why, rather than after
+        // waiting out `FRAME_WAIT` for an ack that cannot come.
+        let answer = self
+            .expect(|f| match f {
+                ServerFrame::Ack(a) if a.client_msg_id == client_msg_id => Some(Ok(a.clone())),
+                ServerFrame::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id) => Some(Err(e.clone())),
+                _ => None,
+            })
+            .await?;
+        answer.map_err(|e| anyhow!("message {client_msg_id} refused: {:?}: {}", e.code, e.message))
     }
 
     /// The next frame; fails on close or after [`FRAME_WAIT`].

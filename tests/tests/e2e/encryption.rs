@@ -252,7 +252,15 @@ async fn keys_rotate_while_messages_flow_and_every_message_still_reads() -> anyh
     const CUSTOMERS: usize = 3;
     let mut keys = KeyFile::new("k1")?;
     let key_file = keys.path.clone();
-    let relay = TestRelay::start_with(move |c| c.encryption.key_file = Some(key_file.clone())).await?;
+    let relay = TestRelay::start_with(move |c| {
+        c.encryption.key_file = Some(key_file.clone());
+        // The customers below send as fast as they are acknowledged, to keep the journal
+        // writing throughout the rotation; the per-connection frame rate is not what this
+        // test is about.
+        c.limits.frames_per_second = 100_000;
+        c.limits.frame_burst = 100_000;
+    })
+    .await?;
     let token = relay.agent_with("rota@shop.example", "Rota", Role::Agent, 10, "").await?;
     let mut agent = relay.agent(&token, vec![]).await?;
 
