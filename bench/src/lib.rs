@@ -10,6 +10,7 @@
 //!   open-loop or flat out, with typing indicators; latency histograms and loss checks.
 //! - [`conversations`]: new conversations per second, time to assignment.
 //! - [`idle`]: idle connections and the server's memory per connection.
+//! - [`disk`]: the disk's own fsync latency, probed beside a run.
 //! - [`forwarder`]: the bare tokio-tungstenite forwarder (the ceiling).
 //! - [`mqtt`]: the same message load through an MQTT broker (QoS 1), e.g. mosquitto.
 //! - [`server`]: starting the relay, the forwarder or mosquitto as a pinned process,
@@ -24,6 +25,7 @@
 //! figures and the commands that produced them.
 
 pub mod conversations;
+pub mod disk;
 pub mod forwarder;
 pub mod idle;
 pub mod load;

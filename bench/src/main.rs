@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kefu_bench::conversations::{ConversationLoad, run_conversations};
+use kefu_bench::disk::FsyncProbe;
 use kefu_bench::idle::{IdleOutcome, IdleTarget, run_idle};
 use kefu_bench::load::{MessageLoad, MessageOutcome, Target, run_messages, run_messages_observed};
-use kefu_bench::report::{latency_cells, print_table, table_line};
+use kefu_bench::report::{LatencySummary, latency_cells, print_table, table_line};
 use kefu_bench::server::{self, MosquittoSpawn, RelaySpawn, Server};
 use kefu_bench::soak::{self, Verdict};
 use serde_json::json;
@@ -31,6 +32,11 @@ struct Cli {
     /// Also write the JSON summary to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Beside each message, soak or new-conversation run, write 4 KiB and fdatasync it
+    /// this often (milliseconds) in the temporary directory, where the servers keep their
+    /// data, and report the syncs' latency: what the disk allowed during the run. 0: off.
+    #[arg(long, global = true, default_value_t = 10)]
+    fsync_probe_ms: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -246,6 +252,7 @@ fn main() -> Result<()> {
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()?
     };
+    let probe = (cli.fsync_probe_ms > 0).then(|| Duration::from_millis(cli.fsync_probe_ms));
     runtime.block_on(async move {
         let summary = match cli.command {
             Command::Forwarder { listen } => {
@@ -254,9 +261,9 @@ fn main() -> Result<()> {
                 kefu_bench::forwarder::serve(listener).await?;
                 return Ok(());
             }
-            Command::Messages(args) => messages(args).await?,
-            Command::Soak(args) => soak(args).await?,
-            Command::Conversations(args) => conversations(args).await?,
+            Command::Messages(args) => messages(args, probe).await?,
+            Command::Soak(args) => soak(args, probe).await?,
+            Command::Conversations(args) => conversations(args, probe).await?,
             Command::Idle(args) => idle(args).await?,
         };
         let text = serde_json::to_string_pretty(&summary)?;
@@ -345,6 +352,25 @@ fn stop(server: Server) {
     }
 }
 
+/// Starts the fsync probe when asked for.
+fn start_probe(every: Option<Duration>) -> Result<Option<FsyncProbe>> {
+    every.map(|every| FsyncProbe::start(&std::env::temp_dir(), every)).transpose()
+}
+
+/// Prints what the fsync probe saw beside `name`'s run.
+fn print_disk_line(name: &str, disk: &LatencySummary, every: Option<Duration>) {
+    let ms = |us: f64| us / 1000.0;
+    println!(
+        "  {name}: the disk beside it (4 KiB + fdatasync every {} ms, {} syncs): p50 {:.2} ms, p99 {:.2} ms, \
+         max {:.2} ms",
+        every.unwrap_or_default().as_millis(),
+        disk.count,
+        ms(disk.p50_us),
+        ms(disk.p99_us),
+        ms(disk.max_us)
+    );
+}
+
 fn machine_conditions() -> serde_json::Value {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
@@ -380,7 +406,7 @@ fn message_row(name: &str, o: &MessageOutcome) -> Vec<String> {
     row
 }
 
-async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
+async fn messages(args: MessagesArgs, every: Option<Duration>) -> Result<serde_json::Value> {
     let load = MessageLoad {
         conversations: args.conversations,
         rate: args.rate,
@@ -392,11 +418,15 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
         ..MessageLoad::default()
     };
     let mut results: Vec<(&str, MessageOutcome)> = Vec::new();
+    let mut disk = Vec::new();
     for kind in kinds(&args.server.server) {
         let server = start(kind, &args.server.launch, args.conversations).await?;
-        let outcome = run_messages(&server.target, &load, server.pid).await?;
+        let probe = start_probe(every)?;
+        let outcome = run_messages(&server.target, &load, server.pid).await;
+        let probed = probe.map(|p| p.finish()).transpose();
         server.stop();
-        results.push((kind.name(), outcome));
+        results.push((kind.name(), outcome?));
+        disk.push((kind.name(), probed?));
     }
     let mode = match args.rate {
         Some(rate) => format!("open loop at {rate} msg/s"),
@@ -434,6 +464,11 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
             println!("  {name}: first error: {e}");
         }
     }
+    for (name, probed) in &disk {
+        if let Some(d) = probed {
+            print_disk_line(name, d, every);
+        }
+    }
     let mut summary = json!({
         "scenario": "messages",
         "conversations": args.conversations,
@@ -446,6 +481,9 @@ async fn messages(args: MessagesArgs) -> Result<serde_json::Value> {
     });
     for (name, o) in &results {
         summary[*name] = serde_json::to_value(o)?;
+    }
+    if every.is_some() {
+        summary["disk_fsync"] = disk.iter().map(|(name, d)| (name.to_string(), json!(d))).collect();
     }
     if let Some((_, ceiling)) = results.iter().find(|(name, _)| *name == Kind::Forwarder.name()) {
         let mut ratios = serde_json::Map::new();
@@ -475,7 +513,7 @@ fn ratios_to_ceiling(name: &str, o: &MessageOutcome, f: &MessageOutcome) -> serd
     .collect()
 }
 
-async fn soak(args: SoakArgs) -> Result<serde_json::Value> {
+async fn soak(args: SoakArgs, every: Option<Duration>) -> Result<serde_json::Value> {
     let [kind] = kinds(&[args.server])[..] else {
         bail!("a soak loads one server: forwarder, relay, mosquitto or mosquitto-persistent");
     };
@@ -504,14 +542,31 @@ async fn soak(args: SoakArgs) -> Result<serde_json::Value> {
     );
     let machine = machine_conditions();
     let server = start(kind, &args.launch, args.conversations).await?;
+    let probe = start_probe(every)?;
     println!("\n{title}");
     let widths = soak::widths();
     println!("{}", table_line(&soak::HEADER, &widths));
-    let mut print_row = |row: &_| println!("{}", table_line(&soak::row_cells(row), &widths));
-    let outcome = run_messages_observed(&server.target, &load, server.pid, &mut print_row).await?;
+    // Each row with what the disk allowed in the same window.
+    let mut disk_windows = Vec::new();
+    let mut print_row = |row: &_| {
+        let disk = probe.as_ref().map(FsyncProbe::take_window);
+        println!("{}", table_line(&soak::row_cells(row, disk.as_ref()), &widths));
+        disk_windows.push(disk);
+    };
+    let outcome = run_messages_observed(&server.target, &load, server.pid, &mut print_row).await;
+    let probed = probe.map(FsyncProbe::finish).transpose();
     server.stop();
-    let rows: Vec<Vec<String>> = outcome.intervals.iter().map(soak::row_cells).collect();
+    let (outcome, probed) = (outcome?, probed?);
+    let rows: Vec<Vec<String>> = outcome
+        .intervals
+        .iter()
+        .zip(disk_windows.iter().chain(std::iter::repeat(&None)))
+        .map(|(row, disk)| soak::row_cells(row, disk.as_ref()))
+        .collect();
     print_table(&title, &soak::HEADER, &rows);
+    if let Some(disk) = &probed {
+        print_disk_line(kind.name(), disk, every);
+    }
     println!(
         "  total: {} sent, {} delivered, {} lost, {} unacknowledged, {} duplicate, {} out of order, {} errors; \
          typing {} sent, {} received",
@@ -546,10 +601,13 @@ async fn soak(args: SoakArgs) -> Result<serde_json::Value> {
         "verdict": verdict,
     });
     summary[kind.name()] = serde_json::to_value(&outcome)?;
+    if every.is_some() {
+        summary["disk_fsync"] = json!({ "run": probed, "windows": disk_windows });
+    }
     Ok(summary)
 }
 
-async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
+async fn conversations(args: ConversationsArgs, every: Option<Duration>) -> Result<serde_json::Value> {
     if !kinds(&args.server.server).contains(&Kind::Relay) {
         bail!("new conversations are a relay scenario");
     }
@@ -562,8 +620,11 @@ async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
         max_waiting: 15_000,
         timeout: Duration::from_secs(60),
     };
-    let o = run_conversations(*addr, widget_key, agent_tokens, &load, relay.pid).await?;
+    let probe = start_probe(every)?;
+    let o = run_conversations(*addr, widget_key, agent_tokens, &load, relay.pid).await;
+    let probed = probe.map(FsyncProbe::finish).transpose();
     relay.stop();
+    let (o, probed) = (o?, probed?);
     let mut row =
         vec![o.started.to_string(), o.assigned.to_string(), o.failed.to_string(), format!("{:.0}", o.assigned_per_sec)];
     row.extend(latency_cells(&o.to_welcome).into_iter().take(3).collect::<Vec<_>>());
@@ -594,7 +655,10 @@ async fn conversations(args: ConversationsArgs) -> Result<serde_json::Value> {
     if let Some(e) = &o.first_error {
         println!("  first error: {e}");
     }
-    Ok(json!({ "scenario": "conversations", "machine": machine_conditions(), "relay": o }))
+    if let Some(disk) = &probed {
+        print_disk_line("relay", disk, every);
+    }
+    Ok(json!({ "scenario": "conversations", "machine": machine_conditions(), "relay": o, "disk_fsync": probed }))
 }
 
 async fn idle(args: IdleArgs) -> Result<serde_json::Value> {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::IntervalRow;
+use crate::report::LatencySummary;
 
-/// Columns of a soak row (latency in µs, memory in KiB).
-pub const HEADER: [&str; 12] = [
+/// Columns of a soak row (latency in µs, memory in KiB); the last two are the disk's own
+/// fsync latency in the same window ([`crate::disk`]).
+pub const HEADER: [&str; 14] = [
     "elapsed s",
     "delivered",
     "msg/s",
@@ -22,6 +24,8 @@ pub const HEADER: [&str; 12] = [
     "late",
     "dup",
     "errors",
+    "fsync p99",
+    "fsync max",
 ];
 
 /// Widths for printing rows one at a time, before the whole table is known: enough for
@@ -30,8 +34,8 @@ pub fn widths() -> Vec<usize> {
     HEADER.iter().map(|h| h.chars().count().max(9)).collect()
 }
 
-/// A row as table cells, in [`HEADER`]'s order.
-pub fn row_cells(row: &IntervalRow) -> Vec<String> {
+/// A row as table cells, in [`HEADER`]'s order, with the fsync probe's window when one ran.
+pub fn row_cells(row: &IntervalRow, disk: Option<&LatencySummary>) -> Vec<String> {
     let latency = |count: u64, us: f64| if count == 0 { "-".to_string() } else { format!("{us:.1}") };
     let rate = if row.window_secs > 0.0 { row.delivered as f64 / row.window_secs } else { 0.0 };
     let (rss, cpu) = match &row.server {
@@ -52,6 +56,8 @@ pub fn row_cells(row: &IntervalRow) -> Vec<String> {
         row.late.to_string(),
         row.duplicates.to_string(),
         row.errors.to_string(),
+        disk.map_or("-".to_string(), |d| latency(d.count, d.p99_us)),
+        disk.map_or("-".to_string(), |d| latency(d.count, d.max_us)),
     ]
 }
 
@@ -213,11 +219,16 @@ mod tests {
 
     #[test]
     fn a_row_has_a_cell_per_column() {
-        let cells = row_cells(&row(30.0, 30.0, 2048, 1500.0));
+        let cells = row_cells(&row(30.0, 30.0, 2048, 1500.0), None);
         assert_eq!(cells.len(), HEADER.len());
         assert_eq!(cells[0], "30.0");
         assert_eq!(cells[2], "3");
         assert_eq!(cells[4], "1500.0");
         assert_eq!(cells[7], "2048");
+        assert_eq!(cells[12..], ["-", "-"], "no probe, no disk figures");
+        let disk = LatencySummary { count: 3000, p99_us: 812.4, max_us: 2861.0, ..LatencySummary::default() };
+        let cells = row_cells(&row(30.0, 30.0, 2048, 1500.0), Some(&disk));
+        assert_eq!(cells.len(), HEADER.len());
+        assert_eq!(cells[12..], ["812.4", "2861.0"]);
     }
 }
