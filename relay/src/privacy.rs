@@ -34,9 +34,23 @@ pub fn mask(text: &str) -> Cow<'_, str> {
         if let Some(email) = caps.name("email") {
             return mask_email(email.as_str());
         }
-        let run = caps.name("digits").map_or("", |m| m.as_str());
-        mask_digits(run).unwrap_or_else(|| run.to_string())
+        let Some(run) = caps.name("digits") else { return String::new() };
+        if inside_a_token(text, run.start(), run.end()) {
+            return run.as_str().to_string();
+        }
+        mask_digits(run.as_str()).unwrap_or_else(|| run.as_str().to_string())
     })
+}
+
+/// Whether the run at `start..end` of `text` touches a Latin letter or digit: then it is
+/// part of a longer token (a hash, a hex id, an API key: a certificate's fingerprint in a
+/// log line once had sixteen digits in a row that passed the Luhn check), not a number
+/// someone wrote. Chinese text puts no space around numbers, so only ASCII letters and
+/// digits count as glue.
+fn inside_a_token(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    before.into_iter().chain(after).any(|c| c.is_ascii_alphanumeric())
 }
 
 /// A message as a reader whose role sees personal data masked receives it: the body
@@ -147,6 +161,13 @@ mod tests {
             ("code 123456", "code 123456"),
             ("card 6222 0212 3456 7890", "card 6222 0212 3456 7890"),
             ("phone 12812345678 is not mobile", "phone 12812345678 is not mobile"),
+            // Digits inside a longer token: a fingerprint, a hex id, a key.
+            ("sha256=0d4111111111111111ab77", "sha256=0d4111111111111111ab77"),
+            ("id a13812345678 and 13812345678b", "id a13812345678 and 13812345678b"),
+            ("key=4111111111111111Z", "key=4111111111111111Z"),
+            // Chinese around a number is not a token.
+            ("手机13812345678请回电", "手机138****5678请回电"),
+            ("(13812345678)", "(138****5678)"),
         ];
         for (text, masked) in cases {
             assert_eq!(mask(text), masked, "{text}");
