@@ -234,7 +234,7 @@ pub async fn run_conversations(
     let elapsed = shared.last_assigned_ns.load(Relaxed).saturating_sub(t0).max(1);
     let summary = |h: &Mutex<Histogram<u64>>| LatencySummary::of(&h.lock().expect("lock"));
     let server = match (server_pid, before, after) {
-        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, b, a, assigned)),
+        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, &b, &a, assigned)),
         _ => None,
     };
     if total == 0 {

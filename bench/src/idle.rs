@@ -95,9 +95,9 @@ pub async fn run_idle(
     // Let the server finish what the last hellos started (contacts are written in batches).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = pid.and_then(report::sample);
-    let (rss_before, rss_after) = (before.map_or(0, |s| s.rss_kib), after.map_or(0, |s| s.rss_kib));
+    let (rss_before, rss_after) = (before.as_ref().map_or(0, |s| s.rss_kib), after.as_ref().map_or(0, |s| s.rss_kib));
     let cost = match (pid, before, after) {
-        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, b, a, open.len() as u64)),
+        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, &b, &a, open.len() as u64)),
         _ => None,
     };
     let outcome = IdleOutcome {

@@ -563,7 +563,7 @@ impl Windows {
         self.typing.add(&typing).expect("histograms of the same bounds");
         let interval_ns = self.interval_ns?;
         let after = self.server_pid.and_then(report::sample);
-        let server = match (self.server_pid, self.sample, after) {
+        let server = match (self.server_pid, &self.sample, &after) {
             (Some(pid), Some(before), Some(after)) => Some(report::cost(pid, before, after, e2e.len())),
             _ => None,
         };
@@ -888,7 +888,7 @@ async fn measure(
     run.wake_all();
     let send_until = Instant::now() + Duration::from_millis(5) + load.duration;
     let mut drain_until: Option<Instant> = None;
-    let mut windows = Windows::new(load.interval, t0, server_pid, before);
+    let mut windows = Windows::new(load.interval, t0, server_pid, before.clone());
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         while let Some(joined) = tasks.try_join_next() {
@@ -931,7 +931,7 @@ async fn measure(
     let (sent, acked, delivered, typing_sent) = run.totals();
     let elapsed_ns = run.last_delivery_ns.load(Relaxed).saturating_sub(t0).max(1);
     let server = match (server_pid, before, after) {
-        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, b, a, delivered)),
+        (Some(pid), Some(b), Some(a)) => Some(report::cost(pid, &b, &a, delivered)),
         _ => None,
     };
     let summary = |h: &Mutex<Histogram<u64>>| LatencySummary::of(&h.lock().expect("lock"));

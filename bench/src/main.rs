@@ -11,7 +11,7 @@ use kefu_bench::conversations::{ConversationLoad, run_conversations};
 use kefu_bench::disk::FsyncProbe;
 use kefu_bench::idle::{IdleOutcome, IdleTarget, run_idle};
 use kefu_bench::load::{MessageLoad, MessageOutcome, Target, run_messages, run_messages_observed};
-use kefu_bench::report::{LatencySummary, latency_cells, print_table, table_line};
+use kefu_bench::report::{LatencySummary, latency_cells, print_table, table_line, thread_split};
 use kefu_bench::server::{self, MosquittoSpawn, RelaySpawn, Server};
 use kefu_bench::soak::{self, Verdict};
 use serde_json::json;
@@ -464,6 +464,11 @@ async fn messages(args: MessagesArgs, every: Option<Duration>) -> Result<serde_j
             println!("  {name}: first error: {e}");
         }
     }
+    for (name, o) in &results {
+        if let Some(cost) = &o.server {
+            println!("  {name}: cpu µs/msg by thread: {}", thread_split(cost));
+        }
+    }
     for (name, probed) in &disk {
         if let Some(d) = probed {
             print_disk_line(name, d, every);
@@ -564,6 +569,9 @@ async fn soak(args: SoakArgs, every: Option<Duration>) -> Result<serde_json::Val
         .map(|(row, disk)| soak::row_cells(row, disk.as_ref()))
         .collect();
     print_table(&title, &soak::HEADER, &rows);
+    if let Some(cost) = &outcome.server {
+        println!("  {}: cpu µs/msg by thread over the run: {}", kind.name(), thread_split(cost));
+    }
     if let Some(disk) = &probed {
         print_disk_line(kind.name(), disk, every);
     }
@@ -654,6 +662,9 @@ async fn conversations(args: ConversationsArgs, every: Option<Duration>) -> Resu
     );
     if let Some(e) = &o.first_error {
         println!("  first error: {e}");
+    }
+    if let Some(cost) = &o.server {
+        println!("  relay: cpu µs/conversation by thread: {}", thread_split(cost));
     }
     if let Some(disk) = &probed {
         print_disk_line("relay", disk, every);
