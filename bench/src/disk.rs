@@ -107,9 +107,11 @@ mod tests {
     fn the_probe_times_syncs_and_its_windows_start_over() {
         let parent = tempfile::tempdir().unwrap();
         let probe = FsyncProbe::start(parent.path(), Duration::from_millis(1)).unwrap();
-        while probe.window.lock().unwrap().len() < 5 {
+        // Until five syncs are in, or the probe stopped on an error (which `finish` returns).
+        while probe.window.lock().unwrap().len() < 5 && !probe.thread.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
+        assert!(!probe.thread.is_finished(), "the probe stopped early: {:?}", probe.finish().err());
         let first = probe.take_window();
         assert!(first.count >= 5, "{first:?}");
         assert!(first.max_us > 0.0 && first.p50_us <= first.max_us, "{first:?}");
