@@ -305,7 +305,7 @@ pub enum Committed {
     },
 }
 
-/// Cloneable handle to the journal (its thread: [`spawn`]).
+/// Cloneable handle to the journal (its thread: `spawn`).
 #[derive(Clone)]
 pub struct JournalHandle {
     /// Operations from connections: bounded, so a flood of messages waits instead of
@@ -362,7 +362,7 @@ struct Cursor {
 }
 
 /// The journal's state, on its own thread.
-struct Journal {
+pub(crate) struct Journal {
     /// Its own connection to the database, driven synchronously: a batch is written
     /// without handing each statement to another thread.
     conn: rusqlite::Connection,
@@ -394,28 +394,21 @@ enum Wake {
     Closed,
 }
 
-/// Starts the journal on a thread of its own (`kefu-journal`), with a connection of its
-/// own. A commit blocks that thread for its fsync, never the runtime's.
-pub fn spawn(
-    store: &crate::store::Store,
-    clock: Clock,
-    hubs: Arc<Hubs>,
-    outbox: Arc<tokio::sync::Notify>,
-    telemetry: Arc<crate::telemetry::Telemetry>,
-    max_batch: usize,
-    queue: usize,
-) -> Result<JournalHandle> {
+/// Starts `journal` (see [`Journal::new`]) on a thread of its own (`kefu-journal`), taking
+/// up to `queue` operations from connections. A commit blocks that thread for its fsync,
+/// never the runtime's.
+pub(crate) fn spawn(journal: Journal, queue: usize) -> Result<JournalHandle> {
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
-    let journal = Journal::new(store, clock, hubs, outbox, telemetry, max_batch)?;
     let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new().name("kefu-journal".into()).spawn(move || journal.run(&runtime, ops, hub_ops, stop))?;
     Ok(JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx })
 }
 
 impl Journal {
-    fn new(
+    /// The journal over its own connection to `store`, not yet running ([`spawn`] runs it).
+    pub(crate) fn new(
         store: &crate::store::Store,
         clock: Clock,
         hubs: Arc<Hubs>,

@@ -229,12 +229,14 @@ pub async fn run_with_clock(
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let telemetry = Arc::new(telemetry::Telemetry::new());
     let journal = journal::spawn(
-        &store,
-        clock.clone(),
-        hubs.clone(),
-        outbox_wake.clone(),
-        telemetry.clone(),
-        config.journal.max_batch,
+        journal::Journal::new(
+            &store,
+            clock.clone(),
+            hubs.clone(),
+            outbox_wake.clone(),
+            telemetry.clone(),
+            config.journal.max_batch,
+        )?,
         config.journal.queue,
     )?;
     let rules =
