@@ -190,6 +190,10 @@ pub enum Event {
         conversation: ConversationId,
         /// The supervisor.
         agent: AgentId,
+        /// The conversation's routing facts when the router has not seen it yet (the bot
+        /// was answering it): it goes straight to the supervisor, never through the queue,
+        /// so no other agent is offered it first.
+        arriving: Option<Routable>,
     },
     /// Time passed: escalations, re-routing and grace periods fall due.
     Tick,
@@ -486,7 +490,9 @@ impl Router {
                 self.fill(holding.agent, now, out);
             }
             Event::Pick { conversation, agent } => self.pick(conversation, agent, now, out),
-            Event::TakeOver { conversation, agent } => self.take_over(conversation, agent, now, out),
+            Event::TakeOver { conversation, agent, arriving } => {
+                self.take_over(conversation, agent, arriving, now, out)
+            }
             Event::Tick => self.tick(now, out),
         }
     }
@@ -771,7 +777,14 @@ impl Router {
         self.assign(waiter.routable, agent, None, why, now, out);
     }
 
-    fn take_over(&mut self, conversation: ConversationId, agent: AgentId, now: UnixMillis, out: &mut Vec<Decision>) {
+    fn take_over(
+        &mut self,
+        conversation: ConversationId,
+        agent: AgentId,
+        arriving: Option<Routable>,
+        now: UnixMillis,
+        out: &mut Vec<Decision>,
+    ) {
         let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
         if !self.agents.contains_key(&agent) {
             return refuse(out, Refusal::UnknownAgent);
@@ -783,6 +796,8 @@ impl Router {
             (returned(conversation, &holding, now), Some(holding.agent))
         } else if let Some(waiter) = self.waiting.get(&conversation).copied() {
             (waiter.routable, None)
+        } else if let Some(routable) = arriving.filter(|r| r.conversation == conversation) {
+            (routable, None)
         } else {
             return refuse(out, Refusal::NotRoutable);
         };

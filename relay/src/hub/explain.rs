@@ -15,15 +15,30 @@ pub struct Names<'a> {
     pub group: &'a dyn Fn(Option<GroupId>) -> String,
 }
 
+/// Who had a conversation before it was assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// Nobody: it was waiting.
+    Queue,
+    /// The bot was answering it (a supervisor took it over from the bot).
+    Bot,
+    /// This agent held it.
+    Agent(AgentId),
+}
+
 /// An assignment: why this agent.
 pub fn assigned(
     names: &Names,
     agent: AgentId,
-    from: Option<AgentId>,
+    before: Before,
     group: Option<GroupId>,
     why: &Why,
     reroute_after_ms: Option<i64>,
 ) -> (String, Value) {
+    let from = match before {
+        Before::Agent(from) => Some(from),
+        Before::Queue | Before::Bot => None,
+    };
     let name = (names.agent)(agent);
     let winner = why.ranked[0];
     let load = winner.map(|c| format!("{}/{}", c.load, c.capacity)).unwrap_or_default();
@@ -49,9 +64,10 @@ pub fn assigned(
             None => format!("transferred to {name}"),
         },
         Rule::Picked => format!("{name} took it from the queue"),
-        Rule::TakenOver => match from {
-            Some(from) => format!("{name} took it over from {}", (names.agent)(from)),
-            None => format!("{name} took it over from the queue"),
+        Rule::TakenOver => match before {
+            Before::Agent(from) => format!("{name} took it over from {}", (names.agent)(from)),
+            Before::Bot => format!("{name} took it over from the bot"),
+            Before::Queue => format!("{name} took it over from the queue"),
         },
         Rule::Rerouted => {
             let secs = reroute_after_ms.unwrap_or(0) / 1000;
@@ -190,13 +206,18 @@ mod tests {
         let (agent, group) = names();
         let names = Names { agent: &agent, group: &group };
         let why = Why { rule: Rule::LeastLoaded, eligible: 3, ranked: [c(2, 1), c(3, 1), c(1, 4)] };
-        let (s, details) = assigned(&names, AgentId(2), None, Some(7), &why, None);
+        let (s, details) = assigned(&names, AgentId(2), Before::Queue, Some(7), &why, None);
         assert_eq!(
             s,
             "agent2 had the fewest open conversations (1/5) of 3 eligible agents; tied with agent3 and idle longer"
         );
         assert_eq!(details["candidates"].as_array().map(Vec::len), Some(3));
         assert_eq!(details["group"], "g7");
+        let taken = Why { rule: Rule::TakenOver, eligible: 1, ranked: [c(9, 0), None, None] };
+        let over = |before| assigned(&names, AgentId(9), before, None, &taken, None).0;
+        assert_eq!(over(Before::Agent(AgentId(2))), "agent9 took it over from agent2");
+        assert_eq!(over(Before::Bot), "agent9 took it over from the bot");
+        assert_eq!(over(Before::Queue), "agent9 took it over from the queue");
         let (s, _) = queued(&names, None, Waiting::AllBusy { online: 2 });
         assert_eq!(s, "waiting in any agent: all 2 online agents who serve it are at capacity");
         let (s, _) = returned(&names, AgentId(4), Some(1), Returned::AgentGone, 60_000);

@@ -558,6 +558,9 @@ struct Hub {
     last_served: HashMap<ContactId, (AgentId, UnixMillis)>,
     /// Transfer notes waiting for their conversation's next assignment.
     pending_transfers: HashMap<ConversationId, TransferInfo>,
+    /// The conversation a supervisor is taking from the bot while the router decides on
+    /// it, so that its assignment reads "from the bot" (the router only sees it arrive).
+    taking_from_bot: Option<ConversationId>,
     /// Handle times per group, for estimated waits.
     handle_times: HashMap<Option<GroupId>, HandleTime>,
     /// Queues whose order or membership changed since they were last published.
@@ -608,6 +611,7 @@ pub fn spawn(
         next_request: 1,
         last_served: HashMap::new(),
         pending_transfers: HashMap::new(),
+        taking_from_bot: None,
         handle_times: HashMap::new(),
         dirty_queues: HashSet::new(),
         told_positions: HashMap::new(),
@@ -1466,7 +1470,12 @@ impl Hub {
                     let agent_name = |a: AgentId| self.agent_name(a);
                     let group_name = |g: Option<GroupId>| self.group_label(g);
                     let names = explain::Names { agent: &agent_name, group: &group_name };
-                    explain::assigned(&names, agent, from, group, &why, self.settings.reroute_ms())
+                    let before = match from {
+                        Some(from) => explain::Before::Agent(from),
+                        None if self.taking_from_bot == Some(conversation) => explain::Before::Bot,
+                        None => explain::Before::Queue,
+                    };
+                    explain::assigned(&names, agent, before, group, &why, self.settings.reroute_ms())
                 };
                 let transfer = match why.rule {
                     Rule::Rerouted => Some(TransferInfo { from: None, note: Some(explanation.clone()) }),

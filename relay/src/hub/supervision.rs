@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ConnId, Hub, Outbound, Who, conversation_frame};
 use crate::alerts::{self, AlertRules, Alerts, Facts, GroupFact, UnansweredFact, WaitingFact};
+use crate::conversation::Transition;
 use crate::journal::{EventRecord, JournalOp};
 use crate::permissions::{self, Permission};
-use crate::routing::{Availability, Event, GroupId};
+use crate::routing::{Availability, Event, GroupId, Routable};
 use crate::telemetry::{HubGauges, Telemetry};
 
 /// An alert on its way to the webhook.
@@ -121,25 +122,53 @@ impl Hub {
         self.send(conn, Outbound::frame(conversation_frame(ConversationChange::Observed, view, None)));
     }
 
-    /// A supervisor becomes the conversation's agent.
+    /// A supervisor becomes the conversation's agent. One the bot is answering is handed
+    /// over on the spot (the bot stops; an answer it was still preparing is dropped) and
+    /// goes straight to the supervisor.
     pub(super) fn take_over(&mut self, conn: ConnId, conversation: ConversationId) {
         let Some(supervisor) = self.requesting_agent(conn) else { return };
-        match self.conversations.get(&conversation).map(|c| c.decided.state) {
+        let arriving = match self.conversations.get(&conversation).map(|c| c.decided.state) {
             None => return self.refuse(conn, conversation, ErrorCode::NotFound, "no such open conversation"),
-            Some(ConversationState::Bot) => {
-                return self.refuse(
-                    conn,
-                    conversation,
-                    ErrorCode::Conflict,
-                    "the bot is answering; the conversation can be taken over once it reaches the queue",
-                );
-            }
             Some(ConversationState::Resolved) => {
                 return self.refuse(conn, conversation, ErrorCode::Conflict, "the conversation is resolved");
             }
-            Some(_) => {}
-        }
-        self.route(Event::TakeOver { conversation, agent: supervisor }, Some(conn));
+            Some(ConversationState::Bot) => match self.take_from_bot(conn, supervisor, conversation) {
+                Some(routable) => Some(routable),
+                None => return,
+            },
+            Some(_) => None,
+        };
+        self.taking_from_bot = arriving.is_some().then_some(conversation);
+        self.route(Event::TakeOver { conversation, agent: supervisor, arriving }, Some(conn));
+        self.taking_from_bot = None;
+    }
+
+    /// Takes a conversation from the bot for `supervisor`: the hand-over is recorded with
+    /// who asked for it, and the conversation's routing facts come back for the router,
+    /// which has not seen it yet.
+    fn take_from_bot(&mut self, conn: ConnId, supervisor: AgentId, conversation: ConversationId) -> Option<Routable> {
+        let now = self.now();
+        let origin = self.origin_of(conn);
+        let conv = self.conversations.get_mut(&conversation)?;
+        let next = match conv.decided.apply(Transition::HandOver, now) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(%conversation, error = %e, "take-over from the bot does not fit the lifecycle");
+                return None;
+            }
+        };
+        conv.bot = None;
+        let (route, vip) = (conv.route, conv.contact.vip);
+        let event = EventRecord {
+            kind: "conversation.handed_over",
+            actor_kind: "agent",
+            actor_id: Some(supervisor.0),
+            origin,
+            data: serde_json::json!({ "reason": "taken_over", "intent": conv.intent }),
+        };
+        let queued_at = next.queued_at.unwrap_or(now);
+        self.commit_transition(conversation, next, None, None, None, event);
+        Some(Routable { conversation, group: route.group, priority: route.priority, vip, queued_at, preferred: None })
     }
 
     /// A supervisor sets an agent's presence (the agent must be connected).

@@ -226,7 +226,20 @@ fn assignment_rules() {
 
 #[test]
 fn transfers_and_picks() {
-    let take = |c: i64, a: i64| Event::TakeOver { conversation: ConversationId(c), agent: AgentId(a) };
+    let take = |c: i64, a: i64| Event::TakeOver { conversation: ConversationId(c), agent: AgentId(a), arriving: None };
+    // A conversation the bot was answering: the router first hears of it as it is taken over.
+    let from_bot = |c: i64, a: i64| Event::TakeOver {
+        conversation: ConversationId(c),
+        agent: AgentId(a),
+        arriving: Some(Routable {
+            conversation: ConversationId(c),
+            group: Some(G1),
+            priority: 200,
+            vip: false,
+            queued_at: 7,
+            preferred: Some(AgentId(1)),
+        }),
+    };
     let table: Vec<(&str, Vec<Event>, Vec<&str>)> = vec![
         (
             "a supervisor sends a waiting conversation straight to an agent with room; a full one refuses",
@@ -268,6 +281,19 @@ fn transfers_and_picks() {
                 "c11 -> a1 (Drained)",
                 "c10 refused (AlreadyHolds)",
             ],
+        ),
+        (
+            "take over from the bot: straight to the supervisor, though an agent of its group has room \
+             and was the contact's last; then held like any other",
+            vec![
+                agent(1, 5, &[(G1, Level::Junior)]),
+                agent(9, 1, &[]),
+                online(1),
+                from_bot(12, 9),
+                from_bot(12, 9),
+                take(12, 1),
+            ],
+            vec!["c12 -> a9 (TakenOver)", "c12 refused (AlreadyHolds)", "c12 -> a1 from a9 (TakenOver)"],
         ),
         (
             "take over from the queue, even while away; unknown conversations are refused",

@@ -8,8 +8,8 @@ use reqwest::Method;
 
 type Result = anyhow::Result<()>;
 
-/// A relay with the sample knowledge base loaded through the API.
-async fn relay_with_kb() -> anyhow::Result<(TestRelay, String)> {
+/// A relay with the sample knowledge base loaded through the API, and an admin's token.
+pub(crate) async fn relay_with_kb() -> anyhow::Result<(TestRelay, String)> {
     let relay = TestRelay::start().await?;
     let admin = relay.agent_with("kb@shop.example", "Admin", Role::Admin, 0, "").await?;
     let articles: Vec<serde_json::Value> = serde_json::from_str(SAMPLE_ARTICLES)?;
@@ -20,7 +20,7 @@ async fn relay_with_kb() -> anyhow::Result<(TestRelay, String)> {
     Ok((relay, admin))
 }
 
-async fn bot_says(customer: &mut Client) -> anyhow::Result<String> {
+pub(crate) async fn bot_says(customer: &mut Client) -> anyhow::Result<String> {
     customer
         .expect(|f| match f {
             ServerFrame::Message(m) if m.author.kind == AuthorKind::Bot => Some(m.body.clone()),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use kefu_proto::api::EventView;
 use kefu_proto::frame::{
-    AlertChange, AlertFrame, AlertKind, BodyFormat, ClientFrame, ConversationChange, MonitorFrame, ObserveConversation,
-    Presence, Role, SendMessage, ServerFrame, Supervise, TakeOverConversation, TransferConversation, TransferTarget,
+    AlertChange, AlertFrame, AlertKind, AuthorKind, BodyFormat, ClientFrame, ConversationChange, MonitorFrame,
+    ObserveConversation, Presence, Role, SendMessage, ServerFrame, Supervise, TakeOverConversation,
+    TransferConversation, TransferTarget,
 };
 use kefu_proto::{ConversationId, ErrorCode};
 use kefu_tests::{Client, FRAME_WAIT, TestRelay, http_client, serve_loopback, webhook_signature};
@@ -387,5 +388,76 @@ async fn metrics_need_the_token_or_the_private_address_and_count_what_happened()
     // Without a token or address, there is no /metrics.
     let plain = TestRelay::start().await?;
     assert_eq!(http_client().get(plain.url("/metrics")).send().await?.status(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_supervisor_takes_a_conversation_from_the_bot_and_no_agent_is_offered_it() -> Result {
+    let (relay, admin) = super::bot::relay_with_kb().await?;
+    // An agent online with room all along: the conversation must not pass through them.
+    let a_token = relay.agent_with("a@shop.example", "Agent A", Role::Agent, 5, "").await?;
+    let s_token = relay.agent_with("s@shop.example", "Supervisor S", Role::Supervisor, 0, "").await?;
+    let mut a = relay.agent(&a_token, vec![]).await?;
+    let mut customer = relay.customer().await?;
+    let conversation = customer.say_acked(None, "c1", "我的快递到哪了").await?.conversation_id;
+    let answer = super::bot::bot_says(&mut customer).await?;
+    let mut s = relay.agent(&s_token, vec![]).await?;
+    let supervisor_id = agent_id(&s);
+
+    s.send(&ClientFrame::TakeOver(TakeOverConversation { conversation_id: conversation })).await?;
+    let taken = s.expect_assignment_of(conversation).await?;
+    assert_eq!(taken.conversation.assignee.map(|x| x.id), Some(supervisor_id));
+    let history = s.messages_until(&answer).await?;
+    let authors: Vec<AuthorKind> = history.iter().map(|m| m.author.kind).collect();
+    assert_eq!(authors, vec![AuthorKind::Customer, AuthorKind::Bot], "the whole exchange with the bot");
+
+    // The customer writes again: it reaches the supervisor, and the bot keeps quiet (its
+    // answer would reach the customer before the supervisor's reply could).
+    customer.say_acked(None, "c2", "还没收到，能帮我查一下吗").await?;
+    assert_eq!(s.expect_message().await?.body, "还没收到，能帮我查一下吗");
+    s.say_acked(Some(conversation), "s1", "我是主管，我来帮您查。").await?;
+    let next = customer.expect_message().await?;
+    assert_eq!((next.author.kind, next.body.as_str()), (AuthorKind::Agent, "我是主管，我来帮您查。"));
+
+    // One routing decision, straight to the supervisor, and the hand-over in the event
+    // log with who asked for it and from where.
+    let (_, routing) =
+        relay.api(Method::GET, &format!("/api/v1/conversations/{conversation}/routing"), &s_token, None).await?;
+    let decisions = routing["decisions"].as_array().cloned().unwrap_or_default();
+    let assigned: Vec<&Value> = decisions.iter().filter(|d| d["kind"] == "routing.assigned").collect();
+    assert_eq!(assigned.len(), 1, "{routing}");
+    assert_eq!(assigned[0]["explanation"], "Supervisor S took it over from the bot");
+    let handed =
+        logged(&relay, &admin, "conversation.handed_over", |e| e.conversation_id == Some(conversation)).await?;
+    assert_eq!((handed.actor_kind.as_str(), handed.actor_id), ("agent", Some(supervisor_id.0)));
+    assert_eq!(handed.data["reason"], "taken_over");
+    assert_eq!(handed.origin.as_deref(), Some("127.0.0.1"));
+    let (_, messages) =
+        relay.api(Method::GET, &format!("/api/v1/conversations/{conversation}/messages"), &s_token, None).await?;
+    let stored: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["author"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(stored, vec!["customer", "bot", "customer", "agent"]);
+
+    // Agent A, idle with room, heard nothing of it: everything A received up to the
+    // answer to a frame sent now, none of it about this conversation.
+    let mut about_it = Vec::new();
+    a.send(&ClientFrame::Observe(ObserveConversation { conversation_id: conversation, active: true })).await?;
+    let refused = a
+        .expect(|f| match f {
+            ServerFrame::Conversation(c) if c.conversation.id == conversation => {
+                about_it.push(format!("{:?}", c.change));
+                None
+            }
+            ServerFrame::Message(m) if m.conversation_id == conversation => {
+                about_it.push(m.body.clone());
+                None
+            }
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(refused, ErrorCode::Forbidden, "agents may not observe");
+    assert!(about_it.is_empty(), "agent A was told of it: {about_it:?}");
+    relay.stop().await?;
     Ok(())
 }
