@@ -640,6 +640,11 @@ impl Router {
     }
 
     /// Removes a conversation from wherever it is; returns the agent it freed, if held.
+    /// Whether the conversation is held or waiting here.
+    fn knows(&self, conversation: ConversationId) -> bool {
+        self.holdings.contains_key(&conversation) || self.waiting.contains_key(&conversation)
+    }
+
     fn forget(&mut self, conversation: ConversationId) -> Option<AgentId> {
         if let Some(w) = self.waiting.remove(&conversation) {
             let r = w.routable;
@@ -787,7 +792,13 @@ impl Router {
     ) {
         let refuse = |out: &mut Vec<Decision>, why| out.push(Decision::Refused { conversation, why });
         if !self.agents.contains_key(&agent) {
-            return refuse(out, Refusal::UnknownAgent);
+            refuse(out, Refusal::UnknownAgent);
+            // A conversation handed over for this take-over is routed like any other
+            // rather than dropped: it has left the bot either way.
+            if let Some(routable) = arriving.filter(|r| r.conversation == conversation && !self.knows(conversation)) {
+                self.route(routable, None, now, out);
+            }
+            return;
         }
         let (routable, from) = if let Some(holding) = self.holdings.get(&conversation).copied() {
             if holding.agent == agent {

@@ -296,6 +296,11 @@ fn transfers_and_picks() {
             vec!["c12 -> a9 (TakenOver)", "c12 refused (AlreadyHolds)", "c12 -> a1 from a9 (TakenOver)"],
         ),
         (
+            "taken from the bot for someone the router does not know: refused, and routed like any other",
+            vec![agent(1, 5, &[(G1, Level::Junior)]), online(1), from_bot(13, 5)],
+            vec!["c13 refused (UnknownAgent)", "c13 -> a1 (Sticky)"],
+        ),
+        (
             "take over from the queue, even while away; unknown conversations are refused",
             vec![agent(9, 1, &[]), away(9), conv(10, Some(G1), 1), take(10, 9), take(77, 9), take(10, 5)],
             vec![
