@@ -1003,6 +1003,33 @@ pub struct MonitorFrame {
     pub agents: Vec<AgentMonitor>,
     /// The alerts that are on, oldest first.
     pub alerts: Vec<AlertView>,
+    /// Conversations the bot is answering, longest with it first; the relay lists at most
+    /// 100 (`with_bot_total` counts them all).
+    #[serde(default)]
+    pub with_bot: Vec<BotConversationMonitor>,
+    /// How many conversations the bot is answering in all (`with_bot` may list fewer).
+    #[serde(default)]
+    pub with_bot_total: u32,
+}
+
+/// A conversation the bot is answering, in the monitor: a supervisor may observe it or take
+/// it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotConversationMonitor {
+    /// The conversation.
+    pub id: ConversationId,
+    /// The customer's display name.
+    pub contact: String,
+    /// A VIP customer.
+    pub vip: bool,
+    /// The group it would go to if handed over; absent: any agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// What the bot found it to be about, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    /// When it was opened (the bot has had it since).
+    pub since: UnixMillis,
 }
 
 /// One queue in the monitor.

@@ -1428,8 +1428,8 @@ impl App {
         effects.push(Effect::Api(ApiRequest::Groups));
     }
 
-    /// Enter in the pane: an agent opens their conversations; a conversation, or an alert
-    /// about one, is observed.
+    /// Enter in the pane: an agent opens their conversations; a conversation (an agent's or
+    /// the bot's), or an alert about one, is observed.
     fn accept_in_pane(&mut self, effects: &mut Vec<Effect>) {
         match self.supervisor.section {
             Section::Queues => self.set_status("queues list no conversations: tab goes to the agents", false),
@@ -1441,7 +1441,7 @@ impl App {
                 Some(_) => self.supervisor.section = Section::Conversations,
                 None => {}
             },
-            Section::Conversations | Section::Alerts => self.observe_selected(effects),
+            Section::Bot | Section::Conversations | Section::Alerts => self.observe_selected(effects),
         }
     }
 
@@ -4432,6 +4432,9 @@ mod tests {
                  "conversations": []},
             ],
             "alerts": alerts,
+            "with_bot": [{"id": 35, "contact": "周女士", "vip": false, "group": "presales", "intent": "refund",
+                          "since": NOW - 300_000}],
+            "with_bot_total": 1,
         }))
     }
 
@@ -4791,6 +4794,24 @@ mod tests {
         })));
         let status = app.status.clone().unwrap();
         assert!(status.text.contains("take over refused") && status.text.contains("#30"), "{status:?}");
+    }
+
+    #[test]
+    fn a_supervisor_observes_and_takes_over_a_conversation_the_bot_is_answering() {
+        let mut app = supervising();
+        // From the agent's conversations, back past the agents to the bot's.
+        keys(&mut app, "S-tab S-tab");
+        assert_eq!(app.supervisor.section, Section::Bot);
+        assert_eq!(app.supervisor.target_conversation(), Some(ConversationId(35)));
+        assert_eq!(app.customer_of(ConversationId(35)).as_deref(), Some("周女士"));
+        let effects = keys(&mut app, "enter");
+        assert_eq!(frames(&effects), vec![&observe_frame(35, true)], "enter observes it");
+        let effects = keys(&mut app, "c");
+        assert_eq!(
+            frames(&effects),
+            vec![&ClientFrame::TakeOver(TakeOverConversation { conversation_id: ConversationId(35) })]
+        );
+        assert!(app.status.as_ref().unwrap().text.contains("周女士"), "{:?}", app.status);
     }
 
     #[test]

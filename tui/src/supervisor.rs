@@ -1,5 +1,6 @@
-//! The supervisor pane's state: the latest `monitor` frame (queues, agents and the
-//! conversations they hold), the alerts feed, and where the selection is.
+//! The supervisor pane's state: the latest `monitor` frame (queues, conversations with
+//! the bot, agents and the conversations they hold), the alerts feed, and where the
+//! selection is.
 //!
 //! The relay sends a monitor only when something changed, so ages are counted here: from
 //! the relay's own clock in the frame (`at`) plus the time that passed locally since the
@@ -8,7 +9,8 @@
 //! Pure: the app feeds it frames and ticks and reads the selection to act on.
 
 use kefu_proto::frame::{
-    AgentMonitor, AlertChange, AlertFrame, AlertKind, AlertView, GroupMonitor, MonitorFrame, MonitoredConversation,
+    AgentMonitor, AlertChange, AlertFrame, AlertKind, AlertView, BotConversationMonitor, GroupMonitor, MonitorFrame,
+    MonitoredConversation,
 };
 use kefu_proto::{AgentId, ConversationId, UnixMillis};
 
@@ -22,6 +24,8 @@ const FEED_MAX: usize = 50;
 pub enum Section {
     /// One row per queue.
     Queues,
+    /// Conversations the bot is answering (to observe or take over).
+    Bot,
     /// One row per agent.
     #[default]
     Agents,
@@ -33,7 +37,8 @@ pub enum Section {
 
 impl Section {
     /// Every section, top to bottom.
-    pub const ALL: [Section; 4] = [Section::Queues, Section::Agents, Section::Conversations, Section::Alerts];
+    pub const ALL: [Section; 5] =
+        [Section::Queues, Section::Bot, Section::Agents, Section::Conversations, Section::Alerts];
 }
 
 /// How a queue's longest wait stands against the alert limit.
@@ -135,6 +140,9 @@ pub struct SupervisorPane {
     pub section: Section,
     /// The highlighted queue, by row.
     pub queue_selected: usize,
+    /// The highlighted conversation with the bot, by id, so it stays on it when the list
+    /// changes.
+    pub bot_selected: Option<ConversationId>,
     /// The highlighted agent, by id, so it stays on them when the list reorders.
     pub agent_selected: Option<AgentId>,
     /// The highlighted conversation of that agent, by id.
@@ -184,6 +192,12 @@ impl SupervisorPane {
     pub fn since_last_reply(&self, agent: &AgentMonitor, now: UnixMillis) -> Option<i64> {
         let relay_now = self.relay_now(now)?;
         agent.last_reply_at.map(|at| (relay_now - at).max(0))
+    }
+
+    /// How long the bot has had `conversation`, at `now`.
+    pub fn with_bot_for(&self, conversation: &BotConversationMonitor, now: UnixMillis) -> Option<i64> {
+        let relay_now = self.relay_now(now)?;
+        Some((relay_now - conversation.since).max(0))
     }
 
     /// How long the customer of `conversation` has waited for a reply, at `now`.
@@ -311,6 +325,27 @@ impl SupervisorPane {
         self.monitor.as_ref().map_or(&[], |m| m.groups.as_slice())
     }
 
+    /// The conversations with the bot, as the monitor lists them.
+    pub fn with_bot(&self) -> &[BotConversationMonitor] {
+        self.monitor.as_ref().map_or(&[], |m| m.with_bot.as_slice())
+    }
+
+    /// How many conversations the bot is answering in all (the list may be shorter).
+    pub fn with_bot_total(&self) -> usize {
+        self.monitor.as_ref().map_or(0, |m| (m.with_bot_total as usize).max(m.with_bot.len()))
+    }
+
+    /// Where the highlighted conversation is among those with the bot.
+    pub fn bot_index(&self) -> usize {
+        let listed = self.with_bot();
+        self.bot_selected.and_then(|id| listed.iter().position(|c| c.id == id)).unwrap_or(0)
+    }
+
+    /// The highlighted conversation with the bot.
+    pub fn selected_bot_conversation(&self) -> Option<&BotConversationMonitor> {
+        self.with_bot().get(self.bot_index())
+    }
+
     /// The agents, as the monitor lists them.
     pub fn agents(&self) -> &[AgentMonitor] {
         self.monitor.as_ref().map_or(&[], |m| m.agents.as_slice())
@@ -355,6 +390,7 @@ impl SupervisorPane {
     pub fn target_conversation(&self) -> Option<ConversationId> {
         match self.section {
             Section::Conversations => self.selected_conversation().map(|(_, c)| c.id),
+            Section::Bot => self.selected_bot_conversation().map(|c| c.id),
             Section::Alerts => self.selected_alert().and_then(|a| a.alert.conversation_id),
             Section::Queues | Section::Agents => None,
         }
@@ -362,7 +398,9 @@ impl SupervisorPane {
 
     /// The customer's name in a conversation the monitor lists.
     pub fn customer_of(&self, conversation: ConversationId) -> Option<&str> {
-        self.agents().iter().flat_map(|a| &a.conversations).find(|c| c.id == conversation).map(|c| c.contact.as_str())
+        let held = self.agents().iter().flat_map(|a| &a.conversations).find(|c| c.id == conversation);
+        held.map(|c| c.contact.as_str())
+            .or_else(|| self.with_bot().iter().find(|c| c.id == conversation).map(|c| c.contact.as_str()))
     }
 
     /// Moves the highlight within the current table by `delta` (wrapping).
@@ -370,6 +408,10 @@ impl SupervisorPane {
         let step = |current: usize, count: usize| (current as isize + delta).rem_euclid(count.max(1) as isize) as usize;
         match self.section {
             Section::Queues => self.queue_selected = step(self.queue_selected, self.queues().len()),
+            Section::Bot => {
+                let next = step(self.bot_index(), self.with_bot().len());
+                self.bot_selected = self.with_bot().get(next).map(|c| c.id);
+            }
             Section::Agents => {
                 let next = step(self.agent_index(), self.agents().len());
                 self.agent_selected = self.agents().get(next).map(|a| a.agent.id);
@@ -400,6 +442,8 @@ impl SupervisorPane {
     fn keep_selection(&mut self) {
         self.queue_selected = self.queue_selected.min(self.queues().len().saturating_sub(1));
         self.keep_alert_selection();
+        let bot = self.selected_bot_conversation().map(|c| c.id);
+        self.bot_selected = bot;
         let agent = self.selected_agent().map(|a| a.agent.id);
         self.agent_selected = agent;
         let conversation = self.selected_conversation().map(|(_, c)| c.id);
@@ -437,6 +481,11 @@ mod tests {
                  "conversations": []},
             ],
             "alerts": alerts,
+            "with_bot": [
+                {"id": 5, "contact": "周女士", "vip": false, "intent": "refund", "since": AT - 300_000},
+                {"id": 6, "contact": "Mia", "vip": true, "group": "presales", "since": AT - 20_000},
+            ],
+            "with_bot_total": 7,
         }))
         .unwrap()
     }
@@ -515,8 +564,35 @@ mod tests {
         pane.on_monitor(frame, AT);
         assert_eq!(pane.agent_index(), 1);
         assert_eq!(pane.target_conversation(), Some(ConversationId(2)));
-        pane.next_section(-2);
+        pane.next_section(-3);
         assert_eq!(pane.section, Section::Queues);
+        assert_eq!(pane.target_conversation(), None);
+    }
+
+    #[test]
+    fn conversations_with_the_bot_are_a_table_of_their_own() {
+        let mut pane = SupervisorPane::default();
+        pane.open();
+        pane.on_monitor(monitor(vec![]), AT);
+        pane.next_section(-1);
+        assert_eq!(pane.section, Section::Bot);
+        assert_eq!(pane.target_conversation(), Some(ConversationId(5)), "the longest with the bot first");
+        assert_eq!(pane.customer_of(ConversationId(5)), Some("周女士"));
+        assert_eq!(pane.with_bot_for(&pane.with_bot()[0].clone(), AT + 1_000), Some(301_000));
+        assert_eq!(pane.with_bot_total(), 7, "more than the monitor lists");
+        pane.select(1);
+        assert_eq!(pane.target_conversation(), Some(ConversationId(6)));
+        // The first one is handed over: the highlight stays on Mia.
+        let mut frame = monitor(vec![]);
+        frame.with_bot.remove(0);
+        pane.on_monitor(frame, AT);
+        assert_eq!(pane.target_conversation(), Some(ConversationId(6)));
+        // The bot has nobody left: nothing to act on.
+        let mut frame = monitor(vec![]);
+        frame.with_bot.clear();
+        pane.on_monitor(frame, AT);
+        assert_eq!(pane.target_conversation(), None);
+        pane.select(1);
         assert_eq!(pane.target_conversation(), None);
     }
 }

@@ -1928,6 +1928,58 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         active: at(Section::Queues),
     };
 
+    // Conversations the bot is answering, longest first: choosable, to observe or take
+    // over before the customer gives up on it.
+    let b_cols = [8, 12, 11, 7];
+    let b_name = w.saturating_sub(2 + b_cols.iter().sum::<usize>()).max(4);
+    let bot_index = pane_state.bot_index();
+    let bot_rows: Vec<Line<'_>> = pane_state
+        .with_bot()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let vip = if c.vip { " VIP" } else { "" };
+            let name = truncate(&c.contact, b_name.saturating_sub(vip.len()));
+            let pad = " ".repeat(b_name.saturating_sub(width(&name) + vip.len()));
+            let observed = if app.conversation(c.id).is_some_and(|held| held.observed) { "旁听" } else { "" };
+            let since = pane_state.with_bot_for(c, now).map_or_else(|| "—".to_string(), format_wait);
+            Line::from(vec![
+                Span::raw(marker(i == bot_index && marks(app, Section::Bot))),
+                Span::styled(name, theme.customer),
+                Span::styled(vip, theme.alert),
+                Span::raw(pad),
+                Span::styled(cell(&format!("{observed} #{}", c.id), b_cols[0], true), theme.dim),
+                Span::raw(cell(c.intent.as_deref().unwrap_or("—"), b_cols[1], true)),
+                Span::raw(cell(c.group.as_deref().unwrap_or("any"), b_cols[2], true)),
+                Span::raw(cell(&since, b_cols[3], true)),
+            ])
+        })
+        .collect();
+    let total = pane_state.with_bot_total();
+    let listed = pane_state.with_bot().len();
+    let bot_title = if total > listed {
+        format!("机器人 Bot ({listed} of {total})")
+    } else {
+        format!("机器人 Bot ({total})")
+    };
+    let bot = PaneTable {
+        heading: pane_heading(
+            app,
+            cell(&bot_title, 2 + b_name, false),
+            Section::Bot,
+            vec![
+                cell("#id", b_cols[0], true),
+                cell("intent", b_cols[1], true),
+                cell("group", b_cols[2], true),
+                cell("for", b_cols[3], true),
+            ],
+        ),
+        rows: bot_rows,
+        empty: Line::styled("  机器人没有会话 the bot is answering no one", theme.dim),
+        selected: bot_index,
+        active: at(Section::Bot),
+    };
+
     // Agents: presence, load against capacity, time since their last reply.
     let a_cols = [10, 6, 8, 6];
     let a_name = w.saturating_sub(2 + a_cols.iter().sum::<usize>()).max(4);
@@ -2077,18 +2129,19 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
     }
 
     // Each table gets a heading and a row at least; then rows as they need, agents
-    // first; the alerts take what is left.
-    let tables = [queues, agents, conversations, alerts];
+    // first, then queues, the bot's conversations, the agent's; the alerts take what is
+    // left.
+    let tables = [queues, bot, agents, conversations, alerts];
     let body = inner.height.saturating_sub(hint_rows) as usize;
     let wanted: Vec<usize> = tables.iter().map(|t| 1 + t.rows.len().max(1)).collect();
-    let mut heights = [2usize; 4];
-    let mut left = body.saturating_sub(8);
-    for i in [1, 0, 2, 3] {
+    let mut heights = [2usize; 5];
+    let mut left = body.saturating_sub(2 * heights.len());
+    for i in [2, 0, 1, 3, 4] {
         let more = wanted[i].saturating_sub(heights[i]).min(left);
         heights[i] += more;
         left -= more;
     }
-    heights[3] += left;
+    heights[4] += left;
     let mut y = inner.y;
     let bottom = inner.bottom().saturating_sub(hint_rows);
     for (table, height) in tables.into_iter().zip(heights) {

@@ -585,6 +585,11 @@ fn monitor() -> serde_json::Value {
             {"id": "long_wait:31", "kind": "long_wait", "message": "a customer has waited 3m in presales",
              "since": NOW - 30_000, "conversation_id": 31, "group": "presales"},
         ],
+        "with_bot": [
+            {"id": 51, "contact": "刘女士", "vip": false, "group": "aftersales", "intent": "refund", "since": NOW - 95_000},
+            {"id": 52, "contact": "Mia Wong", "vip": true, "since": NOW - 20_000},
+        ],
+        "with_bot_total": 2,
     })
 }
 
@@ -631,6 +636,19 @@ fn find(terminal: &Terminal<TestBackend>, text: &str) -> (u16, u16) {
     panic!("{text:?} is not on the screen");
 }
 
+/// Row `y` of the screen as text.
+fn row_text(terminal: &Terminal<TestBackend>, y: u16) -> String {
+    let buffer = terminal.backend().buffer();
+    let mut row = String::new();
+    let mut x = 0;
+    while x < buffer.area.width {
+        let symbol = buffer[(x, y)].symbol();
+        row.push_str(symbol);
+        x += (unicode_width::UnicodeWidthStr::width(symbol) as u16).max(1);
+    }
+    row
+}
+
 /// The colour `text` is drawn in (its first cell).
 fn colour_of(terminal: &Terminal<TestBackend>, text: &str) -> Color {
     let (x, y) = find(terminal, text);
@@ -658,6 +676,15 @@ fn supervisor_pane_with_queues_in_each_band_agents_and_alerts() {
     assert!(terminal.backend().buffer()[(x, lina)].modifier.contains(Modifier::REVERSED), "highlighted");
     find(&terminal, "会话 李娜");
     find(&terminal, "赵先生 VIP");
+    // The bot's conversations, the longest with it first: what it is about, where it would
+    // go, for how long.
+    let (_, liu) = find(&terminal, "刘女士");
+    let (_, mia) = find(&terminal, "Mia Wong VIP");
+    assert!(liu < mia);
+    let liu_row = row_text(&terminal, liu);
+    let columns: Vec<&str> = liu_row.split('│').find(|c| c.contains("刘女士")).unwrap().split_whitespace().collect();
+    assert_eq!(columns, ["刘女士", "#51", "refund", "aftersales", "1m"], "{liu_row}");
+    find(&terminal, "机器人 Bot (2)");
     // Alerts newest first, the resolved one marked; the status bar counts those on.
     let (_, newest) = find(&terminal, "坐席未回复 agent not replying");
     let (_, older) = find(&terminal, "排队过久 long wait");

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use kefu_proto::frame::{
-    AgentMonitor, AlertChange, AlertFrame, AlertView, ConversationChange, ConversationState, GroupMonitor,
-    MonitorFrame, MonitoredConversation, Presence, PresenceFrame, Role, ServerFrame,
+    AgentMonitor, AlertChange, AlertFrame, AlertView, BotConversationMonitor, ConversationChange, ConversationState,
+    GroupMonitor, MonitorFrame, MonitoredConversation, Presence, PresenceFrame, Role, ServerFrame,
 };
 use kefu_proto::{AgentId, ConversationId, ErrorCode, ProtocolError, UnixMillis, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +22,23 @@ use crate::journal::{EventRecord, JournalOp};
 use crate::permissions::{self, Permission};
 use crate::routing::{Availability, Event, GroupId, Routable};
 use crate::telemetry::{HubGauges, Telemetry};
+
+/// Most conversations the monitor lists as with the bot (the longest with it); the frame
+/// counts the rest. A busy shop has the bot answering thousands at once, and the monitor
+/// goes out whole on every change.
+const MONITOR_BOT_CONVERSATIONS: usize = 100;
+
+/// Whether two monitors say the same, whatever their time. (Every field is named, so a new
+/// one cannot be forgotten here.)
+fn same_monitor(a: &MonitorFrame, b: &MonitorFrame) -> bool {
+    let MonitorFrame { at: _, wait_alert_ms, groups, agents, alerts, with_bot, with_bot_total } = a;
+    *wait_alert_ms == b.wait_alert_ms
+        && *groups == b.groups
+        && *agents == b.agents
+        && *alerts == b.alerts
+        && *with_bot == b.with_bot
+        && *with_bot_total == b.with_bot_total
+}
 
 /// An alert on its way to the webhook.
 #[derive(Debug, Clone)]
@@ -240,9 +257,7 @@ impl Hub {
             return;
         }
         let frame = self.monitor_frame();
-        let unchanged = self.supervision.last_sent.as_ref().is_some_and(|last| {
-            last.groups == frame.groups && last.agents == frame.agents && last.alerts == frame.alerts
-        });
+        let unchanged = self.supervision.last_sent.as_ref().is_some_and(|last| same_monitor(last, &frame));
         if unchanged {
             return;
         }
@@ -396,12 +411,30 @@ impl Hub {
         agents.sort_by(|a, b| {
             (rank(a.presence), &a.agent.name, a.agent.id).cmp(&(rank(b.presence), &b.agent.name, b.agent.id))
         });
+        let mut with_bot: Vec<BotConversationMonitor> = self
+            .conversations
+            .iter()
+            .filter(|(_, conv)| conv.announced.state == ConversationState::Bot)
+            .map(|(id, conv)| BotConversationMonitor {
+                id: *id,
+                contact: conv.contact.name.clone().unwrap_or_else(|| format!("customer {}", conv.contact.id)),
+                vip: conv.contact.vip,
+                group: self.group_slug(conv.route.group),
+                intent: conv.intent.clone(),
+                since: conv.announced.created_at,
+            })
+            .collect();
+        let with_bot_total = with_bot.len() as u32;
+        with_bot.sort_by_key(|c| (c.since, c.id));
+        with_bot.truncate(MONITOR_BOT_CONVERSATIONS);
         MonitorFrame {
             at: self.now(),
             wait_alert_ms: self.supervision.rules.wait_ms,
             groups,
             agents,
             alerts: self.supervision.alerts.active(),
+            with_bot,
+            with_bot_total,
         }
     }
 

@@ -404,8 +404,21 @@ async fn a_supervisor_takes_a_conversation_from_the_bot_and_no_agent_is_offered_
     let mut s = relay.agent(&s_token, vec![]).await?;
     let supervisor_id = agent_id(&s);
 
+    // The monitor lists it as with the bot: that is where the supervisor finds it.
+    s.send(&ClientFrame::Supervise(Supervise { active: true })).await?;
+    let before = monitor_until(&mut s, |m| m.with_bot.iter().any(|c| c.id == conversation)).await?;
+    let listed = before.with_bot.iter().find(|c| c.id == conversation).unwrap();
+    assert_eq!(before.with_bot_total, 1);
+    assert!(!listed.vip && listed.since <= before.at, "{listed:?}");
+    assert!(before.agents.iter().all(|a| a.conversations.is_empty()), "nobody holds it");
+
     s.send(&ClientFrame::TakeOver(TakeOverConversation { conversation_id: conversation })).await?;
     let taken = s.expect_assignment_of(conversation).await?;
+    let after = monitor_until(&mut s, |m| {
+        m.agents.iter().any(|a| a.agent.id == supervisor_id && a.conversations.iter().any(|c| c.id == conversation))
+    })
+    .await?;
+    assert!(after.with_bot.is_empty() && after.with_bot_total == 0, "{:?}", after.with_bot);
     assert_eq!(taken.conversation.assignee.map(|x| x.id), Some(supervisor_id));
     let history = s.messages_until(&answer).await?;
     let authors: Vec<AuthorKind> = history.iter().map(|m| m.author.kind).collect();

@@ -573,3 +573,37 @@ async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_tak
     relay.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_takes_a_conversation_from_the_bot_in_the_pane() -> Result<()> {
+    let kefu = kefu_binary().await?;
+    let (relay, _admin) = super::bot::relay_with_kb().await?;
+    relay.agent_with("li@shop.example", "李主管", Role::Supervisor, 0, "").await?;
+    let mut customer = relay.customer().await?;
+    let conversation = customer.say_acked(None, "c1", "我的快递到哪了").await?.conversation_id;
+    super::bot::bot_says(&mut customer).await?;
+
+    let home = Home::new()?;
+    let env = home.env();
+    kefu_login(&kefu, &home, &relay, "li@shop.example").await?;
+    let tmux = Tmux::start(&kefu, &env).await?;
+    tmux.wait_for("已连接 connected").await?;
+
+    // The pane lists the conversation as the bot's; shift-tab goes up from the agents to
+    // it, and `c` takes it over.
+    tmux.keys(&["M"]).await?;
+    tmux.wait_for("机器人 Bot (1)").await?;
+    tmux.wait_for(&format!("#{conversation}")).await?;
+    tmux.wait_for("MONITOR").await?;
+    tmux.keys(&["BTab"]).await?;
+    tmux.keys(&["c"]).await?;
+    customer.expect_assigned().await?;
+    // It opens as the supervisor's own, with the bot's answer in its history; the pane's
+    // bot table empties.
+    tmux.wait_for("机器人 Bot (0)").await?;
+    tmux.wait_for("订单状态与物流查询").await?;
+    customer.say_acked(None, "c2", "还没收到").await?;
+    tmux.wait_for("还没收到").await?;
+    relay.stop().await?;
+    Ok(())
+}
