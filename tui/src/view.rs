@@ -1851,6 +1851,28 @@ fn marks(app: &App, table: Section) -> bool {
     here == table || (table == Section::Agents && here == Section::Conversations)
 }
 
+/// A conversation's customer in a pane table: the name (with VIP) in `name_columns`, then
+/// its id in `id_columns`, marked 旁听 when I observe it.
+fn customer_cells(
+    app: &App,
+    contact: &str,
+    vip: bool,
+    id: kefu_proto::ConversationId,
+    name_columns: usize,
+    id_columns: usize,
+) -> [Span<'static>; 4] {
+    let vip = if vip { " VIP" } else { "" };
+    let name = truncate(contact, name_columns.saturating_sub(vip.len()));
+    let pad = " ".repeat(name_columns.saturating_sub(width(&name) + vip.len()));
+    let observed = if app.conversation(id).is_some_and(|held| held.observed) { "旁听" } else { "" };
+    [
+        Span::styled(name, app.theme.customer),
+        Span::styled(vip, app.theme.alert),
+        Span::raw(pad),
+        Span::styled(cell(&format!("{observed} #{id}"), id_columns, true), app.theme.dim),
+    ]
+}
+
 fn sla_style(app: &App, band: SlaBand) -> Style {
     match band {
         SlaBand::Calm => app.theme.ok,
@@ -1938,21 +1960,15 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let vip = if c.vip { " VIP" } else { "" };
-            let name = truncate(&c.contact, b_name.saturating_sub(vip.len()));
-            let pad = " ".repeat(b_name.saturating_sub(width(&name) + vip.len()));
-            let observed = if app.conversation(c.id).is_some_and(|held| held.observed) { "旁听" } else { "" };
             let since = pane_state.with_bot_for(c, now).map_or_else(|| "—".to_string(), format_wait);
-            Line::from(vec![
-                Span::raw(marker(i == bot_index && marks(app, Section::Bot))),
-                Span::styled(name, theme.customer),
-                Span::styled(vip, theme.alert),
-                Span::raw(pad),
-                Span::styled(cell(&format!("{observed} #{}", c.id), b_cols[0], true), theme.dim),
+            let mut spans = vec![Span::raw(marker(i == bot_index && marks(app, Section::Bot)))];
+            spans.extend(customer_cells(app, &c.contact, c.vip, c.id, b_name, b_cols[0]));
+            spans.extend([
                 Span::raw(cell(c.intent.as_deref().unwrap_or("—"), b_cols[1], true)),
                 Span::raw(cell(c.group.as_deref().unwrap_or("any"), b_cols[2], true)),
                 Span::raw(cell(&since, b_cols[3], true)),
-            ])
+            ]);
+            Line::from(spans)
         })
         .collect();
     let total = pane_state.with_bot_total();
@@ -2038,9 +2054,6 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let vip = if c.vip { " VIP" } else { "" };
-            let name = truncate(&c.contact, c_name.saturating_sub(vip.len()));
-            let pad = " ".repeat(c_name.saturating_sub(width(&name) + vip.len()));
             let waiting = pane_state.awaiting_reply(c, now);
             let (waited, style) = match (waiting, pane_state.monitor.as_ref()) {
                 (Some(ms), Some(monitor)) => {
@@ -2048,15 +2061,10 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
                 }
                 _ => ("—".to_string(), theme.dim),
             };
-            let observed = if app.conversation(c.id).is_some_and(|held| held.observed) { "旁听" } else { "" };
-            Line::from(vec![
-                Span::raw(marker(i == conversation_index && marks(app, Section::Conversations))),
-                Span::styled(name, theme.customer),
-                Span::styled(vip, theme.alert),
-                Span::raw(pad),
-                Span::styled(cell(&format!("{observed} #{}", c.id), c_cols[0], true), theme.dim),
-                Span::styled(cell(&waited, c_cols[1], true), style),
-            ])
+            let mut spans = vec![Span::raw(marker(i == conversation_index && marks(app, Section::Conversations)))];
+            spans.extend(customer_cells(app, &c.contact, c.vip, c.id, c_name, c_cols[0]));
+            spans.push(Span::styled(cell(&waited, c_cols[1], true), style));
+            Line::from(spans)
         })
         .collect();
     let whose = selected_agent.map_or_else(|| "会话 Conversations".to_string(), |a| format!("会话 {}", a.agent.name));

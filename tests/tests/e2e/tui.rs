@@ -191,6 +191,16 @@ pub(crate) async fn run_kefu(kefu: &Path, home: &Home, args: &[&str]) -> Result<
 }
 
 /// `kefu login` as `email` with [`PASSWORD`] from standard input, into `home`.
+/// The workstation in tmux, signed in to `relay` as `email` in a home of its own, once it
+/// says it is connected. The home goes with the session (keep it alive as long).
+async fn signed_in_workstation(kefu: &Path, relay: &TestRelay, email: &str) -> Result<(Home, Tmux)> {
+    let home = Home::new()?;
+    kefu_login(kefu, &home, relay, email).await?;
+    let tmux = Tmux::start(kefu, &home.env()).await?;
+    tmux.wait_for("已连接 connected").await?;
+    Ok((home, tmux))
+}
+
 async fn kefu_login(kefu: &Path, home: &Home, relay: &TestRelay, email: &str) -> Result<()> {
     let relay_url = relay.url("");
     let output = run_kefu(kefu, home, &["login", "--relay", &relay_url, "--email", email, "--password-stdin"]).await?;
@@ -329,11 +339,7 @@ async fn an_agent_answers_from_the_knowledge_base_and_works_a_ticket() -> Result
     }
     let token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
 
-    let home = Home::new()?;
-    let env = home.env();
-    kefu_login(&kefu, &home, &relay, "wang@shop.example").await?;
-    let tmux = Tmux::start(&kefu, &env).await?;
-    tmux.wait_for("已连接 connected").await?;
+    let (_home, tmux) = signed_in_workstation(&kefu, &relay, "wang@shop.example").await?;
     tmux.wait_for("工单 tickets 0").await?;
 
     // The bot answers first; asked for a person, it hands over with the intent it found.
@@ -429,11 +435,7 @@ async fn a_supervisor_writes_an_article_from_the_workstation_and_agents_find_it(
     relay.agent_with("chen@shop.example", "陈主管", Role::Supervisor, 5, "").await?;
     let agent_token = relay.agent_with("wang@shop.example", "小王", Role::Agent, 5, "").await?;
 
-    let home = Home::new()?;
-    let env = home.env();
-    kefu_login(&kefu, &home, &relay, "chen@shop.example").await?;
-    let tmux = Tmux::start(&kefu, &env).await?;
-    tmux.wait_for("已连接 connected").await?;
+    let (_home, tmux) = signed_in_workstation(&kefu, &relay, "chen@shop.example").await?;
 
     // The knowledge base offers writing to a supervisor; alt-c opens the editor.
     tmux.keys(&["s"]).await?;
@@ -513,11 +515,7 @@ async fn a_supervisor_watches_the_queues_gets_an_alert_observes_whispers_and_tak
     let mut waiting = relay.customer_in("after_sales").await?;
     waiting.say_acked(None, "b1", "有人吗？").await?;
 
-    let home = Home::new()?;
-    let env = home.env();
-    kefu_login(&kefu, &home, &relay, "li@shop.example").await?;
-    let tmux = Tmux::start(&kefu, &env).await?;
-    tmux.wait_for("已连接 connected").await?;
+    let (_home, tmux) = signed_in_workstation(&kefu, &relay, "li@shop.example").await?;
 
     // The pane: the queue with its waiting customer, the agent at capacity, the alert.
     tmux.keys(&["M"]).await?;
@@ -583,11 +581,7 @@ async fn a_supervisor_takes_a_conversation_from_the_bot_in_the_pane() -> Result<
     let conversation = customer.say_acked(None, "c1", "我的快递到哪了").await?.conversation_id;
     super::bot::bot_says(&mut customer).await?;
 
-    let home = Home::new()?;
-    let env = home.env();
-    kefu_login(&kefu, &home, &relay, "li@shop.example").await?;
-    let tmux = Tmux::start(&kefu, &env).await?;
-    tmux.wait_for("已连接 connected").await?;
+    let (_home, tmux) = signed_in_workstation(&kefu, &relay, "li@shop.example").await?;
 
     // The pane lists the conversation as the bot's; shift-tab goes up from the agents to
     // it, and `c` takes it over.
