@@ -1,6 +1,8 @@
 //! The `kefu-relay` binary itself: administrative commands, the default data dir, and a
 //! clean exit on SIGTERM that keeps everything acknowledged.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -154,17 +156,7 @@ async fn serve_uses_the_platform_data_dir_and_exits_cleanly_on_sigterm() {
 
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    // The client is told the relay is going away.
-    let closing = loop {
-        match ws.next().await {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            _ => break None,
-        }
-    };
-    assert_eq!(closing, Some(1001));
-    let status = child.wait().await.unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    common::closes_going_away_and_exits_cleanly(&mut ws, &mut child).await;
 
     // Everything acknowledged is in the database.
     let expected: Vec<String> = (0..20).map(|i| format!("消息 {i}")).collect();

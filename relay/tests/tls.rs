@@ -6,6 +6,8 @@
 //! The relay's log (standard error) is read line by line: it says when it serves and when a
 //! reload was done or refused, so the test waits on what happened, never on time.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -272,16 +274,7 @@ async fn the_relay_serves_https_and_wss_and_reloads_its_certificate_on_sighup() 
 
     // SIGTERM: connections are told the relay is going away, and it exits cleanly.
     signal(pid, "TERM");
-    let closing = loop {
-        match open.next().await {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            _ => break None,
-        }
-    };
-    assert_eq!(closing, Some(1001));
-    let status = child.wait().await.unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    common::closes_going_away_and_exits_cleanly(&mut open, &mut child).await;
 }
 
 /// The fingerprint the relay logs for a certificate.
