@@ -150,6 +150,9 @@ pub enum JournalOp {
         route: RouteFields,
         /// The hub's number for this request, echoed back.
         request: u64,
+        /// The customer's message it is opened for, stored in the same transaction (its
+        /// `conversation` is the new one's, whatever it says here).
+        first: Option<NewMessage>,
     },
     /// Store a message; reported as appended, duplicate or rejected.
     Append(NewMessage),
@@ -241,6 +244,8 @@ pub enum Committed {
         channel: ChannelKind,
         /// Its lifecycle.
         lifecycle: Lifecycle,
+        /// What became of the message it was opened for, if one came with it.
+        first: Option<Box<Committed>>,
     },
     /// A conversation could not be opened.
     OpenFailed {
@@ -312,7 +317,8 @@ pub struct JournalHandle {
     /// growing memory.
     ops: mpsc::Sender<JournalOp>,
     /// Operations from hubs, which must never wait on the journal (a hub does no I/O and
-    /// never blocks); their volume is bounded by routing decisions.
+    /// never blocks); their volume is bounded by routing decisions and by conversations
+    /// opened (each with at most the one message it was opened for).
     hub_ops: mpsc::UnboundedSender<JournalOp>,
     /// Asks the journal to commit what it holds and stop.
     stop: mpsc::Sender<oneshot::Sender<()>>,
@@ -593,7 +599,16 @@ impl Journal {
                 JournalOp::CreateContact(contact, _) => {
                     Outcome::Contact(insert_contact(&self.conn, &self.keyring, contact, now)?)
                 }
-                JournalOp::OpenConversation { workspace, contact, channel, channel_id, lifecycle, route, request } => {
+                JournalOp::OpenConversation {
+                    workspace,
+                    contact,
+                    channel,
+                    channel_id,
+                    lifecycle,
+                    route,
+                    request,
+                    first,
+                } => {
                     let opening = Opening {
                         workspace: *workspace,
                         contact: *contact,
@@ -610,12 +625,20 @@ impl Journal {
                         answered: false,
                     };
                     self.cursors.insert(id, cursor);
+                    let first = match first {
+                        Some(message) => {
+                            let message = NewMessage { conversation: id, ..message.clone() };
+                            Some(Box::new(self.append(&message, now, &mut answered)?))
+                        }
+                        None => None,
+                    };
                     Outcome::Hub(Committed::Opened {
                         request: *request,
                         conversation: id,
                         contact: *contact,
                         channel: *channel,
                         lifecycle: lifecycle.clone(),
+                        first,
                     })
                 }
                 JournalOp::Append(message) => Outcome::Hub(self.append(message, now, &mut answered)?),
@@ -1109,10 +1132,43 @@ mod tests {
             lifecycle: Lifecycle::open(1, false),
             route: RouteFields { group: None, priority: 202 },
             request,
+            first: None,
         };
         let outcomes = journal.write(&[open]).unwrap();
         let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
         (*conversation, lifecycle.clone())
+    }
+
+    /// A conversation opened for a customer's message holds it from its first commit: the
+    /// message is `seq` 1 of the new conversation whatever id it was sent with, and the
+    /// opening reports it; a repeat of it later is a duplicate of that one.
+    #[tokio::test]
+    async fn a_conversation_opened_for_a_message_is_stored_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let mut journal = journal(&store);
+        let JournalOp::Append(first) = message(workspace, ConversationId(0), "hello-1") else { unreachable!() };
+        let open = JournalOp::OpenConversation {
+            workspace,
+            contact,
+            channel: ChannelKind::Web,
+            channel_id: None,
+            lifecycle: Lifecycle::open(1, false),
+            route: RouteFields { group: None, priority: 202 },
+            request: 7,
+            first: Some(first),
+        };
+        let outcomes = journal.write(&[open]).unwrap();
+        let Outcome::Hub(Committed::Opened { request: 7, conversation, first: Some(first), .. }) = &outcomes[0] else {
+            panic!("opened with its message")
+        };
+        let Committed::Appended(appended) = first.as_ref() else { panic!("the message was stored: {first:?}") };
+        assert_eq!((appended.message.conversation, appended.seq), (*conversation, 1));
+        assert_eq!(stored(&store).await, vec![(conversation.0, 1, "hello-1".to_string())]);
+        let outcomes = journal.write(&[message(workspace, *conversation, "hello-1")]).unwrap();
+        assert!(
+            matches!(&outcomes[0], Outcome::Hub(Committed::Duplicate { seq: 1, conversation: c, .. }) if c == conversation)
+        );
     }
 
     /// The stored `(conversation, seq, client_msg_id)` rows, in order.

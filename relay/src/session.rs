@@ -20,8 +20,8 @@ use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kefu_proto::frame::{AttachmentRef, AuthorKind, ClientFrame, ContactView};
 use kefu_proto::frame::{
-    ChannelKind, ConnectionLimits, ConversationChange, ConversationView, Hello, HelloAuth, Presence, ServerFrame,
-    Session, Welcome, close_code,
+    ChannelKind, ConnectionLimits, ConversationChange, Hello, HelloAuth, Presence, ServerFrame, Session, Welcome,
+    close_code,
 };
 use kefu_proto::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES, decode_client_frame};
 use kefu_proto::{ConversationId, ErrorCode, PROTOCOL_VERSION, ProtocolError, Seq, WorkspaceId};
@@ -671,17 +671,12 @@ impl Connection {
                 if let Identity::Customer { .. } = self.identity {
                     self.relay.customer_limits.message(self.workspace).map_err(|e| (e, id.clone()))?;
                 }
-                let conversation = match send.conversation_id {
-                    // A supervisor whispers: a note in a conversation they follow.
-                    Some(c) if send.internal && self.observing.contains(&c) => c,
-                    named => self.target(named, true).await.map_err(|e| (e, id.clone()))?,
-                };
                 let (author, author_id) = self.author();
-                let attachments =
-                    self.attachments(conversation, &send.attachments).await.map_err(|e| (e, id.clone()))?;
                 let message = NewMessage {
                     workspace: self.workspace,
-                    conversation,
+                    // Set once the conversation is known (below, or by the journal when
+                    // the message opens it).
+                    conversation: ConversationId(0),
                     origin: Some(self.conn),
                     author,
                     author_id: Some(author_id),
@@ -689,9 +684,24 @@ impl Connection {
                     body: send.body,
                     format: send.format,
                     internal: send.internal,
-                    attachments,
+                    attachments: Vec::new(),
                     via: None,
                 };
+                // A message with files needs its conversation first (the files are checked
+                // against it), so only a plain one can be stored with the opening.
+                let (conversation, first) = match send.conversation_id {
+                    // A supervisor whispers: a note in a conversation they follow.
+                    Some(c) if send.internal && self.observing.contains(&c) => (c, Some(message)),
+                    named if send.attachments.is_empty() => {
+                        self.target_with(named, true, Some(message)).await.map_err(|e| (e, id.clone()))?
+                    }
+                    named => (self.target(named, true).await.map_err(|e| (e, id.clone()))?, Some(message)),
+                };
+                // Stored with the conversation it opened: acknowledged from there.
+                let Some(message) = first else { return Ok(None) };
+                let attachments =
+                    self.attachments(conversation, &send.attachments).await.map_err(|e| (e, id.clone()))?;
+                let message = NewMessage { conversation, attachments, ..message };
                 self.relay
                     .journal
                     .submit(JournalOp::Append(message))
@@ -917,12 +927,24 @@ impl Connection {
         named: Option<ConversationId>,
         open_if_missing: bool,
     ) -> Result<ConversationId, ProtocolError> {
+        self.target_with(named, open_if_missing, None).await.map(|(conversation, _)| conversation)
+    }
+
+    /// [`Session::target`] for a message, `first`: when the message opens the customer's
+    /// conversation it is stored in the same transaction and does not come back; otherwise
+    /// it comes back, to be stored as usual.
+    async fn target_with(
+        &mut self,
+        named: Option<ConversationId>,
+        open_if_missing: bool,
+        first: Option<NewMessage>,
+    ) -> Result<(ConversationId, Option<NewMessage>), ProtocolError> {
         match &self.identity {
             Identity::Agent(_) => {
                 let conversation =
                     named.ok_or_else(|| ProtocolError::bad_request("conversation_id is required for agents"))?;
                 if self.held.contains(&conversation) {
-                    Ok(conversation)
+                    Ok((conversation, first))
                 } else {
                     Err(ProtocolError::new(
                         ErrorCode::NotFound,
@@ -938,7 +960,7 @@ impl Connection {
                             format!("conversation {named} is not your open conversation"),
                         ));
                     }
-                    (_, Some(open)) => return Ok(open),
+                    (_, Some(open)) => return Ok((open, first)),
                     (_, None) => {}
                 }
                 if !open_if_missing {
@@ -948,13 +970,14 @@ impl Connection {
                     ));
                 }
                 let (reply_tx, reply) = oneshot::channel();
-                let command = HubCommand::Open { contact: contact.clone(), entry: entry.clone(), reply: reply_tx };
+                let command =
+                    HubCommand::Open { contact: contact.clone(), entry: entry.clone(), first, reply: reply_tx };
                 let shutting = || ProtocolError::new(ErrorCode::Internal, "the relay is shutting down");
                 self.hub.send(command).await.map_err(|_| shutting())?;
-                let view: ConversationView = reply.await.map_err(|_| shutting())??;
-                self.open = Some(view.id);
-                self.delivered.entry(view.id).or_insert(0);
-                Ok(view.id)
+                let opened = reply.await.map_err(|_| shutting())??;
+                self.open = Some(opened.view.id);
+                self.delivered.entry(opened.view.id).or_insert(0);
+                Ok((opened.view.id, opened.first))
             }
         }
     }

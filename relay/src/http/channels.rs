@@ -401,10 +401,10 @@ async fn receive(
     };
     for _ in 0..3 {
         let (reply_tx, reply) = oneshot::channel();
-        hub.send(HubCommand::Open { contact: contact.clone(), entry: entry.clone(), reply: reply_tx })
+        hub.send(HubCommand::Open { contact: contact.clone(), entry: entry.clone(), first: None, reply: reply_tx })
             .await
             .map_err(|_| shutting())?;
-        let conversation = reply.await.map_err(|_| shutting())?.map_err(Error::Refused)?;
+        let conversation = reply.await.map_err(|_| shutting())?.map_err(Error::Refused)?.view;
         let message = NewMessage {
             workspace,
             conversation: conversation.id,

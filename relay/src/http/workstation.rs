@@ -261,8 +261,9 @@ pub async fn upload_as_customer(
         .ok_or_else(|| Error::refused(ErrorCode::Unauthorized, "invalid customer token"))?;
     let hub = relay.hubs.get(workspace).ok_or_else(|| Error::Internal("workspace hub not running".into()))?;
     let (reply_tx, reply) = oneshot::channel();
-    hub.send(HubCommand::Open { contact: view, entry: crate::hub::Entry::widget(None), reply: reply_tx }).await?;
-    let conversation = reply.await.map_err(|_| Error::Internal("hub stopped".into()))??.id;
+    let entry = crate::hub::Entry::widget(None);
+    hub.send(HubCommand::Open { contact: view, entry, first: None, reply: reply_tx }).await?;
+    let conversation = reply.await.map_err(|_| Error::Internal("hub stopped".into()))??.view.id;
     save(&relay, workspace, conversation, (AuthorKind::Customer, contact.0), query.name, &body).await
 }
 

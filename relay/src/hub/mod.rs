@@ -47,7 +47,7 @@ use crate::bot;
 use crate::clock::Clock;
 use crate::config::RoutingConfig;
 use crate::conversation::{Lifecycle, Transition};
-use crate::journal::{Committed, EventRecord, JournalHandle, JournalOp, RouteFields, StoredMessage};
+use crate::journal::{Committed, EventRecord, JournalHandle, JournalOp, NewMessage, RouteFields, StoredMessage};
 use crate::knowledge::Knowledge;
 use crate::routing::{
     self, Availability, Decision, Event, GroupId, GroupRules, Level, PRIORITY_RETURNED, Priority, Routable, Router,
@@ -122,6 +122,20 @@ pub struct Registered {
     pub presence: Presence,
 }
 
+/// The answer to [`HubCommand::Open`].
+#[derive(Debug)]
+pub struct Opened {
+    /// The conversation, opened now or open already.
+    pub view: ConversationView,
+    /// The message the command carried, when it was not stored with the opening (the
+    /// conversation was open already, or another request was opening it): the caller
+    /// stores it as any other.
+    pub first: Option<NewMessage>,
+}
+
+/// Where the answer to [`HubCommand::Open`] goes.
+pub type OpenReply = oneshot::Sender<Result<Opened, ProtocolError>>;
+
 /// How a new conversation comes in: its channel and where the customer or the channel
 /// wants it routed.
 #[derive(Debug, Clone)]
@@ -177,8 +191,12 @@ pub enum HubCommand {
         contact: ContactView,
         /// Through which channel, to which group.
         entry: Entry,
+        /// The message that needs it: stored in the same transaction as a conversation
+        /// opened for it, so the conversation is routed (and can be closed) only once it
+        /// holds that message. Handed back in the answer when it was not stored.
+        first: Option<NewMessage>,
         /// The answer.
-        reply: oneshot::Sender<Result<ConversationView, ProtocolError>>,
+        reply: OpenReply,
     },
     /// Typing started or stopped.
     Typing {
@@ -497,7 +515,9 @@ struct PendingOpen {
     route: RouteFields,
     /// Its channel's own queue priority, if it has one.
     channel_priority: Option<u16>,
-    waiters: Vec<oneshot::Sender<Result<ConversationView, ProtocolError>>>,
+    /// Who waits for it, each with the message to hand back (`None` for the request that
+    /// carried its message into the opening).
+    waiters: Vec<(OpenReply, Option<NewMessage>)>,
 }
 
 /// A running average of handle times, for estimated waits.
@@ -822,7 +842,7 @@ impl Hub {
                     self.send(conn, Outbound::Close { code: close_code::SUPERSEDED, reason: "logged out".into() });
                 }
             }
-            HubCommand::Open { contact, entry, reply } => self.open(contact, entry, reply),
+            HubCommand::Open { contact, entry, first, reply } => self.open(contact, entry, first, reply),
             HubCommand::Typing { conn, conversation, active } => self.typing(conn, conversation, active),
             HubCommand::Presence { conn, status } => self.set_presence(conn, status),
             HubCommand::Settle { conn, conversation, transition, resolution } => {
@@ -990,18 +1010,19 @@ impl Hub {
         &mut self,
         mut contact: ContactView,
         entry: Entry,
-        reply: oneshot::Sender<Result<ConversationView, ProtocolError>>,
+        first: Option<NewMessage>,
+        reply: OpenReply,
     ) {
         let Entry { channel, channel_id, group, priority } = entry;
         if let Some(vip) = self.vip_marks.get(&contact.id) {
             contact.vip = *vip;
         }
         if let Some(view) = self.contact_open.get(&contact.id).and_then(|c| self.view(*c)) {
-            let _ = reply.send(Ok(view));
+            let _ = reply.send(Ok(Opened { view, first }));
             return;
         }
         if let Some(request) = self.pending_by_contact.get(&contact.id) {
-            self.pending_opens.get_mut(request).expect("pending open").waiters.push(reply);
+            self.pending_opens.get_mut(request).expect("pending open").waiters.push((reply, first));
             return;
         }
         let group = group.and_then(|slug| self.group_by_slug(&slug)).or(self.default_group);
@@ -1017,9 +1038,10 @@ impl Hub {
             lifecycle: Lifecycle::open(self.now(), self.bot_answers()),
             route,
             request,
+            first,
         });
         self.pending_opens
-            .insert(request, PendingOpen { contact, route, channel_priority: priority, waiters: vec![reply] });
+            .insert(request, PendingOpen { contact, route, channel_priority: priority, waiters: vec![(reply, None)] });
     }
 
     fn typing(&mut self, conn: ConnId, conversation: ConversationId, active: bool) {
@@ -1675,7 +1697,7 @@ impl Hub {
 
     fn on_committed(&mut self, committed: Committed) {
         match committed {
-            Committed::Opened { request, conversation, contact, channel, lifecycle } => {
+            Committed::Opened { request, conversation, contact, channel, lifecycle, first } => {
                 let Some(pending) = self.pending_opens.remove(&request) else { return };
                 self.pending_by_contact.remove(&contact);
                 self.contact_open.insert(contact, conversation);
@@ -1698,13 +1720,18 @@ impl Hub {
                     },
                 );
                 let view = self.view(conversation).expect("just inserted");
-                for waiter in pending.waiters {
-                    let _ = waiter.send(Ok(view.clone()));
+                for (waiter, handed_back) in pending.waiters {
+                    let _ = waiter.send(Ok(Opened { view: view.clone(), first: handed_back }));
                 }
                 self.deliver_to_contact(
                     contact,
                     Outbound::frame(conversation_frame(ConversationChange::Opened, view, None)),
                 );
+                // The message it was opened for, stored with it: acknowledged (and shown
+                // to the bot) before anyone is offered the conversation.
+                if let Some(first) = first {
+                    self.on_committed(*first);
+                }
                 if lifecycle.state == ConversationState::Queued {
                     let routable = Routable {
                         conversation,
@@ -1720,7 +1747,7 @@ impl Hub {
             Committed::OpenFailed { request } => {
                 if let Some(pending) = self.pending_opens.remove(&request) {
                     self.pending_by_contact.remove(&pending.contact.id);
-                    for waiter in pending.waiters {
+                    for (waiter, _) in pending.waiters {
                         let _ = waiter
                             .send(Err(ProtocolError::new(ErrorCode::Internal, "could not open a conversation; retry")));
                     }
