@@ -1006,13 +1006,7 @@ impl Hub {
         }
     }
 
-    fn open(
-        &mut self,
-        mut contact: ContactView,
-        entry: Entry,
-        first: Option<NewMessage>,
-        reply: OpenReply,
-    ) {
+    fn open(&mut self, mut contact: ContactView, entry: Entry, first: Option<NewMessage>, reply: OpenReply) {
         let Entry { channel, channel_id, group, priority } = entry;
         if let Some(vip) = self.vip_marks.get(&contact.id) {
             contact.vip = *vip;
