@@ -456,7 +456,7 @@ impl Journal {
                     // below): a hub's decision never depends on a connection's operation
                     // still queued, but the other way round a decision taken while the
                     // journal was busy (an agent closing a conversation) would overtake a
-                    // message sent before it (the customer's first one, refused as closed).
+                    // message sent before it (a customer's, then refused as closed).
                     biased;
                     Some(op) = ops.recv() => { batch.push(op); Wake::Op }
                     Some(op) = hub_ops.recv() => { batch.push(op); Wake::Op }
