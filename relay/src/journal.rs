@@ -58,6 +58,16 @@ pub struct NewMessage {
     pub via: Option<Via>,
 }
 
+/// A customer's message that opens their conversation, stored in the same transaction
+/// as the opening (see [`JournalOp::OpenConversation`]).
+#[derive(Debug)]
+pub struct FirstMessage {
+    /// The message; its `conversation` is the new one's, whatever it says here.
+    pub message: NewMessage,
+    /// Where a caller that waits (the HTTP channels) is told where it was stored.
+    pub receipt: Option<oneshot::Sender<std::result::Result<Receipt, ProtocolError>>>,
+}
+
 /// The channel a customer's message came in by.
 #[derive(Debug, Clone)]
 pub struct Via {
@@ -150,9 +160,8 @@ pub enum JournalOp {
         route: RouteFields,
         /// The hub's number for this request, echoed back.
         request: u64,
-        /// The customer's message it is opened for, stored in the same transaction (its
-        /// `conversation` is the new one's, whatever it says here).
-        first: Option<NewMessage>,
+        /// The customer's message it is opened for, stored in the same transaction.
+        first: Option<FirstMessage>,
     },
     /// Store a message; reported as appended, duplicate or rejected.
     Append(NewMessage),
@@ -626,8 +635,8 @@ impl Journal {
                     };
                     self.cursors.insert(id, cursor);
                     let first = match first {
-                        Some(message) => {
-                            let message = NewMessage { conversation: id, ..message.clone() };
+                        Some(first) => {
+                            let message = NewMessage { conversation: id, ..first.message.clone() };
                             Some(Box::new(self.append(&message, now, &mut answered)?))
                         }
                         None => None,
@@ -851,23 +860,31 @@ impl Journal {
         let mut by_workspace: Vec<(WorkspaceId, Vec<Committed>)> = Vec::new();
         for (op, outcome) in batch.into_iter().zip(outcomes) {
             let workspace = op.workspace();
-            match (op, outcome) {
+            let for_hub = match (op, outcome) {
                 (JournalOp::CreateContact(_, reply), Outcome::Contact(id)) => {
                     let _ = reply.send(Ok(id));
+                    continue;
                 }
-                (_, Outcome::Hub(committed)) => match by_workspace.iter_mut().find(|(w, _)| *w == workspace) {
-                    Some((_, list)) => list.push(committed),
-                    None => by_workspace.push((workspace, vec![committed])),
-                },
+                (
+                    JournalOp::OpenConversation { first: Some(FirstMessage { receipt: Some(reply), .. }), .. },
+                    Outcome::Hub(committed),
+                ) => {
+                    if let Committed::Opened { first: Some(stored), .. } = &committed {
+                        let _ = reply.send(receipt_of(stored));
+                    }
+                    committed
+                }
+                (_, Outcome::Hub(committed)) => committed,
                 (JournalOp::AppendAwaited(_, reply), Outcome::Awaited(committed)) => {
                     let _ = reply.send(receipt_of(&committed));
-                    match by_workspace.iter_mut().find(|(w, _)| *w == workspace) {
-                        Some((_, list)) => list.push(committed),
-                        None => by_workspace.push((workspace, vec![committed])),
-                    }
+                    committed
                 }
-                (_, Outcome::Skipped) => {}
+                (_, Outcome::Skipped) => continue,
                 (_, Outcome::Contact(_) | Outcome::Awaited(_)) => unreachable!("outcome of another operation"),
+            };
+            match by_workspace.iter_mut().find(|(w, _)| *w == workspace) {
+                Some((_, list)) => list.push(for_hub),
+                None => by_workspace.push((workspace, vec![for_hub])),
             }
         }
         for (workspace, list) in by_workspace {
@@ -893,7 +910,12 @@ impl Journal {
                 return;
             }
             JournalOp::Transition { conversation, .. } => Committed::TransitionFailed { conversation },
-            JournalOp::OpenConversation { request, .. } => Committed::OpenFailed { request },
+            JournalOp::OpenConversation { request, first, .. } => {
+                if let Some(reply) = first.and_then(|f| f.receipt) {
+                    let _ = reply.send(Err(internal()));
+                }
+                Committed::OpenFailed { request }
+            }
             JournalOp::Read { .. } | JournalOp::Record { .. } | JournalOp::Log { .. } => return,
         };
         self.hubs.committed(workspace, vec![committed]);
@@ -1156,7 +1178,7 @@ mod tests {
             lifecycle: Lifecycle::open(1, false),
             route: RouteFields { group: None, priority: 202 },
             request: 7,
-            first: Some(first),
+            first: Some(FirstMessage { message: first, receipt: None }),
         };
         let outcomes = journal.write(&[open]).unwrap();
         let Outcome::Hub(Committed::Opened { request: 7, conversation, first: Some(first), .. }) = &outcomes[0] else {
@@ -1169,6 +1191,24 @@ mod tests {
         assert!(
             matches!(&outcomes[0], Outcome::Hub(Committed::Duplicate { seq: 1, conversation: c, .. }) if c == conversation)
         );
+        // A caller that waits (an HTTP channel) is told where its message went.
+        let JournalOp::Append(second) = message(workspace, ConversationId(0), "hello-2") else { unreachable!() };
+        let (receipt_tx, receipt) = oneshot::channel();
+        let open = JournalOp::OpenConversation {
+            workspace,
+            contact,
+            channel: ChannelKind::App,
+            channel_id: None,
+            lifecycle: Lifecycle::open(2, false),
+            route: RouteFields { group: None, priority: 101 },
+            request: 8,
+            first: Some(FirstMessage { message: second, receipt: Some(receipt_tx) }),
+        };
+        journal.commit(vec![open]);
+        let receipt = receipt.await.unwrap().unwrap();
+        assert_eq!((receipt.seq, receipt.duplicate), (1, false));
+        assert_ne!(receipt.conversation, *conversation, "a conversation of its own");
+        assert!(stored(&store).await.contains(&(receipt.conversation.0, 1, "hello-2".to_string())));
     }
 
     /// The stored `(conversation, seq, client_msg_id)` rows, in order.

@@ -34,7 +34,7 @@ use crate::auth;
 use crate::channels::SHOP_IDENTITY;
 use crate::conversation::Transition;
 use crate::hub::{AgentSession, ConnId, Entry, HubCommand, HubHandle, Outbound, Party, error_frame};
-use crate::journal::{JournalOp, NewContact, NewMessage};
+use crate::journal::{FirstMessage, JournalOp, NewContact, NewMessage};
 use crate::permissions::{self, Permission};
 use crate::store::MessageRange;
 use crate::tickets::{Actor, TicketDraft, subject_from};
@@ -970,6 +970,7 @@ impl Connection {
                     ));
                 }
                 let (reply_tx, reply) = oneshot::channel();
+                let first = first.map(|message| FirstMessage { message, receipt: None });
                 let command =
                     HubCommand::Open { contact: contact.clone(), entry: entry.clone(), first, reply: reply_tx };
                 let shutting = || ProtocolError::new(ErrorCode::Internal, "the relay is shutting down");
@@ -977,7 +978,7 @@ impl Connection {
                 let opened = reply.await.map_err(|_| shutting())??;
                 self.open = Some(opened.view.id);
                 self.delivered.entry(opened.view.id).or_insert(0);
-                Ok((opened.view.id, opened.first))
+                Ok((opened.view.id, opened.first.map(|first| first.message)))
             }
         }
     }

@@ -21,7 +21,7 @@ use kefu_proto::api::{
 };
 use kefu_proto::frame::{AuthorKind, BodyFormat, ChannelKind, ContactView, Role};
 use kefu_proto::limits::{check_body, check_client_msg_id, check_external_id, check_name};
-use kefu_proto::{ContactId, ErrorCode};
+use kefu_proto::{ContactId, ConversationId, ErrorCode};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -30,7 +30,7 @@ use crate::RelayState;
 use crate::channels::{self, ChannelRecord, SHOP_IDENTITY};
 use crate::error::{Error, Result};
 use crate::hub::{Entry, HubCommand};
-use crate::journal::{JournalOp, NewMessage};
+use crate::journal::{FirstMessage, JournalOp, NewMessage};
 use crate::permissions::Permission;
 
 /// The header that makes a retried inbound message be stored once.
@@ -392,7 +392,8 @@ async fn receive(
     }
     let hub = relay.hubs.get(workspace).ok_or_else(|| Error::Internal("workspace has no hub".into()))?;
     let shutting = || Error::refused(ErrorCode::Internal, "the relay is shutting down; retry");
-    // The conversation may close between finding it and writing to it; then a new one opens.
+    // A conversation opened for the message is stored with it. One that was open already
+    // may close between finding it and writing to it; then a new one opens.
     let entry = Entry {
         channel: channel.kind,
         channel_id: Some(channel.id),
@@ -400,14 +401,10 @@ async fn receive(
         priority: channel.priority,
     };
     for _ in 0..3 {
-        let (reply_tx, reply) = oneshot::channel();
-        hub.send(HubCommand::Open { contact: contact.clone(), entry: entry.clone(), first: None, reply: reply_tx })
-            .await
-            .map_err(|_| shutting())?;
-        let conversation = reply.await.map_err(|_| shutting())?.map_err(Error::Refused)?.view;
         let message = NewMessage {
             workspace,
-            conversation: conversation.id,
+            // Set by the opening, or below when the message comes back.
+            conversation: ConversationId(0),
             origin: None,
             author: AuthorKind::Customer,
             author_id: Some(contact.id.0),
@@ -418,9 +415,24 @@ async fn receive(
             attachments: Vec::new(),
             via: Some(channel.via(arrival.source)),
         };
+        let (receipt_tx, receipt) = oneshot::channel();
+        let first = FirstMessage { message, receipt: Some(receipt_tx) };
         let (reply_tx, reply) = oneshot::channel();
-        relay.journal.submit(JournalOp::AppendAwaited(message, reply_tx)).await.map_err(|_| shutting())?;
-        match reply.await.map_err(|_| shutting())? {
+        hub.send(HubCommand::Open {
+            contact: contact.clone(),
+            entry: entry.clone(),
+            first: Some(first),
+            reply: reply_tx,
+        })
+        .await
+        .map_err(|_| shutting())?;
+        let opened = reply.await.map_err(|_| shutting())?.map_err(Error::Refused)?;
+        // Not stored with an opening: the conversation was open already.
+        if let Some(FirstMessage { message, receipt: Some(receipt_tx) }) = opened.first {
+            let message = NewMessage { conversation: opened.view.id, ..message };
+            relay.journal.submit(JournalOp::AppendAwaited(message, receipt_tx)).await.map_err(|_| shutting())?;
+        }
+        match receipt.await.map_err(|_| shutting())? {
             Ok(receipt) => {
                 return Ok(InboundReceipt {
                     contact_id: contact.id,

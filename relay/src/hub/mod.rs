@@ -47,7 +47,7 @@ use crate::bot;
 use crate::clock::Clock;
 use crate::config::RoutingConfig;
 use crate::conversation::{Lifecycle, Transition};
-use crate::journal::{Committed, EventRecord, JournalHandle, JournalOp, NewMessage, RouteFields, StoredMessage};
+use crate::journal::{Committed, EventRecord, FirstMessage, JournalHandle, JournalOp, RouteFields, StoredMessage};
 use crate::knowledge::Knowledge;
 use crate::routing::{
     self, Availability, Decision, Event, GroupId, GroupRules, Level, PRIORITY_RETURNED, Priority, Routable, Router,
@@ -130,7 +130,7 @@ pub struct Opened {
     /// The message the command carried, when it was not stored with the opening (the
     /// conversation was open already, or another request was opening it): the caller
     /// stores it as any other.
-    pub first: Option<NewMessage>,
+    pub first: Option<FirstMessage>,
 }
 
 /// Where the answer to [`HubCommand::Open`] goes.
@@ -194,7 +194,7 @@ pub enum HubCommand {
         /// The message that needs it: stored in the same transaction as a conversation
         /// opened for it, so the conversation is routed (and can be closed) only once it
         /// holds that message. Handed back in the answer when it was not stored.
-        first: Option<NewMessage>,
+        first: Option<FirstMessage>,
         /// The answer.
         reply: OpenReply,
     },
@@ -517,7 +517,7 @@ struct PendingOpen {
     channel_priority: Option<u16>,
     /// Who waits for it, each with the message to hand back (`None` for the request that
     /// carried its message into the opening).
-    waiters: Vec<(OpenReply, Option<NewMessage>)>,
+    waiters: Vec<(OpenReply, Option<FirstMessage>)>,
 }
 
 /// A running average of handle times, for estimated waits.
@@ -1006,7 +1006,7 @@ impl Hub {
         }
     }
 
-    fn open(&mut self, mut contact: ContactView, entry: Entry, first: Option<NewMessage>, reply: OpenReply) {
+    fn open(&mut self, mut contact: ContactView, entry: Entry, first: Option<FirstMessage>, reply: OpenReply) {
         let Entry { channel, channel_id, group, priority } = entry;
         if let Some(vip) = self.vip_marks.get(&contact.id) {
             contact.vip = *vip;
