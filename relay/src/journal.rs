@@ -1139,14 +1139,9 @@ mod tests {
         (store, workspace, contact)
     }
 
-    /// Opens a conversation for `contact` through the journal.
-    async fn open(
-        journal: &mut Journal,
-        workspace: WorkspaceId,
-        contact: ContactId,
-        request: u64,
-    ) -> (ConversationId, Lifecycle) {
-        let open = JournalOp::OpenConversation {
+    /// Opening a web conversation for `contact`, with the message it is opened for.
+    fn opening(workspace: WorkspaceId, contact: ContactId, request: u64, first: Option<FirstMessage>) -> JournalOp {
+        JournalOp::OpenConversation {
             workspace,
             contact,
             channel: ChannelKind::Web,
@@ -1154,9 +1149,18 @@ mod tests {
             lifecycle: Lifecycle::open(1, false),
             route: RouteFields { group: None, priority: 202 },
             request,
-            first: None,
-        };
-        let outcomes = journal.write(&[open]).unwrap();
+            first,
+        }
+    }
+
+    /// Opens a conversation for `contact` through the journal.
+    async fn open(
+        journal: &mut Journal,
+        workspace: WorkspaceId,
+        contact: ContactId,
+        request: u64,
+    ) -> (ConversationId, Lifecycle) {
+        let outcomes = journal.write(&[opening(workspace, contact, request, None)]).unwrap();
         let Outcome::Hub(Committed::Opened { conversation, lifecycle, .. }) = &outcomes[0] else { panic!("opened") };
         (*conversation, lifecycle.clone())
     }
@@ -1170,16 +1174,7 @@ mod tests {
         let (store, workspace, contact) = store_with_contact(dir.path()).await;
         let mut journal = journal(&store);
         let JournalOp::Append(first) = message(workspace, ConversationId(0), "hello-1") else { unreachable!() };
-        let open = JournalOp::OpenConversation {
-            workspace,
-            contact,
-            channel: ChannelKind::Web,
-            channel_id: None,
-            lifecycle: Lifecycle::open(1, false),
-            route: RouteFields { group: None, priority: 202 },
-            request: 7,
-            first: Some(FirstMessage { message: first, receipt: None }),
-        };
+        let open = opening(workspace, contact, 7, Some(FirstMessage { message: first, receipt: None }));
         let outcomes = journal.write(&[open]).unwrap();
         let Outcome::Hub(Committed::Opened { request: 7, conversation, first: Some(first), .. }) = &outcomes[0] else {
             panic!("opened with its message")
@@ -1194,17 +1189,12 @@ mod tests {
         // A caller that waits (an HTTP channel) is told where its message went.
         let JournalOp::Append(second) = message(workspace, ConversationId(0), "hello-2") else { unreachable!() };
         let (receipt_tx, receipt) = oneshot::channel();
-        let open = JournalOp::OpenConversation {
+        journal.commit(vec![opening(
             workspace,
             contact,
-            channel: ChannelKind::App,
-            channel_id: None,
-            lifecycle: Lifecycle::open(2, false),
-            route: RouteFields { group: None, priority: 101 },
-            request: 8,
-            first: Some(FirstMessage { message: second, receipt: Some(receipt_tx) }),
-        };
-        journal.commit(vec![open]);
+            8,
+            Some(FirstMessage { message: second, receipt: Some(receipt_tx) }),
+        )]);
         let receipt = receipt.await.unwrap().unwrap();
         assert_eq!((receipt.seq, receipt.duplicate), (1, false));
         assert_ne!(receipt.conversation, *conversation, "a conversation of its own");
