@@ -930,7 +930,7 @@ impl Connection {
         self.target_with(named, open_if_missing, None).await.map(|(conversation, _)| conversation)
     }
 
-    /// [`Session::target`] for a message, `first`: when the message opens the customer's
+    /// `target`, for a message, `first`: when the message opens the customer's
     /// conversation it is stored in the same transaction and does not come back; otherwise
     /// it comes back, to be stored as usual.
     async fn target_with(
