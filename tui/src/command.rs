@@ -104,7 +104,7 @@ commands! {
     Report => "report", "Show the service report of today, 7 or 30 days: figures, charts, agents, CSV export (supervisors and admins)";
     ReportNextRange => "report_next_range", "In the report: show the next range (today → 7 days → 30 days)";
     ReportPrevRange => "report_prev_range", "In the report: show the previous range";
-    ReportExport => "report_export", "In the report: save it as CSV in the current directory (kefu-report-<range>-<date>.csv)";
+    ReportExport => "report_export", "In the report: save it as CSV in the current directory (kefu-report-RANGE-DATE.csv)";
     AuditLog => "audit_log", "Show the audit log: the workspace's newest events, who did what and when; type a kind prefix (alert., pii.) to filter (admins)";
     AuditRefresh => "audit_refresh", "In the audit log: fetch the events that happened since";
     SelectNext => "select_next", "In a list or palette: select the next entry";

@@ -1,6 +1,10 @@
 //! `kefu`: the agent workstation's command line. Without a command it opens the
 //! workstation with the credentials `kefu login` stored.
 
+// The doc comments below are clap's `--help` text, printed as written: a URL or a
+// `[section]` there is for the terminal, not a link for rustdoc.
+#![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+
 use std::io::Write;
 use std::path::PathBuf;
 
