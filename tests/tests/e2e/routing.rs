@@ -415,3 +415,37 @@ async fn an_unanswered_conversation_moves_to_another_agent() -> Result {
     relay.stop().await?;
     Ok(())
 }
+
+/// A conversation is offered to an agent only once the message that opened it is stored:
+/// the customer sees it opened, then the message acknowledged, then assigned, and the
+/// agent's history at assignment starts with that message.
+#[tokio::test]
+async fn a_conversation_is_offered_only_once_the_message_that_opened_it_is_stored() -> Result {
+    let relay = TestRelay::start().await?;
+    let token = relay.agent_with("a@shop.example", "Agent A", Role::Agent, 5, "").await?;
+    let mut agent = relay.agent(&token, vec![]).await?;
+    for round in 0..3 {
+        let mut customer = relay.customer().await?;
+        customer.say(None, &format!("first-{round}"), "在吗？").await?;
+        let mut seen = Vec::new();
+        let conversation = loop {
+            match customer.recv().await? {
+                ServerFrame::Conversation(c) => {
+                    seen.push(format!("{:?}", c.change));
+                    if c.change == ConversationChange::Assigned {
+                        break c.conversation.id;
+                    }
+                }
+                ServerFrame::Ack(ack) => seen.push(format!("ack {}", ack.seq)),
+                ServerFrame::Error(e) => anyhow::bail!("refused: {e:?}"),
+                _ => {}
+            }
+        };
+        assert_eq!(seen, ["Opened", "ack 1", "Assigned"], "round {round}");
+        agent.expect_assignment_of(conversation).await?;
+        let first = agent.expect_message().await?;
+        assert_eq!((first.conversation_id, first.seq, first.body.as_str()), (conversation, 1, "在吗？"));
+    }
+    relay.stop().await?;
+    Ok(())
+}
