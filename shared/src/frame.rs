@@ -1018,8 +1018,12 @@ pub struct MonitorFrame {
 pub struct BotConversationMonitor {
     /// The conversation.
     pub id: ConversationId,
-    /// The customer's display name.
-    pub contact: String,
+    /// The customer.
+    pub contact_id: ContactId,
+    /// The customer's name, when they gave one (a client shows its own label otherwise,
+    /// as for a conversation it holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
     /// A VIP customer.
     pub vip: bool,
     /// The group it would go to if handed over; absent: any agent.
@@ -1074,8 +1078,12 @@ pub struct AgentMonitor {
 pub struct MonitoredConversation {
     /// The conversation.
     pub id: ConversationId,
-    /// The customer's display name.
-    pub contact: String,
+    /// The customer.
+    pub contact_id: ContactId,
+    /// The customer's name, when they gave one (a client shows its own label otherwise,
+    /// as for a conversation it holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
     /// A VIP customer.
     pub vip: bool,
     /// Since when the customer's latest message waits for a reply, if it does.

@@ -464,7 +464,13 @@ impl Conversation {
 
 /// The customer's display name in a conversation ("访客 #12" when they gave none).
 pub fn customer_name(view: &ConversationView) -> String {
-    view.contact.name.clone().unwrap_or_else(|| format!("访客 #{}", view.contact.id))
+    contact_label(view.contact.name.as_deref(), view.contact.id)
+}
+
+/// A customer's name, or "访客 #12" (their contact id) when they gave none: the same
+/// label wherever the workstation shows them.
+pub fn contact_label(name: Option<&str>, contact: ContactId) -> String {
+    name.map_or_else(|| format!("访客 #{contact}"), str::to_string)
 }
 
 fn placeholder(note: bool) -> &'static str {
@@ -659,7 +665,7 @@ impl App {
     pub fn customer_of(&self, id: ConversationId) -> Option<String> {
         match self.conversation(id) {
             Some(c) => Some(c.customer_name()),
-            None => self.supervisor.customer_of(id).map(str::to_string),
+            None => self.supervisor.customer_of(id),
         }
     }
 
@@ -4425,14 +4431,14 @@ mod tests {
             "agents": [
                 {"agent": {"id": 7, "name": "小王"}, "role": "agent", "presence": "online", "load": 2, "capacity": 5,
                  "last_reply_at": NOW - 20_000,
-                 "conversations": [{"id": 1, "contact": "李女士", "vip": false}, {"id": 2, "contact": "Tom", "vip": false}]},
+                 "conversations": [{"id": 1, "contact_id": 101, "contact": "李女士", "vip": false}, {"id": 2, "contact_id": 102, "contact": "Tom", "vip": false}]},
                 {"agent": {"id": 8, "name": "李娜"}, "role": "agent", "presence": "online", "load": 1, "capacity": 3,
-                 "conversations": [{"id": 21, "contact": "赵先生", "vip": true, "awaiting_reply_since": NOW - 40_000}]},
+                 "conversations": [{"id": 21, "contact_id": 121, "contact": "赵先生", "vip": true, "awaiting_reply_since": NOW - 40_000}]},
                 {"agent": {"id": 10, "name": "张伟"}, "role": "agent", "presence": "offline", "load": 0, "capacity": 4,
                  "conversations": []},
             ],
             "alerts": alerts,
-            "with_bot": [{"id": 35, "contact": "周女士", "vip": false, "group": "presales", "intent": "refund",
+            "with_bot": [{"id": 35, "contact_id": 135, "contact": "周女士", "vip": false, "group": "presales", "intent": "refund",
                           "since": NOW - 300_000}],
             "with_bot_total": 1,
         }))

@@ -14,6 +14,8 @@ use kefu_proto::frame::{
 };
 use kefu_proto::{AgentId, ConversationId, UnixMillis};
 
+use crate::app::contact_label;
+
 /// How long a resolved alert stays in the feed, marked, before it goes.
 pub const RESOLVED_SHOWN_MS: i64 = 5 * 60_000;
 /// Most alerts the feed keeps (the oldest resolved ones go first).
@@ -397,10 +399,12 @@ impl SupervisorPane {
     }
 
     /// The customer's name in a conversation the monitor lists.
-    pub fn customer_of(&self, conversation: ConversationId) -> Option<&str> {
+    pub fn customer_of(&self, conversation: ConversationId) -> Option<String> {
         let held = self.agents().iter().flat_map(|a| &a.conversations).find(|c| c.id == conversation);
-        held.map(|c| c.contact.as_str())
-            .or_else(|| self.with_bot().iter().find(|c| c.id == conversation).map(|c| c.contact.as_str()))
+        held.map(|c| contact_label(c.contact.as_deref(), c.contact_id)).or_else(|| {
+            let with_bot = self.with_bot().iter().find(|c| c.id == conversation);
+            with_bot.map(|c| contact_label(c.contact.as_deref(), c.contact_id))
+        })
     }
 
     /// Moves the highlight within the current table by `delta` (wrapping).
@@ -476,14 +480,14 @@ mod tests {
             "agents": [
                 {"agent": {"id": 7, "name": "小王"}, "role": "agent", "presence": "online", "load": 1, "capacity": 3,
                  "last_reply_at": AT - 30_000,
-                 "conversations": [{"id": 1, "contact": "李女士", "vip": true}, {"id": 2, "contact": "Tom", "vip": false}]},
+                 "conversations": [{"id": 1, "contact_id": 101, "contact": "李女士", "vip": true}, {"id": 2, "contact_id": 102, "contact": "Tom", "vip": false}]},
                 {"agent": {"id": 8, "name": "李娜"}, "role": "agent", "presence": "away", "load": 0, "capacity": 5,
                  "conversations": []},
             ],
             "alerts": alerts,
             "with_bot": [
-                {"id": 5, "contact": "周女士", "vip": false, "intent": "refund", "since": AT - 300_000},
-                {"id": 6, "contact": "Mia", "vip": true, "group": "presales", "since": AT - 20_000},
+                {"id": 5, "contact_id": 105, "contact": "周女士", "vip": false, "intent": "refund", "since": AT - 300_000},
+                {"id": 6, "contact_id": 106, "vip": true, "group": "presales", "since": AT - 20_000},
             ],
             "with_bot_total": 7,
         }))
@@ -557,7 +561,7 @@ mod tests {
         assert_eq!(pane.section, Section::Conversations);
         pane.select(1);
         assert_eq!(pane.target_conversation(), Some(ConversationId(2)));
-        assert_eq!(pane.customer_of(ConversationId(2)), Some("Tom"));
+        assert_eq!(pane.customer_of(ConversationId(2)).as_deref(), Some("Tom"));
         // The agents reorder: the highlight follows 小王.
         let mut frame = monitor(vec![]);
         frame.agents.reverse();
@@ -577,12 +581,14 @@ mod tests {
         pane.next_section(-1);
         assert_eq!(pane.section, Section::Bot);
         assert_eq!(pane.target_conversation(), Some(ConversationId(5)), "the longest with the bot first");
-        assert_eq!(pane.customer_of(ConversationId(5)), Some("周女士"));
+        assert_eq!(pane.customer_of(ConversationId(5)).as_deref(), Some("周女士"));
         assert_eq!(pane.with_bot_for(&pane.with_bot()[0].clone(), AT + 1_000), Some(301_000));
         assert_eq!(pane.with_bot_total(), 7, "more than the monitor lists");
         pane.select(1);
         assert_eq!(pane.target_conversation(), Some(ConversationId(6)));
-        // The first one is handed over: the highlight stays on Mia.
+        // No name given: labelled as the workstation labels such a customer everywhere.
+        assert_eq!(pane.customer_of(ConversationId(6)).as_deref(), Some("访客 #106"));
+        // The first one is handed over: the highlight stays on the second.
         let mut frame = monitor(vec![]);
         frame.with_bot.remove(0);
         pane.on_monitor(frame, AT);

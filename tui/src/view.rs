@@ -61,7 +61,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Clear, Paragraph, Sparkline, Widget};
 
 use crate::api::TicketScope;
-use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
+use crate::app::{
+    App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea, contact_label,
+};
 use crate::article_editor::Field;
 use crate::audit;
 use crate::command::Command;
@@ -1962,7 +1964,8 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         .map(|(i, c)| {
             let since = pane_state.with_bot_for(c, now).map_or_else(|| "—".to_string(), format_wait);
             let mut spans = vec![Span::raw(marker(i == bot_index && marks(app, Section::Bot)))];
-            spans.extend(customer_cells(app, &c.contact, c.vip, c.id, b_name, b_cols[0]));
+            let name = contact_label(c.contact.as_deref(), c.contact_id);
+            spans.extend(customer_cells(app, &name, c.vip, c.id, b_name, b_cols[0]));
             spans.extend([
                 Span::raw(cell(c.intent.as_deref().unwrap_or("—"), b_cols[1], true)),
                 Span::raw(cell(c.group.as_deref().unwrap_or("any"), b_cols[2], true)),
@@ -2062,7 +2065,8 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
                 _ => ("—".to_string(), theme.dim),
             };
             let mut spans = vec![Span::raw(marker(i == conversation_index && marks(app, Section::Conversations)))];
-            spans.extend(customer_cells(app, &c.contact, c.vip, c.id, c_name, c_cols[0]));
+            let name = contact_label(c.contact.as_deref(), c.contact_id);
+            spans.extend(customer_cells(app, &name, c.vip, c.id, c_name, c_cols[0]));
             spans.push(Span::styled(cell(&waited, c_cols[1], true), style));
             Line::from(spans)
         })

@@ -555,7 +555,7 @@ fn deleting_an_article_is_confirmed_by_name() {
 /// four agents; one alert on.
 fn monitor() -> serde_json::Value {
     let held = |id: i64, contact: &str, vip: bool, waiting_s: Option<i64>| {
-        let mut c = json!({"id": id, "contact": contact, "vip": vip});
+        let mut c = json!({"id": id, "contact_id": 100 + id, "contact": contact, "vip": vip});
         if let Some(s) = waiting_s {
             c["awaiting_reply_since"] = json!(NOW - s * 1000);
         }
@@ -586,8 +586,8 @@ fn monitor() -> serde_json::Value {
              "since": NOW - 30_000, "conversation_id": 31, "group": "presales"},
         ],
         "with_bot": [
-            {"id": 51, "contact": "刘女士", "vip": false, "group": "aftersales", "intent": "refund", "since": NOW - 95_000},
-            {"id": 52, "contact": "Mia Wong", "vip": true, "since": NOW - 20_000},
+            {"id": 51, "contact_id": 151, "contact": "刘女士", "vip": false, "group": "aftersales", "intent": "refund", "since": NOW - 95_000},
+            {"id": 52, "contact_id": 152, "contact": "Mia Wong", "vip": true, "since": NOW - 20_000},
         ],
         "with_bot_total": 2,
     })

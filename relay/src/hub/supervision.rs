@@ -380,7 +380,8 @@ impl Hub {
             if let (ConversationState::Assigned, Some(agent)) = (conv.announced.state, conv.announced.assignee) {
                 held.entry(agent).or_default().push(MonitoredConversation {
                     id: *id,
-                    contact: conv.contact.name.clone().unwrap_or_else(|| format!("customer {}", conv.contact.id)),
+                    contact_id: conv.contact.id,
+                    contact: conv.contact.name.clone(),
                     vip: conv.contact.vip,
                     awaiting_reply_since: conv.awaiting_reply_since,
                 });
@@ -417,7 +418,8 @@ impl Hub {
             .filter(|(_, conv)| conv.announced.state == ConversationState::Bot)
             .map(|(id, conv)| BotConversationMonitor {
                 id: *id,
-                contact: conv.contact.name.clone().unwrap_or_else(|| format!("customer {}", conv.contact.id)),
+                contact_id: conv.contact.id,
+                contact: conv.contact.name.clone(),
                 vip: conv.contact.vip,
                 group: self.group_slug(conv.route.group),
                 intent: conv.intent.clone(),
