@@ -1018,14 +1018,9 @@ pub struct MonitorFrame {
 pub struct BotConversationMonitor {
     /// The conversation.
     pub id: ConversationId,
-    /// The customer.
-    pub contact_id: ContactId,
-    /// The customer's name, when they gave one (a client shows its own label otherwise,
-    /// as for a conversation it holds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// A VIP customer.
-    pub vip: bool,
+    /// Its customer (fields of this object on the wire).
+    #[serde(flatten)]
+    pub customer: MonitoredCustomer,
     /// The group it would go to if handed over; absent: any agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -1073,19 +1068,27 @@ pub struct AgentMonitor {
     pub conversations: Vec<MonitoredConversation>,
 }
 
+/// The customer of a conversation in the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoredCustomer {
+    /// The customer.
+    pub contact_id: ContactId,
+    /// Their name, when they gave one (a client shows its own label otherwise, as for a
+    /// conversation it holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// A VIP customer.
+    pub vip: bool,
+}
+
 /// A conversation an agent holds, in the monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitoredConversation {
     /// The conversation.
     pub id: ConversationId,
-    /// The customer.
-    pub contact_id: ContactId,
-    /// The customer's name, when they gave one (a client shows its own label otherwise,
-    /// as for a conversation it holds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact: Option<String>,
-    /// A VIP customer.
-    pub vip: bool,
+    /// Its customer (fields of this object on the wire).
+    #[serde(flatten)]
+    pub customer: MonitoredCustomer,
     /// Since when the customer's latest message waits for a reply, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_reply_since: Option<UnixMillis>,

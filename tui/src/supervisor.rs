@@ -10,11 +10,16 @@
 
 use kefu_proto::frame::{
     AgentMonitor, AlertChange, AlertFrame, AlertKind, AlertView, BotConversationMonitor, GroupMonitor, MonitorFrame,
-    MonitoredConversation,
+    MonitoredConversation, MonitoredCustomer,
 };
 use kefu_proto::{AgentId, ConversationId, UnixMillis};
 
 use crate::app::contact_label;
+
+/// A monitored customer's name, or the label the workstation gives a customer without one.
+pub fn customer_label(customer: &MonitoredCustomer) -> String {
+    contact_label(customer.contact.as_deref(), customer.contact_id)
+}
 
 /// How long a resolved alert stays in the feed, marked, before it goes.
 pub const RESOLVED_SHOWN_MS: i64 = 5 * 60_000;
@@ -401,10 +406,10 @@ impl SupervisorPane {
     /// The customer's name in a conversation the monitor lists.
     pub fn customer_of(&self, conversation: ConversationId) -> Option<String> {
         let held = self.agents().iter().flat_map(|a| &a.conversations).find(|c| c.id == conversation);
-        held.map(|c| contact_label(c.contact.as_deref(), c.contact_id)).or_else(|| {
-            let with_bot = self.with_bot().iter().find(|c| c.id == conversation);
-            with_bot.map(|c| contact_label(c.contact.as_deref(), c.contact_id))
-        })
+        let customer = held
+            .map(|c| &c.customer)
+            .or_else(|| self.with_bot().iter().find(|c| c.id == conversation).map(|c| &c.customer));
+        customer.map(customer_label)
     }
 
     /// Moves the highlight within the current table by `delta` (wrapping).

@@ -51,7 +51,9 @@
 
 use kefu_proto::UnixMillis;
 use kefu_proto::api::{CannedScope, EventView, TicketDetails};
-use kefu_proto::frame::{AuthorKind, ConversationState, Presence, TicketPriority, TicketStatus, TicketView};
+use kefu_proto::frame::{
+    AuthorKind, ConversationState, MonitoredCustomer, Presence, TicketPriority, TicketStatus, TicketView,
+};
 use kefu_proto::report::Report;
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -61,9 +63,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Clear, Paragraph, Sparkline, Widget};
 
 use crate::api::TicketScope;
-use crate::app::{
-    App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea, contact_label,
-};
+use crate::app::{App, Connection, Conversation, Fetched, Overlay, PromptKind, RESOLUTION_CODES, ScrollArea};
 use crate::article_editor::Field;
 use crate::audit;
 use crate::command::Command;
@@ -71,7 +71,7 @@ use crate::keymap::Mode;
 use crate::palette;
 use crate::reports::{self, ReportRange, ReportWindow};
 use crate::scrollback::{Delivery, Entry, Masking};
-use crate::supervisor::{Section, SlaBand, alert_kind_label};
+use crate::supervisor::{self, Section, SlaBand, alert_kind_label};
 use crate::text::{self, truncate, width};
 
 /// Width of the conversation list.
@@ -1854,17 +1854,16 @@ fn marks(app: &App, table: Section) -> bool {
 }
 
 /// A conversation's customer in a pane table: the name (with VIP) in `name_columns`, then
-/// its id in `id_columns`, marked 旁听 when I observe it.
+/// the conversation's id in `id_columns`, marked 旁听 when I observe it.
 fn customer_cells(
     app: &App,
-    contact: &str,
-    vip: bool,
+    customer: &MonitoredCustomer,
     id: kefu_proto::ConversationId,
     name_columns: usize,
     id_columns: usize,
 ) -> [Span<'static>; 4] {
-    let vip = if vip { " VIP" } else { "" };
-    let name = truncate(contact, name_columns.saturating_sub(vip.len()));
+    let vip = if customer.vip { " VIP" } else { "" };
+    let name = truncate(&supervisor::customer_label(customer), name_columns.saturating_sub(vip.len()));
     let pad = " ".repeat(name_columns.saturating_sub(width(&name) + vip.len()));
     let observed = if app.conversation(id).is_some_and(|held| held.observed) { "旁听" } else { "" };
     [
@@ -1964,8 +1963,7 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
         .map(|(i, c)| {
             let since = pane_state.with_bot_for(c, now).map_or_else(|| "—".to_string(), format_wait);
             let mut spans = vec![Span::raw(marker(i == bot_index && marks(app, Section::Bot)))];
-            let name = contact_label(c.contact.as_deref(), c.contact_id);
-            spans.extend(customer_cells(app, &name, c.vip, c.id, b_name, b_cols[0]));
+            spans.extend(customer_cells(app, &c.customer, c.id, b_name, b_cols[0]));
             spans.extend([
                 Span::raw(cell(c.intent.as_deref().unwrap_or("—"), b_cols[1], true)),
                 Span::raw(cell(c.group.as_deref().unwrap_or("any"), b_cols[2], true)),
@@ -2065,8 +2063,7 @@ fn render_supervisor(app: &App, area: Rect, buf: &mut Buffer) {
                 _ => ("—".to_string(), theme.dim),
             };
             let mut spans = vec![Span::raw(marker(i == conversation_index && marks(app, Section::Conversations)))];
-            let name = contact_label(c.contact.as_deref(), c.contact_id);
-            spans.extend(customer_cells(app, &name, c.vip, c.id, c_name, c_cols[0]));
+            spans.extend(customer_cells(app, &c.customer, c.id, c_name, c_cols[0]));
             spans.push(Span::styled(cell(&waited, c_cols[1], true), style));
             Line::from(spans)
         })

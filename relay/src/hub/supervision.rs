@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use kefu_proto::frame::{
-    AgentMonitor, AlertChange, AlertFrame, AlertView, BotConversationMonitor, ConversationChange, ConversationState,
-    GroupMonitor, MonitorFrame, MonitoredConversation, Presence, PresenceFrame, Role, ServerFrame,
+    AgentMonitor, AlertChange, AlertFrame, AlertView, BotConversationMonitor, ContactView, ConversationChange,
+    ConversationState, GroupMonitor, MonitorFrame, MonitoredConversation, MonitoredCustomer, Presence, PresenceFrame,
+    Role, ServerFrame,
 };
 use kefu_proto::{AgentId, ConversationId, ErrorCode, ProtocolError, UnixMillis, WorkspaceId};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +28,11 @@ use crate::telemetry::{HubGauges, Telemetry};
 /// counts the rest. A busy shop has the bot answering thousands at once, and the monitor
 /// goes out whole on every change.
 const MONITOR_BOT_CONVERSATIONS: usize = 100;
+
+/// A conversation's customer as the monitor shows them.
+fn monitored_customer(contact: &ContactView) -> MonitoredCustomer {
+    MonitoredCustomer { contact_id: contact.id, contact: contact.name.clone(), vip: contact.vip }
+}
 
 /// Whether two monitors say the same, whatever their time. (Every field is named, so a new
 /// one cannot be forgotten here.)
@@ -380,9 +386,7 @@ impl Hub {
             if let (ConversationState::Assigned, Some(agent)) = (conv.announced.state, conv.announced.assignee) {
                 held.entry(agent).or_default().push(MonitoredConversation {
                     id: *id,
-                    contact_id: conv.contact.id,
-                    contact: conv.contact.name.clone(),
-                    vip: conv.contact.vip,
+                    customer: monitored_customer(&conv.contact),
                     awaiting_reply_since: conv.awaiting_reply_since,
                 });
             }
@@ -418,9 +422,7 @@ impl Hub {
             .filter(|(_, conv)| conv.announced.state == ConversationState::Bot)
             .map(|(id, conv)| BotConversationMonitor {
                 id: *id,
-                contact_id: conv.contact.id,
-                contact: conv.contact.name.clone(),
-                vip: conv.contact.vip,
+                customer: monitored_customer(&conv.contact),
                 group: self.group_slug(conv.route.group),
                 intent: conv.intent.clone(),
                 since: conv.announced.created_at,

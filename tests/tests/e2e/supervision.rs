@@ -409,8 +409,8 @@ async fn a_supervisor_takes_a_conversation_from_the_bot_and_no_agent_is_offered_
     let before = monitor_until(&mut s, |m| m.with_bot.iter().any(|c| c.id == conversation)).await?;
     let listed = before.with_bot.iter().find(|c| c.id == conversation).unwrap();
     assert_eq!(before.with_bot_total, 1);
-    assert!(!listed.vip && listed.since <= before.at, "{listed:?}");
-    assert_eq!(listed.contact, None, "the customer gave no name: the client labels them");
+    assert!(!listed.customer.vip && listed.since <= before.at, "{listed:?}");
+    assert_eq!(listed.customer.contact, None, "the customer gave no name: the client labels them");
     assert!(before.agents.iter().all(|a| a.conversations.is_empty()), "nobody holds it");
 
     s.send(&ClientFrame::TakeOver(TakeOverConversation { conversation_id: conversation })).await?;
