@@ -1692,7 +1692,14 @@ impl Hub {
     fn on_committed(&mut self, committed: Committed) {
         match committed {
             Committed::Opened { request, conversation, contact, channel, lifecycle, first } => {
-                let Some(pending) = self.pending_opens.remove(&request) else { return };
+                let Some(pending) = self.pending_opens.remove(&request) else {
+                    // An opening nobody waits for: its message is stored all the same, and
+                    // its sender still gets the acknowledgement.
+                    if let Some(first) = first {
+                        self.on_committed(*first);
+                    }
+                    return;
+                };
                 self.pending_by_contact.remove(&contact);
                 self.contact_open.insert(contact, conversation);
                 let vip = pending.contact.vip;
