@@ -70,12 +70,18 @@ pub async fn restore(file: &Path, data_dir: &Path, replace: bool) -> Result<Summ
     let staged = data_dir.join("kefu.db.restoring");
     std::fs::copy(file, &staged)?;
     std::fs::File::open(&staged)?.sync_all()?;
-    // The old database's write-ahead log belongs to the old database.
+    // The old database's write-ahead log belongs to the old database, and so do the
+    // messages its message log still held (a store opening would fold them into the
+    // restored one, under sequence numbers that no longer follow on).
     for stale in ["kefu.db-wal", "kefu.db-shm"] {
         let path = data_dir.join(stale);
         if path.exists() {
             std::fs::remove_file(path)?;
         }
+    }
+    let message_log = crate::store::message_log_dir(data_dir);
+    if message_log.exists() {
+        crate::msglog::clear(&message_log)?;
     }
     std::fs::rename(&staged, &database)?;
     std::fs::File::open(data_dir)?.sync_all()?;

@@ -1212,6 +1212,66 @@ mod tests {
             .collect()
     }
 
+    /// A message log left behind (by a relay that stopped before folding it) is replayed
+    /// when the store opens: its messages go into the table under their `seq`, a message
+    /// already stored keeps its row, a record of a conversation the database lacks is left
+    /// out, and the log is cleared. While one store holds the log, another opening (a
+    /// command-line tool beside a serving relay) leaves it alone.
+    #[tokio::test]
+    async fn a_message_log_left_behind_is_replayed_when_the_store_opens() {
+        use crate::msglog::{LoggedMessage, MessageLog, read_log};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let mut journal = journal(&store);
+        let (conversation, _) = open(&mut journal, workspace, contact, 1).await;
+        journal.write(&[message(workspace, conversation, "m-1")]).unwrap();
+        drop(journal);
+        let logged = |conversation: ConversationId, seq: Seq, id: &str| LoggedMessage {
+            lsn: 0,
+            conversation,
+            seq,
+            workspace,
+            author: AuthorKind::Customer,
+            author_id: Some(contact.0),
+            client_msg_id: Some(id.into()),
+            body: format!("logged {id}"),
+            format: BodyFormat::Text,
+            created_at: 5,
+            internal: false,
+        };
+        let log_dir = crate::store::message_log_dir(dir.path());
+        let mut log = MessageLog::create(&log_dir, 1).unwrap();
+        log.append(&mut [
+            logged(conversation, 1, "m-1"),
+            logged(conversation, 2, "m-2"),
+            logged(ConversationId(conversation.0 + 100), 1, "orphan"),
+            logged(conversation, 3, "m-3"),
+        ])
+        .unwrap();
+        drop(log);
+
+        let beside = Store::open(dir.path()).await.unwrap();
+        assert_eq!(read_log(&log_dir).unwrap().len(), 4, "the log is the first store's");
+        assert_eq!(stored(&beside).await.len(), 1);
+        beside.close().await;
+        drop(beside);
+        store.close().await;
+        drop(store);
+
+        let reopened = Store::open(dir.path()).await.unwrap();
+        let c = conversation.0;
+        let expected = vec![(c, 1, "m-1".to_string()), (c, 2, "m-2".to_string()), (c, 3, "m-3".to_string())];
+        assert_eq!(stored(&reopened).await, expected);
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM messages ORDER BY seq").fetch_all(&reopened.writer).await.unwrap();
+        assert_eq!(bodies, ["body of m-1", "logged m-2", "logged m-3"]);
+        assert!(read_log(&log_dir).unwrap().is_empty(), "cleared once replayed");
+        reopened.close().await;
+        drop(reopened);
+        let again = Store::open(dir.path()).await.unwrap();
+        assert_eq!(stored(&again).await, expected);
+    }
+
     /// Batches of messages over two conversations, with repeats of an earlier message and
     /// within one batch: each message is stored once, a repeat is reported as the
     /// original, every conversation's `seq` has no gap, and a journal started afresh goes

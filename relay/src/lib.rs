@@ -59,6 +59,7 @@ pub mod journal;
 pub mod kb;
 pub mod knowledge;
 pub mod metrics;
+pub mod msglog;
 pub mod outbox;
 pub mod outside;
 pub mod permissions;

@@ -73,6 +73,14 @@ pub struct Store {
     pub(crate) reader: SqlitePool,
     /// What seals and opens customers' words and files ([`crate::crypto`]).
     pub(crate) keys: Keys,
+    /// The message log's lock, held while this store is open when no other process held
+    /// it at opening (then this one replayed the log; see [`Store::replay_message_log`]).
+    message_log_lock: Option<std::sync::Arc<std::fs::File>>,
+}
+
+/// The message log's directory in a data dir ([`crate::msglog`]).
+pub fn message_log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("messages.log")
 }
 
 /// A workspace as the relay needs it.
@@ -207,9 +215,64 @@ impl Store {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        let store = Store { path, writer, reader, keys };
+        let mut store = Store { path, writer, reader, keys, message_log_lock: None };
+        store.replay_message_log(&message_log_dir(data_dir)).await?;
         store.ensure_default_workspace().await?;
         Ok(store)
+    }
+
+    /// Replays a message log left in `dir` into the `messages` table and clears it, so
+    /// that nothing reads the tables before every message the log holds is in them.
+    ///
+    /// Only one process may do this, and not while a relay writes the log: the store
+    /// takes the log's lock (`dir/lock`) without waiting and keeps it while open. When
+    /// another process holds it (a relay serving this data dir, seen by a command-line
+    /// tool), the log is that process's to fold and is left alone.
+    ///
+    /// A record whose conversation is not in the database (the log outlived a database
+    /// restored from an older backup) is left out: messages belong to a conversation.
+    /// Records go in with `INSERT OR IGNORE`, so a message already folded stays as it is.
+    async fn replay_message_log(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        let records = crate::msglog::read_log(dir)?;
+        if !records.is_empty() {
+            let mut tx = begin_write(&self.writer).await?;
+            let mut replayed = 0u64;
+            for m in &records {
+                replayed += sqlx::query(
+                    "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id,
+                                                     client_msg_id, body, format, created_at, internal)
+                     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                     WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ? AND workspace_id = ?)",
+                )
+                .bind(m.conversation.0)
+                .bind(m.seq as i64)
+                .bind(m.workspace.0)
+                .bind(m.author.as_str())
+                .bind(m.author_id)
+                .bind(m.client_msg_id.as_deref())
+                .bind(&m.body)
+                .bind(m.format.as_str())
+                .bind(m.created_at)
+                .bind(m.internal)
+                .bind(m.conversation.0)
+                .bind(m.workspace.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            tracing::info!(records = records.len(), replayed, "replayed the message log");
+        }
+        crate::msglog::clear(dir)?;
+        self.message_log_lock = Some(std::sync::Arc::new(lock));
+        Ok(())
     }
 
     /// Opens the journal's own connection: synchronous, for the journal's thread, which

@@ -1,0 +1,596 @@
+//! The message log: messages appended to files and synced, one sequential write per group
+//! commit, instead of SQLite's B-tree pages written per message.
+//!
+//! Why: at spread-out rates each stored message costs SQLite about two random 4 KiB pages
+//! in the WAL and again in the checkpoint, and the checkpoint's copy stalls the commit path;
+//! a log of records costs the bytes of the message. Folded into the `messages` table in
+//! large sorted batches (each conversation's pages written once per batch), the same
+//! messages cost a fraction of the pages (docs/BENCHMARKS.md, findings 20–25).
+//!
+//! This module owns the files and their format, nothing else: [`MessageLog`] appends
+//! batches of [`LoggedMessage`]s and syncs them, and [`read_log`] reads back every record
+//! that was synced, in order, stopping at the first that was not (a batch cut short by a
+//! crash). The store replays what it finds into the tables when it opens
+//! ([`crate::store::Store::open_with_keys`]), so a log left behind by a relay that stopped
+//! loses nothing.
+//!
+//! # Files
+//!
+//! A directory of segments, each a file of [`SEGMENT_BYTES`] written with zeros before its
+//! first record (so a sync writes data, not the file system's allocation metadata), named
+//! by the sequence number (LSN) of its first record, 20 digits, `.seg`. Records follow each
+//! other from offset 0:
+//!
+//! ```text
+//! u32 LE  payload length (0: no record here; the rest of the segment is unused)
+//! u32 LE  CRC-32 of the payload
+//! payload:
+//!   u8      version (1)
+//!   u64 LE  lsn (one more than the record before it, across segments)
+//!   i64 LE  conversation id, u64 LE seq, i64 LE workspace id
+//!   u8      author kind (0 customer, 1 agent, 2 bot, 3 system)
+//!   u8      author id present (0/1), then i64 LE author id when present
+//!   u8      client message id present (0/1), then u32 LE length + UTF-8 when present
+//!   u32 LE  body length + UTF-8 (as stored: sealed when encryption at rest is on)
+//!   u8      format (0 text, 1 markdown)
+//!   i64 LE  created at (Unix ms)
+//!   u8      internal (0/1)
+//! ```
+//!
+//! A segment is used again once everything in it is folded: it is renamed for the LSN it
+//! will hold next, and the records left in it from before are told apart by their LSN.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use kefu_proto::frame::{AuthorKind, BodyFormat};
+use kefu_proto::{ConversationId, Seq, UnixMillis, WorkspaceId};
+
+use crate::error::{Error, Result};
+
+/// The size of a segment: 8 MiB, about 90,000 short messages. Written with zeros when made,
+/// so the first start pays for one.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// The largest payload a record may have: a quarter of a segment, far above the relay's
+/// limit on a message's size (`limits.max_message_bytes`), so any message fits.
+pub const MAX_PAYLOAD: usize = (SEGMENT_BYTES / 4) as usize;
+
+/// Bytes before a record's payload: its length and its CRC.
+const HEADER: usize = 8;
+
+/// The only payload version so far.
+const VERSION: u8 = 1;
+
+/// A message as the log holds it: everything its row in `messages` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedMessage {
+    /// Its place in the log, one more than the record before it.
+    pub lsn: u64,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its sequence number in the conversation.
+    pub seq: Seq,
+    /// The conversation's workspace.
+    pub workspace: WorkspaceId,
+    /// Customer, agent, bot or system.
+    pub author: AuthorKind,
+    /// Contact id or agent id of the author.
+    pub author_id: Option<i64>,
+    /// The author's id for the message, for de-duplication.
+    pub client_msg_id: Option<String>,
+    /// The text as stored: sealed when encryption at rest is on.
+    pub body: String,
+    /// How to read it.
+    pub format: BodyFormat,
+    /// When it was stored.
+    pub created_at: UnixMillis,
+    /// A private note between agents.
+    pub internal: bool,
+}
+
+fn author_code(author: AuthorKind) -> u8 {
+    match author {
+        AuthorKind::Customer => 0,
+        AuthorKind::Agent => 1,
+        AuthorKind::Bot => 2,
+        AuthorKind::System => 3,
+    }
+}
+
+fn author_of(code: u8) -> Option<AuthorKind> {
+    Some(match code {
+        0 => AuthorKind::Customer,
+        1 => AuthorKind::Agent,
+        2 => AuthorKind::Bot,
+        3 => AuthorKind::System,
+        _ => return None,
+    })
+}
+
+/// Appends `message` as one record (header and payload) to `out`.
+pub fn encode(message: &LoggedMessage, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.push(VERSION);
+    out.extend_from_slice(&message.lsn.to_le_bytes());
+    out.extend_from_slice(&message.conversation.0.to_le_bytes());
+    out.extend_from_slice(&message.seq.to_le_bytes());
+    out.extend_from_slice(&message.workspace.0.to_le_bytes());
+    out.push(author_code(message.author));
+    match message.author_id {
+        Some(id) => {
+            out.push(1);
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    match &message.client_msg_id {
+        Some(id) => {
+            out.push(1);
+            put_text(out, id);
+        }
+        None => out.push(0),
+    }
+    put_text(out, &message.body);
+    out.push(match message.format {
+        BodyFormat::Text => 0,
+        BodyFormat::Markdown => 1,
+    });
+    out.extend_from_slice(&message.created_at.to_le_bytes());
+    out.push(u8::from(message.internal));
+    let payload = &out[start + HEADER..];
+    let length = u32::try_from(payload.len()).expect("a message is far smaller than 4 GiB");
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let length = u32::try_from(text.len()).expect("a message is far smaller than 4 GiB");
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Reads a payload's fields in order; `None` as soon as one is missing or malformed.
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < n {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.u64().map(|v| v as i64)
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let length = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        String::from_utf8(self.take(length)?.to_vec()).ok()
+    }
+}
+
+/// The message a payload holds, or `None` when it is not one this version wrote.
+pub fn decode(payload: &[u8]) -> Option<LoggedMessage> {
+    let mut fields = Fields { rest: payload };
+    if fields.u8()? != VERSION {
+        return None;
+    }
+    let message = LoggedMessage {
+        lsn: fields.u64()?,
+        conversation: ConversationId(fields.i64()?),
+        seq: fields.u64()?,
+        workspace: WorkspaceId(fields.i64()?),
+        author: author_of(fields.u8()?)?,
+        author_id: if fields.flag()? { Some(fields.i64()?) } else { None },
+        client_msg_id: if fields.flag()? { Some(fields.text()?) } else { None },
+        body: fields.text()?,
+        format: match fields.u8()? {
+            0 => BodyFormat::Text,
+            1 => BodyFormat::Markdown,
+            _ => return None,
+        },
+        created_at: fields.i64()?,
+        internal: fields.flag()?,
+    };
+    fields.rest.is_empty().then_some(message)
+}
+
+/// The records at the start of one segment's bytes, from `first_lsn` on, up to the first
+/// that is missing, torn, damaged or from the segment's earlier use.
+pub fn records_in(bytes: &[u8], first_lsn: u64) -> Vec<LoggedMessage> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    let mut expected = first_lsn;
+    while bytes.len() - at >= HEADER {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + HEADER].try_into().expect("4 bytes"));
+        if length == 0 || length > MAX_PAYLOAD || bytes.len() - at - HEADER < length {
+            break;
+        }
+        let payload = &bytes[at + HEADER..at + HEADER + length];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match decode(payload) {
+            Some(message) if message.lsn == expected => records.push(message),
+            _ => break,
+        }
+        expected += 1;
+        at += HEADER + length;
+    }
+    records
+}
+
+/// The segments in `dir` with the LSN each is named for, in order.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let first = path
+            .extension()
+            .filter(|ext| *ext == "seg")
+            .and_then(|_| path.file_stem())
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse::<u64>().ok());
+        if let Some(first) = first {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Every record the log in `dir` holds, in LSN order: each segment's records from its
+/// first on, continuing into the next segment only where it takes up the LSNs. What
+/// follows a gap was written after something that is lost, so it is left out (and
+/// reported), never replayed out of order.
+pub fn read_log(dir: &Path) -> Result<Vec<LoggedMessage>> {
+    let mut records: Vec<LoggedMessage> = Vec::new();
+    for (first, path) in segments(dir)? {
+        if let Some(last) = records.last()
+            && last.lsn + 1 != first
+        {
+            tracing::error!(
+                segment = %path.display(),
+                after = last.lsn,
+                "the message log has a gap; the records after it are not replayed"
+            );
+            break;
+        }
+        let bytes = std::fs::read(&path)?;
+        let found = records_in(&bytes, first);
+        if found.is_empty() && !records.is_empty() {
+            break;
+        }
+        records.extend(found);
+    }
+    Ok(records)
+}
+
+/// Removes every segment in `dir` (after the store replayed them).
+pub fn clear(dir: &Path) -> Result<()> {
+    for (_, path) in segments(dir)? {
+        std::fs::remove_file(path)?;
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
+    dir.join(format!("{first_lsn:020}.seg"))
+}
+
+/// A segment being written.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    /// Bytes written so far.
+    written: u64,
+}
+
+/// A segment written full, waiting for its records to be folded.
+struct Full {
+    path: PathBuf,
+    /// The LSN of its last record.
+    last_lsn: u64,
+}
+
+/// The log being written: the segment records are appended to, the full ones not yet
+/// folded, and spare ones to use again.
+pub struct MessageLog {
+    dir: PathBuf,
+    current: Segment,
+    full: VecDeque<Full>,
+    spares: Vec<PathBuf>,
+    /// The LSN the next record gets.
+    next_lsn: u64,
+    /// The batch being written, encoded.
+    buffer: Vec<u8>,
+}
+
+impl MessageLog {
+    /// Starts a log in `dir` (created if missing) whose first record gets `next_lsn`. The
+    /// directory must hold no segment: whatever a log held before is replayed and cleared
+    /// first ([`read_log`], [`clear`]).
+    pub fn create(dir: &Path, next_lsn: u64) -> Result<MessageLog> {
+        std::fs::create_dir_all(dir)?;
+        if !segments(dir)?.is_empty() {
+            return Err(Error::Internal(format!("the message log in {} was not replayed", dir.display())));
+        }
+        let current = Self::new_segment(dir, next_lsn)?;
+        Ok(MessageLog {
+            dir: dir.to_path_buf(),
+            current,
+            full: VecDeque::new(),
+            spares: Vec::new(),
+            next_lsn,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The LSN the next record gets.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// A segment for records from `first_lsn` on: a spare one renamed, or a new one
+    /// written with zeros. Its name is synced before any record in it can be.
+    fn new_segment(dir: &Path, first_lsn: u64) -> Result<Segment> {
+        let path = segment_path(dir, first_lsn);
+        let mut file = OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
+            file.write_all(&zeros)?;
+        }
+        file.sync_all()?;
+        sync_dir(dir)?;
+        Ok(Segment { file, path, written: 0 })
+    }
+
+    fn reuse_segment(&self, spare: PathBuf, first_lsn: u64) -> Result<Segment> {
+        let path = segment_path(&self.dir, first_lsn);
+        std::fs::rename(&spare, &path)?;
+        sync_dir(&self.dir)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        Ok(Segment { file, path, written: 0 })
+    }
+
+    /// Writes what is buffered to the current segment and syncs it.
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.current.file.write_all_at(&self.buffer, self.current.written)?;
+        self.current.file.sync_data()?;
+        self.current.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Appends `messages` (their `lsn` is set here, in order) and syncs them: once this
+    /// returns, a crash loses none of them.
+    pub fn append(&mut self, messages: &mut [LoggedMessage]) -> Result<()> {
+        for message in messages.iter_mut() {
+            message.lsn = self.next_lsn;
+            let before = self.buffer.len();
+            encode(message, &mut self.buffer);
+            let length = self.buffer.len() - before;
+            if length - HEADER > MAX_PAYLOAD {
+                self.buffer.truncate(before);
+                return Err(Error::Internal(format!("a message of {length} bytes does not fit the message log")));
+            }
+            if self.current.written + self.buffer.len() as u64 > SEGMENT_BYTES {
+                // This record starts the next segment; what came before it ends this one.
+                let record = self.buffer.split_off(before);
+                self.flush()?;
+                let next = match self.spares.pop() {
+                    Some(spare) => self.reuse_segment(spare, self.next_lsn)?,
+                    None => Self::new_segment(&self.dir, self.next_lsn)?,
+                };
+                let done = std::mem::replace(&mut self.current, next);
+                self.full.push_back(Full { path: done.path, last_lsn: self.next_lsn - 1 });
+                self.buffer = record;
+            }
+            self.next_lsn += 1;
+        }
+        self.flush()
+    }
+
+    /// Notes that every record up to `lsn` is folded into the tables: full segments
+    /// holding nothing after it become spares.
+    pub fn folded(&mut self, lsn: u64) {
+        while self.full.front().is_some_and(|full| full.last_lsn <= lsn) {
+            let full = self.full.pop_front().expect("checked");
+            self.spares.push(full.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(conversation: i64, seq: Seq, body: &str) -> LoggedMessage {
+        LoggedMessage {
+            lsn: 0,
+            conversation: ConversationId(conversation),
+            seq,
+            workspace: WorkspaceId(1),
+            author: AuthorKind::Customer,
+            author_id: Some(7),
+            client_msg_id: Some(format!("c-{conversation}-{seq}")),
+            body: body.to_string(),
+            format: BodyFormat::Text,
+            created_at: 1_700_000_000_000 + seq as i64,
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let mut all = vec![
+            message(1, 1, "你好，我的订单还没到"),
+            LoggedMessage {
+                author: AuthorKind::Agent,
+                author_id: None,
+                client_msg_id: None,
+                format: BodyFormat::Markdown,
+                internal: true,
+                ..message(2, 9, "")
+            },
+        ];
+        for (lsn, m) in all.iter_mut().enumerate() {
+            m.lsn = lsn as u64 + 1;
+        }
+        let mut bytes = Vec::new();
+        for m in &all {
+            encode(m, &mut bytes);
+        }
+        assert_eq!(records_in(&bytes, 1), all);
+    }
+
+    #[test]
+    fn reading_stops_at_a_torn_or_damaged_record() {
+        let mut bytes = Vec::new();
+        for (lsn, mut m) in [message(1, 1, "one"), message(1, 2, "two"), message(1, 3, "three")].into_iter().enumerate()
+        {
+            m.lsn = lsn as u64 + 1;
+            encode(&m, &mut bytes);
+        }
+        let whole = records_in(&bytes, 1);
+        assert_eq!(whole.len(), 3);
+        // Cut short in the last record: the first two stand.
+        assert_eq!(records_in(&bytes[..bytes.len() - 3], 1), whole[..2]);
+        // A flipped byte in the second record's body: only the first stands.
+        let mut damaged = bytes.clone();
+        let second = bytes.windows(3).position(|w| w == b"two").expect("body present");
+        damaged[second] ^= 0x20;
+        assert_eq!(records_in(&damaged, 1), whole[..1]);
+        // Records from the segment's earlier use (other LSNs) are not taken for new ones.
+        assert!(records_in(&bytes, 5).is_empty());
+    }
+
+    #[test]
+    fn a_payload_that_is_not_a_message_is_refused() {
+        let mut m = message(1, 1, "x");
+        m.lsn = 1;
+        let mut bytes = Vec::new();
+        encode(&m, &mut bytes);
+        let payload = &bytes[HEADER..];
+        assert!(decode(payload).is_some());
+        for cut in 0..payload.len() {
+            assert!(decode(&payload[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut longer = payload.to_vec();
+        longer.push(0);
+        assert!(decode(&longer).is_none(), "trailing bytes");
+        let mut version = payload.to_vec();
+        version[0] = 2;
+        assert!(decode(&version).is_none(), "unknown version");
+    }
+
+    /// How many records like `m` fit in a segment.
+    fn per_segment(m: &LoggedMessage) -> u64 {
+        let mut bytes = Vec::new();
+        encode(m, &mut bytes);
+        SEGMENT_BYTES / bytes.len() as u64
+    }
+
+    #[test]
+    fn the_log_holds_every_appended_message_across_segments_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        // Bodies of 100 KiB: 81 to a segment, so 200 of them fill two and start a third.
+        let body = "b".repeat(100 << 10);
+        assert_eq!(per_segment(&message(1, 100, &body)), 81);
+        let mut written = Vec::new();
+        for batch in 0..20u64 {
+            let mut messages: Vec<_> = (0..10).map(|i| message((batch % 3) as i64, batch * 10 + i, &body)).collect();
+            log.append(&mut messages).expect("append");
+            written.extend(messages);
+        }
+        assert_eq!(segments(&log_dir).expect("list").len(), 3);
+        let read = read_log(&log_dir).expect("read");
+        assert_eq!(read.len(), 200);
+        assert_eq!(read, written);
+        assert_eq!(log.next_lsn(), 201);
+    }
+
+    #[test]
+    fn a_folded_segment_is_used_again_without_its_old_records_coming_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let body = "b".repeat(100 << 10);
+        let per = per_segment(&message(1, 100, &body));
+        let fill = |log: &mut MessageLog, n: u64| {
+            let mut messages: Vec<_> = (0..n).map(|i| message(1, i + 100, &body)).collect();
+            log.append(&mut messages).expect("append");
+            messages
+        };
+        fill(&mut log, per);
+        let second = fill(&mut log, 1);
+        assert_eq!(segments(&log_dir).expect("list").len(), 2);
+        // Folded up to the second segment's first record: the first segment, all of it
+        // folded, is used for the next one; the second is still being written.
+        log.folded(per + 1);
+        let mut rest = fill(&mut log, per);
+        assert_eq!(segments(&log_dir).expect("list").len(), 2, "the spare was renamed, not a new file made");
+        let read = read_log(&log_dir).expect("read");
+        let mut expected = second;
+        expected.append(&mut rest);
+        assert_eq!(read.first().map(|m| m.lsn), Some(per + 1));
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_log_must_be_replayed_before_it_is_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        log.append(&mut [message(1, 1, "kept")]).expect("append");
+        drop(log);
+        assert!(MessageLog::create(&log_dir, 2).is_err(), "a log with records is not started over");
+        assert_eq!(read_log(&log_dir).expect("read").len(), 1);
+        clear(&log_dir).expect("clear");
+        assert!(read_log(&log_dir).expect("read").is_empty());
+        MessageLog::create(&log_dir, 2).expect("a cleared log starts again");
+    }
+}
