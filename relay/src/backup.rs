@@ -2,8 +2,10 @@
 //! while it is stopped.
 //!
 //! The database is copied with SQLite's `VACUUM INTO` on a read-only connection: one read
-//! transaction, so the copy is the database as of one commit — every message acknowledged
-//! before it started is in it, whatever the relay writes meanwhile. Attachments are files
+//! transaction, so the copy is the database as of one commit, whatever the relay writes
+//! meanwhile. Messages the relay acknowledged from its message log and had not folded yet
+//! are added to the copy from the log, read just before it: every message acknowledged
+//! before the backup started is in it. Attachments are files
 //! that never change once stored (and are on disk before their row is committed), so the
 //! ones the copy names are copied after it, into `FILE.attachments/`.
 //!
@@ -12,8 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Connection, Row};
 
 use crate::attachments;
 use crate::error::{Error, Result};
@@ -48,9 +50,21 @@ pub async fn backup(data_dir: &Path, file: &Path) -> Result<Summary> {
         return Err(Error::Config(format!("{} already exists; choose a new name", file.display())));
     }
     let target = file.to_str().ok_or_else(|| Error::Config(format!("{} is not UTF-8", file.display())))?;
+    // Messages a serving relay acknowledged from its message log may not be folded into
+    // the tables yet. Read before the copy, the log holds every one the copy lacks (what
+    // is folded meanwhile is in the copy); added to the copy, they make it whole.
+    let logged = crate::msglog::read_log(&crate::store::message_log_dir(data_dir))?;
     let source = read_only(&database).await?;
     sqlx::query("VACUUM INTO ?").bind(target).execute(&source).await?;
     source.close().await;
+    if !logged.is_empty() {
+        let options = SqliteConnectOptions::new().filename(file);
+        let mut copy = sqlx::SqliteConnection::connect_with(&options).await?;
+        let mut tx = copy.begin().await?;
+        crate::store::insert_logged(&mut tx, &logged).await?;
+        tx.commit().await?;
+        copy.close().await?;
+    }
     let summary = copy_attachments(file, data_dir, &attachments_dir(file)).await?;
     Ok(summary)
 }

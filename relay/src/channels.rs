@@ -786,6 +786,7 @@ impl Store {
         contact: ContactId,
         client_msg_id: &str,
     ) -> Result<Option<(ConversationId, Seq)>> {
+        self.settle().await?;
         let row = sqlx::query(
             "SELECT conversation_id, seq FROM messages
              WHERE workspace_id = ? AND author_kind = 'customer' AND author_id = ? AND client_msg_id = ?",

@@ -428,6 +428,11 @@ pub struct JournalConfig {
     pub max_batch: usize,
     /// Operations waiting for the writer before senders are made to wait.
     pub queue: usize,
+    /// Plain messages are appended to the message log and synced there, and folded into
+    /// the tables each second by a thread of their own, instead of each commit writing
+    /// SQLite's pages (docs/BENCHMARKS.md, finding 25). Off: every message is written to
+    /// the tables in its commit.
+    pub message_log: bool,
 }
 
 impl Default for Config {
@@ -482,7 +487,7 @@ impl Default for AuthConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { max_batch: 2048, queue: 65_536 }
+        JournalConfig { max_batch: 2048, queue: 65_536, message_log: true }
     }
 }
 

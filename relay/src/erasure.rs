@@ -43,6 +43,7 @@ impl Store {
     /// Everything stored about a contact of `workspace`, as JSON; recorded as
     /// `contact.exported`.
     pub async fn export_contact(&self, workspace: WorkspaceId, contact: ContactId, actor: &str) -> Result<Value> {
+        self.settle().await?;
         let keyring = self.keys.current();
         let row = sqlx::query("SELECT id, name, vip, created_at FROM contacts WHERE id = ? AND workspace_id = ?")
             .bind(contact.0)
@@ -207,6 +208,7 @@ impl Store {
         data_dir: &Path,
         actor: &str,
     ) -> Result<Erased> {
+        self.settle().await?;
         let keyring = self.keys.current();
         let mut conn = self.writer.acquire().await?;
         sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
@@ -336,6 +338,9 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        // The erased words may also still be in the message log (folded, not yet
+        // overwritten).
+        self.scrub_message_log().await?;
         // The old page images still sit in the write-ahead log until it is checkpointed
         // and truncated; another process (the serving relay) may hold it for a moment.
         for _ in 0..50 {

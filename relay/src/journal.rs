@@ -14,7 +14,7 @@
 //! The journal also assigns sequence numbers: it is the only writer of messages, so a
 //! per-conversation cursor in memory (loaded on first use) is the truth.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use kefu_proto::frame::{
@@ -29,6 +29,7 @@ use crate::conversation::Lifecycle;
 use crate::crypto::{Field, Keyring, Keys};
 use crate::error::{Error, Result};
 use crate::hub::{ConnId, Hubs};
+use crate::msglog::{FoldProgress, LoggedMessage, MessageLog};
 use crate::routing::{GroupId, Priority};
 
 /// A message to store.
@@ -331,6 +332,10 @@ pub struct JournalHandle {
     hub_ops: mpsc::UnboundedSender<JournalOp>,
     /// Asks the journal to commit what it holds and stop.
     stop: mpsc::Sender<oneshot::Sender<()>>,
+    /// Asks the journal to fold what its message log holds into the tables.
+    settle: mpsc::UnboundedSender<SettleRequest>,
+    /// How far the message log is written and folded, when there is one.
+    progress: Option<Arc<FoldProgress>>,
 }
 
 impl JournalHandle {
@@ -351,6 +356,33 @@ impl JournalHandle {
         let (tx, rx) = oneshot::channel();
         self.submit(JournalOp::CreateContact(contact, tx)).await?;
         rx.await.map_err(|_| Error::Internal("journal stopped".into()))?
+    }
+
+    /// Returns once every message acknowledged before the call is in the tables, so that
+    /// a query over `messages` sees it. With the message log on, messages acknowledged
+    /// within about the last second may be only in the log (the fold thread folds it each
+    /// second); then the journal folds them itself in its next transaction.
+    pub async fn settle(&self) -> Result<()> {
+        let Some(progress) = &self.progress else { return Ok(()) };
+        if progress.settled() {
+            return Ok(());
+        }
+        self.request_settle(false).await
+    }
+
+    /// Folds everything the message log holds, then overwrites its files with zeros, so
+    /// that nothing erased from the tables can be read back from the log (erasure).
+    pub async fn scrub(&self) -> Result<()> {
+        if self.progress.is_none() {
+            return Ok(());
+        }
+        self.request_settle(true).await
+    }
+
+    async fn request_settle(&self, scrub: bool) -> Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.settle.send(SettleRequest { reply, scrub }).map_err(|_| Error::Internal("journal stopped".into()))?;
+        done.await.map_err(|_| Error::Internal("the message log could not be folded".into()))
     }
 
     /// Commits everything queued so far and stops the journal.
@@ -376,6 +408,65 @@ struct Cursor {
     answered: bool,
 }
 
+/// A wait for the message log to be folded ([`JournalHandle::settle`]), or also scrubbed
+/// ([`JournalHandle::scrub`]): answered after the next commit.
+pub(crate) struct SettleRequest {
+    reply: oneshot::Sender<()>,
+    scrub: bool,
+}
+
+/// How often the journal looks for a scrub asked for by another process
+/// ([`crate::msglog::request_scrub`]).
+const SCRUB_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Who wrote a message and their id for it: a message is stored once per key.
+type ClientKey = (WorkspaceId, AuthorKind, Option<i64>, String);
+
+/// Most messages the log may hold unfolded. Past it the journal folds them itself in its
+/// next transaction (flat out, the fold thread at its low priority barely runs), so
+/// memory and the log stay bounded: about 3 s at 10,000 msg/s.
+const MAX_UNFOLDED: usize = 32_768;
+
+/// The message log as the journal writes it ([`crate::msglog`]).
+struct LogState {
+    /// The files.
+    log: MessageLog,
+    /// How far it is written and folded.
+    progress: Arc<FoldProgress>,
+    /// To the fold thread.
+    fold: std::sync::mpsc::Sender<Vec<Arc<LoggedMessage>>>,
+    /// What is synced but maybe not folded, in LSN order: folded by the journal itself
+    /// when it must be ([`Journal::needs_fold`]).
+    unfolded: VecDeque<Arc<LoggedMessage>>,
+    /// The unfolded messages with a client id, for de-duplication before they are in the
+    /// index.
+    ids: HashMap<ClientKey, Arc<LoggedMessage>>,
+}
+
+impl LogState {
+    /// Forgets what the fold thread (or the journal) has folded, and lets the log use its
+    /// segments again.
+    fn forget_folded(&mut self) {
+        let folded = self.progress.folded();
+        while self.unfolded.front().is_some_and(|m| m.lsn <= folded) {
+            let m = self.unfolded.pop_front().expect("checked");
+            if let Some(id) = &m.client_msg_id {
+                let key = (m.workspace, m.author, m.author_id, id.clone());
+                if self.ids.get(&key).is_some_and(|kept| kept.lsn == m.lsn) {
+                    self.ids.remove(&key);
+                }
+            }
+        }
+        self.log.folded(folded);
+    }
+
+    /// The unfolded message `m` repeats, if any.
+    fn duplicate_of(&self, m: &NewMessage) -> Option<&Arc<LoggedMessage>> {
+        let id = m.client_msg_id.clone()?;
+        self.ids.get(&(m.workspace, m.author, m.author_id, id))
+    }
+}
+
 /// The journal's state, on its own thread.
 pub(crate) struct Journal {
     /// Its own connection to the database, driven synchronously: a batch is written
@@ -399,12 +490,21 @@ pub(crate) struct Journal {
     /// Whether the batch being written did.
     outbox_due: bool,
     telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The message log, when on (`journal.message_log`).
+    log: Option<LogState>,
+    /// Readers waiting for the log to be folded ([`JournalHandle::settle`]), answered
+    /// after the next commit.
+    settle_waiters: Vec<oneshot::Sender<()>>,
+    /// Whether one of them asked for the log to be scrubbed too.
+    scrub_due: bool,
 }
 
 /// What the journal's thread woke up for.
 enum Wake {
     /// An operation, now in the batch.
     Op,
+    /// Time to look for a scrub another process asked for.
+    Tick,
     Stop(oneshot::Sender<()>),
     Closed,
 }
@@ -416,9 +516,20 @@ pub(crate) fn spawn(journal: Journal, queue: usize) -> Result<JournalHandle> {
     let (ops_tx, ops) = mpsc::channel(queue);
     let (hub_tx, hub_ops) = mpsc::unbounded_channel();
     let (stop_tx, stop) = mpsc::channel(1);
+    let (settle_tx, settle) = mpsc::unbounded_channel();
+    let progress = journal.log.as_ref().map(|log| log.progress.clone());
     let runtime = tokio::runtime::Handle::current();
-    std::thread::Builder::new().name("kefu-journal".into()).spawn(move || journal.run(&runtime, ops, hub_ops, stop))?;
-    Ok(JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx })
+    let channels = Inbound { ops, hub_ops, stop, settle };
+    std::thread::Builder::new().name("kefu-journal".into()).spawn(move || journal.run(&runtime, channels))?;
+    Ok(JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx, settle: settle_tx, progress })
+}
+
+/// What the journal's thread receives on.
+struct Inbound {
+    ops: mpsc::Receiver<JournalOp>,
+    hub_ops: mpsc::UnboundedReceiver<JournalOp>,
+    stop: mpsc::Receiver<oneshot::Sender<()>>,
+    settle: mpsc::UnboundedReceiver<SettleRequest>,
 }
 
 impl Journal {
@@ -444,20 +555,30 @@ impl Journal {
             outbox,
             outbox_due: false,
             telemetry,
+            log: None,
+            settle_waiters: Vec::new(),
+            scrub_due: false,
         })
+    }
+
+    /// Turns the message log on: plain messages are appended to it and synced, then
+    /// folded into the tables by a thread of its own ([`crate::msglog`]). The store has
+    /// replayed and cleared what a log held before (`Store::open`).
+    pub(crate) fn with_message_log(mut self, store: &crate::store::Store) -> Result<Journal> {
+        let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
+        let progress = Arc::new(FoldProgress::default());
+        let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone())?;
+        self.log = Some(LogState { log, progress, fold, unfolded: VecDeque::new(), ids: HashMap::new() });
+        Ok(self)
     }
 
     /// The journal's thread: waits for an operation (the channels are tokio's, awaited
     /// here through the runtime's handle), gathers whatever else is queued, writes it all
     /// in one transaction, reports, and waits again.
-    fn run(
-        mut self,
-        runtime: &tokio::runtime::Handle,
-        mut ops: mpsc::Receiver<JournalOp>,
-        mut hub_ops: mpsc::UnboundedReceiver<JournalOp>,
-        mut stop: mpsc::Receiver<oneshot::Sender<()>>,
-    ) {
+    fn run(mut self, runtime: &tokio::runtime::Handle, inbound: Inbound) {
+        let Inbound { mut ops, mut hub_ops, mut stop, mut settle } = inbound;
         let mut batch = Vec::with_capacity(self.max_batch);
+        let mut next_poll = runtime.block_on(async { tokio::time::Instant::now() }) + SCRUB_POLL;
         loop {
             let wake = runtime.block_on(async {
                 tokio::select! {
@@ -469,6 +590,8 @@ impl Journal {
                     biased;
                     Some(op) = ops.recv() => { batch.push(op); Wake::Op }
                     Some(op) = hub_ops.recv() => { batch.push(op); Wake::Op }
+                    Some(request) = settle.recv() => { self.wait_for_settle(request); Wake::Op }
+                    () = tokio::time::sleep_until(next_poll), if self.log.is_some() => Wake::Tick,
                     Some(done) = stop.recv() => Wake::Stop(done),
                     else => Wake::Closed,
                 }
@@ -488,10 +611,28 @@ impl Journal {
                         let chunk = std::mem::replace(&mut batch, rest);
                         self.commit(chunk);
                     }
+                    // And what the log holds, so a clean stop leaves the tables whole.
+                    if self.log.as_ref().is_some_and(|log| !log.progress.settled()) {
+                        while let Ok(request) = settle.try_recv() {
+                            self.wait_for_settle(request);
+                        }
+                        let (waiter, _) = oneshot::channel();
+                        self.settle_waiters.push(waiter);
+                        self.commit(Vec::new());
+                    }
                     let _ = done.send(());
                     return;
                 }
                 Wake::Closed => return,
+                Wake::Tick => {}
+            }
+            // Under steady traffic as well as when idle: a scrub asked for from outside.
+            if self.log.is_some() && tokio::time::Instant::now() >= next_poll {
+                next_poll = tokio::time::Instant::now() + SCRUB_POLL;
+                self.scrub_requested();
+            }
+            if batch.is_empty() && self.settle_waiters.is_empty() {
+                continue;
             }
             // Gather whatever else is already waiting: this is the group in group commit.
             // Every queued hub operation goes in, even past `max_batch`, so that a flood of
@@ -506,8 +647,26 @@ impl Journal {
             while let Ok(op) = hub_ops.try_recv() {
                 batch.push(op);
             }
+            while let Ok(request) = settle.try_recv() {
+                self.wait_for_settle(request);
+            }
             let ops = std::mem::replace(&mut batch, Vec::with_capacity(self.max_batch));
             self.commit(ops);
+        }
+    }
+
+    /// Queues a reader's (or an erasure's) wait for the next commit.
+    fn wait_for_settle(&mut self, request: SettleRequest) {
+        self.scrub_due |= request.scrub;
+        self.settle_waiters.push(request.reply);
+    }
+
+    /// When another process asked for the log to be scrubbed (its request file is there),
+    /// the next commit settles and scrubs, then removes the request.
+    fn scrub_requested(&mut self) {
+        if self.log.as_ref().is_some_and(|log| log.log.scrub_requested()) {
+            let (waiter, _) = oneshot::channel();
+            self.wait_for_settle(SettleRequest { reply: waiter, scrub: true });
         }
     }
 
@@ -568,13 +727,37 @@ impl Journal {
         self.closed.clear();
         self.outbox_due = false;
         self.keyring = self.keys.current();
+        if let Some(log) = &mut self.log {
+            log.forget_folded();
+        }
+        if self.loggable(batch)? {
+            return self.write_logged(batch, now);
+        }
+        // Folded in this transaction: everything the log holds, up to its last LSN.
+        let fold = self.needs_fold(batch).then(|| self.log.as_ref().map(|log| log.progress.logged())).flatten();
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = self.write_ops(batch, now).and_then(|outcomes| {
-            self.conn.prepare_cached("COMMIT")?.execute([])?;
-            Ok(outcomes)
-        });
+        let written =
+            self.fold_unfolded(fold.is_some()).and_then(|()| self.write_ops(batch, now)).and_then(|outcomes| {
+                self.conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(outcomes)
+            });
         match written {
             Ok(outcomes) => {
+                if let (Some(lsn), Some(log)) = (fold, &mut self.log) {
+                    log.progress.set_folded(lsn);
+                    log.forget_folded();
+                }
+                // Folded now, or nothing was left to fold (`needs_fold`).
+                if std::mem::take(&mut self.scrub_due)
+                    && let Some(log) = &mut self.log
+                    && let Err(e) = log.log.scrub()
+                {
+                    tracing::error!(error = %e, "the message log could not be scrubbed");
+                    self.settle_waiters.clear();
+                }
+                for waiter in self.settle_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
                 if self.outbox_due {
                     self.outbox.notify_one();
                 }
@@ -591,6 +774,154 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+
+    /// True when the log is on and every operation of `batch` is a plain message it may
+    /// take: no attachments, not from a channel, into an open conversation with no channel
+    /// replies to push, and not an agent's first reply since the assignment (which also
+    /// writes the conversation's row). Anything else goes to the tables directly.
+    fn loggable(&mut self, batch: &[JournalOp]) -> Result<bool> {
+        let Some(log) = &self.log else { return Ok(false) };
+        if batch.is_empty() || !self.settle_waiters.is_empty() || log.unfolded.len() >= MAX_UNFOLDED {
+            return Ok(false);
+        }
+        for op in batch {
+            let JournalOp::Append(m) = op else { return Ok(false) };
+            if !m.attachments.is_empty() || m.via.is_some() {
+                return Ok(false);
+            }
+            let Some(cursor) = self.cursor(m.workspace, m.conversation)? else { return Ok(false) };
+            let first_reply = m.author == AuthorKind::Agent && !m.internal && !cursor.answered;
+            if cursor.closed || cursor.via_channel || first_reply {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// True when this batch's transaction must first fold what the log holds: a reader
+    /// waits for it, the log holds too much, or a conversation closes (erasure and
+    /// retention, which work on closed conversations, then find all its messages in the
+    /// tables, and a cursor is dropped only once its messages are there).
+    fn needs_fold(&self, batch: &[JournalOp]) -> bool {
+        let Some(log) = &self.log else { return false };
+        if log.progress.settled() {
+            return false;
+        }
+        !self.settle_waiters.is_empty()
+            || log.unfolded.len() >= MAX_UNFOLDED
+            || batch.iter().any(
+                |op| matches!(op, JournalOp::Transition { lifecycle, .. } if lifecycle.state == ConversationState::Closed),
+            )
+    }
+
+    /// Inserts what the log holds unfolded, sorted by conversation and `seq` (inside the
+    /// batch's transaction), when `fold`.
+    fn fold_unfolded(&self, fold: bool) -> Result<()> {
+        let Some(log) = self.log.as_ref().filter(|_| fold) else { return Ok(()) };
+        let mut records: Vec<Arc<LoggedMessage>> = log.unfolded.iter().cloned().collect();
+        records.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
+        crate::msglog::fold_into(&self.conn, &records)?;
+        Ok(())
+    }
+
+    /// Writes a batch of plain messages to the log: each is given its conversation's next
+    /// `seq` (or found to repeat one stored before), sealed, appended, and synced once for
+    /// the batch; then handed to the fold thread. No SQLite transaction.
+    fn write_logged(&mut self, batch: &[JournalOp], now: UnixMillis) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut records: Vec<LoggedMessage> = Vec::with_capacity(batch.len());
+        // Repeats within the batch, before its records are in the log's map.
+        let mut batch_ids: HashMap<ClientKey, usize> = HashMap::new();
+        let mut answered = Vec::new();
+        for op in batch {
+            let JournalOp::Append(m) = op else { unreachable!("checked by loggable") };
+            if let Some(original) = self.original_of(m)? {
+                outcomes.push(Outcome::Hub(original));
+                continue;
+            }
+            if let Some(client_msg_id) = &m.client_msg_id
+                && let Some(&earlier) = batch_ids.get(&(m.workspace, m.author, m.author_id, client_msg_id.clone()))
+            {
+                let record: &LoggedMessage = &records[earlier];
+                outcomes.push(Outcome::Hub(Committed::Duplicate {
+                    origin: m.origin,
+                    client_msg_id: client_msg_id.clone(),
+                    conversation: record.conversation,
+                    seq: record.seq,
+                    at: record.created_at,
+                }));
+                continue;
+            }
+            let cursor = self.cursor(m.workspace, m.conversation)?.expect("checked by loggable");
+            let seq = cursor.last_seq + 1;
+            if let Some(client_msg_id) = &m.client_msg_id {
+                batch_ids.insert((m.workspace, m.author, m.author_id, client_msg_id.clone()), records.len());
+            }
+            records.push(LoggedMessage {
+                lsn: 0,
+                conversation: m.conversation,
+                seq,
+                workspace: m.workspace,
+                author: m.author,
+                author_id: m.author_id,
+                client_msg_id: m.client_msg_id.clone(),
+                body: self.keyring.seal(Field::MessageBody, &m.body).into_owned(),
+                format: m.format,
+                created_at: now,
+                internal: m.internal,
+            });
+            outcomes.push(Outcome::Hub(self.stored(m, seq, now, &mut answered)));
+        }
+        debug_assert!(answered.is_empty(), "first replies are not logged");
+        let log = self.log.as_mut().expect("checked by loggable");
+        log.log.append(&mut records)?;
+        let records: Vec<Arc<LoggedMessage>> = records.into_iter().map(Arc::new).collect();
+        if let Some(last) = records.last() {
+            log.progress.set_logged(last.lsn);
+        }
+        for record in &records {
+            if let Some(id) = &record.client_msg_id {
+                log.ids.insert((record.workspace, record.author, record.author_id, id.clone()), record.clone());
+            }
+            log.unfolded.push_back(record.clone());
+        }
+        if log.fold.send(records).is_err() {
+            tracing::error!("the fold thread stopped; the journal folds the message log itself");
+        }
+        Ok(outcomes)
+    }
+
+    /// The message `m` repeats, as its outcome, if it repeats one: in the log not yet
+    /// folded, or in the tables.
+    fn original_of(&self, m: &NewMessage) -> Result<Option<Committed>> {
+        let Some(client_msg_id) = &m.client_msg_id else { return Ok(None) };
+        if let Some(original) = self.log.as_ref().and_then(|log| log.duplicate_of(m)) {
+            return Ok(Some(Committed::Duplicate {
+                origin: m.origin,
+                client_msg_id: client_msg_id.clone(),
+                conversation: original.conversation,
+                seq: original.seq,
+                at: original.created_at,
+            }));
+        }
+        let original = self
+            .conn
+            .prepare_cached(
+                "SELECT conversation_id, seq, created_at FROM messages
+                 WHERE workspace_id = ? AND author_kind = ? AND author_id IS ? AND client_msg_id = ?",
+            )?
+            .query_row(params![m.workspace.0, m.author.as_str(), m.author_id, client_msg_id], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })
+            .optional()?;
+        Ok(original.map(|(conversation, seq, at)| Committed::Duplicate {
+            origin: m.origin,
+            client_msg_id: client_msg_id.clone(),
+            conversation: ConversationId(conversation),
+            seq: seq as Seq,
+            at,
+        }))
     }
 
     /// The operations of a batch, inside its transaction.
@@ -789,6 +1120,16 @@ impl Journal {
         let Some(cursor) = self.cursor(m.workspace, m.conversation)? else {
             return Ok(reject(ErrorCode::NotFound, "no such conversation"));
         };
+        // A repeat of a message the log holds unfolded: the index cannot see it yet.
+        if let Some(original) = self.log.as_ref().and_then(|log| log.duplicate_of(m)) {
+            return Ok(Committed::Duplicate {
+                origin: m.origin,
+                client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
+                conversation: original.conversation,
+                seq: original.seq,
+                at: original.created_at,
+            });
+        }
         let seq = cursor.last_seq + 1;
         let inserted = if cursor.closed {
             0
@@ -827,26 +1168,8 @@ impl Journal {
         }
         // Not inserted: either stored before under this client id, or the conversation is
         // closed. A duplicate is acknowledged again even after closing.
-        if let Some(client_msg_id) = &m.client_msg_id {
-            let original = self
-                .conn
-                .prepare_cached(
-                    "SELECT conversation_id, seq, created_at FROM messages
-                     WHERE workspace_id = ? AND author_kind = ? AND author_id IS ? AND client_msg_id = ?",
-                )?
-                .query_row(params![m.workspace.0, m.author.as_str(), m.author_id, client_msg_id], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                })
-                .optional()?;
-            if let Some((conversation, seq, at)) = original {
-                return Ok(Committed::Duplicate {
-                    origin: m.origin,
-                    client_msg_id: client_msg_id.clone(),
-                    conversation: ConversationId(conversation),
-                    seq: seq as Seq,
-                    at,
-                });
-            }
+        if let Some(original) = self.original_of(m)? {
+            return Ok(original);
         }
         if cursor.closed {
             return Ok(reject(ErrorCode::Conflict, "the conversation is closed"));
@@ -1212,6 +1535,104 @@ mod tests {
             .collect()
     }
 
+    /// With the message log on, plain messages are stored in it: each gets the next `seq`
+    /// as ever, a repeat (in the same batch, or of a message not folded yet, or of one
+    /// folded) is a duplicate of the original, an agent's first reply still marks the
+    /// conversation answered (it goes to the tables directly), a reader's settle and a
+    /// close fold everything into the table, and the seq goes on without a gap across
+    /// both paths.
+    #[tokio::test]
+    async fn the_message_log_stores_plain_messages_and_folds_them_when_needed() {
+        use crate::msglog::read_log;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let mut journal = journal(&store).with_message_log(&store).unwrap();
+        let (conversation, lifecycle) = open(&mut journal, workspace, contact, 1).await;
+        let c = conversation.0;
+        let seqs = |outcomes: Vec<Outcome>| -> Vec<(Seq, bool)> {
+            outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Outcome::Hub(Committed::Appended(stored)) => (stored.seq, false),
+                    Outcome::Hub(Committed::Duplicate { seq, .. }) => (seq, true),
+                    _ => panic!("a message's outcome"),
+                })
+                .collect()
+        };
+        let log_dir = crate::store::message_log_dir(dir.path());
+        let logged = || -> Vec<(Seq, String)> {
+            read_log(&log_dir).unwrap().into_iter().map(|m| (m.seq, m.client_msg_id.unwrap())).collect()
+        };
+
+        let first = journal
+            .write(&[
+                message(workspace, conversation, "a"),
+                message(workspace, conversation, "b"),
+                message(workspace, conversation, "a"),
+            ])
+            .unwrap();
+        assert_eq!(seqs(first), [(1, false), (2, false), (1, true)]);
+        assert_eq!(logged(), [(1, "a".to_string()), (2, "b".to_string())], "in the log, synced");
+        let again =
+            journal.write(&[message(workspace, conversation, "b"), message(workspace, conversation, "c")]).unwrap();
+        assert_eq!(seqs(again), [(2, true), (3, false)]);
+
+        // An agent's first reply after the assignment goes to the tables with its row.
+        let mut assigned = lifecycle.clone();
+        assigned.state = ConversationState::Assigned;
+        assigned.assignee = Some(kefu_proto::AgentId(1));
+        assigned.assigned_at = Some(10);
+        let transition = |lifecycle: Lifecycle, kind: &'static str| JournalOp::Transition {
+            workspace,
+            conversation,
+            lifecycle,
+            resolution: None,
+            route: None,
+            transfer: None,
+            event: EventRecord {
+                kind,
+                actor_kind: "system",
+                actor_id: None,
+                data: serde_json::json!({}),
+                origin: None,
+            },
+        };
+        journal.write(&[transition(assigned.clone(), "conversation.assigned")]).unwrap();
+        let JournalOp::Append(mut reply) = message(workspace, conversation, "r1") else { unreachable!() };
+        reply.author = AuthorKind::Agent;
+        reply.author_id = Some(1);
+        let replied = journal.write(&[JournalOp::Append(reply.clone())]).unwrap();
+        assert_eq!(seqs(replied), [(4, false)]);
+        let answered: i64 = sqlx::query_scalar("SELECT answered FROM conversations WHERE id = ?")
+            .bind(c)
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(answered, 1);
+        reply.client_msg_id = Some("r2".into());
+        let later = journal.write(&[JournalOp::Append(reply), message(workspace, conversation, "d")]).unwrap();
+        assert_eq!(seqs(later), [(5, false), (6, false)]);
+        assert_eq!(logged().last(), Some(&(6, "d".to_string())), "later replies are logged");
+
+        // A reader waiting: the next transaction folds everything.
+        let (waiter, settled) = oneshot::channel();
+        journal.settle_waiters.push(waiter);
+        journal.write(&[]).unwrap();
+        settled.await.unwrap();
+        let ids = |rows: Vec<(i64, i64, String)>| rows.into_iter().map(|(_, seq, id)| (seq, id)).collect::<Vec<_>>();
+        let all: Vec<(i64, String)> =
+            [(1, "a"), (2, "b"), (3, "c"), (4, "r1"), (5, "r2"), (6, "d")].map(|(s, id)| (s, id.to_string())).into();
+        assert_eq!(ids(stored(&store).await), all);
+
+        // A close folds what came since, before the cursor goes.
+        journal.write(&[message(workspace, conversation, "e")]).unwrap();
+        let mut closed = assigned;
+        closed.state = ConversationState::Closed;
+        journal.write(&[transition(closed, "conversation.closed")]).unwrap();
+        assert_eq!(stored(&store).await.last(), Some(&(c, 7, "e".to_string())));
+        assert!(journal.log.as_ref().unwrap().progress.settled());
+    }
+
     /// A message log left behind (by a relay that stopped before folding it) is replayed
     /// when the store opens: its messages go into the table under their `seq`, a message
     /// already stored keeps its row, a record of a conversation the database lacks is left
@@ -1239,6 +1660,8 @@ mod tests {
             created_at: 5,
             internal: false,
         };
+        // A relay serving the data dir holds the log (and replays it when it starts).
+        let serving = Store::open_to_serve(dir.path(), Keys::off(), std::time::Duration::from_secs(1)).await.unwrap();
         let log_dir = crate::store::message_log_dir(dir.path());
         let mut log = MessageLog::create(&log_dir, 1).unwrap();
         log.append(&mut [
@@ -1250,13 +1673,15 @@ mod tests {
         .unwrap();
         drop(log);
 
+        // A tool's store beside it leaves the log alone.
         let beside = Store::open(dir.path()).await.unwrap();
-        assert_eq!(read_log(&log_dir).unwrap().len(), 4, "the log is the first store's");
+        assert_eq!(read_log(&log_dir).unwrap().len(), 4, "the log is the serving relay's");
         assert_eq!(stored(&beside).await.len(), 1);
-        beside.close().await;
-        drop(beside);
-        store.close().await;
-        drop(store);
+        let second = Store::open_to_serve(dir.path(), Keys::off(), std::time::Duration::from_millis(100)).await;
+        assert!(second.is_err(), "one relay serves a data dir");
+        for store in [beside, serving, store] {
+            store.close().await;
+        }
 
         let reopened = Store::open(dir.path()).await.unwrap();
         let c = conversation.0;

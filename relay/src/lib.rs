@@ -224,22 +224,25 @@ pub async fn run_with_clock(
             "encryption at rest is off: messages, names and files are stored in plaintext (see [encryption] in README.md)"
         ),
     }
-    let store = Store::open_with_keys(&config.data_dir, keys).await?;
+    // A relay stopping on the same data dir lets go of the message log within moments.
+    let store = Store::open_to_serve(&config.data_dir, keys, std::time::Duration::from_secs(10)).await?;
     let knowledge = Arc::new(knowledge::Knowledge::load(&store, config.bot.intents()?).await?);
     let hubs = Arc::new(hub::Hubs::default());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let telemetry = Arc::new(telemetry::Telemetry::new());
-    let journal = journal::spawn(
-        journal::Journal::new(
-            &store,
-            clock.clone(),
-            hubs.clone(),
-            outbox_wake.clone(),
-            telemetry.clone(),
-            config.journal.max_batch,
-        )?,
-        config.journal.queue,
+    let mut writer = journal::Journal::new(
+        &store,
+        clock.clone(),
+        hubs.clone(),
+        outbox_wake.clone(),
+        telemetry.clone(),
+        config.journal.max_batch,
     )?;
+    if config.journal.message_log {
+        writer = writer.with_message_log(&store)?;
+    }
+    let journal = journal::spawn(writer, config.journal.queue)?;
+    store.settle_with(journal.clone());
     let rules =
         bot::Rules { min_confidence: config.bot.min_confidence, max_unresolved_turns: config.bot.max_unresolved_turns };
     let outside = Arc::new(outside::Outside::new(config.bot.llm.clone(), config.bot.automations.clone()));

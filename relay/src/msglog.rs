@@ -45,6 +45,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 
 use kefu_proto::frame::{AuthorKind, BodyFormat};
 use kefu_proto::{ConversationId, Seq, UnixMillis, WorkspaceId};
@@ -272,31 +276,30 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Every record the log in `dir` holds, in LSN order: each segment's records from its
-/// first on, continuing into the next segment only where it takes up the LSNs. What
-/// follows a gap was written after something that is lost, so it is left out (and
-/// reported), never replayed out of order.
+/// Every record the log in `dir` holds, in LSN order: each segment's records from the
+/// LSN it is named for on, up to the first that is torn, damaged or left from its earlier
+/// use. A segment whose records were all folded may still be there under its old name
+/// (a crash before it was used again): its records are read too, and replaying them
+/// changes nothing (`INSERT OR IGNORE`), so no segment is skipped for the sake of another.
 pub fn read_log(dir: &Path) -> Result<Vec<LoggedMessage>> {
     let mut records: Vec<LoggedMessage> = Vec::new();
     for (first, path) in segments(dir)? {
-        if let Some(last) = records.last()
-            && last.lsn + 1 != first
-        {
-            tracing::error!(
-                segment = %path.display(),
-                after = last.lsn,
-                "the message log has a gap; the records after it are not replayed"
-            );
-            break;
-        }
-        let bytes = std::fs::read(&path)?;
-        let found = records_in(&bytes, first);
-        if found.is_empty() && !records.is_empty() {
-            break;
-        }
-        records.extend(found);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // Used again (renamed) since it was listed: its records were folded.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        records.extend(records_in(&bytes, first));
     }
+    records.sort_by_key(|m| m.lsn);
+    records.dedup_by_key(|m| m.lsn);
     Ok(records)
+}
+
+/// True when `dir` holds a segment (a log is being written there, or was left behind).
+pub fn has_segments(dir: &Path) -> Result<bool> {
+    Ok(!segments(dir)?.is_empty())
 }
 
 /// Removes every segment in `dir` (after the store replayed them).
@@ -316,12 +319,178 @@ fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
     dir.join(format!("{first_lsn:020}.seg"))
 }
 
+/// How far the log is written and folded, shared by the journal (which writes it), the
+/// thread that folds it and whoever must read what was acknowledged.
+#[derive(Debug, Default)]
+pub struct FoldProgress {
+    /// Every record up to this LSN is synced (set before anything in it is acknowledged).
+    logged: AtomicU64,
+    /// Every record up to this LSN is in the tables.
+    folded: AtomicU64,
+}
+
+impl FoldProgress {
+    /// The last LSN synced.
+    pub fn logged(&self) -> u64 {
+        self.logged.load(Ordering::Acquire)
+    }
+
+    /// The last LSN folded.
+    pub fn folded(&self) -> u64 {
+        self.folded.load(Ordering::Acquire)
+    }
+
+    /// True when everything synced is folded: the tables hold every message acknowledged.
+    pub fn settled(&self) -> bool {
+        self.folded() >= self.logged()
+    }
+
+    /// Notes records up to `lsn` as synced.
+    pub fn set_logged(&self, lsn: u64) {
+        self.logged.fetch_max(lsn, Ordering::AcqRel);
+    }
+
+    /// Notes records up to `lsn` as folded (by whichever folder got there first).
+    pub fn set_folded(&self, lsn: u64) {
+        self.folded.fetch_max(lsn, Ordering::AcqRel);
+    }
+}
+
+/// Inserts `records` into `messages` (inside the caller's transaction). A message already
+/// there (folded before, by the journal or the fold thread) stays as it is.
+pub fn fold_into(conn: &rusqlite::Connection, records: &[Arc<LoggedMessage>]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id,
+                                         body, format, created_at, internal)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    for m in records {
+        insert.execute(rusqlite::params![
+            m.conversation.0,
+            m.seq as i64,
+            m.workspace.0,
+            m.author.as_str(),
+            m.author_id,
+            m.client_msg_id.as_deref(),
+            m.body,
+            m.format.as_str(),
+            m.created_at,
+            m.internal,
+        ])?;
+    }
+    Ok(())
+}
+
+/// How often the fold thread folds what the log gathered. Each conversation's pages are
+/// written once per fold, so a longer interval writes fewer bytes per message, but in
+/// larger bursts that hold up the log's own syncs: a second measured best (5 s made the
+/// tail longer; docs/BENCHMARKS.md, finding 25).
+pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rows per fold transaction: the fold holds SQLite's write lock for one of them at a time,
+/// so the journal's own transactions wait at most for one.
+const FOLD_ROWS: usize = 2000;
+
+/// The nice value of the fold thread. It works on what is already durable, so it takes
+/// the core only when the sessions and the journal leave it; at the normal priority it
+/// took the core from the sessions (typing indicators' p99 up; finding 25).
+const FOLD_NICE: i32 = 19;
+
+/// Starts the fold thread (`kefu-fold`) over `conn`: it takes the records the journal
+/// sends it once they are synced, and every [`FOLD_INTERVAL`] inserts them into the
+/// tables, sorted by conversation and `seq`, then notes them in `progress` as folded.
+/// It stops, after one last fold, when the journal drops the sender.
+pub fn spawn_folder(
+    conn: rusqlite::Connection,
+    progress: Arc<FoldProgress>,
+) -> Result<Sender<Vec<Arc<LoggedMessage>>>> {
+    let (records, received) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("kefu-fold".into()).spawn(move || fold_loop(&conn, &received, &progress))?;
+    Ok(records)
+}
+
+fn fold_loop(conn: &rusqlite::Connection, received: &Receiver<Vec<Arc<LoggedMessage>>>, progress: &FoldProgress) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLD_NICE) {
+        tracing::warn!(error = %e, "the fold thread keeps the normal priority");
+    }
+    let mut gathered: Vec<Arc<LoggedMessage>> = Vec::new();
+    let mut due = Instant::now() + FOLD_INTERVAL;
+    loop {
+        let open = match received.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(records) => {
+                gathered.extend(records);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        };
+        if open && Instant::now() < due {
+            continue;
+        }
+        due = Instant::now() + FOLD_INTERVAL;
+        if let Err(e) = fold(conn, &mut gathered, progress) {
+            tracing::error!(error = %e, "folding the message log failed; it is tried again in a second");
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Folds `gathered` (what the journal has not folded itself meanwhile) and empties it.
+fn fold(conn: &rusqlite::Connection, gathered: &mut Vec<Arc<LoggedMessage>>, progress: &FoldProgress) -> Result<()> {
+    let done = progress.folded();
+    gathered.retain(|m| m.lsn > done);
+    let Some(last) = gathered.iter().map(|m| m.lsn).max() else { return Ok(()) };
+    gathered.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
+    for rows in gathered.chunks(FOLD_ROWS) {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let written = fold_into(conn, rows).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+        if let Err(e) = written {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+    }
+    // Records arrive in LSN order, so everything up to the last one gathered is in.
+    progress.set_folded(last);
+    gathered.clear();
+    Ok(())
+}
+
 /// A segment being written.
 struct Segment {
     file: File,
     path: PathBuf,
     /// Bytes written so far.
     written: u64,
+}
+
+/// The file a process that cannot scrub the log itself (a command-line tool beside a
+/// serving relay) creates in the log's directory to ask the relay to; the relay removes it
+/// once done ([`request_scrub`]).
+const SCRUB_REQUEST: &str = "scrub";
+
+/// Asks the relay serving the log in `dir` to scrub it (fold everything, then overwrite
+/// every segment with zeros), and waits until it has, at most `wait`. For erasure by a
+/// command-line tool while the relay serves: the erased words may still be in the log.
+pub async fn request_scrub(dir: &Path, wait: Duration) -> Result<()> {
+    let request = dir.join(SCRUB_REQUEST);
+    File::create(&request)?;
+    let deadline = Instant::now() + wait;
+    while request.exists() {
+        if Instant::now() >= deadline {
+            let _ = std::fs::remove_file(&request);
+            return Err(Error::Internal(format!(
+                "the relay serving this data dir did not scrub its message log ({}) within {} s",
+                dir.display(),
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// A segment written full, waiting for its records to be folded.
@@ -430,6 +599,38 @@ impl MessageLog {
             self.next_lsn += 1;
         }
         self.flush()
+    }
+
+    /// True when another process asked for a scrub ([`request_scrub`]).
+    pub fn scrub_requested(&self) -> bool {
+        self.dir.join(SCRUB_REQUEST).exists()
+    }
+
+    /// Overwrites every segment with zeros and starts the log again in a fresh segment:
+    /// nothing the log held can be read back from its files (erasure). Only when every
+    /// record is folded (the caller's to know).
+    pub fn scrub(&mut self) -> Result<()> {
+        self.flush()?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut paths: Vec<PathBuf> = self.full.drain(..).map(|full| full.path).collect();
+        paths.append(&mut self.spares);
+        paths.push(self.current.path.clone());
+        for path in paths {
+            let file = OpenOptions::new().write(true).open(&path)?;
+            for chunk in 0..SEGMENT_BYTES / zeros.len() as u64 {
+                file.write_all_at(&zeros, chunk * zeros.len() as u64)?;
+            }
+            file.sync_data()?;
+            self.spares.push(path);
+        }
+        let spare = self.spares.pop().expect("the current segment at least");
+        self.current = self.reuse_segment(spare, self.next_lsn)?;
+        // Answered: whoever asked from outside stops waiting.
+        match std::fs::remove_file(self.dir.join(SCRUB_REQUEST)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Notes that every record up to `lsn` is folded into the tables: full segments
@@ -578,6 +779,60 @@ mod tests {
         expected.append(&mut rest);
         assert_eq!(read.first().map(|m| m.lsn), Some(per + 1));
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_segment_left_under_its_old_name_hides_nothing_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let body = "b".repeat(100 << 10);
+        let per = per_segment(&message(1, 100, &body));
+        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let batch = |log: &mut MessageLog, n: u64| {
+            let mut messages: Vec<_> = (0..n).map(|i| message(1, i + 1, &body)).collect();
+            log.append(&mut messages).expect("append");
+            messages
+        };
+        // Segments A (LSN 1..) and B (per + 1..), then C starts; A and B are folded.
+        batch(&mut log, 2 * per + 1);
+        log.folded(2 * per);
+        // C fills and the next segment is B again, renamed. A is still there under its
+        // old name, a segment whose LSNs stop long before C's first.
+        let mut live = batch(&mut log, per + 2);
+        assert_eq!(
+            segments(&log_dir).expect("list").iter().map(|(first, _)| *first).collect::<Vec<_>>(),
+            [1, 2 * per + 1, 3 * per + 1]
+        );
+        let read = read_log(&log_dir).expect("read");
+        let stale = read.iter().take_while(|m| m.lsn <= per).count() as u64;
+        assert_eq!(stale, per, "A's folded records are read (replaying them changes nothing)");
+        let tail: Vec<_> = read.into_iter().skip(stale as usize).collect();
+        assert_eq!(tail.first().map(|m| m.lsn), Some(2 * per + 1));
+        live.insert(0, tail[0].clone());
+        assert_eq!(tail, live, "C's and the renamed B's records, all of them, in order");
+    }
+
+    #[test]
+    fn a_scrubbed_log_holds_nothing_of_what_it_held_and_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let body = "b".repeat(100 << 10);
+        let per = per_segment(&message(1, 100, &body));
+        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let mut old: Vec<_> = (0..per + 3).map(|i| message(1, i + 1, &body)).collect();
+        old.push(message(1, per + 4, "张三丰 13812345678"));
+        log.append(&mut old).expect("append");
+        log.folded(per + 4);
+        log.scrub().expect("scrub");
+        assert!(read_log(&log_dir).expect("read").is_empty());
+        for (_, path) in segments(&log_dir).expect("list") {
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(bytes.iter().all(|b| *b == 0), "{} holds nothing", path.display());
+        }
+        let mut new = vec![message(2, 1, "after")];
+        log.append(&mut new).expect("append");
+        assert_eq!(new[0].lsn, per + 5);
+        assert_eq!(read_log(&log_dir).expect("read"), new);
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Store {
         from: UnixMillis,
         to: UnixMillis,
     ) -> Result<Vec<ConversationFacts>> {
+        self.settle().await?;
         let rows = sqlx::query(FACTS).bind(workspace.0).bind(from).bind(to).fetch_all(&self.reader).await?;
         let message_rows = sqlx::query(MESSAGES).bind(workspace.0).bind(from).bind(to).fetch_all(&self.reader).await?;
         let mut messages: HashMap<i64, Vec<MessageFact>> = HashMap::new();

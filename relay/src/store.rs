@@ -60,6 +60,41 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// Inserts messages read back from a message log into `messages`, leaving out those
+/// already there and those whose conversation the database lacks (the log outlived a
+/// database restored from an older backup; messages belong to a conversation). Returns
+/// how many went in.
+pub(crate) async fn insert_logged(
+    conn: &mut sqlx::SqliteConnection,
+    records: &[crate::msglog::LoggedMessage],
+) -> Result<u64> {
+    let mut inserted = 0;
+    for m in records {
+        inserted += sqlx::query(
+            "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id,
+                                             client_msg_id, body, format, created_at, internal)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+             WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ? AND workspace_id = ?)",
+        )
+        .bind(m.conversation.0)
+        .bind(m.seq as i64)
+        .bind(m.workspace.0)
+        .bind(m.author.as_str())
+        .bind(m.author_id)
+        .bind(m.client_msg_id.as_deref())
+        .bind(&m.body)
+        .bind(m.format.as_str())
+        .bind(m.created_at)
+        .bind(m.internal)
+        .bind(m.conversation.0)
+        .bind(m.workspace.0)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(inserted)
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -73,9 +108,12 @@ pub struct Store {
     pub(crate) reader: SqlitePool,
     /// What seals and opens customers' words and files ([`crate::crypto`]).
     pub(crate) keys: Keys,
-    /// The message log's lock, held while this store is open when no other process held
-    /// it at opening (then this one replayed the log; see [`Store::replay_message_log`]).
+    /// The message log's lock, held while a store opened to serve is open
+    /// ([`Store::replay_message_log`]).
     message_log_lock: Option<std::sync::Arc<std::fs::File>>,
+    /// The journal, once it runs: queries over `messages` first wait until what it
+    /// acknowledged is folded into the table ([`crate::journal::JournalHandle::settle`]).
+    journal: std::sync::Arc<std::sync::OnceLock<crate::journal::JournalHandle>>,
 }
 
 /// The message log's directory in a data dir ([`crate::msglog`]).
@@ -193,7 +231,19 @@ impl Store {
     }
 
     /// [`Store::open`], sealing what it writes and opening what it reads with `keys`.
+    /// A message log another process holds (a relay serving this data dir) is left to it.
     pub async fn open_with_keys(data_dir: &Path, keys: Keys) -> Result<Store> {
+        Store::open_inner(data_dir, keys, None).await
+    }
+
+    /// [`Store::open_with_keys`] for the relay that will serve the data dir: it must hold
+    /// the message log, so it waits up to `wait` for a process that holds it (a relay
+    /// stopping) to let go, and fails if none does (another relay serves the data dir).
+    pub async fn open_to_serve(data_dir: &Path, keys: Keys, wait: Duration) -> Result<Store> {
+        Store::open_inner(data_dir, keys, Some(wait)).await
+    }
+
+    async fn open_inner(data_dir: &Path, keys: Keys, wait_for_log: Option<Duration>) -> Result<Store> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let path = data_dir.join("kefu.db");
@@ -215,8 +265,8 @@ impl Store {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(writer_options).await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        let mut store = Store { path, writer, reader, keys, message_log_lock: None };
-        store.replay_message_log(&message_log_dir(data_dir)).await?;
+        let mut store = Store { path, writer, reader, keys, message_log_lock: None, journal: Default::default() };
+        store.replay_message_log(&message_log_dir(data_dir), wait_for_log).await?;
         store.ensure_default_workspace().await?;
         Ok(store)
     }
@@ -225,53 +275,47 @@ impl Store {
     /// that nothing reads the tables before every message the log holds is in them.
     ///
     /// Only one process may do this, and not while a relay writes the log: the store
-    /// takes the log's lock (`dir/lock`) without waiting and keeps it while open. When
-    /// another process holds it (a relay serving this data dir, seen by a command-line
-    /// tool), the log is that process's to fold and is left alone.
+    /// takes the log's lock (`dir/lock`) while it replays. When another process holds it
+    /// (a relay serving this data dir, seen by a command-line tool), the log is that
+    /// process's to fold and is left alone. A store for serving (`wait_for_log`) waits
+    /// that long for the lock instead, fails after, and keeps it while open.
     ///
     /// A record whose conversation is not in the database (the log outlived a database
     /// restored from an older backup) is left out: messages belong to a conversation.
     /// Records go in with `INSERT OR IGNORE`, so a message already folded stays as it is.
-    async fn replay_message_log(&mut self, dir: &Path) -> Result<()> {
+    async fn replay_message_log(&mut self, dir: &Path, wait_for_log: Option<Duration>) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        let deadline = wait_for_log.map(|wait| std::time::Instant::now() + wait);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => match deadline {
+                    None => return Ok(()),
+                    Some(deadline) if std::time::Instant::now() >= deadline => {
+                        return Err(Error::Config(format!(
+                            "another process holds the message log in {}: is another relay serving this data dir?",
+                            dir.display()
+                        )));
+                    }
+                    Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                },
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
         }
         let records = crate::msglog::read_log(dir)?;
         if !records.is_empty() {
             let mut tx = begin_write(&self.writer).await?;
-            let mut replayed = 0u64;
-            for m in &records {
-                replayed += sqlx::query(
-                    "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id,
-                                                     client_msg_id, body, format, created_at, internal)
-                     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                     WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ? AND workspace_id = ?)",
-                )
-                .bind(m.conversation.0)
-                .bind(m.seq as i64)
-                .bind(m.workspace.0)
-                .bind(m.author.as_str())
-                .bind(m.author_id)
-                .bind(m.client_msg_id.as_deref())
-                .bind(&m.body)
-                .bind(m.format.as_str())
-                .bind(m.created_at)
-                .bind(m.internal)
-                .bind(m.conversation.0)
-                .bind(m.workspace.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            }
+            let replayed = insert_logged(&mut tx, &records).await?;
             tx.commit().await?;
             tracing::info!(records = records.len(), replayed, "replayed the message log");
         }
         crate::msglog::clear(dir)?;
-        self.message_log_lock = Some(std::sync::Arc::new(lock));
+        // The serving relay keeps the log; a tool lets go once the log is replayed, so that
+        // a relay starting beside it does not wait for it.
+        if wait_for_log.is_some() {
+            self.message_log_lock = Some(std::sync::Arc::new(lock));
+        }
         Ok(())
     }
 
@@ -306,6 +350,40 @@ impl Store {
             return Err(Error::Internal(format!("the database is in {mode} mode, not WAL")));
         }
         Ok(conn)
+    }
+
+    /// Makes the queries over `messages` wait for `journal` to have folded what it
+    /// acknowledged (set once, when the relay starts it).
+    pub(crate) fn settle_with(&self, journal: crate::journal::JournalHandle) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Waits until every message acknowledged so far is in the `messages` table.
+    pub(crate) async fn settle(&self) -> Result<()> {
+        match self.journal.get() {
+            Some(journal) => journal.settle().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Overwrites what the message log holds once it is folded, wherever the log is
+    /// written: by this process's journal, or by a relay serving the same data dir (asked
+    /// through the log's directory, waiting up to 30 s). Nothing to do when no segment
+    /// exists (this process replayed and removed them, or the relay runs without a log).
+    pub(crate) async fn scrub_message_log(&self) -> Result<()> {
+        if let Some(journal) = self.journal.get() {
+            return journal.scrub().await;
+        }
+        let dir = message_log_dir(self.data_dir());
+        if self.message_log_lock.is_some() || !crate::msglog::has_segments(&dir)? {
+            return Ok(());
+        }
+        crate::msglog::request_scrub(&dir, Duration::from_secs(30)).await
+    }
+
+    /// The data dir the database is in.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// The keys values are sealed and opened with.
@@ -954,6 +1032,7 @@ impl Store {
         limit: u32,
         with_notes: bool,
     ) -> Result<Vec<MessageFrame>> {
+        self.settle().await?;
         // One fixed statement per case: a flag bound as a parameter ("? OR internal = 0")
         // made SQLite re-prepare the statement on every call.
         macro_rules! select {
@@ -1050,6 +1129,7 @@ impl Store {
 
     /// What an agent sees of a contact: identities and conversations, newest first.
     pub async fn contact_details(&self, workspace: WorkspaceId, contact: ContactId) -> Result<Option<ContactDetails>> {
+        self.settle().await?;
         let row = sqlx::query("SELECT id, name, vip FROM contacts WHERE id = ? AND workspace_id = ?")
             .bind(contact.0)
             .bind(workspace.0)
