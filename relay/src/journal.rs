@@ -427,6 +427,13 @@ type ClientKey = (WorkspaceId, AuthorKind, Option<i64>, String);
 /// memory and the log stay bounded: about 3 s at 10,000 msg/s.
 const MAX_UNFOLDED: usize = 32_768;
 
+/// Largest batch of messages the log takes. A larger one shares its commit among so many
+/// messages that writing the tables directly costs less than the log's own work per
+/// message (a lookup for duplicates, a copy for the fold, the fold itself): flat out,
+/// with every batch logged, the relay did 49,000–53,000 msg/s against 71,000–74,000
+/// (docs/BENCHMARKS.md, finding 25).
+const MAX_LOGGED_BATCH: usize = 256;
+
 /// The message log as the journal writes it ([`crate::msglog`]).
 struct LogState {
     /// The files.
@@ -776,13 +783,18 @@ impl Journal {
         }
     }
 
-    /// True when the log is on and every operation of `batch` is a plain message it may
-    /// take: no attachments, not from a channel, into an open conversation with no channel
-    /// replies to push, and not an agent's first reply since the assignment (which also
-    /// writes the conversation's row). Anything else goes to the tables directly.
+    /// True when the log is on and `batch`, of at most [`MAX_LOGGED_BATCH`], holds only
+    /// plain messages it may take: no attachments, not from a channel, into an open
+    /// conversation with no channel replies to push, and not an agent's first reply since
+    /// the assignment (which also writes the conversation's row). Anything else goes to the
+    /// tables directly.
     fn loggable(&mut self, batch: &[JournalOp]) -> Result<bool> {
         let Some(log) = &self.log else { return Ok(false) };
-        if batch.is_empty() || !self.settle_waiters.is_empty() || log.unfolded.len() >= MAX_UNFOLDED {
+        if batch.is_empty()
+            || batch.len() > MAX_LOGGED_BATCH
+            || !self.settle_waiters.is_empty()
+            || log.unfolded.len() >= MAX_UNFOLDED
+        {
             return Ok(false);
         }
         for op in batch {
