@@ -832,6 +832,12 @@ impl Journal {
     fn fold_unfolded(&self, fold: bool) -> Result<()> {
         let Some(log) = self.log.as_ref().filter(|_| fold) else { return Ok(()) };
         let mut records: Vec<Arc<LoggedMessage>> = log.unfolded.iter().cloned().collect();
+        if records.len() >= MAX_UNFOLDED {
+            tracing::warn!(
+                messages = records.len(),
+                "the fold thread fell behind; the journal folds the message log itself"
+            );
+        }
         records.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
         crate::msglog::fold_into(&self.conn, &records)?;
         Ok(())

@@ -55,12 +55,14 @@ use kefu_proto::{ConversationId, Seq, UnixMillis, WorkspaceId};
 
 use crate::error::{Error, Result};
 
-/// The size of a segment: 8 MiB, about 90,000 short messages. Written with zeros when made,
-/// so the first start pays for one.
-pub const SEGMENT_BYTES: u64 = 8 << 20;
+/// The size of a segment: 4 MiB, about 40,000 short messages (four seconds at 10,000
+/// msg/s, while a segment is folded and free again within about one). Written with zeros
+/// when made: a start makes two, the first and a spare, so that no segment is made in the
+/// journal's commit path while the log keeps up.
+pub const SEGMENT_BYTES: u64 = 4 << 20;
 
 /// The largest payload a record may have: a quarter of a segment, far above the relay's
-/// limit on a message's size (`limits.max_message_bytes`), so any message fits.
+/// limit on a message's size (`kefu_proto::limits::MAX_BODY_BYTES`), so any message fits.
 pub const MAX_PAYLOAD: usize = (SEGMENT_BYTES / 4) as usize;
 
 /// Bytes before a record's payload: its length and its CRC.
@@ -302,12 +304,36 @@ pub fn has_segments(dir: &Path) -> Result<bool> {
     Ok(!segments(dir)?.is_empty())
 }
 
-/// Removes every segment in `dir` (after the store replayed them).
+/// Removes every segment in `dir`, spares included (after the store replayed them).
 pub fn clear(dir: &Path) -> Result<()> {
-    for (_, path) in segments(dir)? {
-        std::fs::remove_file(path)?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "seg") {
+            std::fs::remove_file(path)?;
+        }
     }
     sync_dir(dir)
+}
+
+/// A spare segment's name: not an LSN, so never read as part of the log.
+fn spare_path(dir: &Path) -> PathBuf {
+    dir.join("spare.seg")
+}
+
+/// Makes `path` a file of [`SEGMENT_BYTES`] zeros, synced.
+fn zeroed_file(path: &Path) -> Result<File> {
+    let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
+        file.write_all(&zeros)?;
+    }
+    file.sync_all()?;
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -523,11 +549,14 @@ impl MessageLog {
             return Err(Error::Internal(format!("the message log in {} was not replayed", dir.display())));
         }
         let current = Self::new_segment(dir, next_lsn)?;
+        let spare = spare_path(dir);
+        zeroed_file(&spare)?;
+        sync_dir(dir)?;
         Ok(MessageLog {
             dir: dir.to_path_buf(),
             current,
             full: VecDeque::new(),
-            spares: Vec::new(),
+            spares: vec![spare],
             next_lsn,
             buffer: Vec::new(),
         })
@@ -542,12 +571,7 @@ impl MessageLog {
     /// written with zeros. Its name is synced before any record in it can be.
     fn new_segment(dir: &Path, first_lsn: u64) -> Result<Segment> {
         let path = segment_path(dir, first_lsn);
-        let mut file = OpenOptions::new().create_new(true).read(true).write(true).open(&path)?;
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
-            file.write_all(&zeros)?;
-        }
-        file.sync_all()?;
+        let file = zeroed_file(&path)?;
         sync_dir(dir)?;
         Ok(Segment { file, path, written: 0 })
     }
@@ -590,7 +614,10 @@ impl MessageLog {
                 self.flush()?;
                 let next = match self.spares.pop() {
                     Some(spare) => self.reuse_segment(spare, self.next_lsn)?,
-                    None => Self::new_segment(&self.dir, self.next_lsn)?,
+                    None => {
+                        tracing::warn!("no spare segment: the message log makes one while messages wait");
+                        Self::new_segment(&self.dir, self.next_lsn)?
+                    }
                 };
                 let done = std::mem::replace(&mut self.current, next);
                 self.full.push_back(Full { path: done.path, last_lsn: self.next_lsn - 1 });
@@ -738,16 +765,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_dir = dir.path().join("log");
         let mut log = MessageLog::create(&log_dir, 1).expect("create");
-        // Bodies of 100 KiB: 81 to a segment, so 200 of them fill two and start a third.
+        // Bodies of 100 KiB: 40 to a segment, so 200 of them fill five.
         let body = "b".repeat(100 << 10);
-        assert_eq!(per_segment(&message(1, 100, &body)), 81);
+        assert_eq!(per_segment(&message(1, 100, &body)), 40);
         let mut written = Vec::new();
         for batch in 0..20u64 {
             let mut messages: Vec<_> = (0..10).map(|i| message((batch % 3) as i64, batch * 10 + i, &body)).collect();
             log.append(&mut messages).expect("append");
             written.extend(messages);
         }
-        assert_eq!(segments(&log_dir).expect("list").len(), 3);
+        assert_eq!(segments(&log_dir).expect("list").len(), 5);
         let read = read_log(&log_dir).expect("read");
         assert_eq!(read.len(), 200);
         assert_eq!(read, written);
