@@ -448,6 +448,11 @@ struct LogState {
     /// The unfolded messages with a client id, for de-duplication before they are in the
     /// index.
     ids: HashMap<ClientKey, Arc<LoggedMessage>>,
+    /// An append failed: the log may hold part of a batch that was refused, whose `seq`s
+    /// go to other messages. It takes nothing more until the relay restarts (the tables
+    /// take every message; at start the replay leaves the stray records out, as their
+    /// rows exist by then).
+    broken: bool,
 }
 
 impl LogState {
@@ -575,7 +580,8 @@ impl Journal {
         let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
         let progress = Arc::new(FoldProgress::default());
         let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone())?;
-        self.log = Some(LogState { log, progress, fold, unfolded: VecDeque::new(), ids: HashMap::new() });
+        self.log =
+            Some(LogState { log, progress, fold, unfolded: VecDeque::new(), ids: HashMap::new(), broken: false });
         Ok(self)
     }
 
@@ -790,7 +796,8 @@ impl Journal {
     /// tables directly.
     fn loggable(&mut self, batch: &[JournalOp]) -> Result<bool> {
         let Some(log) = &self.log else { return Ok(false) };
-        if batch.is_empty()
+        if log.broken
+            || batch.is_empty()
             || batch.len() > MAX_LOGGED_BATCH
             || !self.settle_waiters.is_empty()
             || log.unfolded.len() >= MAX_UNFOLDED
@@ -893,7 +900,11 @@ impl Journal {
         }
         debug_assert!(answered.is_empty(), "first replies are not logged");
         let log = self.log.as_mut().expect("checked by loggable");
-        log.log.append(&mut records)?;
+        if let Err(e) = log.log.append(&mut records) {
+            tracing::error!(error = %e, "the message log failed; messages go to the tables until the relay restarts");
+            log.broken = true;
+            return Err(e);
+        }
         let records: Vec<Arc<LoggedMessage>> = records.into_iter().map(Arc::new).collect();
         if let Some(last) = records.last() {
             log.progress.set_logged(last.lsn);
