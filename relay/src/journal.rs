@@ -14,7 +14,7 @@
 //! The journal also assigns sequence numbers: it is the only writer of messages, so a
 //! per-conversation cursor in memory (loaded on first use) is the truth.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kefu_proto::frame::{
@@ -441,10 +441,11 @@ struct LogState {
     /// How far it is written and folded.
     progress: Arc<FoldProgress>,
     /// To the fold thread.
-    fold: std::sync::mpsc::Sender<Vec<Arc<LoggedMessage>>>,
-    /// What is synced but maybe not folded, in LSN order: folded by the journal itself
-    /// when it must be ([`Journal::needs_fold`]).
-    unfolded: VecDeque<Arc<LoggedMessage>>,
+    /// Dropped with the journal: the fold thread folds one last time and stops.
+    _fold: std::sync::mpsc::Sender<()>,
+    /// What is synced but maybe not folded, in LSN order, shared with the fold thread;
+    /// folded by the journal itself when it must be ([`Journal::needs_fold`]).
+    unfolded: crate::msglog::Unfolded,
     /// The unfolded messages with a client id, for de-duplication before they are in the
     /// index.
     ids: HashMap<ClientKey, Arc<LoggedMessage>>,
@@ -460,8 +461,9 @@ impl LogState {
     /// segments again.
     fn forget_folded(&mut self) {
         let folded = self.progress.folded();
-        while self.unfolded.front().is_some_and(|m| m.lsn <= folded) {
-            let m = self.unfolded.pop_front().expect("checked");
+        let mut unfolded = self.unfolded.lock().expect("not poisoned");
+        while unfolded.front().is_some_and(|m| m.lsn <= folded) {
+            let m = unfolded.pop_front().expect("checked");
             if let Some(id) = &m.client_msg_id {
                 let key = (m.workspace, m.author, m.author_id, id.clone());
                 if self.ids.get(&key).is_some_and(|kept| kept.lsn == m.lsn) {
@@ -469,7 +471,13 @@ impl LogState {
                 }
             }
         }
+        drop(unfolded);
         self.log.folded(folded);
+    }
+
+    /// How many messages the log holds unfolded.
+    fn unfolded_len(&self) -> usize {
+        self.unfolded.lock().expect("not poisoned").len()
     }
 
     /// The unfolded message `m` repeats, if any.
@@ -579,9 +587,9 @@ impl Journal {
     pub(crate) fn with_message_log(mut self, store: &crate::store::Store) -> Result<Journal> {
         let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
         let progress = Arc::new(FoldProgress::default());
-        let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone())?;
-        self.log =
-            Some(LogState { log, progress, fold, unfolded: VecDeque::new(), ids: HashMap::new(), broken: false });
+        let unfolded = crate::msglog::Unfolded::default();
+        let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone(), unfolded.clone())?;
+        self.log = Some(LogState { log, progress, _fold: fold, unfolded, ids: HashMap::new(), broken: false });
         Ok(self)
     }
 
@@ -800,7 +808,7 @@ impl Journal {
             || batch.is_empty()
             || batch.len() > MAX_LOGGED_BATCH
             || !self.settle_waiters.is_empty()
-            || log.unfolded.len() >= MAX_UNFOLDED
+            || log.unfolded_len() >= MAX_UNFOLDED
         {
             return Ok(false);
         }
@@ -828,7 +836,7 @@ impl Journal {
             return false;
         }
         !self.settle_waiters.is_empty()
-            || log.unfolded.len() >= MAX_UNFOLDED
+            || log.unfolded_len() >= MAX_UNFOLDED
             || batch.iter().any(
                 |op| matches!(op, JournalOp::Transition { lifecycle, .. } if lifecycle.state == ConversationState::Closed),
             )
@@ -838,7 +846,7 @@ impl Journal {
     /// batch's transaction), when `fold`.
     fn fold_unfolded(&self, fold: bool) -> Result<()> {
         let Some(log) = self.log.as_ref().filter(|_| fold) else { return Ok(()) };
-        let mut records: Vec<Arc<LoggedMessage>> = log.unfolded.iter().cloned().collect();
+        let mut records: Vec<Arc<LoggedMessage>> = log.unfolded.lock().expect("not poisoned").iter().cloned().collect();
         if records.len() >= MAX_UNFOLDED {
             tracing::warn!(
                 messages = records.len(),
@@ -905,18 +913,19 @@ impl Journal {
             log.broken = true;
             return Err(e);
         }
-        let records: Vec<Arc<LoggedMessage>> = records.into_iter().map(Arc::new).collect();
-        if let Some(last) = records.last() {
-            log.progress.set_logged(last.lsn);
-        }
-        for record in &records {
+        let mut last = None;
+        let mut unfolded = log.unfolded.lock().expect("not poisoned");
+        for record in records.into_iter().map(Arc::new) {
             if let Some(id) = &record.client_msg_id {
                 log.ids.insert((record.workspace, record.author, record.author_id, id.clone()), record.clone());
             }
-            log.unfolded.push_back(record.clone());
+            last = Some(record.lsn);
+            unfolded.push_back(record);
         }
-        if log.fold.send(records).is_err() {
-            tracing::error!("the fold thread stopped; the journal folds the message log itself");
+        drop(unfolded);
+        // Synced, and where the fold thread finds them.
+        if let Some(lsn) = last {
+            log.progress.set_logged(lsn);
         }
         Ok(outcomes)
     }

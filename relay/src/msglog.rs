@@ -45,9 +45,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kefu_proto::frame::{AuthorKind, BodyFormat};
@@ -422,39 +422,31 @@ const FOLD_ROWS: usize = 2000;
 /// took the core from the sessions (typing indicators' p99 up; finding 25).
 const FOLD_NICE: i32 = 19;
 
-/// Starts the fold thread (`kefu-fold`) over `conn`: it takes the records the journal
-/// sends it once they are synced, and every [`FOLD_INTERVAL`] inserts them into the
-/// tables, sorted by conversation and `seq`, then notes them in `progress` as folded.
-/// It stops, after one last fold, when the journal drops the sender.
-pub fn spawn_folder(
-    conn: rusqlite::Connection,
-    progress: Arc<FoldProgress>,
-) -> Result<Sender<Vec<Arc<LoggedMessage>>>> {
-    let (records, received) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("kefu-fold".into()).spawn(move || fold_loop(&conn, &received, &progress))?;
-    Ok(records)
+/// The messages synced to the log and not yet known to be folded, in LSN order: the
+/// journal appends and forgets, the fold thread reads. Shared rather than sent, so that
+/// a fold thread kept off the core holds no copies of its own (the journal then folds
+/// and forgets them itself past a limit).
+pub type Unfolded = Arc<Mutex<VecDeque<Arc<LoggedMessage>>>>;
+
+/// Starts the fold thread (`kefu-fold`) over `conn`: every [`FOLD_INTERVAL`] it inserts
+/// what `unfolded` holds past `progress`'s folded LSN into the tables, sorted by
+/// conversation and `seq`, then notes it as folded. It stops, after one last fold, when
+/// the returned sender is dropped (with the journal).
+pub fn spawn_folder(conn: rusqlite::Connection, progress: Arc<FoldProgress>, unfolded: Unfolded) -> Result<Sender<()>> {
+    let (stop, stopped) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kefu-fold".into())
+        .spawn(move || fold_loop(&conn, &stopped, &progress, &unfolded))?;
+    Ok(stop)
 }
 
-fn fold_loop(conn: &rusqlite::Connection, received: &Receiver<Vec<Arc<LoggedMessage>>>, progress: &FoldProgress) {
+fn fold_loop(conn: &rusqlite::Connection, stopped: &Receiver<()>, progress: &FoldProgress, unfolded: &Unfolded) {
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLD_NICE) {
         tracing::warn!(error = %e, "the fold thread keeps the normal priority");
     }
-    let mut gathered: Vec<Arc<LoggedMessage>> = Vec::new();
-    let mut due = Instant::now() + FOLD_INTERVAL;
     loop {
-        let open = match received.recv_timeout(due.saturating_duration_since(Instant::now())) {
-            Ok(records) => {
-                gathered.extend(records);
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => true,
-            Err(RecvTimeoutError::Disconnected) => false,
-        };
-        if open && Instant::now() < due {
-            continue;
-        }
-        due = Instant::now() + FOLD_INTERVAL;
-        if let Err(e) = fold(conn, &mut gathered, progress) {
+        let open = matches!(stopped.recv_timeout(FOLD_INTERVAL), Err(RecvTimeoutError::Timeout));
+        if let Err(e) = fold(conn, progress, unfolded) {
             tracing::error!(error = %e, "folding the message log failed; it is tried again in a second");
         }
         if !open {
@@ -463,11 +455,13 @@ fn fold_loop(conn: &rusqlite::Connection, received: &Receiver<Vec<Arc<LoggedMess
     }
 }
 
-/// Folds `gathered` (what the journal has not folded itself meanwhile) and empties it.
-fn fold(conn: &rusqlite::Connection, gathered: &mut Vec<Arc<LoggedMessage>>, progress: &FoldProgress) -> Result<()> {
+/// Folds what `unfolded` holds past the folded LSN (what the journal has not folded
+/// itself meanwhile).
+fn fold(conn: &rusqlite::Connection, progress: &FoldProgress, unfolded: &Unfolded) -> Result<()> {
     let done = progress.folded();
-    gathered.retain(|m| m.lsn > done);
-    let Some(last) = gathered.iter().map(|m| m.lsn).max() else { return Ok(()) };
+    let mut gathered: Vec<Arc<LoggedMessage>> =
+        unfolded.lock().expect("not poisoned").iter().filter(|m| m.lsn > done).cloned().collect();
+    let Some(last) = gathered.last().map(|m| m.lsn) else { return Ok(()) };
     gathered.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
     for rows in gathered.chunks(FOLD_ROWS) {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -479,9 +473,8 @@ fn fold(conn: &rusqlite::Connection, gathered: &mut Vec<Arc<LoggedMessage>>, pro
             return Err(e.into());
         }
     }
-    // Records arrive in LSN order, so everything up to the last one gathered is in.
+    // The journal appends in LSN order, so everything up to the last one gathered is in.
     progress.set_folded(last);
-    gathered.clear();
     Ok(())
 }
 
