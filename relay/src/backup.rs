@@ -14,8 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Connection, Row};
 
 use crate::attachments;
 use crate::error::{Error, Result};
@@ -58,12 +58,7 @@ pub async fn backup(data_dir: &Path, file: &Path) -> Result<Summary> {
     sqlx::query("VACUUM INTO ?").bind(target).execute(&source).await?;
     source.close().await;
     if !logged.is_empty() {
-        let options = SqliteConnectOptions::new().filename(file);
-        let mut copy = sqlx::SqliteConnection::connect_with(&options).await?;
-        let mut tx = copy.begin().await?;
-        crate::store::insert_logged(&mut tx, &logged).await?;
-        tx.commit().await?;
-        copy.close().await?;
+        crate::msglog::fold_file(file, &logged)?;
     }
     let summary = copy_attachments(file, data_dir, &attachments_dir(file)).await?;
     Ok(summary)

@@ -854,7 +854,7 @@ impl Journal {
             );
         }
         records.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
-        crate::msglog::fold_into(&self.conn, &records)?;
+        crate::msglog::fold_into(&self.conn, records.iter().map(|m| &**m))?;
         Ok(())
     }
 

@@ -382,16 +382,23 @@ impl FoldProgress {
     }
 }
 
-/// Inserts `records` into `messages` (inside the caller's transaction). A message already
-/// there (folded before, by the journal or the fold thread) stays as it is.
-pub fn fold_into(conn: &rusqlite::Connection, records: &[Arc<LoggedMessage>]) -> rusqlite::Result<()> {
+/// Inserts `records` into `messages` (inside the caller's transaction) and says how many
+/// went in. A message already there (folded before, by the journal or the fold thread)
+/// stays as it is, and one whose conversation the database lacks is left out (a log read
+/// back over a database restored from an older backup: messages belong to a conversation).
+pub fn fold_into<'a>(
+    conn: &rusqlite::Connection,
+    records: impl IntoIterator<Item = &'a LoggedMessage>,
+) -> rusqlite::Result<usize> {
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id, client_msg_id,
                                          body, format, created_at, internal)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+         WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?1 AND workspace_id = ?3)",
     )?;
+    let mut inserted = 0;
     for m in records {
-        insert.execute(rusqlite::params![
+        inserted += insert.execute(rusqlite::params![
             m.conversation.0,
             m.seq as i64,
             m.workspace.0,
@@ -404,7 +411,18 @@ pub fn fold_into(conn: &rusqlite::Connection, records: &[Arc<LoggedMessage>]) ->
             m.internal,
         ])?;
     }
-    Ok(())
+    Ok(inserted)
+}
+
+/// Inserts `records` into the database at `path` in one transaction (a replay at start, a
+/// backup's copy) and says how many went in.
+pub fn fold_file(path: &Path, records: &[LoggedMessage]) -> Result<usize> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let inserted = fold_into(&tx, records)?;
+    tx.commit()?;
+    Ok(inserted)
 }
 
 /// How often the fold thread folds what the log gathered. Each conversation's pages are
@@ -465,7 +483,8 @@ fn fold(conn: &rusqlite::Connection, progress: &FoldProgress, unfolded: &Unfolde
     gathered.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
     for rows in gathered.chunks(FOLD_ROWS) {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = fold_into(conn, rows).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+        let written = fold_into(conn, rows.iter().map(|m| &**m))
+            .and_then(|_| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
         if let Err(e) = written {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");

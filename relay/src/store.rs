@@ -60,41 +60,6 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
-/// Inserts messages read back from a message log into `messages`, leaving out those
-/// already there and those whose conversation the database lacks (the log outlived a
-/// database restored from an older backup; messages belong to a conversation). Returns
-/// how many went in.
-pub(crate) async fn insert_logged(
-    conn: &mut sqlx::SqliteConnection,
-    records: &[crate::msglog::LoggedMessage],
-) -> Result<u64> {
-    let mut inserted = 0;
-    for m in records {
-        inserted += sqlx::query(
-            "INSERT OR IGNORE INTO messages (conversation_id, seq, workspace_id, author_kind, author_id,
-                                             client_msg_id, body, format, created_at, internal)
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-             WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ? AND workspace_id = ?)",
-        )
-        .bind(m.conversation.0)
-        .bind(m.seq as i64)
-        .bind(m.workspace.0)
-        .bind(m.author.as_str())
-        .bind(m.author_id)
-        .bind(m.client_msg_id.as_deref())
-        .bind(&m.body)
-        .bind(m.format.as_str())
-        .bind(m.created_at)
-        .bind(m.internal)
-        .bind(m.conversation.0)
-        .bind(m.workspace.0)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    }
-    Ok(inserted)
-}
-
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -305,9 +270,7 @@ impl Store {
         }
         let records = crate::msglog::read_log(dir)?;
         if !records.is_empty() {
-            let mut tx = begin_write(&self.writer).await?;
-            let replayed = insert_logged(&mut tx, &records).await?;
-            tx.commit().await?;
+            let replayed = crate::msglog::fold_file(&self.path, &records)?;
             tracing::info!(records = records.len(), replayed, "replayed the message log");
         }
         crate::msglog::clear(dir)?;
