@@ -1514,6 +1514,30 @@ mod tests {
         }
     }
 
+    /// The system moving `conversation` to `lifecycle`, recorded as `kind`.
+    fn transition(
+        workspace: WorkspaceId,
+        conversation: ConversationId,
+        lifecycle: Lifecycle,
+        kind: &'static str,
+    ) -> JournalOp {
+        JournalOp::Transition {
+            workspace,
+            conversation,
+            lifecycle,
+            resolution: None,
+            route: None,
+            transfer: None,
+            event: EventRecord {
+                kind,
+                actor_kind: "system",
+                actor_id: None,
+                data: serde_json::json!({}),
+                origin: None,
+            },
+        }
+    }
+
     /// Opens a conversation for `contact` through the journal.
     async fn open(
         journal: &mut Journal,
@@ -1620,21 +1644,7 @@ mod tests {
         assigned.state = ConversationState::Assigned;
         assigned.assignee = Some(kefu_proto::AgentId(1));
         assigned.assigned_at = Some(10);
-        let transition = |lifecycle: Lifecycle, kind: &'static str| JournalOp::Transition {
-            workspace,
-            conversation,
-            lifecycle,
-            resolution: None,
-            route: None,
-            transfer: None,
-            event: EventRecord {
-                kind,
-                actor_kind: "system",
-                actor_id: None,
-                data: serde_json::json!({}),
-                origin: None,
-            },
-        };
+        let transition = |lifecycle: Lifecycle, kind| transition(workspace, conversation, lifecycle, kind);
         journal.write(&[transition(assigned.clone(), "conversation.assigned")]).unwrap();
         let JournalOp::Append(mut reply) = message(workspace, conversation, "r1") else { unreachable!() };
         reply.author = AuthorKind::Agent;
@@ -1824,21 +1834,7 @@ mod tests {
             next.assigned_at = Some(at);
             next
         };
-        let transition = |lifecycle: Lifecycle| JournalOp::Transition {
-            workspace,
-            conversation,
-            lifecycle,
-            resolution: None,
-            route: None,
-            transfer: None,
-            event: EventRecord {
-                kind: "conversation.assigned",
-                actor_kind: "system",
-                actor_id: None,
-                data: serde_json::json!({}),
-                origin: None,
-            },
-        };
+        let transition = |lifecycle: Lifecycle| transition(workspace, conversation, lifecycle, "conversation.assigned");
         let reply = |agent: i64, id: &str| {
             let JournalOp::Append(mut m) = message(workspace, conversation, id) else { unreachable!() };
             m.author = AuthorKind::Agent;
