@@ -422,10 +422,16 @@ const SCRUB_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Who wrote a message and their id for it: a message is stored once per key.
 type ClientKey = (WorkspaceId, AuthorKind, Option<i64>, String);
 
-/// Most messages the log may hold unfolded. Past it the journal folds them itself in its
-/// next transaction (flat out, the fold thread at its low priority barely runs), so
-/// memory and the log stay bounded: about 3 s at 10,000 msg/s.
+/// Most messages the log may hold unfolded: about 3 s at 10,000 msg/s. Past it (the fold
+/// thread, at its low priority, kept off a saturated core) the journal's transactions
+/// fold the oldest [`FOLD_SHARE`] themselves, one share per transaction, so memory and the
+/// log stay bounded and no one transaction stalls for all of them (folding 32,768 at once
+/// held messages up for about half a second: docs/BENCHMARKS.md, finding 26).
 const MAX_UNFOLDED: usize = 32_768;
+
+/// How many of the oldest unfolded messages a transaction folds when the log holds too
+/// many (a few milliseconds of inserts).
+const FOLD_SHARE: usize = 2_048;
 
 /// Largest batch of messages the log takes. A larger one shares its commit among so many
 /// messages that writing the tables directly costs less than the log's own work per
@@ -444,11 +450,13 @@ struct LogState {
     /// Dropped with the journal: the fold thread folds one last time and stops.
     _fold: std::sync::mpsc::Sender<()>,
     /// What is synced but maybe not folded, in LSN order, shared with the fold thread;
-    /// folded by the journal itself when it must be ([`Journal::needs_fold`]).
+    /// folded by the journal itself when it must be ([`Journal::fold_plan`]).
     unfolded: crate::msglog::Unfolded,
     /// The unfolded messages with a client id, for de-duplication before they are in the
     /// index.
     ids: HashMap<ClientKey, Arc<LoggedMessage>>,
+    /// The log holds more than [`MAX_UNFOLDED`] (said once each time it gets there).
+    behind: bool,
     /// An append failed: the log may hold part of a batch that was refused, whose `seq`s
     /// go to other messages. It takes nothing more until the relay restarts (the tables
     /// take every message; at start the replay leaves the stray records out, as their
@@ -471,6 +479,14 @@ impl LogState {
                 }
             }
         }
+        let behind = unfolded.len() >= MAX_UNFOLDED;
+        if behind && !self.behind {
+            tracing::warn!(
+                unfolded = unfolded.len(),
+                "the fold thread fell behind; the journal folds the message log a share at a time"
+            );
+        }
+        self.behind = behind;
         drop(unfolded);
         self.log.folded(folded);
     }
@@ -589,7 +605,8 @@ impl Journal {
         let progress = Arc::new(FoldProgress::default());
         let unfolded = crate::msglog::Unfolded::default();
         let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone(), unfolded.clone())?;
-        self.log = Some(LogState { log, progress, _fold: fold, unfolded, ids: HashMap::new(), broken: false });
+        self.log =
+            Some(LogState { log, progress, _fold: fold, unfolded, ids: HashMap::new(), behind: false, broken: false });
         Ok(self)
     }
 
@@ -754,21 +771,27 @@ impl Journal {
         if self.loggable(batch)? {
             return self.write_logged(batch, now);
         }
-        // Folded in this transaction: everything the log holds, up to its last LSN.
-        let fold = self.needs_fold(batch).then(|| self.log.as_ref().map(|log| log.progress.logged())).flatten();
+        let fold = self.fold_plan(batch);
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written =
-            self.fold_unfolded(fold.is_some()).and_then(|()| self.write_ops(batch, now)).and_then(|outcomes| {
+        let mut folded = None;
+        let written = self
+            .fold_unfolded(fold)
+            .and_then(|last| {
+                folded = last;
+                self.write_ops(batch, now)
+            })
+            .and_then(|outcomes| {
                 self.conn.prepare_cached("COMMIT")?.execute([])?;
                 Ok(outcomes)
             });
         match written {
             Ok(outcomes) => {
-                if let (Some(lsn), Some(log)) = (fold, &mut self.log) {
+                if let (Some(lsn), Some(log)) = (folded, &mut self.log) {
                     log.progress.set_folded(lsn);
                     log.forget_folded();
                 }
-                // Folded now, or nothing was left to fold (`needs_fold`).
+                // With a reader waiting, everything was folded now, or nothing was left to
+                // fold (`fold_plan`).
                 if std::mem::take(&mut self.scrub_due)
                     && let Some(log) = &mut self.log
                     && let Err(e) = log.log.scrub()
@@ -810,6 +833,8 @@ impl Journal {
             || !self.settle_waiters.is_empty()
             || log.unfolded_len() >= MAX_UNFOLDED
         {
+            // (Past the limit the batch goes to the tables, and its transaction folds a
+            // share of the log first.)
             return Ok(false);
         }
         for op in batch {
@@ -826,36 +851,40 @@ impl Journal {
         Ok(true)
     }
 
-    /// True when this batch's transaction must first fold what the log holds: a reader
-    /// waits for it, the log holds too much, or a conversation closes (erasure and
-    /// retention, which work on closed conversations, then find all its messages in the
-    /// tables, and a cursor is dropped only once its messages are there).
-    fn needs_fold(&self, batch: &[JournalOp]) -> bool {
-        let Some(log) = &self.log else { return false };
+    /// How many of the oldest unfolded messages this batch's transaction must fold first:
+    /// all of them when a reader waits or a conversation closes (erasure and retention,
+    /// which work on closed conversations, then find all its messages in the tables, and
+    /// a cursor is dropped only once its messages are there); a share of them when the
+    /// log holds too many; none otherwise.
+    fn fold_plan(&self, batch: &[JournalOp]) -> usize {
+        let Some(log) = &self.log else { return 0 };
         if log.progress.settled() {
-            return false;
+            return 0;
         }
-        !self.settle_waiters.is_empty()
-            || log.unfolded_len() >= MAX_UNFOLDED
-            || batch.iter().any(
-                |op| matches!(op, JournalOp::Transition { lifecycle, .. } if lifecycle.state == ConversationState::Closed),
-            )
+        let unfolded = log.unfolded_len();
+        let closes = batch.iter().any(
+            |op| matches!(op, JournalOp::Transition { lifecycle, .. } if lifecycle.state == ConversationState::Closed),
+        );
+        if !self.settle_waiters.is_empty() || closes {
+            unfolded
+        } else if unfolded >= MAX_UNFOLDED {
+            tracing::debug!(unfolded, "the fold thread fell behind; the journal folds part of the message log itself");
+            FOLD_SHARE
+        } else {
+            0
+        }
     }
 
-    /// Inserts what the log holds unfolded, sorted by conversation and `seq` (inside the
-    /// batch's transaction), when `fold`.
-    fn fold_unfolded(&self, fold: bool) -> Result<()> {
-        let Some(log) = self.log.as_ref().filter(|_| fold) else { return Ok(()) };
-        let mut records: Vec<Arc<LoggedMessage>> = log.unfolded.lock().expect("not poisoned").iter().cloned().collect();
-        if records.len() >= MAX_UNFOLDED {
-            tracing::warn!(
-                messages = records.len(),
-                "the fold thread fell behind; the journal folds the message log itself"
-            );
-        }
+    /// Inserts the oldest `count` messages the log holds unfolded, sorted by conversation
+    /// and `seq` (inside the batch's transaction); returns the last LSN they reach.
+    fn fold_unfolded(&self, count: usize) -> Result<Option<u64>> {
+        let Some(log) = self.log.as_ref().filter(|_| count > 0) else { return Ok(None) };
+        let mut records: Vec<Arc<LoggedMessage>> =
+            log.unfolded.lock().expect("not poisoned").iter().take(count).cloned().collect();
+        let last = records.last().map(|m| m.lsn);
         records.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
         crate::msglog::fold_into(&self.conn, records.iter().map(|m| &**m))?;
-        Ok(())
+        Ok(last)
     }
 
     /// Writes a batch of plain messages to the log: each is given its conversation's next
