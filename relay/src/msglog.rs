@@ -772,6 +772,18 @@ mod tests {
         SEGMENT_BYTES / bytes.len() as u64
     }
 
+    /// A message of 100 KiB, so that a few dozen fill a segment.
+    fn large(seq: Seq) -> LoggedMessage {
+        message(1, seq, &"b".repeat(100 << 10))
+    }
+
+    /// Appends `n` large messages; returns them as appended (with their LSNs).
+    fn append_large(log: &mut MessageLog, n: u64) -> Vec<LoggedMessage> {
+        let mut messages: Vec<_> = (0..n).map(|i| large(i + 1)).collect();
+        log.append(&mut messages).expect("append");
+        messages
+    }
+
     #[test]
     fn the_log_holds_every_appended_message_across_segments_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -798,20 +810,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_dir = dir.path().join("log");
         let mut log = MessageLog::create(&log_dir, 1).expect("create");
-        let body = "b".repeat(100 << 10);
-        let per = per_segment(&message(1, 100, &body));
-        let fill = |log: &mut MessageLog, n: u64| {
-            let mut messages: Vec<_> = (0..n).map(|i| message(1, i + 100, &body)).collect();
-            log.append(&mut messages).expect("append");
-            messages
-        };
-        fill(&mut log, per);
-        let second = fill(&mut log, 1);
+        let per = per_segment(&large(1));
+        append_large(&mut log, per);
+        let second = append_large(&mut log, 1);
         assert_eq!(segments(&log_dir).expect("list").len(), 2);
         // Folded up to the second segment's first record: the first segment, all of it
         // folded, is used for the next one; the second is still being written.
         log.folded(per + 1);
-        let mut rest = fill(&mut log, per);
+        let mut rest = append_large(&mut log, per);
         assert_eq!(segments(&log_dir).expect("list").len(), 2, "the spare was renamed, not a new file made");
         let read = read_log(&log_dir).expect("read");
         let mut expected = second;
@@ -824,20 +830,14 @@ mod tests {
     fn a_segment_left_under_its_old_name_hides_nothing_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_dir = dir.path().join("log");
-        let body = "b".repeat(100 << 10);
-        let per = per_segment(&message(1, 100, &body));
+        let per = per_segment(&large(1));
         let mut log = MessageLog::create(&log_dir, 1).expect("create");
-        let batch = |log: &mut MessageLog, n: u64| {
-            let mut messages: Vec<_> = (0..n).map(|i| message(1, i + 1, &body)).collect();
-            log.append(&mut messages).expect("append");
-            messages
-        };
         // Segments A (LSN 1..) and B (per + 1..), then C starts; A and B are folded.
-        batch(&mut log, 2 * per + 1);
+        append_large(&mut log, 2 * per + 1);
         log.folded(2 * per);
         // C fills and the next segment is B again, renamed. A is still there under its
         // old name, a segment whose LSNs stop long before C's first.
-        let mut live = batch(&mut log, per + 2);
+        let mut live = append_large(&mut log, per + 2);
         assert_eq!(
             segments(&log_dir).expect("list").iter().map(|(first, _)| *first).collect::<Vec<_>>(),
             [1, 2 * per + 1, 3 * per + 1]
@@ -855,10 +855,9 @@ mod tests {
     fn a_scrubbed_log_holds_nothing_of_what_it_held_and_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_dir = dir.path().join("log");
-        let body = "b".repeat(100 << 10);
-        let per = per_segment(&message(1, 100, &body));
+        let per = per_segment(&large(1));
         let mut log = MessageLog::create(&log_dir, 1).expect("create");
-        let mut old: Vec<_> = (0..per + 3).map(|i| message(1, i + 1, &body)).collect();
+        let mut old: Vec<_> = (0..per + 3).map(|i| large(i + 1)).collect();
         old.push(message(1, per + 4, "张三丰 13812345678"));
         log.append(&mut old).expect("append");
         log.folded(per + 4);
