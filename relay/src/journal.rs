@@ -433,12 +433,11 @@ const MAX_UNFOLDED: usize = 32_768;
 /// many (a few milliseconds of inserts).
 const FOLD_SHARE: usize = 2_048;
 
-/// Largest batch of messages the log takes. A larger one shares its commit among so many
-/// messages that writing the tables directly costs less than the log's own work per
-/// message (a lookup for duplicates, a copy for the fold, the fold itself): flat out,
-/// with every batch logged, the relay did 49,000–53,000 msg/s against 71,000–74,000
-/// (docs/BENCHMARKS.md, finding 25).
-const MAX_LOGGED_BATCH: usize = 256;
+/// How long the journal must have gathered nothing but full batches (`journal.max_batch`)
+/// before it writes them to the tables instead of the log ([`Journal::loggable`]): long
+/// enough that a backlog left by a disk stall (at 10,000 msg/s, a few hundred
+/// milliseconds' worth) is drained through the log first.
+const SATURATED_AFTER_MS: UnixMillis = 1_000;
 
 /// The message log as the journal writes it ([`crate::msglog`]).
 struct LogState {
@@ -533,6 +532,8 @@ pub(crate) struct Journal {
     settle_waiters: Vec<oneshot::Sender<()>>,
     /// Whether one of them asked for the log to be scrubbed too.
     scrub_due: bool,
+    /// Since when every batch gathered has been full, if the last one was.
+    full_since: Option<UnixMillis>,
 }
 
 /// What the journal's thread woke up for.
@@ -594,6 +595,7 @@ impl Journal {
             log: None,
             settle_waiters: Vec::new(),
             scrub_due: false,
+            full_since: None,
         })
     }
 
@@ -604,7 +606,7 @@ impl Journal {
         let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
         let progress = Arc::new(FoldProgress::default());
         let unfolded = crate::msglog::Unfolded::default();
-        let fold = crate::msglog::spawn_folder(store.journal_connection()?, progress.clone(), unfolded.clone())?;
+        let fold = crate::msglog::spawn_folder(store.fold_connection()?, progress.clone(), unfolded.clone())?;
         self.log =
             Some(LogState { log, progress, _fold: fold, unfolded, ids: HashMap::new(), behind: false, broken: false });
         Ok(self)
@@ -769,9 +771,11 @@ impl Journal {
             log.forget_folded();
         }
         if self.loggable(batch)? {
+            tracing::trace!(size = batch.len(), "to the message log");
             return self.write_logged(batch, now);
         }
         let fold = self.fold_plan(batch);
+        tracing::trace!(size = batch.len(), fold, "to the tables");
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let mut folded = None;
         let written = self
@@ -820,16 +824,26 @@ impl Journal {
         }
     }
 
-    /// True when the log is on and `batch`, of at most [`MAX_LOGGED_BATCH`], holds only
-    /// plain messages it may take: no attachments, not from a channel, into an open
-    /// conversation with no channel replies to push, and not an agent's first reply since
-    /// the assignment (which also writes the conversation's row). Anything else goes to the
-    /// tables directly.
+    /// True when the log is on and `batch` holds only plain messages it may take: no
+    /// attachments, not from a channel, into an open conversation with no channel replies
+    /// to push, and not an agent's first reply since the assignment (which also writes the
+    /// conversation's row). Anything else goes to the tables directly.
+    ///
+    /// So do full batches (`journal.max_batch`) once the journal has gathered nothing else
+    /// for [`SATURATED_AFTER_MS`]: it is saturated, and with that many messages sharing
+    /// one commit the tables take them for less than the log's own work per message (a
+    /// lookup for duplicates, a copy for the fold, the fold itself; flat out, with every
+    /// batch logged, the relay did 49,000–53,000 msg/s against 71,000–74,000). Until then
+    /// a full batch is a backlog, left by a disk stall, and goes to the log: taken by the
+    /// tables, it writes a page or two for each of its conversations and syncs them all,
+    /// which takes long enough (about 100 ms on a slow disk) for the next batch to be full
+    /// again (docs/BENCHMARKS.md, finding 27).
     fn loggable(&mut self, batch: &[JournalOp]) -> Result<bool> {
+        let saturated = self.saturated(batch.len());
         let Some(log) = &self.log else { return Ok(false) };
         if log.broken
             || batch.is_empty()
-            || batch.len() > MAX_LOGGED_BATCH
+            || saturated
             || !self.settle_waiters.is_empty()
             || log.unfolded_len() >= MAX_UNFOLDED
         {
@@ -849,6 +863,17 @@ impl Journal {
             }
         }
         Ok(true)
+    }
+
+    /// Notes whether a batch of `size` is full, and says whether every batch has been for
+    /// [`SATURATED_AFTER_MS`].
+    fn saturated(&mut self, size: usize) -> bool {
+        if size < self.max_batch {
+            self.full_since = None;
+            return false;
+        }
+        let now = self.clock.now_ms();
+        now - *self.full_since.get_or_insert(now) >= SATURATED_AFTER_MS
     }
 
     /// How many of the oldest unfolded messages this batch's transaction must fold first:
@@ -1482,13 +1507,17 @@ mod tests {
     use crate::store::Store;
 
     fn journal(store: &Store) -> Journal {
+        journal_with(store, Clock::System, 4096)
+    }
+
+    fn journal_with(store: &Store, clock: Clock, max_batch: usize) -> Journal {
         Journal::new(
             store,
-            Clock::System,
+            clock,
             Arc::new(Hubs::default()),
             Arc::new(tokio::sync::Notify::new()),
             Arc::new(crate::telemetry::Telemetry::new()),
-            4096,
+            max_batch,
         )
         .unwrap()
     }
@@ -1708,6 +1737,46 @@ mod tests {
         journal.write(&[transition(closed, "conversation.closed")]).unwrap();
         assert_eq!(stored(&store).await.last(), Some(&(c, 7, "e".to_string())));
         assert!(journal.log.as_ref().unwrap().progress.settled());
+    }
+
+    /// A full batch goes to the message log like any other (a backlog after a stall is
+    /// drained through it), until every batch has been full for a second: then the journal
+    /// is saturated and full batches go to the tables, until one is not full.
+    #[tokio::test]
+    async fn full_batches_go_to_the_tables_only_once_the_journal_is_saturated() {
+        use crate::msglog::read_log;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let clock = crate::clock::ManualClock::new(1_000_000);
+        let mut journal = journal_with(&store, Clock::Manual(clock.clone()), 2).with_message_log(&store).unwrap();
+        let (conversation, _) = open(&mut journal, workspace, contact, 1).await;
+        let log_dir = crate::store::message_log_dir(dir.path());
+        let logged =
+            || -> Vec<String> { read_log(&log_dir).unwrap().into_iter().filter_map(|m| m.client_msg_id).collect() };
+        let in_tables = |store: Store| async move {
+            stored(&store).await.into_iter().map(|(_, _, id)| id).collect::<Vec<String>>()
+        };
+        let mut write = |ids: &[&str]| {
+            let batch: Vec<JournalOp> = ids.iter().map(|id| message(workspace, conversation, id)).collect();
+            journal.write(&batch).unwrap();
+        };
+
+        write(&["a", "b"]);
+        clock.advance(std::time::Duration::from_millis(999));
+        write(&["c", "d"]);
+        assert_eq!(logged(), ["a", "b", "c", "d"], "full batches within a second are logged");
+        assert!(in_tables(store.clone()).await.is_empty());
+
+        clock.advance(std::time::Duration::from_millis(1));
+        write(&["e", "f"]);
+        assert_eq!(logged(), ["a", "b", "c", "d"], "saturated: not logged");
+        assert_eq!(in_tables(store.clone()).await, ["e", "f"], "saturated: in the tables");
+
+        write(&["g"]);
+        clock.advance(std::time::Duration::from_secs(5));
+        write(&["h", "i"]);
+        assert_eq!(logged(), ["a", "b", "c", "d", "g", "h", "i"], "a batch not full ends the saturation");
+        assert_eq!(in_tables(store.clone()).await, ["e", "f"]);
     }
 
     /// A message log left behind (by a relay that stopped before folding it) is replayed

@@ -49,6 +49,13 @@ const WAL_CHECKPOINT_PAGES: i64 = 65536;
 /// How long a writer waits for the other one's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The fold thread's page cache ([`crate::msglog`]), as `cache_size`: 16 MiB. It folds
+/// each second's messages sorted by conversation, so each conversation's pages are
+/// touched once per fold, not kept hot between folds; and every page a cache holds stays
+/// resident until the cache is full, so a cache larger than the pages one fold touches
+/// only makes the process grow for longer (docs/BENCHMARKS.md, Soak).
+const FOLD_CACHE_KIB: i64 = -16384;
+
 /// The slug of the workspace created on first start.
 pub const DEFAULT_WORKSPACE: &str = "default";
 
@@ -288,6 +295,18 @@ impl Store {
     /// The pool's settings, with the larger page cache the journal's spread-out writes need
     /// and without foreign-key enforcement (below).
     pub(crate) fn journal_connection(&self) -> Result<rusqlite::Connection> {
+        self.synchronous_writer(JOURNAL_CACHE_KIB)
+    }
+
+    /// Opens the fold thread's connection ([`crate::msglog`]): the journal's settings with
+    /// a smaller page cache ([`FOLD_CACHE_KIB`]).
+    pub(crate) fn fold_connection(&self) -> Result<rusqlite::Connection> {
+        self.synchronous_writer(FOLD_CACHE_KIB)
+    }
+
+    /// A synchronous connection for a writer thread, with a page cache of `cache_kib`
+    /// (SQLite's `cache_size`, negative: KiB).
+    fn synchronous_writer(&self, cache_kib: i64) -> Result<rusqlite::Connection> {
         let conn = rusqlite::Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -304,7 +323,7 @@ impl Store {
         // (docs/BENCHMARKS.md, finding 16). The pool's connections keep enforcing them.
         conn.pragma_update(None, "foreign_keys", false)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(None, "cache_size", JOURNAL_CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", cache_kib)?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         // Every statement the journal runs, prepared once.
         conn.set_prepared_statement_cache_capacity(64);
