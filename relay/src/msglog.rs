@@ -777,6 +777,14 @@ mod tests {
         message(1, seq, &"b".repeat(100 << 10))
     }
 
+    /// A new log in a temporary directory (kept while the first value lives) and its path.
+    fn new_log() -> (tempfile::TempDir, PathBuf, MessageLog) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join("log");
+        let log = MessageLog::create(&log_dir, 1).expect("create");
+        (dir, log_dir, log)
+    }
+
     /// Appends `n` large messages; returns them as appended (with their LSNs).
     fn append_large(log: &mut MessageLog, n: u64) -> Vec<LoggedMessage> {
         let mut messages: Vec<_> = (0..n).map(|i| large(i + 1)).collect();
@@ -786,9 +794,7 @@ mod tests {
 
     #[test]
     fn the_log_holds_every_appended_message_across_segments_in_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_dir = dir.path().join("log");
-        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let (_dir, log_dir, mut log) = new_log();
         // Bodies of 100 KiB: 40 to a segment, so 200 of them fill five.
         let body = "b".repeat(100 << 10);
         assert_eq!(per_segment(&message(1, 100, &body)), 40);
@@ -807,9 +813,7 @@ mod tests {
 
     #[test]
     fn a_folded_segment_is_used_again_without_its_old_records_coming_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_dir = dir.path().join("log");
-        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let (_dir, log_dir, mut log) = new_log();
         let per = per_segment(&large(1));
         append_large(&mut log, per);
         let second = append_large(&mut log, 1);
@@ -828,10 +832,8 @@ mod tests {
 
     #[test]
     fn a_segment_left_under_its_old_name_hides_nothing_after_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_dir = dir.path().join("log");
+        let (_dir, log_dir, mut log) = new_log();
         let per = per_segment(&large(1));
-        let mut log = MessageLog::create(&log_dir, 1).expect("create");
         // Segments A (LSN 1..) and B (per + 1..), then C starts; A and B are folded.
         append_large(&mut log, 2 * per + 1);
         log.folded(2 * per);
@@ -853,10 +855,8 @@ mod tests {
 
     #[test]
     fn a_scrubbed_log_holds_nothing_of_what_it_held_and_goes_on() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_dir = dir.path().join("log");
+        let (_dir, log_dir, mut log) = new_log();
         let per = per_segment(&large(1));
-        let mut log = MessageLog::create(&log_dir, 1).expect("create");
         let mut old: Vec<_> = (0..per + 3).map(|i| large(i + 1)).collect();
         old.push(message(1, per + 4, "张三丰 13812345678"));
         log.append(&mut old).expect("append");
@@ -875,9 +875,7 @@ mod tests {
 
     #[test]
     fn a_log_must_be_replayed_before_it_is_written_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_dir = dir.path().join("log");
-        let mut log = MessageLog::create(&log_dir, 1).expect("create");
+        let (_dir, log_dir, mut log) = new_log();
         log.append(&mut [message(1, 1, "kept")]).expect("append");
         drop(log);
         assert!(MessageLog::create(&log_dir, 2).is_err(), "a log with records is not started over");
