@@ -557,8 +557,39 @@ pub(crate) fn spawn(journal: Journal, queue: usize) -> Result<JournalHandle> {
     let progress = journal.log.as_ref().map(|log| log.progress.clone());
     let runtime = tokio::runtime::Handle::current();
     let channels = Inbound { ops, hub_ops, stop, settle };
-    std::thread::Builder::new().name("kefu-journal".into()).spawn(move || journal.run(&runtime, channels))?;
+    std::thread::Builder::new().name("kefu-journal".into()).spawn(move || {
+        if let Err(e) = gather_while_sessions_run() {
+            tracing::warn!(error = %e, "the journal's thread keeps the normal scheduling policy");
+        }
+        journal.run(&runtime, channels)
+    })?;
     Ok(JournalHandle { ops: ops_tx, hub_ops: hub_tx, stop: stop_tx, settle: settle_tx, progress })
+}
+
+/// Puts the calling thread (the journal's) under `SCHED_BATCH`, at the same nice value.
+///
+/// Why: every operation a session sends wakes the journal's thread. Under the normal
+/// policy the scheduler lets it preempt the thread that woke it (on the relay's one core,
+/// the runtime's, in the middle of reading frames), so it commits a batch of one or two
+/// and the sessions wait meanwhile. A `SCHED_BATCH` thread does not preempt on wakeup: it
+/// runs when the runtime's thread waits for input or uses up its slice, and finds what
+/// arrived meanwhile, so commits are fewer and larger and typing indicators are not held
+/// up behind them. Its share of the CPU is unchanged: the policy changes when it runs,
+/// not its weight (docs/BENCHMARKS.md, finding 28).
+#[cfg(target_os = "linux")]
+fn gather_while_sessions_run() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` only reads `param`, which outlives the call; pid 0 is
+    // the calling thread.
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn gather_while_sessions_run() -> std::io::Result<()> {
+    Ok(())
 }
 
 /// What the journal's thread receives on.
@@ -2023,5 +2054,54 @@ mod tests {
             "a repeat is acknowledged with its original seq"
         );
         assert_eq!(stored(&store).await.iter().filter(|r| r.0 == conversation.0).count(), 1);
+    }
+
+    /// This process's threads named `name`, each as (nice value, scheduling policy), read
+    /// from `/proc` (fields 19 and 41 of a thread's `stat`).
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str) -> Vec<(i64, i64)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            if comm.trim_end() != name {
+                continue;
+            }
+            // After the command's closing parenthesis, fields start at the third.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            found.push((fields[19 - 3].parse().unwrap(), fields[41 - 3].parse().unwrap()));
+        }
+        found
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_journal_gathers_under_sched_batch_and_the_fold_runs_at_its_nice_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let handle = spawn(journal(&store).with_message_log(&store).unwrap(), 16).unwrap();
+        // Each thread sets its own scheduling as it starts; other tests' journals may be
+        // starting too, so wait (boundedly) until every one has.
+        let settled = || {
+            let journals = threads_named("kefu-journal");
+            let folds = threads_named("kefu-fold");
+            !journals.is_empty()
+                && !folds.is_empty()
+                && journals.iter().all(|&(nice, policy)| nice == 0 && policy == i64::from(libc::SCHED_BATCH))
+                && folds.iter().all(|&(nice, policy)| nice == i64::from(crate::msglog::FOLD_NICE) && policy == 0)
+        };
+        for _ in 0..100 {
+            if settled() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            settled(),
+            "journal threads (nice, policy): {:?}; fold threads: {:?}",
+            threads_named("kefu-journal"),
+            threads_named("kefu-fold")
+        );
+        drop(handle);
     }
 }

@@ -435,10 +435,13 @@ pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 /// so the journal's own transactions wait at most for one.
 const FOLD_ROWS: usize = 2000;
 
-/// The nice value of the fold thread. It works on what is already durable, so it takes
-/// the core only when the sessions and the journal leave it; at the normal priority it
-/// took the core from the sessions (typing indicators' p99 up; finding 25).
-const FOLD_NICE: i32 = 19;
+/// The nice value of the fold thread. It works on what is already durable, so it yields
+/// the core to the sessions and the journal; at the normal priority it took the core from
+/// the sessions (typing indicators' p99 up; finding 25). Not 19: at that weight a core
+/// nine-tenths busy left it too little (it needs about a tenth at 10,000 msg/s), and it
+/// holds SQLite's write lock while it waits for the core, so the journal waited on it and
+/// then folded the backlog itself in its commit path (finding 28).
+pub(crate) const FOLD_NICE: i32 = 10;
 
 /// The messages synced to the log and not yet known to be folded, in LSN order: the
 /// journal appends and forgets, the fold thread reads. Shared rather than sent, so that
