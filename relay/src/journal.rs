@@ -24,6 +24,7 @@ use kefu_proto::{ContactId, ConversationId, ErrorCode, ProtocolError, Seq, UnixM
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::client_ids::{ClientId, ClientIdFilter};
 use crate::clock::Clock;
 use crate::conversation::Lifecycle;
 use crate::crypto::{Field, Keyring, Keys};
@@ -454,6 +455,9 @@ struct LogState {
     /// The unfolded messages with a client id, for de-duplication before they are in the
     /// index.
     ids: HashMap<ClientKey, Arc<LoggedMessage>>,
+    /// Every client id the tables and the log hold (and a few more): an id it rules out
+    /// is new, with no lookup in the index ([`Journal::may_be_stored`]).
+    client_ids: ClientIdFilter,
     /// The log holds more than [`MAX_UNFOLDED`] (said once each time it gets there).
     behind: bool,
     /// An append failed: the log may hold part of a batch that was refused, whose `seq`s
@@ -592,6 +596,35 @@ fn gather_while_sessions_run() -> std::io::Result<()> {
     Ok(())
 }
 
+/// `m`'s client id as the filter of stored ids knows it.
+fn client_id<'a>(m: &NewMessage, client_msg_id: &'a str) -> ClientId<'a> {
+    ClientId { workspace: m.workspace, author: m.author, author_id: m.author_id, client_msg_id }
+}
+
+/// The filter of every client id the messages table holds, read from its index at start
+/// (before the log takes anything, after the store replayed what a log held before).
+/// Sized for twice as many, so that it grows by a layer only after as many again.
+fn stored_client_ids(conn: &rusqlite::Connection) -> Result<ClientIdFilter> {
+    let count: i64 =
+        conn.query_row("SELECT count(*) FROM messages WHERE client_msg_id IS NOT NULL", [], |row| row.get(0))?;
+    let mut filter = ClientIdFilter::with_capacity(usize::try_from(count).unwrap_or(0).saturating_mul(2));
+    let mut statement = conn.prepare(
+        "SELECT workspace_id, author_kind, author_id, client_msg_id FROM messages WHERE client_msg_id IS NOT NULL",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let author: String = row.get(1)?;
+        let client_msg_id: String = row.get(3)?;
+        filter.insert(&ClientId {
+            workspace: WorkspaceId(row.get(0)?),
+            author: author.parse().map_err(Error::Internal)?,
+            author_id: row.get(2)?,
+            client_msg_id: &client_msg_id,
+        });
+    }
+    Ok(filter)
+}
+
 /// What the journal's thread receives on.
 struct Inbound {
     ops: mpsc::Receiver<JournalOp>,
@@ -637,10 +670,36 @@ impl Journal {
         let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
         let progress = Arc::new(FoldProgress::default());
         let unfolded = crate::msglog::Unfolded::default();
+        let client_ids = stored_client_ids(&self.conn)?;
         let fold = crate::msglog::spawn_folder(store.fold_connection()?, progress.clone(), unfolded.clone())?;
-        self.log =
-            Some(LogState { log, progress, _fold: fold, unfolded, ids: HashMap::new(), behind: false, broken: false });
+        self.log = Some(LogState {
+            log,
+            progress,
+            _fold: fold,
+            unfolded,
+            ids: HashMap::new(),
+            client_ids,
+            behind: false,
+            broken: false,
+        });
         Ok(self)
+    }
+
+    /// False when `m`'s client id is certainly new (the filter of stored ids rules it
+    /// out), so that no lookup in the index is needed; true otherwise, and always without
+    /// the log (whose filter it is) or without a client id.
+    fn may_be_stored(&self, m: &NewMessage) -> bool {
+        match (&self.log, &m.client_msg_id) {
+            (Some(log), Some(client_msg_id)) => log.client_ids.may_contain(&client_id(m, client_msg_id)),
+            _ => true,
+        }
+    }
+
+    /// Notes that `m` is stored (in the log or the tables) under its client id, if any.
+    fn note_client_id(&mut self, m: &NewMessage) {
+        if let (Some(log), Some(client_msg_id)) = (&mut self.log, &m.client_msg_id) {
+            log.client_ids.insert(&client_id(m, client_msg_id));
+        }
     }
 
     /// The journal's thread: waits for an operation (the channels are tokio's, awaited
@@ -954,7 +1013,9 @@ impl Journal {
         let mut answered = Vec::new();
         for op in batch {
             let JournalOp::Append(m) = op else { unreachable!("checked by loggable") };
-            if let Some(original) = self.original_of(m)? {
+            if self.may_be_stored(m)
+                && let Some(original) = self.original_of(m)?
+            {
                 outcomes.push(Outcome::Hub(original));
                 continue;
             }
@@ -976,6 +1037,7 @@ impl Journal {
             if let Some(client_msg_id) = &m.client_msg_id {
                 batch_ids.insert((m.workspace, m.author, m.author_id, client_msg_id.clone()), records.len());
             }
+            self.note_client_id(m);
             records.push(LoggedMessage {
                 lsn: 0,
                 conversation: m.conversation,
@@ -1287,6 +1349,7 @@ impl Journal {
                 ])?
         };
         if inserted == 1 {
+            self.note_client_id(m);
             return Ok(self.stored(m, seq, now, answered));
         }
         // Not inserted: either stored before under this client id, or the conversation is

@@ -45,6 +45,7 @@ pub mod auth;
 pub mod backup;
 pub mod bot;
 pub mod channels;
+pub mod client_ids;
 pub mod clock;
 pub mod config;
 pub mod conversation;
