@@ -120,6 +120,16 @@ impl ClientIdFilter {
         self.layers.iter().any(|layer| layer.may_contain(hashes))
     }
 
+    /// Ids inserted.
+    pub fn len(&self) -> usize {
+        self.layers.iter().map(|layer| layer.len).sum()
+    }
+
+    /// True when no id was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Bytes the filter's bits take.
     pub fn bytes(&self) -> usize {
         self.layers.iter().map(|layer| layer.bits.len() * 8).sum()
