@@ -13,7 +13,9 @@
 //!
 //! The filter grows by layers (a scalable Bloom filter): when a layer holds as many ids as
 //! it was sized for, a layer twice as large takes the next ones, and a query asks every
-//! layer. Ids are never removed (an erased message's id then costs one lookup).
+//! layer. Ids are never removed (an erased message's id then costs one lookup). The bits
+//! are bounded ([`MAX_BYTES`]): a filter that would outgrow them stops taking ids and rules
+//! nothing out, so every id is looked up again, as without it.
 
 use std::hash::BuildHasher;
 
@@ -27,6 +29,10 @@ const BITS_PER_LOOKUP: u64 = 7;
 
 /// Ids the first layer is sized for when the store holds fewer (1.2 MiB of bits).
 pub const FIRST_CAPACITY: usize = 1 << 20;
+
+/// The most the filter's bits may take: 64 MiB, some 50 million ids in one layer. Past
+/// it the filter holds nothing and rules nothing out.
+pub const MAX_BYTES: usize = 64 << 20;
 
 /// A client message id as the filter knows it: the author's and the id.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -50,10 +56,14 @@ struct Layer {
     len: usize,
 }
 
+/// The 64-bit words of a layer for `capacity` ids.
+fn words_for(capacity: usize) -> usize {
+    (capacity * BITS_PER_ID).div_ceil(64).max(1)
+}
+
 impl Layer {
     fn new(capacity: usize) -> Layer {
-        let words = (capacity * BITS_PER_ID).div_ceil(64).max(1);
-        Layer { bits: vec![0; words], capacity, len: 0 }
+        Layer { bits: vec![0; words_for(capacity)], capacity, len: 0 }
     }
 
     /// The bit positions of an id with hashes `(a, b)` (double hashing: `a + i·b`).
@@ -81,53 +91,76 @@ pub struct ClientIdFilter {
     /// cannot be chosen ahead (and a collision costs only a lookup).
     first: foldhash::quality::RandomState,
     second: foldhash::quality::RandomState,
+    /// The bound on the layers' bits.
+    max_bytes: usize,
+    /// It would have outgrown `max_bytes`: its layers are dropped and it rules nothing out.
+    full: bool,
 }
 
 impl ClientIdFilter {
     /// An empty filter whose first layer is sized for `expected` ids (at least
     /// [`FIRST_CAPACITY`]).
     pub fn with_capacity(expected: usize) -> ClientIdFilter {
-        Self::with_first_layer(expected.max(FIRST_CAPACITY))
+        Self::with_limits(expected.max(FIRST_CAPACITY), MAX_BYTES)
     }
 
-    fn with_first_layer(capacity: usize) -> ClientIdFilter {
+    /// A first layer for `capacity` ids (fewer if that would take over `max_bytes`).
+    fn with_limits(capacity: usize, max_bytes: usize) -> ClientIdFilter {
         ClientIdFilter {
-            layers: vec![Layer::new(capacity)],
+            layers: vec![Layer::new(capacity.min(max_bytes * 8 / BITS_PER_ID))],
             first: foldhash::quality::RandomState::default(),
             second: foldhash::quality::RandomState::default(),
+            max_bytes,
+            full: false,
         }
     }
 
     fn hashes(&self, id: &ClientId<'_>) -> (u64, u64) {
-        // An odd step visits distinct positions whatever the layer's size.
+        // Never a step of zero, which would set one bit seven times.
         (self.first.hash_one(id), self.second.hash_one(id) | 1)
     }
 
     /// Adds `id`: from now on [`ClientIdFilter::may_contain`] says true for it.
     pub fn insert(&mut self, id: &ClientId<'_>) {
-        let hashes = self.hashes(id);
+        if self.full {
+            return;
+        }
         let last = self.layers.last().expect("at least one layer");
         if last.len >= last.capacity {
-            let next = Layer::new(last.capacity * 2);
-            self.layers.push(next);
+            let next = last.capacity * 2;
+            if self.bytes() + words_for(next) * 8 > self.max_bytes {
+                tracing::warn!(
+                    ids = self.count(),
+                    max_bytes = self.max_bytes,
+                    "the filter of stored client ids is full: every new message's id is looked up in the index"
+                );
+                self.full = true;
+                self.layers = vec![Layer::new(0)];
+                return;
+            }
+            self.layers.push(Layer::new(next));
         }
+        let hashes = self.hashes(id);
         self.layers.last_mut().expect("at least one layer").insert(hashes);
     }
 
-    /// False only when `id` was never inserted.
+    /// False only when `id` was never inserted (and the filter is not full).
     pub fn may_contain(&self, id: &ClientId<'_>) -> bool {
+        if self.full {
+            return true;
+        }
         let hashes = self.hashes(id);
         self.layers.iter().any(|layer| layer.may_contain(hashes))
     }
 
-    /// Ids inserted.
-    pub fn len(&self) -> usize {
-        self.layers.iter().map(|layer| layer.len).sum()
+    /// True once the filter would have outgrown [`MAX_BYTES`]: it rules nothing out.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
-    /// True when no id was inserted.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Ids inserted (none once full).
+    pub fn count(&self) -> usize {
+        self.layers.iter().map(|layer| layer.len).sum()
     }
 
     /// Bytes the filter's bits take.
@@ -151,7 +184,7 @@ mod tests {
     #[test]
     fn every_inserted_id_is_found_across_layers_and_few_others_are() {
         // A first layer for 10,000 ids given 70,000: layers of 10, 20 and 40 thousand.
-        let mut filter = ClientIdFilter::with_first_layer(10_000);
+        let mut filter = ClientIdFilter::with_limits(10_000, MAX_BYTES);
         let inserted: Vec<String> = (0..70_000).map(id).collect();
         for text in &inserted {
             filter.insert(&key(text));
@@ -166,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_author_is_part_of_the_id() {
-        let mut filter = ClientIdFilter::with_first_layer(1_000);
+        let mut filter = ClientIdFilter::with_limits(1_000, MAX_BYTES);
         filter.insert(&key("web-1"));
         let elsewhere = [
             ClientId { workspace: WorkspaceId(2), ..key("web-1") },
@@ -177,5 +210,22 @@ mod tests {
         assert!(filter.may_contain(&key("web-1")));
         // Each could be a false positive (about 1%); all four at once would be a bug.
         assert!(elsewhere.iter().any(|other| !filter.may_contain(other)), "another author's id is ruled out");
+    }
+
+    #[test]
+    fn a_filter_that_would_outgrow_its_bound_rules_nothing_out() {
+        // Room for a first layer of 1,000 ids and a second of 2,000, not a third.
+        let mut filter = ClientIdFilter::with_limits(1_000, (words_for(1_000) + words_for(2_000)) * 8);
+        let inserted: Vec<String> = (0..3_000).map(id).collect();
+        for text in &inserted {
+            filter.insert(&key(text));
+        }
+        assert!(!filter.is_full());
+        let others: Vec<String> = (3_000..4_000).map(id).collect();
+        assert!(others.iter().any(|text| !filter.may_contain(&key(text))), "below the bound it rules ids out");
+        filter.insert(&key("one more"));
+        assert!(filter.is_full());
+        assert_eq!(filter.bytes(), 8, "its layers are dropped");
+        assert!(others.iter().chain(&inserted).all(|text| filter.may_contain(&key(text))), "it rules nothing out");
     }
 }

@@ -612,7 +612,9 @@ fn stored_client_ids(conn: &rusqlite::Connection) -> Result<ClientIdFilter> {
         "SELECT workspace_id, author_kind, author_id, client_msg_id FROM messages WHERE client_msg_id IS NOT NULL",
     )?;
     let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
+    while !filter.is_full()
+        && let Some(row) = rows.next()?
+    {
         // Read in place: no copy of each id (a few million at start on a large store).
         let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
         filter.insert(&ClientId {
@@ -673,7 +675,8 @@ impl Journal {
         let started = std::time::Instant::now();
         let client_ids = stored_client_ids(&self.conn)?;
         tracing::info!(
-            ids = client_ids.len(),
+            ids = client_ids.count(),
+            full = client_ids.is_full(),
             filter_bytes = client_ids.bytes(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "read the stored client message ids"
