@@ -16,6 +16,11 @@
 //! layer. Ids are never removed (an erased message's id then costs one lookup). The bits
 //! are bounded ([`MAX_BYTES`]): a filter that would outgrow them stops taking ids and rules
 //! nothing out, so every id is looked up again, as without it.
+//!
+//! The ids the tables hold when the relay starts are read on a thread of their own, into a
+//! filter with the same [`Seeds`] ([`ClientIdFilter::for_stored`]), while the journal's
+//! filter takes the ids stored from then on; the journal [`ClientIdFilter::absorb`]s the
+//! first into the second when it is read, and until then rules nothing out.
 
 use std::hash::BuildHasher;
 
@@ -84,40 +89,103 @@ impl Layer {
     }
 }
 
+/// How a filter hashes ids: two independent hashes, seeded at random per process (ids
+/// crafted to collide cannot be chosen ahead, and a collision costs only a lookup).
+/// Filters that are to be [`ClientIdFilter::absorb`]ed into one another share them.
+#[derive(Clone)]
+pub struct Seeds {
+    first: foldhash::quality::RandomState,
+    second: foldhash::quality::RandomState,
+}
+
+impl Seeds {
+    fn random() -> Seeds {
+        Seeds { first: foldhash::quality::RandomState::default(), second: foldhash::quality::RandomState::default() }
+    }
+}
+
 /// The filter: the ids given to it, and possibly others.
 pub struct ClientIdFilter {
     layers: Vec<Layer>,
-    /// Two independent hashes, seeded at random per process: ids crafted to collide
-    /// cannot be chosen ahead (and a collision costs only a lookup).
-    first: foldhash::quality::RandomState,
-    second: foldhash::quality::RandomState,
+    seeds: Seeds,
     /// The bound on the layers' bits.
     max_bytes: usize,
     /// It would have outgrown `max_bytes`: its layers are dropped and it rules nothing out.
     full: bool,
 }
 
+impl Default for ClientIdFilter {
+    fn default() -> ClientIdFilter {
+        ClientIdFilter::new()
+    }
+}
+
 impl ClientIdFilter {
-    /// An empty filter whose first layer is sized for `expected` ids (at least
-    /// [`FIRST_CAPACITY`]).
-    pub fn with_capacity(expected: usize) -> ClientIdFilter {
-        Self::with_limits(expected.max(FIRST_CAPACITY), MAX_BYTES)
+    /// An empty filter with new seeds, its first layer sized for [`FIRST_CAPACITY`] ids,
+    /// bounded by [`MAX_BYTES`].
+    pub fn new() -> ClientIdFilter {
+        Self::with_limits(FIRST_CAPACITY, MAX_BYTES)
+    }
+
+    /// A filter for the `stored` ids the tables hold, to be read into it and then
+    /// absorbed by the filter whose `seeds` it shares, within `max_bytes` (what that one
+    /// leaves of the bound: [`ClientIdFilter::room`]). Its first layer is sized for twice
+    /// as many, so that it grows only after as many again. Full at once when `stored` ids
+    /// would not fit: reading them would only fill it.
+    pub fn for_stored(seeds: Seeds, stored: usize, max_bytes: usize) -> ClientIdFilter {
+        let fits = max_bytes * 8 / BITS_PER_ID;
+        let mut filter = ClientIdFilter {
+            layers: vec![Layer::new(stored.saturating_mul(2).max(FIRST_CAPACITY).min(fits))],
+            seeds,
+            max_bytes,
+            full: false,
+        };
+        if stored > fits {
+            filter.become_full(stored);
+        }
+        filter
+    }
+
+    /// A filter that rules nothing out (as one past its bound is): it stands for ids that
+    /// could not be read.
+    pub fn full() -> ClientIdFilter {
+        ClientIdFilter { layers: vec![Layer::new(0)], seeds: Seeds::random(), max_bytes: 0, full: true }
     }
 
     /// A first layer for `capacity` ids (fewer if that would take over `max_bytes`).
     fn with_limits(capacity: usize, max_bytes: usize) -> ClientIdFilter {
         ClientIdFilter {
             layers: vec![Layer::new(capacity.min(max_bytes * 8 / BITS_PER_ID))],
-            first: foldhash::quality::RandomState::default(),
-            second: foldhash::quality::RandomState::default(),
+            seeds: Seeds::random(),
             max_bytes,
             full: false,
         }
     }
 
+    /// How this filter hashes ids, for a filter it is to absorb.
+    pub fn seeds(&self) -> Seeds {
+        self.seeds.clone()
+    }
+
+    /// Bytes the bound leaves for the layers of a filter this one is to absorb.
+    pub fn room(&self) -> usize {
+        self.max_bytes.saturating_sub(self.bytes())
+    }
+
     fn hashes(&self, id: &ClientId<'_>) -> (u64, u64) {
         // Never a step of zero, which would set one bit seven times.
-        (self.first.hash_one(id), self.second.hash_one(id) | 1)
+        (self.seeds.first.hash_one(id), self.seeds.second.hash_one(id) | 1)
+    }
+
+    /// Drops the layers: from now on the filter rules nothing out.
+    fn become_full(&mut self, ids: usize) {
+        tracing::warn!(
+            ids,
+            max_bytes = self.max_bytes,
+            "the filter of stored client ids is full: every new message's id is looked up in the index"
+        );
+        self.full = true;
+        self.layers = vec![Layer::new(0)];
     }
 
     /// Adds `id`: from now on [`ClientIdFilter::may_contain`] says true for it.
@@ -129,19 +197,29 @@ impl ClientIdFilter {
         if last.len >= last.capacity {
             let next = last.capacity * 2;
             if self.bytes() + words_for(next) * 8 > self.max_bytes {
-                tracing::warn!(
-                    ids = self.count(),
-                    max_bytes = self.max_bytes,
-                    "the filter of stored client ids is full: every new message's id is looked up in the index"
-                );
-                self.full = true;
-                self.layers = vec![Layer::new(0)];
+                self.become_full(self.count());
                 return;
             }
             self.layers.push(Layer::new(next));
         }
         let hashes = self.hashes(id);
         self.layers.last_mut().expect("at least one layer").insert(hashes);
+    }
+
+    /// Takes in every id `earlier` holds (a filter made with this one's [`Seeds`], within
+    /// its [`ClientIdFilter::room`]): from now on this filter may contain them too. Its
+    /// layers go first; new ids still go to this one's last. Full if either is.
+    pub fn absorb(&mut self, earlier: ClientIdFilter) {
+        if self.full {
+            return;
+        }
+        if earlier.full || self.bytes() + earlier.bytes() > self.max_bytes {
+            self.become_full(self.count() + earlier.count());
+            return;
+        }
+        let mut layers = earlier.layers;
+        layers.append(&mut self.layers);
+        self.layers = layers;
     }
 
     /// False only when `id` was never inserted (and the filter is not full).
@@ -210,6 +288,46 @@ mod tests {
         assert!(filter.may_contain(&key("web-1")));
         // Each could be a false positive (about 1%); all four at once would be a bug.
         assert!(elsewhere.iter().any(|other| !filter.may_contain(other)), "another author's id is ruled out");
+    }
+
+    #[test]
+    fn a_filter_absorbs_the_ids_read_into_another_with_its_seeds() {
+        let mut journal = ClientIdFilter::with_limits(1_000, MAX_BYTES);
+        let late: Vec<String> = (0..500).map(id).collect();
+        let early: Vec<String> = (500..3_000).map(id).collect();
+        for text in &late[..250] {
+            journal.insert(&key(text));
+        }
+        let mut stored = ClientIdFilter::for_stored(journal.seeds(), early.len(), journal.room());
+        for text in &early {
+            stored.insert(&key(text));
+        }
+        journal.absorb(stored);
+        for text in &late[250..] {
+            journal.insert(&key(text));
+        }
+        assert_eq!(journal.count(), 3_000);
+        assert!(late.iter().chain(&early).all(|text| journal.may_contain(&key(text))), "no false negative");
+        let others: Vec<String> = (3_000..13_000).map(id).collect();
+        let false_positives = others.iter().filter(|text| journal.may_contain(&key(text))).count();
+        assert!(false_positives < 500, "{false_positives} of 10,000 new ids not ruled out");
+    }
+
+    #[test]
+    fn stored_ids_past_the_room_left_are_not_read_and_make_the_filter_full() {
+        let bound = words_for(1_000) * 8 + words_for(FIRST_CAPACITY) * 8;
+        let mut journal = ClientIdFilter::with_limits(1_000, bound);
+        journal.insert(&key("web-1"));
+        let fits = journal.room() * 8 / BITS_PER_ID;
+        assert!(!ClientIdFilter::for_stored(journal.seeds(), fits, journal.room()).is_full());
+        let stored = ClientIdFilter::for_stored(journal.seeds(), fits + 1, journal.room());
+        assert!(stored.is_full(), "full before a single id is read");
+        journal.absorb(stored);
+        assert!(journal.is_full());
+        assert!(journal.may_contain(&key("anything")), "it rules nothing out");
+        let mut unread = ClientIdFilter::with_limits(1_000, MAX_BYTES);
+        unread.absorb(ClientIdFilter::full());
+        assert!(unread.is_full(), "ids that could not be read");
     }
 
     #[test]

@@ -456,8 +456,12 @@ struct LogState {
     /// index.
     ids: HashMap<ClientKey, Arc<LoggedMessage>>,
     /// Every client id the tables and the log hold (and a few more): an id it rules out
-    /// is new, with no lookup in the index ([`Journal::may_be_stored`]).
+    /// is new, with no lookup in the index ([`Journal::may_be_stored`]). Until
+    /// `stored_ids` is read, only those stored since the start.
     client_ids: ClientIdFilter,
+    /// The ids the tables held at the start, being read ([`read_stored_client_ids`]);
+    /// `client_ids` absorbs them once they are ([`LogState::absorb_stored_ids`]).
+    stored_ids: Option<std::sync::mpsc::Receiver<Result<ClientIdFilter>>>,
     /// The log holds more than [`MAX_UNFOLDED`] (said once each time it gets there).
     behind: bool,
     /// An append failed: the log may hold part of a batch that was refused, whose `seq`s
@@ -495,6 +499,31 @@ impl LogState {
     }
 
     /// How many messages the log holds unfolded.
+    /// Takes the ids the tables held at the start into the filter, once they are read
+    /// (`wait`: waits for that). A read that failed leaves a filter that rules nothing out.
+    fn absorb_stored_ids(&mut self, wait: bool) {
+        let Some(reading) = &self.stored_ids else { return };
+        let read = if wait {
+            reading.recv().map_err(|_| std::sync::mpsc::TryRecvError::Disconnected)
+        } else {
+            reading.try_recv()
+        };
+        let stored = match read {
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Ok(Ok(stored)) => stored,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the stored client message ids could not be read: every id is looked up");
+                ClientIdFilter::full()
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                tracing::error!("the stored client message ids were not read: every id is looked up");
+                ClientIdFilter::full()
+            }
+        };
+        self.client_ids.absorb(stored);
+        self.stored_ids = None;
+    }
+
     fn unfolded_len(&self) -> usize {
         self.unfolded.lock().expect("not poisoned").len()
     }
@@ -601,13 +630,48 @@ fn client_id<'a>(m: &NewMessage, client_msg_id: &'a str) -> ClientId<'a> {
     ClientId { workspace: m.workspace, author: m.author, author_id: m.author_id, client_msg_id }
 }
 
-/// The filter of every client id the messages table holds, read from its index at start
-/// (before the log takes anything, after the store replayed what a log held before).
-/// Sized for twice as many, so that it grows by a layer only after as many again.
-fn stored_client_ids(conn: &rusqlite::Connection) -> Result<ClientIdFilter> {
+/// Reads every client id the messages table holds, from its index, into a filter hashing
+/// as `journal` does, on a thread of its own (`kefu-ids`, at the fold thread's low
+/// priority): a large store takes seconds (about 0.4 µs per id), and the relay serves
+/// meanwhile, while the journal looks every id up ([`Journal::may_be_stored`]). Started
+/// once the journal's own filter takes every id stored (and the store has replayed what a
+/// log held before): whatever the read misses, stored after it began, is in that one.
+fn read_stored_client_ids(
+    conn: rusqlite::Connection,
+    journal: &ClientIdFilter,
+) -> Result<std::sync::mpsc::Receiver<Result<ClientIdFilter>>> {
+    let (seeds, room) = (journal.seeds(), journal.room());
+    let (read, reading) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name("kefu-ids".into()).spawn(move || {
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), crate::msglog::FOLD_NICE) {
+            tracing::warn!(error = %e, "the stored client ids are read at the normal priority");
+        }
+        let started = std::time::Instant::now();
+        let filter = stored_client_ids(&conn, seeds, room);
+        if let Ok(filter) = &filter {
+            tracing::info!(
+                ids = filter.count(),
+                full = filter.is_full(),
+                filter_bytes = filter.bytes(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "read the stored client message ids"
+            );
+        }
+        // The journal may be gone already (a relay stopped at once).
+        let _ = read.send(filter);
+    })?;
+    Ok(reading)
+}
+
+/// The filter of every client id the messages table holds (see [`read_stored_client_ids`]).
+fn stored_client_ids(
+    conn: &rusqlite::Connection,
+    seeds: crate::client_ids::Seeds,
+    room: usize,
+) -> Result<ClientIdFilter> {
     let count: i64 =
         conn.query_row("SELECT count(*) FROM messages WHERE client_msg_id IS NOT NULL", [], |row| row.get(0))?;
-    let mut filter = ClientIdFilter::with_capacity(usize::try_from(count).unwrap_or(0).saturating_mul(2));
+    let mut filter = ClientIdFilter::for_stored(seeds, usize::try_from(count).unwrap_or(0), room);
     let mut statement = conn.prepare(
         "SELECT workspace_id, author_kind, author_id, client_msg_id FROM messages WHERE client_msg_id IS NOT NULL",
     )?;
@@ -615,7 +679,7 @@ fn stored_client_ids(conn: &rusqlite::Connection) -> Result<ClientIdFilter> {
     while !filter.is_full()
         && let Some(row) = rows.next()?
     {
-        // Read in place: no copy of each id (a few million at start on a large store).
+        // Read in place: no copy of each id (a few million on a large store).
         let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
         filter.insert(&ClientId {
             workspace: WorkspaceId(row.get(0)?),
@@ -672,15 +736,8 @@ impl Journal {
         let log = MessageLog::create(&crate::store::message_log_dir(store.data_dir()), 1)?;
         let progress = Arc::new(FoldProgress::default());
         let unfolded = crate::msglog::Unfolded::default();
-        let started = std::time::Instant::now();
-        let client_ids = stored_client_ids(&self.conn)?;
-        tracing::info!(
-            ids = client_ids.count(),
-            full = client_ids.is_full(),
-            filter_bytes = client_ids.bytes(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "read the stored client message ids"
-        );
+        let client_ids = ClientIdFilter::new();
+        let stored_ids = read_stored_client_ids(store.fold_connection()?, &client_ids)?;
         let fold = crate::msglog::spawn_folder(store.fold_connection()?, progress.clone(), unfolded.clone())?;
         self.log = Some(LogState {
             log,
@@ -689,6 +746,7 @@ impl Journal {
             unfolded,
             ids: HashMap::new(),
             client_ids,
+            stored_ids: Some(stored_ids),
             behind: false,
             broken: false,
         });
@@ -697,10 +755,13 @@ impl Journal {
 
     /// False when `m`'s client id is certainly new (the filter of stored ids rules it
     /// out), so that no lookup in the index is needed; true otherwise, and always without
-    /// the log (whose filter it is) or without a client id.
+    /// the log (whose filter it is), without a client id, or while the ids the tables held
+    /// at start are still being read.
     fn may_be_stored(&self, m: &NewMessage) -> bool {
         match (&self.log, &m.client_msg_id) {
-            (Some(log), Some(client_msg_id)) => log.client_ids.may_contain(&client_id(m, client_msg_id)),
+            (Some(log), Some(client_msg_id)) if log.stored_ids.is_none() => {
+                log.client_ids.may_contain(&client_id(m, client_msg_id))
+            }
             _ => true,
         }
     }
@@ -869,6 +930,7 @@ impl Journal {
         self.keyring = self.keys.current();
         if let Some(log) = &mut self.log {
             log.forget_folded();
+            log.absorb_stored_ids(false);
         }
         if self.loggable(batch)? {
             tracing::trace!(size = batch.len(), "to the message log");
@@ -1841,6 +1903,42 @@ mod tests {
         journal.write(&[transition(closed, "conversation.closed")]).unwrap();
         assert_eq!(stored(&store).await.last(), Some(&(c, 7, "e".to_string())));
         assert!(journal.log.as_ref().unwrap().progress.settled());
+    }
+
+    /// The ids the tables held at the start are read beside the journal: a repeat of one is
+    /// found while they are read (every id is looked up) and after (the filter they are
+    /// read into does not rule it out), and a new id is stored.
+    #[tokio::test]
+    async fn a_repeat_of_an_id_stored_before_the_start_is_found_while_and_after_the_ids_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, workspace, contact) = store_with_contact(dir.path()).await;
+        let mut before = journal(&store);
+        let (conversation, _) = open(&mut before, workspace, contact, 1).await;
+        before.write(&[message(workspace, conversation, "a"), message(workspace, conversation, "b")]).unwrap();
+        drop(before);
+        let outcome = |outcome: &Outcome| match outcome {
+            Outcome::Hub(Committed::Appended(stored)) => (stored.seq, false),
+            Outcome::Hub(Committed::Duplicate { seq, .. }) => (*seq, true),
+            _ => panic!("a message's outcome"),
+        };
+
+        let mut journal = journal(&store).with_message_log(&store).unwrap();
+        let early = journal.write(&[message(workspace, conversation, "a")]).unwrap();
+        assert_eq!(early.iter().map(outcome).collect::<Vec<_>>(), [(1, true)]);
+
+        let log = journal.log.as_mut().unwrap();
+        log.absorb_stored_ids(true);
+        assert!(log.stored_ids.is_none(), "read and absorbed");
+        assert_eq!(log.client_ids.count(), 2, "the two ids the tables held");
+        let later = journal
+            .write(&[
+                message(workspace, conversation, "b"),
+                message(workspace, conversation, "c"),
+                message(workspace, conversation, "a"),
+            ])
+            .unwrap();
+        assert_eq!(later.iter().map(outcome).collect::<Vec<_>>(), [(2, true), (3, false), (1, true)]);
+        assert_eq!(journal.log.as_ref().unwrap().client_ids.count(), 3);
     }
 
     /// A full batch goes to the message log like any other (a backlog after a stall is
