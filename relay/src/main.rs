@@ -12,6 +12,12 @@ use kefu_relay::config::Config;
 use kefu_relay::store::DEFAULT_WORKSPACE;
 use kefu_relay::{Store, admin, evaluation};
 
+/// mimalloc, not glibc's malloc: at every message the sessions and hubs allocate and
+/// free small frames and strings across tasks; it took a fifth of the runtime's thread
+/// flat out (docs/BENCHMARKS.md, finding 31). SQLite keeps the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// kefu relay: routes customer conversations to agents and stores them durably.
 #[derive(Parser)]
 #[command(name = "kefu-relay", version, about)]
