@@ -981,6 +981,9 @@ mod tests {
             r#"{"type":"pick","conversation_id":1}"#,
             r#"{"type":"leave_message","body":"b"}"#,
             r#"{"type":"rate","score":5}"#,
+            r#"{"type":"supervise","active":true}"#,
+            r#"{"type":"observe","conversation_id":1,"active":true}"#,
+            r#"{"type":"take_over","conversation_id":1}"#,
             r#"{"type":"ping"}"#,
         ];
         let kinds: Vec<&str> = samples.iter().map(|s| serde_json::from_str::<ClientFrame>(s).unwrap().kind()).collect();

@@ -60,7 +60,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
 }
 
 /// The `"type"` values of [`ClientFrame`], to tell an unknown type from a bad field.
-pub const CLIENT_FRAME_TYPES: [&str; 12] = [
+pub const CLIENT_FRAME_TYPES: [&str; 15] = [
     "hello",
     "send",
     "typing",
@@ -72,6 +72,9 @@ pub const CLIENT_FRAME_TYPES: [&str; 12] = [
     "pick",
     "leave_message",
     "rate",
+    "supervise",
+    "observe",
+    "take_over",
     "ping",
 ];
 
@@ -414,6 +417,15 @@ mod tests {
         ];
         for (input, code) in cases {
             assert_eq!(check(input), Some(code), "{}", &input[..input.len().min(80)]);
+        }
+    }
+
+    #[test]
+    fn a_bad_field_is_named_for_every_frame_type() {
+        let wrong = r#""protocol":"x","auth":1,"client_msg_id":1,"body":1,"active":"x","seq":"x","status":1,"conversation_id":"x","to":1,"score":"x","nonce":"x","contact_info":1"#;
+        for kind in CLIENT_FRAME_TYPES {
+            let err = decode_client_frame(&format!(r#"{{"type":"{kind}",{wrong}}}"#)).unwrap_err();
+            assert!(err.message.starts_with(&format!("invalid \"{kind}\" frame: ")), "{kind}: {}", err.message);
         }
     }
 

@@ -368,6 +368,15 @@ async fn bad_frames_get_documented_errors_and_other_clients_carry_on() -> Result
         let error = bad.expect_error().await?;
         assert_eq!(error.code, code, "{}", &input[..input.len().min(60)]);
     }
+    // The refusal tells an unknown type from a bad field of a known one, supervisors' too.
+    for (input, says) in [
+        (r#"{"type":"teleport"}"#, r#"unknown frame type "teleport""#),
+        (r#"{"type":"take_over","conversation_id":"x"}"#, r#"invalid "take_over" frame"#),
+    ] {
+        bad.send_raw(input).await?;
+        let error = bad.expect_error().await?;
+        assert!(error.message.contains(says), "{input}: {}", error.message);
+    }
     // The oversize body named its message in the refusal.
     bad.send_raw(&format!(r#"{{"type":"send","client_msg_id":"big2","body":"{}"}}"#, "x".repeat(MAX_BODY_BYTES + 1)))
         .await?;
