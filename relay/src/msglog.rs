@@ -435,6 +435,28 @@ pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 /// so the journal's own transactions wait at most for one.
 const FOLD_ROWS: usize = 2000;
 
+/// Rows the fold thread inserts at a stretch (about half a millisecond of inserts), and
+/// the pause after each, which leaves the core to the sessions and the journal if they
+/// are ready. A low priority alone does not bound how long the fold keeps the core once it
+/// has it: the scheduler shares the core by weight, so a session that has had more than
+/// its share waits behind a fold it is owed to, until the next tick (4 ms at 250 Hz); a
+/// `sched_yield` hands the core back to the fold then. Typing indicators waited 3–6 ms
+/// behind folds (docs/BENCHMARKS.md, finding 32). A pause costs the fold some 60 µs of
+/// wall time per step, under 10 ms a second at 10,000 msg/s.
+const FOLD_STEP_ROWS: usize = 64;
+const FOLD_PAUSE: Duration = Duration::from_micros(50);
+
+/// [`fold_into`] by [`FOLD_STEP_ROWS`], with a [`FOLD_PAUSE`] between steps.
+fn fold_in_steps(conn: &rusqlite::Connection, records: &[Arc<LoggedMessage>]) -> rusqlite::Result<()> {
+    for (i, few) in records.chunks(FOLD_STEP_ROWS).enumerate() {
+        if i > 0 {
+            std::thread::sleep(FOLD_PAUSE);
+        }
+        fold_into(conn, few.iter().map(|m| &**m))?;
+    }
+    Ok(())
+}
+
 /// The nice value of the fold thread. It works on what is already durable, so it yields
 /// the core to the sessions and the journal; at the normal priority it took the core from
 /// the sessions (typing indicators' p99 up; finding 25). Not 19: at that weight a core
@@ -486,8 +508,7 @@ fn fold(conn: &rusqlite::Connection, progress: &FoldProgress, unfolded: &Unfolde
     gathered.sort_unstable_by_key(|m| (m.conversation.0, m.seq));
     for rows in gathered.chunks(FOLD_ROWS) {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = fold_into(conn, rows.iter().map(|m| &**m))
-            .and_then(|_| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+        let written = fold_in_steps(conn, rows).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
         if let Err(e) = written {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -703,6 +724,34 @@ mod tests {
             created_at: 1_700_000_000_000 + seq as i64,
             internal: false,
         }
+    }
+
+    /// The fold thread's steps, with pauses between them, insert every record once:
+    /// records across several steps and a partial last one.
+    #[test]
+    fn folding_in_steps_inserts_every_record_once() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE conversations (id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL);
+             INSERT INTO conversations VALUES (1, 1), (2, 1), (3, 1);
+             CREATE TABLE messages (conversation_id INTEGER, seq INTEGER, workspace_id INTEGER,
+                 author_kind TEXT, author_id INTEGER, client_msg_id TEXT, body TEXT, format TEXT,
+                 created_at INTEGER, internal INTEGER, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let count = FOLD_STEP_ROWS * 3 + 5;
+        let records: Vec<Arc<LoggedMessage>> =
+            (0..count).map(|i| Arc::new(message(i as i64 % 3 + 1, i as Seq / 3 + 1, "b"))).collect();
+        fold_in_steps(&conn, &records).unwrap();
+        let stored: Vec<(i64, i64)> = conn
+            .prepare("SELECT conversation_id, seq FROM messages ORDER BY seq, conversation_id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expected: Vec<(i64, i64)> = records.iter().map(|m| (m.conversation.0, m.seq as i64)).collect();
+        assert_eq!(stored, expected);
     }
 
     #[test]
