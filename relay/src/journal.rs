@@ -1704,6 +1704,18 @@ mod tests {
         })
     }
 
+    /// Each message's `seq` and whether it was a repeat of one stored before.
+    fn seqs(outcomes: Vec<Outcome>) -> Vec<(Seq, bool)> {
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Hub(Committed::Appended(stored)) => (stored.seq, false),
+                Outcome::Hub(Committed::Duplicate { seq, .. }) => (seq, true),
+                _ => panic!("a message's outcome"),
+            })
+            .collect()
+    }
+
     /// A fresh store in `dir`, its default workspace and a contact in it.
     async fn store_with_contact(dir: &std::path::Path) -> (Store, WorkspaceId, ContactId) {
         let store = Store::open(dir).await.unwrap();
@@ -1835,16 +1847,6 @@ mod tests {
         let mut journal = journal(&store).with_message_log(&store).unwrap();
         let (conversation, lifecycle) = open(&mut journal, workspace, contact, 1).await;
         let c = conversation.0;
-        let seqs = |outcomes: Vec<Outcome>| -> Vec<(Seq, bool)> {
-            outcomes
-                .into_iter()
-                .map(|outcome| match outcome {
-                    Outcome::Hub(Committed::Appended(stored)) => (stored.seq, false),
-                    Outcome::Hub(Committed::Duplicate { seq, .. }) => (seq, true),
-                    _ => panic!("a message's outcome"),
-                })
-                .collect()
-        };
         let log_dir = crate::store::message_log_dir(dir.path());
         let logged = || -> Vec<(Seq, String)> {
             read_log(&log_dir).unwrap().into_iter().map(|m| (m.seq, m.client_msg_id.unwrap())).collect()
@@ -1916,15 +1918,10 @@ mod tests {
         let (conversation, _) = open(&mut before, workspace, contact, 1).await;
         before.write(&[message(workspace, conversation, "a"), message(workspace, conversation, "b")]).unwrap();
         drop(before);
-        let outcome = |outcome: &Outcome| match outcome {
-            Outcome::Hub(Committed::Appended(stored)) => (stored.seq, false),
-            Outcome::Hub(Committed::Duplicate { seq, .. }) => (*seq, true),
-            _ => panic!("a message's outcome"),
-        };
 
         let mut journal = journal(&store).with_message_log(&store).unwrap();
         let early = journal.write(&[message(workspace, conversation, "a")]).unwrap();
-        assert_eq!(early.iter().map(outcome).collect::<Vec<_>>(), [(1, true)]);
+        assert_eq!(seqs(early), [(1, true)]);
 
         let log = journal.log.as_mut().unwrap();
         log.absorb_stored_ids(true);
@@ -1937,7 +1934,7 @@ mod tests {
                 message(workspace, conversation, "a"),
             ])
             .unwrap();
-        assert_eq!(later.iter().map(outcome).collect::<Vec<_>>(), [(2, true), (3, false), (1, true)]);
+        assert_eq!(seqs(later), [(2, true), (3, false), (1, true)]);
         assert_eq!(journal.log.as_ref().unwrap().client_ids.count(), 3);
     }
 
