@@ -498,7 +498,6 @@ impl LogState {
         self.log.folded(folded);
     }
 
-    /// How many messages the log holds unfolded.
     /// Takes the ids the tables held at the start into the filter, once they are read
     /// (`wait`: waits for that). A read that failed leaves a filter that rules nothing out.
     fn absorb_stored_ids(&mut self, wait: bool) {
@@ -524,6 +523,7 @@ impl LogState {
         self.stored_ids = None;
     }
 
+    /// How many messages the log holds unfolded.
     fn unfolded_len(&self) -> usize {
         self.unfolded.lock().expect("not poisoned").len()
     }
