@@ -444,6 +444,7 @@ const FOLD_ROWS: usize = 2000;
 /// behind folds (docs/BENCHMARKS.md, finding 32). A pause costs the fold some 60 µs of
 /// wall time per step, under 10 ms a second at 10,000 msg/s.
 const FOLD_STEP_ROWS: usize = 64;
+/// The pause between the fold thread's steps (see [`FOLD_STEP_ROWS`]).
 const FOLD_PAUSE: Duration = Duration::from_micros(50);
 
 /// [`fold_into`] by [`FOLD_STEP_ROWS`], with a [`FOLD_PAUSE`] between steps.
