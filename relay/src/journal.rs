@@ -643,9 +643,7 @@ fn read_stored_client_ids(
     let (seeds, room) = (journal.seeds(), journal.room());
     let (read, reading) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new().name("kefu-ids".into()).spawn(move || {
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), crate::msglog::FOLD_NICE) {
-            tracing::warn!(error = %e, "the stored client ids are read at the normal priority");
-        }
+        crate::msglog::lower_to_fold_priority("the read of stored client ids");
         let started = std::time::Instant::now();
         let filter = stored_client_ids(&conn, seeds, room);
         if let Ok(filter) = &filter {

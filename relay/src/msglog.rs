@@ -466,6 +466,15 @@ fn fold_in_steps(conn: &rusqlite::Connection, records: &[Arc<LoggedMessage>]) ->
 /// then folded the backlog itself in its commit path (finding 28).
 pub(crate) const FOLD_NICE: i32 = 10;
 
+/// Sets the calling thread's nice value to [`FOLD_NICE`]: for the threads that work on
+/// what is already durable (the fold, the read of stored client ids at start). Where that
+/// is refused, `thread` says in the log which one keeps the normal priority.
+pub(crate) fn lower_to_fold_priority(thread: &str) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLD_NICE) {
+        tracing::warn!(error = %e, thread, "this thread keeps the normal priority");
+    }
+}
+
 /// The messages synced to the log and not yet known to be folded, in LSN order: the
 /// journal appends and forgets, the fold thread reads. Shared rather than sent, so that
 /// a fold thread kept off the core holds no copies of its own (the journal then folds
@@ -485,9 +494,7 @@ pub fn spawn_folder(conn: rusqlite::Connection, progress: Arc<FoldProgress>, unf
 }
 
 fn fold_loop(conn: &rusqlite::Connection, stopped: &Receiver<()>, progress: &FoldProgress, unfolded: &Unfolded) {
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), FOLD_NICE) {
-        tracing::warn!(error = %e, "the fold thread keeps the normal priority");
-    }
+    lower_to_fold_priority("the fold thread");
     loop {
         let open = matches!(stopped.recv_timeout(FOLD_INTERVAL), Err(RecvTimeoutError::Timeout));
         if let Err(e) = fold(conn, progress, unfolded) {
